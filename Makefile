@@ -1,0 +1,49 @@
+# The README's commands. Everything installs into .venv from scratch.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.PHONY: install install-dev demo dev test test-fast bench validate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## demo: SQLite app database, small seed, every job and asset run in-process
+demo: install
+	$(BIN)/ops-platform demo
+
+## dev: the Dagster UI (and daemon) on the demo's instance: http://127.0.0.1:3000
+dev: install
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## test: every test, on SQLite and Postgres
+test: install-dev
+	$(BIN)/pytest
+
+## test-fast: the unit and database tests only, without end-to-end processes or a browser
+test-fast: install-dev
+	$(BIN)/pytest -m "not e2e"
+
+## bench: scale benchmarks on Postgres (OPS_BENCH_POSTGRES_URL), not part of `make test`
+bench: install-dev
+	$(BIN)/python -m benchmarks
+
+validate: install
+	$(BIN)/dagster definitions validate -m ops_platform.definitions
+
+clean:
+	rm -rf .dagster .ops_platform

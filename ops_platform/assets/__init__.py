@@ -1,0 +1,1 @@
+"""assets of ops_platform: one module per domain, each exposing `defs`."""

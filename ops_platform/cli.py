@@ -1,0 +1,93 @@
+"""`ops-platform`: db upgrade | seed | demo | status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from ops_platform.settings import SettingsError, load_settings
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ops_platform.db.migrate import upgrade
+
+    settings = load_settings()
+    tables = upgrade(settings.database_url)
+    print(f"app database at {_safe_url(settings.database_url)} is at head: {len(tables)} tables")
+    return 0
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from ops_platform.db.migrate import upgrade
+    from ops_platform.db.seed import seed_database
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    started = time.perf_counter()
+    counts = seed_database(settings.database_url, users=args.users, seed=args.seed, progress=print)
+    total = sum(counts.values())
+    print(f"seeded {total:,} rows in {time.perf_counter() - started:.1f}s "
+          f"({args.users:,} users, seed {args.seed})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ops_platform.demo import run_demo
+
+    return run_demo(users=args.users, seed=args.seed)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ops_platform.status import print_status
+
+    return print_status(as_json=args.json, last_n=args.last)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ops-platform", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="app database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="create or migrate the schema (Alembic)").set_defaults(func=_cmd_db_upgrade)
+
+    seed = commands.add_parser("seed", help="fill the app database with a synthetic data set")
+    seed.add_argument("--users", type=int, required=True, help="number of users; other tables scale from it")
+    seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    seed.set_defaults(func=_cmd_seed)
+
+    demo = commands.add_parser("demo", help="seed a small data set and run every job and asset in-process")
+    demo.add_argument("--users", type=int, default=300)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=_cmd_demo)
+
+    status = commands.add_parser("status", help="per-job run history and schedules from the Dagster instance")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument("--last", type=int, default=20, help="runs per job for the success rate")
+    status.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "users", 1) is not None and getattr(args, "users", 1) < 1:
+        print("ops-platform: --users must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except SettingsError as error:
+        print(f"ops-platform: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The app database: contract schema, engine helpers, migrations and synthetic data."""

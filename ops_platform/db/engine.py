@@ -1,0 +1,78 @@
+"""Engines for the app database, with the few dialect differences kept in one place."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _adapt_datetime(value: datetime) -> str:
+    # Same text form SQLAlchemy's DateTime uses on SQLite, so raw SQL parameters compare
+    # correctly with stored values. Aware times are converted to UTC first.
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.strftime(SQLITE_TS_FORMAT)
+
+
+sqlite3.register_adapter(datetime, _adapt_datetime)
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """Create an engine for `url`; SQLite gets WAL, a busy timeout and its folder created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def is_postgres(bind) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+def epoch_seconds(bind, column_sql: str) -> str:
+    """SQL expression giving a timestamp column as seconds since the epoch."""
+    if is_postgres(bind):
+        return f"EXTRACT(EPOCH FROM {column_sql})"
+    return f"((julianday({column_sql}) - 2440587.5) * 86400.0)"
+
+
+def greatest(bind, *exprs: str) -> str:
+    return f"{'GREATEST' if is_postgres(bind) else 'MAX'}({', '.join(exprs)})"
+
+
+def least(bind, *exprs: str) -> str:
+    return f"{'LEAST' if is_postgres(bind) else 'MIN'}({', '.join(exprs)})"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """Normalise a timestamp read back from either database to an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

@@ -1,0 +1,52 @@
+"""The one `Definitions` of the code location.
+
+Every module of `ops_platform.assets`, `ops_platform.jobs` and `ops_platform.sensors`
+exposes a `defs` object; they are merged here, then the schedule table adds the asset
+jobs and schedules, and the environment picks the resources.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+import dagster as dg
+
+from ops_platform import assets as assets_pkg
+from ops_platform import jobs as jobs_pkg
+from ops_platform import sensors as sensors_pkg
+from ops_platform.resources import build_resources
+from ops_platform.schedules.build import build_schedules
+from ops_platform.settings import Settings, load_settings
+
+
+def domain_modules() -> list[ModuleType]:
+    modules = []
+    for package in (assets_pkg, jobs_pkg, sensors_pkg):
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+            if info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            if isinstance(getattr(module, "defs", None), dg.Definitions):
+                modules.append(module)
+    return modules
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    domain = dg.Definitions.merge(*(module.defs for module in domain_modules()))
+    assets_by_name = {}
+    for asset in domain.assets or []:
+        if isinstance(asset, dg.AssetsDefinition):
+            for key in asset.keys:
+                assets_by_name[key.to_user_string()] = asset
+    op_jobs = {job.name: job for job in domain.jobs or [] if isinstance(job, dg.JobDefinition)}
+    asset_jobs, schedules = build_schedules(op_jobs, assets_by_name, settings)
+    return dg.Definitions.merge(
+        domain,
+        dg.Definitions(jobs=asset_jobs, schedules=schedules, resources=build_resources(settings)),
+    )
+
+
+defs = build_definitions()

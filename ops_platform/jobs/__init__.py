@@ -1,0 +1,1 @@
+"""jobs of ops_platform: one module per domain, each exposing `defs`."""

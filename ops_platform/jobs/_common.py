@@ -1,0 +1,78 @@
+"""What every op-based job shares: run config base, transient retries, singleton lock,
+and the metadata that reports rows examined and changed."""
+
+
+import contextlib
+import random
+import time
+from typing import Iterable, Iterator
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ops_platform.db.batching import BatchResult
+from ops_platform.resources.database import Database, JobAlreadyRunning
+
+MAX_TRANSIENT_RETRIES = 4
+
+
+class DestructiveJobConfig(dg.Config):
+    """Run config every destructive op accepts (SPEC §4)."""
+
+    dry_run: bool = Field(default=False, description="Report what would change; change nothing.")
+    batch_size: int = Field(default=5000, gt=0, le=1_000_000, description="Rows per transaction.")
+
+
+def backoff_seconds(retry_number: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**retry_number))
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+@contextlib.contextmanager
+def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
+    """Turn transient faults (lost DB connection, …) into a Dagster retry with backoff and
+    jitter; anything else (bad data, bugs) fails fast with its own message."""
+    try:
+        yield
+    except Exception as error:
+        if is_transient(error) and context.retry_number < MAX_TRANSIENT_RETRIES:
+            wait = backoff_seconds(context.retry_number)
+            context.log.warning(f"transient fault, retry {context.retry_number + 1} in {wait:.1f}s: {error}")
+            raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from error
+        raise
+
+
+@contextlib.contextmanager
+def singleton(context: dg.OpExecutionContext, database: Database) -> Iterator[bool]:
+    """Yield True if this run holds the job's lock, False if another run already acts."""
+    try:
+        with database.job_lock(context.job_name):
+            yield True
+    except JobAlreadyRunning as busy:
+        context.log.warning(f"{busy}; this run changes nothing")
+        yield False
+
+
+def rows_metadata(results: Iterable[BatchResult], started: float, dry_run: bool, **extra) -> dict:
+    """Output metadata of a cleanup op. `rows_changed` is what the stalled-cleanup alert reads."""
+    results = list(results)
+    metadata: dict = {
+        "dry_run": dry_run,
+        "rows_matched": sum(r.matched for r in results),
+        "rows_changed": 0 if dry_run else sum(r.changed for r in results),
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    for r in results:
+        metadata[f"{r.label}_matched"] = r.matched
+        metadata[f"{r.label}_changed"] = 0 if dry_run else r.changed
+    if results:
+        metadata["longest_transaction_s"] = round(max(r.longest_batch_seconds for r in results), 3)
+    metadata.update(extra)
+    return metadata

@@ -1,0 +1,102 @@
+"""`session_cleanup`: light every 2 h, deep every 12 h, a weekly safety net (seeds 000, 002, 003).
+
+- light: sessions past `expires_at`.
+- deep: light, plus revoked sessions past the revoked retention and sessions idle past
+  the idle retention.
+- safety_net: deep, plus player (anonymous) sessions whose last activity is older than the
+  player retention, whatever their expiry says — including those with no expiry at all.
+User sessions with no `expires_at` are bad rows: never deleted by expiry, counted.
+"""
+
+
+import time
+from datetime import datetime, timedelta
+import dagster as dg
+from pydantic import Field, field_validator
+from sqlalchemy import Engine
+
+from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import DestructiveJobConfig, rows_metadata, singleton, transient_retries
+from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import job_tags
+
+MODES = ("light", "deep", "safety_net")
+
+
+class SessionCleanupConfig(DestructiveJobConfig):
+    mode: str = Field(default="light", description="light | deep | safety_net")
+    revoked_retention_days: int = Field(default=7, ge=0)
+    idle_retention_days: int = Field(default=30, ge=1)
+    player_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in MODES:
+            raise ValueError(f"mode {value!r} is not one of {', '.join(MODES)}")
+        return value
+
+
+def session_rules(mode: str, now: datetime, config: SessionCleanupConfig) -> list[tuple[str, str, dict]]:
+    """(label, WHERE clause, parameters) of each rule the mode applies, in order."""
+    rules = [("sessions_expired", "expires_at < :now", {"now": now})]
+    if mode in ("deep", "safety_net"):
+        rules.append((
+            "sessions_revoked",
+            "revoked_at IS NOT NULL AND revoked_at < :revoked_cutoff",
+            {"revoked_cutoff": now - timedelta(days=config.revoked_retention_days)},
+        ))
+        rules.append((
+            "sessions_idle",
+            "last_seen_at < :idle_cutoff",
+            {"idle_cutoff": now - timedelta(days=config.idle_retention_days)},
+        ))
+    if mode == "safety_net":
+        rules.append((
+            "sessions_player_stale",
+            "kind = 'player' AND COALESCE(last_seen_at, created_at) < :player_cutoff",
+            {"player_cutoff": now - timedelta(days=config.player_retention_days)},
+        ))
+    return rules
+
+
+def cleanup_sessions_in(
+    engine: Engine,
+    config: SessionCleanupConfig,
+    now: datetime,
+    log=None,
+) -> tuple[list[BatchResult], int]:
+    """Apply the mode's rules in bounded batches; returns per-rule results and the number
+    of user sessions skipped because they have no expiry."""
+    results = [
+        delete_in_batches(
+            engine, "sessions", where, params,
+            batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label=label,
+        )
+        for label, where, params in session_rules(config.mode, now, config)
+    ]
+    skipped = count_rows(engine, "sessions", "expires_at IS NULL AND kind <> 'player'", {})
+    return results, skipped
+
+
+@dg.op(description="Delete expired, revoked, idle and stale player sessions in bounded batches.")
+def cleanup_sessions(context: dg.OpExecutionContext, config: SessionCleanupConfig, database: Database) -> dg.Output[int]:
+    started = time.perf_counter()
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return dg.Output(0, metadata={"skipped": "another run holds the lock", "rows_changed": 0})
+        results, skipped = cleanup_sessions_in(database.engine, config, utcnow(), log=context.log.info)
+    metadata = rows_metadata(results, started, config.dry_run, mode=config.mode, skipped_null_expiry=skipped)
+    verb = "would delete" if config.dry_run else "deleted"
+    context.log.info(f"session_cleanup ({config.mode}) {verb} {metadata['rows_matched']} sessions; "
+                     f"{skipped} user sessions without expiry skipped")
+    return dg.Output(metadata["rows_changed"], metadata=metadata)
+
+
+@dg.job(tags=job_tags("session_cleanup"), description=__doc__.splitlines()[0])
+def session_cleanup():
+    cleanup_sessions()
+
+
+defs = dg.Definitions(jobs=[session_cleanup])

@@ -1,0 +1,15 @@
+"""Resources, each picked by the environment: embedded default or the real service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ops_platform.resources.database import Database
+from ops_platform.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """Every resource of the code location, configured from `settings`."""
+    return {
+        "database": Database(url=settings.database_url),
+    }

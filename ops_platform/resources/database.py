@@ -1,0 +1,100 @@
+"""The `database` resource: one engine per run on the app database."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from datetime import timedelta
+from typing import Iterator
+
+import dagster as dg
+from pydantic import PrivateAttr
+from sqlalchemy import Connection, Engine, text
+
+from ops_platform.db.engine import is_postgres, make_engine, utcnow
+
+
+class JobAlreadyRunning(RuntimeError):
+    """Another run holds the singleton lock of this job."""
+
+
+class Database(dg.ConfigurableResource):
+    """SQLAlchemy access to the app database (`OPS_DATABASE_URL`)."""
+
+    url: str
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._engine = make_engine(self.url)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @property
+    def engine(self) -> Engine:
+        # Outside a run (tests, CLI) the engine is created on first use.
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    @property
+    def is_postgres(self) -> bool:
+        return is_postgres(self.engine)
+
+    def begin(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection inside one transaction, committed on exit."""
+        return self.engine.begin()
+
+    def connect(self) -> contextlib.AbstractContextManager[Connection]:
+        return self.engine.connect()
+
+    @contextlib.contextmanager
+    def job_lock(self, name: str, lease: timedelta = timedelta(hours=6)) -> Iterator[None]:
+        """Hold the singleton lock of `name` for the duration of the block.
+
+        Postgres: a session-level advisory lock, released if the process dies.
+        SQLite: a lease row in `ops_job_locks`; a crashed holder's lease expires.
+        Raises `JobAlreadyRunning` if another run holds it.
+        """
+        if self.is_postgres:
+            key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+            with self.engine.connect() as connection:
+                got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                connection.commit()
+                if not got:
+                    raise JobAlreadyRunning(f"{name} is already running (advisory lock held)")
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    connection.commit()
+            return
+
+        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        now = utcnow()
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                text(
+                    "INSERT INTO ops_job_locks (name, holder, acquired_at, expires_at) "
+                    "VALUES (:name, :holder, :now, :expires) "
+                    "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
+                    "WHERE ops_job_locks.expires_at < :now"
+                ),
+                {"name": name, "holder": holder, "now": now, "expires": now + lease},
+            ).rowcount
+        if not taken:
+            raise JobAlreadyRunning(f"{name} is already running (lease held in ops_job_locks)")
+        try:
+            yield
+        finally:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    text("DELETE FROM ops_job_locks WHERE name = :name AND holder = :holder"),
+                    {"name": name, "holder": holder},
+                )

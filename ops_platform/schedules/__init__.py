@@ -1,0 +1,1 @@
+"""Schedules: one table (`catalog.py`) and the code that turns it into Dagster schedules."""

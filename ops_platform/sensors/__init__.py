@@ -1,0 +1,1 @@
+"""sensors of ops_platform: one module per domain, each exposing `defs`."""

@@ -1,0 +1,168 @@
+"""Environment → typed settings.
+
+With no environment at all everything runs embedded: a SQLite app database under
+`.ops_platform/`, local folders standing in for S3 and the mail server, the payment
+simulator, and an outbox-only real-time channel. Production sets the variables below.
+Every bad value raises `SettingsError` naming the variable and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Groups that OPS_ENABLE_<GROUP> can switch off (SPEC §2).
+GROUPS = (
+    "cleanup",
+    "email",
+    "payments",
+    "analytics",
+    "games",
+    "engagement",
+    "security",
+    "maintenance",
+)
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    s3_bucket: str | None
+    s3_endpoint_url: str | None
+    s3_uploads_prefix: str
+    s3_trash_prefix: str
+    local_object_store_dir: Path
+    smtp_url: str | None
+    mail_from: str
+    outbox_dir: Path
+    payments_url: str | None
+    redis_url: str | None
+    log_dir: Path
+    alert_webhook_url: str | None
+    alert_email: str | None
+    enabled_groups: Mapping[str, bool] = field(default_factory=dict)
+
+    def group_enabled(self, group: str) -> bool:
+        if group not in GROUPS:
+            raise SettingsError(f"unknown group {group!r}; groups are {', '.join(GROUPS)}")
+        return self.enabled_groups.get(group, True)
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in schemes:
+        raise SettingsError(
+            f"{name}={value!r} is not a valid URL: scheme must be one of {', '.join(schemes)}"
+        )
+    if scheme not in ("sqlite",) and not parsed.hostname:
+        raise SettingsError(f"{name}={value!r} is not a valid URL: it has no host")
+    return value
+
+
+def _check_email(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    for address in value.split(","):
+        local, _, domain = address.strip().partition("@")
+        if not local or "." not in domain:
+            raise SettingsError(f"{name}: {address.strip()!r} is not an email address")
+    return value
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def parse_positive_int(name: str, value: str | int, *, allow_zero: bool = False) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={value!r} is not an integer") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise SettingsError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+    return number
+
+
+def check_timezone(name: str, value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}={value!r} is not a known IANA timezone") from None
+    return value
+
+
+def _enabled_groups(env: Mapping[str, str]) -> dict[str, bool]:
+    enabled = {group: True for group in GROUPS}
+    for name, value in env.items():
+        if not name.startswith("OPS_ENABLE_"):
+            continue
+        group = name.removeprefix("OPS_ENABLE_").lower()
+        if group not in GROUPS:
+            raise SettingsError(
+                f"{name}: unknown group {group!r}; groups are {', '.join(GROUPS)}"
+            )
+        enabled[group] = parse_bool(name, value)
+    return enabled
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("OPS_DATA_DIR") or ".ops_platform").resolve()
+    database_url = _optional(env, "OPS_DATABASE_URL") or f"sqlite:///{data_dir / 'app.db'}"
+    _check_url("OPS_DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
+    if database_url.startswith("postgres://"):
+        # SQLAlchemy only knows the long spelling.
+        database_url = "postgresql://" + database_url.removeprefix("postgres://")
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+
+    bucket = _optional(env, "OPS_S3_BUCKET")
+    endpoint = _check_url("OPS_S3_ENDPOINT_URL", _optional(env, "OPS_S3_ENDPOINT_URL"), ("http", "https"))
+    if endpoint and not bucket:
+        raise SettingsError("OPS_S3_ENDPOINT_URL is set but OPS_S3_BUCKET is not")
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        s3_bucket=bucket,
+        s3_endpoint_url=endpoint,
+        s3_uploads_prefix=env.get("OPS_S3_UPLOADS_PREFIX", "uploads/"),
+        s3_trash_prefix=env.get("OPS_S3_TRASH_PREFIX", "trash/"),
+        local_object_store_dir=Path(env.get("OPS_OBJECT_STORE_DIR") or data_dir / "object_store").resolve(),
+        smtp_url=_check_url("OPS_SMTP_URL", _optional(env, "OPS_SMTP_URL"), ("smtp", "smtps")),
+        mail_from=env.get("OPS_MAIL_FROM", "ops-platform@localhost"),
+        outbox_dir=Path(env.get("OPS_OUTBOX_DIR") or data_dir / "outbox").resolve(),
+        payments_url=_check_url("OPS_PAYMENTS_URL", _optional(env, "OPS_PAYMENTS_URL"), ("http", "https")),
+        redis_url=_check_url("OPS_REDIS_URL", _optional(env, "OPS_REDIS_URL"), ("redis", "rediss")),
+        log_dir=Path(env.get("OPS_LOG_DIR") or data_dir / "logs").resolve(),
+        alert_webhook_url=_check_url(
+            "OPS_ALERT_WEBHOOK_URL", _optional(env, "OPS_ALERT_WEBHOOK_URL"), ("http", "https")
+        ),
+        alert_email=_check_email("OPS_ALERT_EMAIL", _optional(env, "OPS_ALERT_EMAIL")),
+        enabled_groups=_enabled_groups(env),
+    )

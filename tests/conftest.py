@@ -1,0 +1,89 @@
+"""Shared fixtures: an app database on SQLite and on Postgres for every test that asks.
+
+Postgres comes from OPS_TEST_POSTGRES_URL (default the local server); each test gets a
+schema of its own, dropped afterwards. With no server answering, Postgres cases skip with
+the reason — unless OPS_REQUIRE_POSTGRES=1 (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from ops_platform.db.migrate import upgrade
+from ops_platform.resources.database import Database
+
+POSTGRES_URL = os.environ.get("OPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("OPS_REQUIRE_POSTGRES") == "1"
+
+
+def _psycopg_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def postgres_available() -> str | None:
+    """None when the server answers, else the reason it does not."""
+    try:
+        engine = create_engine(_psycopg_url(POSTGRES_URL), connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as error:  # any failure to connect is a reason to skip
+        return f"no Postgres at {POSTGRES_URL}: {error.__class__.__name__}: {str(error).splitlines()[0]}"
+
+
+def _need_postgres() -> None:
+    reason = postgres_available()
+    if reason is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"OPS_REQUIRE_POSTGRES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_schema_url():
+    """A fresh, empty Postgres schema; yields a SQLAlchemy URL whose search_path is it."""
+    _need_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_psycopg_url(POSTGRES_URL))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    base = _psycopg_url(POSTGRES_URL)
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """An upgraded, empty app database: a SQLite file, or a fresh Postgres schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+    else:
+        url = request.getfixturevalue("postgres_schema_url")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def database(db_url):
+    """The `database` resource on the fresh app database."""
+    resource = Database(url=db_url)
+    yield resource
+    resource.engine.dispose()
+
+
+@pytest.fixture
+def engine(database):
+    return database.engine

@@ -1,0 +1,75 @@
+"""The code location loads, and the schedule table is sound."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+from dagster._utils.schedules import is_valid_cron_string
+
+from ops_platform.definitions import build_definitions, defs
+from ops_platform.schedules.catalog import SCHEDULES, TIER_PRIORITY, job_tags
+from ops_platform.settings import GROUPS, SettingsError, check_timezone, load_settings
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+@pytest.mark.parametrize("row", SCHEDULES, ids=lambda r: r.name)
+def test_every_row_has_valid_cron_timezone_tier_and_group(row):
+    if row.cron is not None:
+        assert is_valid_cron_string(row.cron), row.cron
+    check_timezone(row.name, row.timezone)
+    assert row.tier in TIER_PRIORITY
+    assert row.group in GROUPS
+    assert row.max_runtime_s > 0
+
+
+def test_schedule_names_unique():
+    names = [row.name for row in SCHEDULES]
+    assert len(names) == len(set(names))
+
+
+def test_every_scheduled_target_in_definitions_has_derived_tags():
+    repo = defs.get_repository_def()
+    for schedule in repo.schedule_defs:
+        job = repo.get_job(schedule.job_name)
+        row_target = next(r.target for r in SCHEDULES if r.name == schedule.name)
+        for key, value in job_tags(row_target).items():
+            assert job.tags.get(key) == value, (schedule.name, key)
+
+
+def test_group_switch_stops_its_schedules():
+    stopped = build_definitions(load_settings({"OPS_ENABLE_CLEANUP": "false"}))
+    for schedule in stopped.get_repository_def().schedule_defs:
+        row = next(r for r in SCHEDULES if r.name == schedule.name)
+        expected = dg.DefaultScheduleStatus.STOPPED if row.group == "cleanup" else dg.DefaultScheduleStatus.RUNNING
+        assert schedule.default_status == expected, schedule.name
+
+
+def test_op_job_schedule_passes_its_mode():
+    schedule = defs.get_repository_def().get_schedule_def("session_cleanup_deep")
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc))
+    [request] = list(schedule.evaluate_tick(context).run_requests)
+    assert request.run_config["ops"]["cleanup_sessions"]["config"]["mode"] == "deep"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"OPS_ENABLE_BILLING": "false"}, "unknown group 'billing'"),
+        ({"OPS_ENABLE_CLEANUP": "maybe"}, "is not a boolean"),
+        ({"OPS_DATABASE_URL": "mysql://x"}, "scheme must be one of"),
+        ({"OPS_SMTP_URL": "smtp://"}, "has no host"),
+        ({"OPS_ALERT_EMAIL": "nobody"}, "is not an email address"),
+        ({"OPS_S3_ENDPOINT_URL": "http://localhost:5000"}, "OPS_S3_BUCKET is not"),
+    ],
+)
+def test_bad_settings_are_clear_errors(env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
+
+
+def test_bad_timezone_is_a_clear_error():
+    with pytest.raises(SettingsError, match="not a known IANA timezone"):
+        check_timezone("OPS_X_TZ", "Mars/Olympus")
