@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ops_platform.resources.database import Database
+from ops_platform.resources.object_store import build_object_store
 from ops_platform.settings import Settings
 
 
@@ -12,4 +13,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """Every resource of the code location, configured from `settings`."""
     return {
         "database": Database(url=settings.database_url),
+        "object_store": build_object_store(settings),
     }

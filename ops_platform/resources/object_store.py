@@ -1,0 +1,340 @@
+"""The `object_store` resource: S3 in production, a local folder by default.
+
+Both implementations share one small interface (`ObjectStore`) so jobs and assets never
+know which one they talk to:
+
+- `put_bytes(key, data, content_type) -> uri`, `get_bytes(key)`, `exists(key)`
+- `list_pages(prefix, page_size)` → pages (lists, at most `page_size` each, ListObjectsV2
+  MaxKeys on S3) of `ObjectInfo(key, last_modified aware UTC, size)`, in key order; `list_objects(prefix)` flattens them
+- `copy(src_key, dst_key)` (the copy's `last_modified` is the copy time, as on S3)
+- `delete_many(keys)` → number of keys deleted
+
+`S3ObjectStore` goes through dagster-aws's `S3Resource` (bucket `OPS_S3_BUCKET`, endpoint
+`OPS_S3_ENDPOINT_URL`). botocore's "standard" retry mode already retries throttling, 5xx
+and connection errors with exponential backoff and jitter; on top of it every call gets a
+few more attempts of our own (full jitter) so a longer S3 hiccup does not fail a run, and a
+fault that outlasts them surfaces as `TransientObjectStoreError` for the op to turn into a
+Dagster retry.
+"""
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Optional, TypeVar
+
+import dagster as dg
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+T = TypeVar("T")
+
+S3_DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
+DEFAULT_PAGE_SIZE = 1000  # the most keys one ListObjectsV2 page returns
+
+# Error codes S3 (and compatible stores) answer when the fault is on their side or
+# momentary: worth another try.
+TRANSIENT_S3_CODES = {
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException",
+    "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "LimitExceededException", "RequestThrottled", "SlowDown", "EC2ThrottledException",
+    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+    "InternalError", "ServiceUnavailable", "InternalFailure",
+}
+
+
+class ObjectStoreError(RuntimeError):
+    """A request to the object store failed for good (bad key, missing object, denied…)."""
+
+
+class TransientObjectStoreError(ObjectStoreError):
+    """The store stayed unavailable through every retry; the run may try again later."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    last_modified: datetime  # aware UTC
+    size: int
+
+
+def check_key(key: str) -> str:
+    """A key is a relative, '/'-separated path without '.'/'..' parts or empty segments."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ObjectStoreError(f"invalid object key {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts[:-1]) or parts[-1] in (".", ".."):
+        raise ObjectStoreError(f"invalid object key {key!r}")
+    return key
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class ObjectStore(dg.ConfigurableResource):
+    """Interface every object store implements; jobs annotate their parameter with it."""
+
+    uploads_prefix: str = Field(default="uploads/", description="Where the app stores user uploads.")
+    trash_prefix: str = Field(default="trash/", description="Where orphaned uploads are moved.")
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
+        raise NotImplementedError
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        raise NotImplementedError
+
+    def delete_many(self, keys: list[str]) -> int:
+        raise NotImplementedError
+
+    def uri(self, key: str) -> str:
+        raise NotImplementedError
+
+    def list_objects(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, in key order, fetched page by page."""
+        for page in self.list_pages(prefix, page_size):
+            yield from page
+
+    def describe(self) -> str:
+        return self.uri("")
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under `root` (the embedded default; `OPS_OBJECT_STORE_DIR`)."""
+
+    root: str
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root, *check_key(key).split("/"))
+
+    def uri(self, key: str) -> str:
+        return Path(self.root, key).resolve().as_uri() if key else Path(self.root).resolve().as_uri() + "/"
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        # Local files carry no content type; the key's extension says enough.
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader never sees half an object.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectStoreError(f"no object {key!r} in {self.describe()}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
+        root = Path(self.root)
+        if not root.is_dir():
+            return
+        # Walk only the folder that holds the prefix, then filter by the full prefix.
+        base_dir = prefix.rpartition("/")[0]
+        start = root / base_dir if base_dir else root
+        if not start.is_dir():
+            return
+        keys = []
+        for directory, subdirs, files in os.walk(start):
+            subdirs[:] = [d for d in subdirs if not Path(directory, d).is_symlink()]
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue  # an unfinished put
+                path = Path(directory, name)
+                if path.is_symlink():
+                    continue
+                key = PurePosixPath(path.relative_to(root)).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        keys.sort()
+        for chunk in _chunks(keys, page_size):
+            page = []
+            for key in chunk:
+                try:
+                    stat = self._path(key).stat()
+                except FileNotFoundError:
+                    continue  # deleted since the walk
+                modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)
+                page.append(ObjectInfo(key, modified, stat.st_size))
+            if page:
+                yield page
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        source = self._path(src_key)
+        if not source.is_file():
+            raise ObjectStoreError(f"cannot copy {src_key!r}: no such object in {self.describe()}")
+        target = self._path(dst_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(descriptor)
+        try:
+            # copyfile, not copy2: like S3, the copy is "modified" now.
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def delete_many(self, keys: list[str]) -> int:
+        deleted = 0
+        for key in keys:
+            try:
+                self._path(key).unlink()
+                deleted += 1
+            except FileNotFoundError:
+                pass  # already gone: deleting is idempotent, as on S3
+        return deleted
+
+
+def _is_transient_s3_error(error: BaseException) -> bool:
+    # Connection refused/reset/timed out, or a response cut off half way.
+    if isinstance(error, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+        return True
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return code in TRANSIENT_S3_CODES or status >= 500 or status == 429
+    return isinstance(error, (ConnectionError, TimeoutError))
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects in an S3 (or S3-compatible) bucket, through dagster-aws's `S3Resource`."""
+
+    bucket: str
+    s3: S3Resource
+    retry_attempts: int = Field(default=4, ge=1, description="Our own attempts per call, on top of botocore's.")
+    retry_base_seconds: float = Field(default=0.5, gt=0)
+    retry_cap_seconds: float = Field(default=20.0, gt=0)
+
+    _client: object = PrivateAttr(default=None)
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _call(self, what: str, action: Callable[[], T]) -> T:
+        """Run one S3 request; transient faults retried with exponential backoff + full jitter."""
+        for attempt in range(self.retry_attempts):
+            try:
+                return action()
+            except Exception as error:
+                if not _is_transient_s3_error(error):
+                    raise
+                if attempt + 1 == self.retry_attempts:
+                    raise TransientObjectStoreError(
+                        f"{what} on s3://{self.bucket} still failing after {self.retry_attempts} attempts: {error}"
+                    ) from error
+                time.sleep(random.uniform(0, min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)))
+        raise AssertionError("unreachable")
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        check_key(key)
+        self._call(f"put {key}", lambda: self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type))
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        check_key(key)
+        try:
+            # Fetch and read in one attempt: a body cut off half way is fetched again.
+            return self._call(f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectStoreError(f"no object {key!r} in s3://{self.bucket}") from None
+            raise
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        try:
+            self._call(f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
+        # ListObjectsV2 page by page (MaxKeys, ContinuationToken) — what boto3's paginator
+        # does, but each page request goes through _call, so a throttled page is retried
+        # from its own token instead of ending (or restarting) the listing.
+        token = None
+        while True:
+            request = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if token:
+                request["ContinuationToken"] = token
+            page = self._call(f"list {prefix}", lambda: self.client.list_objects_v2(**request))
+            objects = [
+                ObjectInfo(item["Key"], item["LastModified"].astimezone(timezone.utc), item["Size"])
+                for item in page.get("Contents", [])
+            ]
+            if objects:
+                yield objects
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        check_key(src_key)
+        check_key(dst_key)
+        self._call(f"copy {src_key}", lambda: self.client.copy_object(
+            Bucket=self.bucket, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key}))
+
+    def delete_many(self, keys: list[str]) -> int:
+        deleted = 0
+        for chunk in _chunks(list(keys), S3_DELETE_BATCH):
+            response = self._call(f"delete {len(chunk)} objects", lambda: self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": False},
+            ))
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise ObjectStoreError(
+                    f"S3 refused to delete {len(errors)} of {len(chunk)} objects, e.g. "
+                    f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
+                )
+            deleted += len(response.get("Deleted", []))
+        return deleted
+
+
+def build_object_store(settings) -> ObjectStore:
+    """S3 when `OPS_S3_BUCKET` is set, else the local folder (`OPS_OBJECT_STORE_DIR`)."""
+    prefixes = {"uploads_prefix": settings.s3_uploads_prefix, "trash_prefix": settings.s3_trash_prefix}
+    if settings.s3_bucket:
+        return S3ObjectStore(
+            bucket=settings.s3_bucket,
+            s3=S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5),
+            **prefixes,
+        )
+    return LocalObjectStore(root=str(settings.local_object_store_dir), **prefixes)

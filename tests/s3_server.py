@@ -1,0 +1,40 @@
+"""A real S3 API for tests: moto in server mode on a free port, reached through boto3."""
+
+import contextlib
+import uuid
+from typing import Iterator
+
+import boto3
+from dagster_aws.s3 import S3Resource
+from moto.server import ThreadedMotoServer
+
+from ops_platform.resources.object_store import S3ObjectStore
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+REGION = "us-east-1"
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """Start moto on a free port (port 0); yields its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def make_bucket(endpoint: str) -> str:
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS).create_bucket(Bucket=bucket)
+    return bucket
+
+
+def s3_store(endpoint: str, bucket: str, **fields) -> S3ObjectStore:
+    return S3ObjectStore(
+        bucket=bucket,
+        s3=S3Resource(endpoint_url=endpoint, region_name=REGION, max_attempts=3, **CREDENTIALS),
+        **fields,
+    )
