@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ops_platform.resources.alerts import build_alerts
 from ops_platform.resources.database import Database
+from ops_platform.resources.mailer import build_mailer
 from ops_platform.resources.object_store import build_object_store
 from ops_platform.settings import Settings
 
@@ -14,4 +16,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "database": Database(url=settings.database_url),
         "object_store": build_object_store(settings),
+        "mailer": build_mailer(settings),
+        "alerts": build_alerts(settings),
     }

@@ -1,0 +1,395 @@
+"""`email_queue`: send the due batches of `notification_email_queue` (seed 003).
+
+A batch is due when it is `pending` and scheduled, `failed` and its backoff has passed, or
+`processing` with a lease older than `lease_seconds` (a crashed run's batch comes back).
+Due batches are claimed in one statement — `FOR UPDATE SKIP LOCKED` on Postgres, a single
+guarded UPDATE under SQLite's write lock — so two runs never take the same batch. Each
+batch becomes one email to its user with the stable Message-ID
+`<notification-batch-{id}@ops-platform>`; then `sent`, or `failed` with the error and a
+backoff, `dead` after `max_attempts` (or at once for a permanent refusal / a bad row).
+"""
+
+import contextlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Callable, Iterator, Optional
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Connection, Engine, Text, and_, cast, func, or_, select, update
+
+from ops_platform.db import schema
+from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.jobs._common import backoff_seconds, transient_retries
+from ops_platform.resources.database import Database, JobAlreadyRunning
+from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable
+from ops_platform.schedules.catalog import job_tags, row_for
+
+queue = schema.notification_email_queue
+
+RETRY_BASE_SECONDS = 60
+RETRY_CAP_SECONDS = 3600
+SERVER_RETRIES = 3  # run-level retries when the mail server cannot be reached
+
+
+class EmailQueueConfig(dg.Config):
+    max_batches: int = Field(default=50, gt=0, le=100_000, description="Batches claimed per run.")
+    lease_seconds: int = Field(default=300, ge=10, description="A claim older than this is a crashed run's; it comes back.")
+    max_attempts: int = Field(default=5, ge=1, description="Attempts before a batch is dead.")
+    dry_run: bool = Field(default=False, description="Count the due batches; claim and send nothing.")
+
+
+@dataclass
+class ClaimedBatch:
+    id: int
+    user_id: Optional[int]
+    notification_ids_json: Optional[str]
+    attempts: int
+
+
+@dataclass
+class EmailQueueResult:
+    due: int = 0
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    released: int = 0
+    lease_lost: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def metadata(self, dry_run: bool = False) -> dict:
+        return {
+            "dry_run": dry_run,
+            "due": self.due,
+            "claimed": self.claimed,
+            "sent": self.sent,
+            "failed": self.failed,
+            "dead": self.dead,
+            "released": self.released,
+            "lease_lost": self.lease_lost,
+            "duration_s": round(self.seconds, 3),
+            "mails_per_s": round(self.sent / self.seconds, 1) if self.seconds and self.sent else 0.0,
+        }
+
+
+# --- which batches are due, and claiming them ----------------------------------------------
+
+def due_clause(now: datetime, lease_seconds: int):
+    """Pending/failed batches whose time has come, and processing ones whose lease expired."""
+    waiting = and_(
+        queue.c.status.in_(("pending", "failed")),
+        queue.c.scheduled_for <= now,
+        or_(queue.c.next_attempt_at.is_(None), queue.c.next_attempt_at <= now),
+    )
+    abandoned = and_(
+        queue.c.status == "processing",
+        or_(queue.c.claimed_at.is_(None), queue.c.claimed_at < now - timedelta(seconds=lease_seconds)),
+    )
+    return or_(waiting, abandoned)
+
+
+def count_due(bind: Engine | Connection, now: datetime, lease_seconds: int = 300, cap: Optional[int] = None) -> int:
+    """Number of due batches (counting stops at `cap`, which keeps the backlog check cheap)."""
+    due = select(queue.c.id).where(due_clause(now, lease_seconds))
+    if cap is not None:
+        due = due.limit(cap)
+    with _connection(bind) as connection:
+        return connection.execute(select(func.count()).select_from(due.subquery())).scalar_one()
+
+
+def claim_due_batches(engine: Engine, now: datetime, limit: int, lease_seconds: int = 300) -> list[ClaimedBatch]:
+    """Claim up to `limit` due batches, oldest first: status `processing`, `claimed_at = now`,
+    one more attempt. One statement, so no two callers ever get the same batch."""
+    due = due_clause(now, lease_seconds)
+    oldest = select(queue.c.id).where(due).order_by(queue.c.scheduled_for, queue.c.id).limit(limit)
+    if is_postgres(engine):
+        # Rows another claimer holds are skipped instead of waited for. (SQLite has no row
+        # locks: the UPDATE runs under the database write lock, and the guard below re-checks.)
+        oldest = oldest.with_for_update(skip_locked=True)
+    statement = (
+        update(queue)
+        .where(queue.c.id.in_(oldest.scalar_subquery()), due)
+        .values(status="processing", claimed_at=now, attempts=queue.c.attempts + 1)
+        # The ids as text: a malformed value is a bad row to report, not a crash here.
+        .returning(queue.c.id, queue.c.user_id, cast(queue.c.notification_ids, Text), queue.c.attempts)
+    )
+    with engine.begin() as connection:
+        rows = connection.execute(statement).all()
+    return sorted((ClaimedBatch(*row) for row in rows), key=lambda batch: batch.id)
+
+
+# --- building the messages ------------------------------------------------------------------
+
+class BadBatch(ValueError):
+    """A batch that can never be sent as it is (missing user, address or notifications)."""
+
+
+def parse_notification_ids(batch: ClaimedBatch) -> list[int]:
+    raw = batch.notification_ids_json
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        if isinstance(value, str):  # JSON stored as a JSON string
+            value = json.loads(value)
+        ids = [int(item) for item in value]
+    except (TypeError, ValueError):
+        raise BadBatch(f"batch {batch.id}: notification_ids {raw!r} is not a JSON list of ids") from None
+    if not ids:
+        raise BadBatch(f"batch {batch.id}: notification_ids is empty")
+    return ids
+
+
+def _chunks(values: list, size: int = 5000) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def load_recipients_and_notifications(engine: Engine, batches: list[ClaimedBatch]) -> tuple[dict, dict]:
+    """Email address per user id and notification row per id, for every claimed batch at once."""
+    user_ids = sorted({b.user_id for b in batches if b.user_id is not None})
+    notification_ids: set[int] = set()
+    for batch in batches:
+        with contextlib.suppress(BadBatch):
+            notification_ids.update(parse_notification_ids(batch))
+    users, notes = {}, {}
+    n = schema.notifications
+    with engine.connect() as connection:
+        for chunk in _chunks(user_ids):
+            users.update(connection.execute(
+                select(schema.users.c.id, schema.users.c.email).where(schema.users.c.id.in_(chunk))
+            ).all())
+        for chunk in _chunks(sorted(notification_ids)):
+            for row in connection.execute(
+                select(n.c.id, n.c.user_id, n.c.title, n.c.body, n.c.created_at).where(n.c.id.in_(chunk))
+            ):
+                notes[row.id] = row
+    return users, notes
+
+
+def batch_message_id(batch_id: int) -> str:
+    return f"<notification-batch-{batch_id}@ops-platform>"
+
+
+def build_batch_email(batch: ClaimedBatch, users: dict, notes: dict, mail_from: str, now: datetime) -> EmailMessage:
+    """One email listing the batch's notifications; raises BadBatch for a batch that cannot be sent."""
+    if batch.user_id is None:
+        raise BadBatch(f"batch {batch.id}: no user_id")
+    if batch.user_id not in users:
+        raise BadBatch(f"batch {batch.id}: user {batch.user_id} does not exist")
+    address = (users[batch.user_id] or "").strip()
+    if "@" not in address:
+        raise BadBatch(f"batch {batch.id}: user {batch.user_id} has no email address ({address!r})")
+    # Only the user's own notifications (or broadcast ones): never mail someone else's.
+    wanted = parse_notification_ids(batch)
+    found = [notes[i] for i in wanted if i in notes and notes[i].user_id in (None, batch.user_id)]
+    if not found:
+        raise BadBatch(f"batch {batch.id}: none of notifications {wanted[:10]} exist for user {batch.user_id}")
+
+    message = EmailMessage()
+    message["Message-ID"] = batch_message_id(batch.id)
+    message["From"] = mail_from
+    message["To"] = address
+    message["Date"] = format_datetime(now)
+    message["Subject"] = (
+        found[0].title if len(found) == 1 else f"You have {len(found)} new notifications"
+    )
+    lines = []
+    for note in found:
+        lines.append(f"• {note.title}")
+        if note.body:
+            lines.append(f"  {note.body}")
+        lines.append("")
+    message.set_content("\n".join(lines).rstrip() + "\n")
+    return message
+
+
+# --- recording outcomes ------------------------------------------------------------------------
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff with jitter: about 1, 2, 4, 8… minutes, at most an hour."""
+    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def _ours(batch: ClaimedBatch, claimed_at: datetime):
+    """Still this run's claim: a batch re-claimed after lease expiry is not ours to mark."""
+    return and_(queue.c.id == batch.id, queue.c.status == "processing", queue.c.claimed_at == claimed_at)
+
+
+def mark_sent(engine: Engine, batch: ClaimedBatch, claimed_at: datetime, sent_at: datetime) -> bool:
+    with engine.begin() as connection:
+        return connection.execute(
+            update(queue).where(_ours(batch, claimed_at)).values(
+                status="sent", sent_at=sent_at, error_message=None, next_attempt_at=None,
+                message_id=batch_message_id(batch.id),
+            )
+        ).rowcount == 1
+
+
+def mark_failed(engine: Engine, batch: ClaimedBatch, claimed_at: datetime, now: datetime,
+                error: str, max_attempts: int, permanent: bool) -> Optional[str]:
+    """`failed` with a backoff, or `dead` after the last attempt; the error is kept either way.
+    Returns the new status, or None if the claim was lost."""
+    status = "dead" if permanent or batch.attempts >= max_attempts else "failed"
+    values = {"status": status, "error_message": error[:2000]}
+    values["next_attempt_at"] = now + retry_delay(batch.attempts) if status == "failed" else None
+    with engine.begin() as connection:
+        changed = connection.execute(update(queue).where(_ours(batch, claimed_at)).values(**values)).rowcount
+    return status if changed == 1 else None
+
+
+def release(engine: Engine, batches: list[ClaimedBatch], claimed_at: datetime) -> int:
+    """Give unsent claims back untouched (the attempt is not counted): due again at once."""
+    if not batches:
+        return 0
+    with engine.begin() as connection:
+        return connection.execute(
+            update(queue)
+            .where(queue.c.id.in_([b.id for b in batches]), queue.c.status == "processing",
+                   queue.c.claimed_at == claimed_at)
+            .values(status="pending", claimed_at=None, attempts=queue.c.attempts - 1)
+        ).rowcount
+
+
+# --- the rule -------------------------------------------------------------------------------------
+
+def process_email_queue_in(
+    engine: Engine,
+    mailer: Mailer,
+    now: datetime,
+    *,
+    max_batches: int = 50,
+    lease_seconds: int = 300,
+    max_attempts: int = 5,
+    log: Optional[Callable[[str], None]] = None,
+) -> EmailQueueResult:
+    """Claim up to `max_batches` due batches and send each; see the module docstring.
+
+    Raises MailServerUnavailable (after giving the unsent claims back) when the mail
+    server cannot be reached: an outage must not use up the batches' attempts.
+    """
+    log = log or (lambda _message: None)
+    started = time.monotonic()
+    result = EmailQueueResult()
+    batches = claim_due_batches(engine, now, max_batches, lease_seconds)
+    result.claimed = len(batches)
+    if not batches:
+        result.seconds = time.monotonic() - started
+        return result
+    claimed_at = now
+    users, notes = load_recipients_and_notifications(engine, batches)
+
+    def at() -> datetime:  # `now` moved on by the time this run has taken
+        return now + timedelta(seconds=time.monotonic() - started)
+
+    def record_failure(batch: ClaimedBatch, error: str, permanent: bool) -> None:
+        status = mark_failed(engine, batch, claimed_at, at(), error, max_attempts, permanent)
+        if status is None:
+            result.lease_lost += 1
+        else:
+            setattr(result, status, getattr(result, status) + 1)
+            result.errors.append(error)
+
+    for position, batch in enumerate(batches):
+        if time.monotonic() - started > lease_seconds * 0.8:
+            # Near the end of the lease another run may take these: hand them back now.
+            result.released += release(engine, batches[position:], claimed_at)
+            log(f"lease nearly over: {len(batches) - position} batches handed back")
+            break
+        try:
+            message = build_batch_email(batch, users, notes, mailer.mail_from, at())
+        except BadBatch as bad:
+            record_failure(batch, str(bad), permanent=True)
+            continue
+        try:
+            mailer.send(message)
+        except MailServerUnavailable as down:
+            # The message in hand may be what makes the server hang up: it pays an attempt.
+            if down.during_send:
+                record_failure(batch, str(down), permanent=False)
+                rest = batches[position + 1:]
+            else:
+                rest = batches[position:]
+            result.released += release(engine, rest, claimed_at)
+            result.seconds = time.monotonic() - started
+            log(f"mail server unavailable after {result.sent} sent; {result.released} batches handed back: {down}")
+            raise
+        except MailError as error:
+            record_failure(batch, str(error), permanent=error.permanent)
+            continue
+        if mark_sent(engine, batch, claimed_at, at()):
+            result.sent += 1
+        else:
+            result.lease_lost += 1
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# --- Dagster -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _single_run(context: dg.OpExecutionContext, database: Database) -> Iterator[bool]:
+    """Singleton lock whose SQLite lease is the job's max runtime (a crashed holder frees it soon)."""
+    lease = timedelta(seconds=row_for("email_queue").max_runtime_s)
+    try:
+        with database.job_lock(context.job_name, lease=lease):
+            yield True
+    except JobAlreadyRunning as busy:
+        context.log.warning(f"{busy}; this run sends nothing")
+        yield False
+
+
+@dg.op(description="Claim due notification email batches, send them, record sent/failed/dead.")
+def process_email_queue(
+    context: dg.OpExecutionContext, config: EmailQueueConfig, database: Database, mailer: Mailer
+) -> dg.Output[int]:
+    now = utcnow()
+    if config.dry_run:
+        due = count_due(database.engine, now, config.lease_seconds)
+        result = EmailQueueResult(due=due)
+        context.log.info(f"dry run: {due} batches due; a run would send up to {min(due, config.max_batches)}")
+        return dg.Output(0, metadata={**result.metadata(dry_run=True), "would_send": min(due, config.max_batches)})
+    with transient_retries(context), _single_run(context, database) as acting:
+        if not acting:
+            return dg.Output(0, metadata={"skipped": "another email_queue run is sending", "sent": 0})
+        try:
+            result = process_email_queue_in(
+                database.engine, mailer, now, max_batches=config.max_batches,
+                lease_seconds=config.lease_seconds, max_attempts=config.max_attempts, log=context.log.warning,
+            )
+        except MailServerUnavailable as down:
+            if context.retry_number < SERVER_RETRIES:
+                wait = backoff_seconds(context.retry_number, base=10)
+                context.log.warning(f"{down}; retry {context.retry_number + 1} in {wait:.0f}s")
+                raise dg.RetryRequested(max_retries=SERVER_RETRIES, seconds_to_wait=wait) from down
+            raise dg.Failure(description=f"mail server unavailable ({mailer.target}): {down}") from down
+    for error in result.errors[:20]:
+        context.log.warning(error)
+    context.log.info(
+        f"email_queue: {result.claimed} claimed, {result.sent} sent, {result.failed} failed, "
+        f"{result.dead} dead via {mailer.target} in {result.seconds:.2f}s"
+    )
+    return dg.Output(result.sent, metadata=result.metadata())
+
+
+@dg.job(tags=job_tags("email_queue"), description=__doc__.splitlines()[0])
+def email_queue():
+    process_email_queue()
+
+
+@contextlib.contextmanager
+def _connection(bind: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
+
+
+defs = dg.Definitions(jobs=[email_queue])

@@ -1,0 +1,253 @@
+"""The `mailer` resource: SMTP (`OPS_SMTP_URL`) or, by default, a local outbox folder.
+
+`OPS_SMTP_URL` forms:
+- `smtp://user:pass@host:587` — plain SMTP; STARTTLS is used whenever the server offers it,
+  and required with `?starttls=true` (`?starttls=false` never upgrades).
+- `smtps://user:pass@host:465` — implicit TLS.
+- `?timeout=30` (seconds), `?cafile=/path/ca.pem` (trust a private CA),
+  `?verify=false` (no certificate check, for test servers only).
+Credentials are optional and URL-encoded; with them the client logs in after TLS.
+
+One connection is opened on the first message and reused for the whole run; a server
+that hangs up between messages is reconnected once. The caller sets a stable Message-ID
+so that a message sent twice (a crash between send and bookkeeping) can be recognised.
+"""
+
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Optional
+from urllib.parse import parse_qs, unquote, urlparse
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from ops_platform.settings import parse_bool
+
+
+class MailError(RuntimeError):
+    """A message could not be delivered; `permanent` when retrying cannot help (5xx)."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class MailServerUnavailable(MailError):
+    """The mail server cannot be reached or keeps hanging up: nothing else will get through.
+    `during_send`: it hung up while taking a message (that message may be the cause)."""
+
+    def __init__(self, message: str, during_send: bool = False):
+        super().__init__(message, permanent=False)
+        self.during_send = during_send
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: Optional[bool]  # None: when offered; True: required; False: never
+    username: Optional[str]
+    password: Optional[str]
+    timeout: float
+    cafile: Optional[str]
+    verify: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> "SmtpSettings":
+        parsed = urlparse(url)
+        if parsed.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"OPS_SMTP_URL={_redact(url)!r}: scheme must be smtp or smtps")
+        if not parsed.hostname:
+            raise ValueError(f"OPS_SMTP_URL={_redact(url)!r} has no host")
+        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+        implicit_tls = parsed.scheme == "smtps"
+        starttls = parse_bool("OPS_SMTP_URL starttls", query["starttls"]) if "starttls" in query else None
+        if implicit_tls and starttls:
+            raise ValueError("OPS_SMTP_URL: smtps:// is already TLS; drop ?starttls=true")
+        try:
+            port = parsed.port or (465 if implicit_tls else 25)
+            timeout = float(query.get("timeout", 30))
+        except ValueError as error:
+            raise ValueError(f"OPS_SMTP_URL={_redact(url)!r}: {error}") from None
+        return cls(
+            host=parsed.hostname,
+            port=port,
+            implicit_tls=implicit_tls,
+            starttls=starttls,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            timeout=timeout,
+            cafile=query.get("cafile"),
+            verify=parse_bool("OPS_SMTP_URL verify", query.get("verify", "true")),
+        )
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.cafile)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(//[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+class SmtpTransport:
+    """One SMTP connection, opened lazily, reused, reopened once if the server hung up."""
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self._client: Optional[smtplib.SMTP] = None
+        self.connections_opened = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.implicit_tls:
+                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=s.tls_context())
+            else:
+                client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            client.ehlo()
+            if not s.implicit_tls and s.starttls is not False:
+                if client.has_extn("starttls"):
+                    client.starttls(context=s.tls_context())
+                    client.ehlo()
+                elif s.starttls:
+                    client.close()
+                    raise MailServerUnavailable(
+                        f"SMTP server {s.host}:{s.port} does not offer STARTTLS, which ?starttls=true requires"
+                    )
+            if s.username:
+                client.login(s.username, s.password or "")
+        except smtplib.SMTPAuthenticationError as error:
+            raise MailServerUnavailable(f"SMTP login to {s.host}:{s.port} refused: {error.smtp_code} {_text(error.smtp_error)}") from error
+        except (OSError, smtplib.SMTPException) as error:
+            if isinstance(error, MailServerUnavailable):
+                raise
+            raise MailServerUnavailable(f"cannot reach SMTP server {s.host}:{s.port}: {error}") from error
+        self.connections_opened += 1
+        return client
+
+    def send(self, message: EmailMessage) -> None:
+        for attempt in (1, 2):
+            if self._client is None:
+                self._client = self._connect()
+            try:
+                self._client.send_message(message)
+                return
+            except (smtplib.SMTPServerDisconnected, OSError) as error:
+                # The server closed an idle connection (or died): reconnect once.
+                self._drop()
+                if attempt == 2:
+                    raise MailServerUnavailable(
+                        f"SMTP server {self.settings.host}:{self.settings.port} hung up twice while sending: {error}",
+                        during_send=True,
+                    ) from error
+            except smtplib.SMTPRecipientsRefused as error:
+                codes = [code for code, _ in error.recipients.values()]
+                detail = "; ".join(f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in error.recipients.items())
+                raise MailError(f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)) from error
+            except smtplib.SMTPResponseException as error:
+                raise MailError(f"SMTP {error.smtp_code} {_text(error.smtp_error)}", permanent=error.smtp_code >= 500) from error
+            except smtplib.SMTPException as error:
+                raise MailError(f"SMTP error: {error}") from error
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._drop()
+
+
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+class OutboxTransport:
+    """Writes each message as `<outbox>/<message-id>.eml`; a re-send replaces the same file."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def send(self, message: EmailMessage) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        message_id = message.get("Message-ID") or ""
+        stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", message_id.strip("<>")) or "message"
+        # Write then rename: a reader never sees half a message.
+        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            file.write(message.as_bytes())
+        os.replace(temporary, self.folder / f"{stem}.eml")
+
+    def close(self) -> None:
+        pass
+
+
+class Mailer(dg.ConfigurableResource):
+    """Sends email over SMTP when `smtp_url` is set, else into the outbox folder."""
+
+    smtp_url: Optional[str] = None
+    mail_from: str = "ops-platform@localhost"
+    outbox_dir: str = ".ops_platform/outbox"
+
+    _transport: object = PrivateAttr(default=None)
+
+    @property
+    def target(self) -> str:
+        """Where mail goes, without secrets (for logs and metadata)."""
+        return _redact(self.smtp_url) if self.smtp_url else f"outbox {self.outbox_dir}"
+
+    def _get_transport(self):
+        if self._transport is None:
+            if self.smtp_url:
+                self._transport = SmtpTransport(SmtpSettings.from_url(self.smtp_url))
+            else:
+                self._transport = OutboxTransport(Path(self.outbox_dir))
+        return self._transport
+
+    def send(self, message: EmailMessage) -> None:
+        """Deliver one message. Raises `MailError` (per message) or `MailServerUnavailable`."""
+        if "Message-ID" not in message:
+            raise ValueError("a message needs a Message-ID set by the caller (it identifies duplicates)")
+        if "From" not in message:
+            message["From"] = self.mail_from
+        self._get_transport().send(message)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def __enter__(self) -> "Mailer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def build_mailer(settings) -> Mailer:
+    """SMTP when `OPS_SMTP_URL` is set, else the outbox folder (`OPS_OUTBOX_DIR`)."""
+    if settings.smtp_url:
+        SmtpSettings.from_url(settings.smtp_url)  # a malformed URL fails at load, not mid-run
+    return Mailer(smtp_url=settings.smtp_url, mail_from=settings.mail_from, outbox_dir=str(settings.outbox_dir))
