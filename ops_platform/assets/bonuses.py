@@ -1,0 +1,498 @@
+"""`og_daily_bonus`: the daily bonus of active OG subscribers (seed 001).
+
+Partitions are days in Australia/Sydney. The schedule ticks at 00:05 Sydney time and, like
+the seed, credits the Sydney day that has just started: the partitions definition has
+`end_offset=1`, so the day in progress is the latest partition and the tick of day D asks
+for partition D. Across daylight-saving changes a partition is the real local day (23 or
+25 hours long); its UTC window comes from the partitions definition.
+
+Rule, for the partition's day D:
+- active OG user: `og_level > 0` and `og_expires_at` after the start of D (Sydney midnight).
+  Anchoring on the day rather than on the wall clock makes a re-run, a retry or a late
+  catch-up of D credit the same users as the 00:05 tick did.
+- tier: `og_tier_id`, or — when it is NULL — the tier of `og_level` (lowest id of that level).
+  Users whose tier cannot be resolved, or whose tier has no positive price and duration,
+  are skipped and counted.
+- amount: `floor(price_coins * 0.6 / duration_days)`, computed in integers as
+  `(price_coins * 6) / (duration_days * 10)` so both databases agree to the coin. A zero
+  amount credits nothing.
+- one `coin_transactions` row (kind `og_daily_bonus`, balance `bonus`, idempotency key
+  `og_daily_bonus:<user_id>:<YYYY-MM-DD>`), the `bonus_balance` increase and one
+  `bonus:credited` event on channel `user:<id>` in `realtime_events`, all in one transaction.
+
+Exactly once: the unique idempotency key decides. Users are credited in batches of
+ascending id, each batch one transaction that only adds to the balance what its own ledger
+insert really inserted. A re-run, a concurrent run or a run resumed after a crash finds the
+rows already there and credits nothing for them.
+"""
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Connection, Engine, text
+
+from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.jobs._common import transient_retries
+from ops_platform.resources.database import Database
+
+SYDNEY = ZoneInfo("Australia/Sydney")
+LEDGER_KIND = "og_daily_bonus"
+EVENT_NAME = "bonus:credited"
+
+OG_BONUS_PARTITIONS = dg.DailyPartitionsDefinition(
+    start_date="2025-01-01", timezone="Australia/Sydney", end_offset=1
+)
+
+
+class BonusInputError(ValueError):
+    """The partition asked for cannot be credited (malformed, or a day not begun yet)."""
+
+
+# --- the rule -------------------------------------------------------------------------
+
+def sydney_day_window(day: str | date) -> tuple[date, datetime, datetime]:
+    """The Sydney day `day` (YYYY-MM-DD) and its UTC window [start, end)."""
+    if isinstance(day, str):
+        try:
+            day = date.fromisoformat(day)
+        except ValueError:
+            raise BonusInputError(f"og_daily_bonus: partition {day!r} is not a YYYY-MM-DD day") from None
+    start = datetime(day.year, day.month, day.day, tzinfo=SYDNEY)
+    end = datetime.combine(date.fromordinal(day.toordinal() + 1), datetime.min.time(), tzinfo=SYDNEY)
+    return day, start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def idempotency_key(user_id: int, day: str | date) -> str:
+    return f"{LEDGER_KIND}:{user_id}:{day}"
+
+
+# Active OG users with a usable tier and their amount. `:day_start` anchors the rule on the
+# partition's day; `:after` / `:batch_size` walk the users in ascending id (keyset).
+_ELIGIBLE_FROM = """
+    FROM users u
+    LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
+           ON level_tier.level = u.og_level
+    JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
+    WHERE u.og_level > 0
+      AND u.og_expires_at > :day_start
+      AND t.duration_days > 0
+      AND t.price_coins > 0
+"""
+_AMOUNT = "(t.price_coins * 6) / (t.duration_days * 10)"
+
+_KEY_SQL = "'og_daily_bonus:' || {user_id} || ':' || CAST(:day AS VARCHAR(10))"
+
+_POSTGRES_BATCH = f"""
+WITH batch AS (
+    SELECT u.id AS user_id, {_AMOUNT} AS amount
+    {_ELIGIBLE_FROM}
+      AND u.id > :after
+    ORDER BY u.id
+    LIMIT :batch_size
+),
+ledger AS (
+    INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at)
+    SELECT user_id, 'og_daily_bonus', amount, 'bonus', {_KEY_SQL.format(user_id="user_id")}, :now
+    FROM batch
+    WHERE amount > 0
+    ORDER BY user_id
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING user_id, amount
+),
+credited AS (
+    UPDATE users SET bonus_balance = users.bonus_balance + ledger.amount
+    FROM ledger
+    WHERE users.id = ledger.user_id
+    RETURNING users.id AS user_id, ledger.amount AS amount, users.bonus_balance AS bonus_balance
+),
+events AS (
+    INSERT INTO realtime_events (channel, event, payload, created_at)
+    SELECT 'user:' || user_id, 'bonus:credited',
+           json_build_object('user_id', user_id, 'amount', amount, 'bonus_balance', bonus_balance,
+                             'day', CAST(:day AS text), 'kind', 'og_daily_bonus'),
+           :now
+    FROM credited
+)
+SELECT (SELECT MAX(user_id) FROM batch) AS last_id,
+       (SELECT COUNT(*) FROM batch) AS scanned,
+       (SELECT COUNT(*) FROM batch WHERE amount = 0) AS zero_amount,
+       (SELECT COUNT(*) FROM ledger) AS ledger_rows,
+       (SELECT COALESCE(SUM(amount), 0) FROM ledger) AS ledger_coins,
+       (SELECT COUNT(*) FROM credited) AS credited_users,
+       (SELECT COALESCE(SUM(amount), 0) FROM credited) AS balance_increase
+"""
+
+# SQLite has no data-modifying CTEs: the batch goes through a temp table, inside a
+# BEGIN IMMEDIATE transaction (SQLite's single writer), so the "already credited" flag read
+# at the start is still true when the ledger rows are inserted.
+_SQLITE_BATCH = (
+    "CREATE TEMP TABLE IF NOT EXISTS og_bonus_batch ("
+    " user_id INTEGER PRIMARY KEY, amount INTEGER NOT NULL, already INTEGER NOT NULL)",
+    "DELETE FROM og_bonus_batch",
+    f"""INSERT INTO og_bonus_batch (user_id, amount, already)
+        SELECT u.id, {_AMOUNT},
+               EXISTS (SELECT 1 FROM coin_transactions c
+                       WHERE c.idempotency_key = {_KEY_SQL.format(user_id="u.id")})
+        {_ELIGIBLE_FROM}
+          AND u.id > :after
+        ORDER BY u.id
+        LIMIT :batch_size""",
+    # No ON CONFLICT: under the write lock a conflict would be a bug, and it must roll back.
+    f"""INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at)
+        SELECT user_id, 'og_daily_bonus', amount, 'bonus', {_KEY_SQL.format(user_id="user_id")}, :now
+        FROM og_bonus_batch WHERE already = 0 AND amount > 0 ORDER BY user_id""",
+    """UPDATE users SET bonus_balance = users.bonus_balance + b.amount
+       FROM og_bonus_batch b
+       WHERE users.id = b.user_id AND b.already = 0 AND b.amount > 0""",
+    """INSERT INTO realtime_events (channel, event, payload, created_at)
+       SELECT 'user:' || b.user_id, 'bonus:credited',
+              json_object('user_id', b.user_id, 'amount', b.amount, 'bonus_balance', u.bonus_balance,
+                          'day', :day, 'kind', 'og_daily_bonus'),
+              :now
+       FROM og_bonus_batch b JOIN users u ON u.id = b.user_id
+       WHERE b.already = 0 AND b.amount > 0""",
+)
+_SQLITE_BATCH_SUMMARY = """
+    SELECT MAX(user_id) AS last_id, COUNT(*) AS scanned,
+           COALESCE(SUM(CASE WHEN amount = 0 THEN 1 ELSE 0 END), 0) AS zero_amount,
+           COALESCE(SUM(CASE WHEN already = 0 AND amount > 0 THEN 1 ELSE 0 END), 0) AS ledger_rows,
+           COALESCE(SUM(CASE WHEN already = 0 AND amount > 0 THEN amount ELSE 0 END), 0) AS ledger_coins
+    FROM og_bonus_batch
+"""
+
+
+@dataclass
+class BonusResult:
+    day: str
+    window_start: datetime
+    window_end: datetime
+    batches: int = 0
+    eligible_seen: int = 0  # active OG users with a usable tier, walked by this run
+    credited_users: int = 0
+    total_coins: int = 0  # sum of the ledger rows this run inserted
+    balance_increase: int = 0  # sum this run added to bonus balances
+    zero_amount: int = 0
+    complete: bool = False  # False when stopped by max_batches
+    seconds: float = 0.0
+    longest_batch_seconds: float = 0.0
+    credited_per_batch: list[int] = field(default_factory=list)
+
+    @property
+    def already_credited(self) -> int:
+        return self.eligible_seen - self.zero_amount - self.credited_users
+
+
+@contextlib.contextmanager
+def _sqlite_write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A SQLite transaction holding the write lock from its first statement."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.exec_driver_sql("ROLLBACK")
+            raise
+        connection.exec_driver_sql("COMMIT")
+
+
+def _credit_batch_postgres(engine: Engine, params: dict) -> dict:
+    with engine.begin() as connection:
+        row = connection.execute(text(_POSTGRES_BATCH), params).mappings().one()
+        if row["ledger_rows"] != row["credited_users"] or row["ledger_coins"] != row["balance_increase"]:
+            # A ledger row whose user is gone: refuse to leave ledger and balances apart.
+            raise RuntimeError(
+                f"og_daily_bonus {params['day']}: {row['ledger_rows']} ledger rows but "
+                f"{row['credited_users']} balances changed after user id {params['after']}; rolled back"
+            )
+        return dict(row)
+
+
+def _credit_batch_sqlite(engine: Engine, params: dict) -> dict:
+    with _sqlite_write_transaction(engine) as connection:
+        for statement in _SQLITE_BATCH[:3]:
+            connection.execute(text(statement), params)
+        row = dict(connection.execute(text(_SQLITE_BATCH_SUMMARY)).mappings().one())
+        connection.execute(text(_SQLITE_BATCH[3]), params)
+        changed = connection.execute(text(_SQLITE_BATCH[4]), params).rowcount
+        connection.execute(text(_SQLITE_BATCH[5]), params)
+        if changed != row["ledger_rows"]:
+            raise RuntimeError(
+                f"og_daily_bonus {params['day']}: {row['ledger_rows']} ledger rows but {changed} "
+                f"balances changed after user id {params['after']}; rolled back"
+            )
+        row.update(credited_users=changed, balance_increase=row["ledger_coins"])
+        return row
+
+
+def credit_og_daily_bonus(
+    engine: Engine,
+    day: str | date,
+    *,
+    now: datetime,
+    batch_size: int = 20_000,
+    max_batches: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BonusResult:
+    """Credit the OG daily bonus of Sydney day `day`, at most once per user, in batches of
+    `batch_size` eligible users. `max_batches` stops early (a resumable partial run)."""
+    day, start, end = sydney_day_window(day)
+    if start > now:
+        raise BonusInputError(f"og_daily_bonus: day {day} has not begun in Australia/Sydney (starts {start} UTC)")
+    if batch_size <= 0:
+        raise BonusInputError(f"og_daily_bonus: batch_size must be > 0, got {batch_size}")
+    result = BonusResult(day=day.isoformat(), window_start=start, window_end=end)
+    credit_batch = _credit_batch_postgres if is_postgres(engine) else _credit_batch_sqlite
+    params = {"day": day.isoformat(), "day_start": start, "now": now, "batch_size": batch_size, "after": 0}
+    started = time.perf_counter()
+    while max_batches is None or result.batches < max_batches:
+        batch_started = time.perf_counter()
+        row = credit_batch(engine, params)
+        if not row["scanned"]:
+            result.complete = True
+            break
+        result.batches += 1
+        result.eligible_seen += row["scanned"]
+        result.zero_amount += row["zero_amount"]
+        result.credited_users += row["credited_users"]
+        result.total_coins += int(row["ledger_coins"])
+        result.balance_increase += int(row["balance_increase"])
+        result.credited_per_batch.append(row["credited_users"])
+        result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - batch_started)
+        params["after"] = row["last_id"]
+        if progress:
+            progress(f"og_daily_bonus {day}: batch {result.batches} up to user {row['last_id']}: "
+                     f"{row['credited_users']} credited ({row['ledger_coins']} coins)")
+        if row["scanned"] < batch_size:
+            result.complete = True
+            break
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# --- what a dry run and the checks read -----------------------------------------------
+
+_DAY_STATE = f"""
+    SELECT e.tier_id, e.level, e.price_coins, e.duration_days, e.amount,
+           COUNT(*) AS users,
+           SUM(CASE WHEN c.id IS NULL THEN 1 ELSE 0 END) AS missing,
+           SUM(CASE WHEN c.id IS NOT NULL AND c.amount <> e.amount THEN 1 ELSE 0 END) AS wrong_amount,
+           COALESCE(SUM(c.amount), 0) AS ledger_coins,
+           SUM(CASE WHEN c.id IS NULL THEN 0 ELSE 1 END) AS ledger_rows
+    FROM (
+        SELECT u.id AS user_id, t.id AS tier_id, t.level, t.price_coins, t.duration_days, {_AMOUNT} AS amount
+        {_ELIGIBLE_FROM}
+    ) e
+    LEFT JOIN coin_transactions c ON c.idempotency_key = {_KEY_SQL.format(user_id="e.user_id")}
+    GROUP BY e.tier_id, e.level, e.price_coins, e.duration_days, e.amount
+    ORDER BY e.level, e.tier_id
+"""
+
+_UNRESOLVED = """
+    SELECT COUNT(*) FROM users u
+    LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
+           ON level_tier.level = u.og_level
+    LEFT JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
+    WHERE u.og_level > 0 AND u.og_expires_at > :day_start
+      AND (t.id IS NULL OR t.duration_days IS NULL OR t.duration_days <= 0
+           OR t.price_coins IS NULL OR t.price_coins <= 0)
+"""
+
+
+@dataclass
+class DayState:
+    """Ledger state of one Sydney day, per tier, from the rule's point of view."""
+
+    day: str
+    tiers: list[dict]
+    skipped_bad_tier: int
+
+    @property
+    def eligible(self) -> int:
+        return sum(t["users"] for t in self.tiers if t["amount"] > 0)
+
+    @property
+    def expected_coins(self) -> int:
+        return sum(t["users"] * t["amount"] for t in self.tiers)
+
+    def total(self, column: str) -> int:
+        return sum(int(t[column]) for t in self.tiers if t["amount"] > 0)
+
+
+def bonus_day_state(engine: Engine, day: str | date) -> DayState:
+    """Per tier: active OG users of `day`, their amount, and the ledger rows they have for it."""
+    day, start, _ = sydney_day_window(day)
+    params = {"day": day.isoformat(), "day_start": start}
+    with engine.connect() as connection:
+        tiers = [dict(row) for row in connection.execute(text(_DAY_STATE), params).mappings()]
+        skipped = connection.execute(text(_UNRESOLVED), params).scalar_one()
+    for tier in tiers:
+        for column in ("users", "missing", "wrong_amount", "ledger_coins", "ledger_rows", "amount"):
+            tier[column] = int(tier[column] or 0)
+    return DayState(day=day.isoformat(), tiers=tiers, skipped_bad_tier=int(skipped))
+
+
+_BALANCES_VS_LEDGER = """
+    SELECT
+      (SELECT COUNT(*) FROM users WHERE bonus_balance < 0) AS negative_balances,
+      (SELECT COUNT(*) FROM users u
+         JOIN (SELECT user_id, SUM(amount) AS ledger_sum FROM coin_transactions
+               WHERE balance = 'bonus' GROUP BY user_id) l ON l.user_id = u.id
+        WHERE u.bonus_balance < l.ledger_sum) AS below_ledger,
+      (SELECT COUNT(*) FROM (SELECT user_id FROM coin_transactions WHERE balance = 'bonus'
+                             GROUP BY user_id) l
+         LEFT JOIN users u ON u.id = l.user_id WHERE u.id IS NULL) AS ledger_without_user
+"""
+
+_BELOW_LEDGER_SAMPLE = """
+    SELECT u.id AS user_id, u.bonus_balance, l.ledger_sum FROM users u
+    JOIN (SELECT user_id, SUM(amount) AS ledger_sum FROM coin_transactions
+          WHERE balance = 'bonus' GROUP BY user_id) l ON l.user_id = u.id
+    WHERE u.bonus_balance < l.ledger_sum OR u.bonus_balance < 0
+    ORDER BY u.id LIMIT 5
+"""
+
+
+def check_balances_cover_ledger(engine: Engine) -> dg.AssetCheckResult:
+    """Bonus balances are never negative and never below the sum of the user's bonus ledger
+    rows (every bonus movement goes through the ledger; a balance below it lost a credit)."""
+    with engine.connect() as connection:
+        counts = dict(connection.execute(text(_BALANCES_VS_LEDGER)).mappings().one())
+        sample = []
+        if counts["negative_balances"] or counts["below_ledger"]:
+            sample = [dict(r) for r in connection.execute(text(_BELOW_LEDGER_SAMPLE)).mappings()]
+    passed = counts["negative_balances"] == 0 and counts["below_ledger"] == 0
+    metadata = {name: int(value) for name, value in counts.items()}
+    if sample:
+        metadata["sample"] = dg.MetadataValue.md(_markdown_table(sample))
+    return dg.AssetCheckResult(
+        check_name="bonus_balances_cover_ledger", passed=passed, metadata=metadata,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="no negative bonus balance; no balance below its bonus ledger sum",
+    )
+
+
+def check_one_credit_per_user(state: DayState, result: BonusResult | None = None) -> dg.AssetCheckResult:
+    """Every active OG user of the day has exactly one ledger row of the right amount, and
+    this run added to balances exactly what it wrote to the ledger."""
+    missing, wrong = state.total("missing"), state.total("wrong_amount")
+    passed = missing == 0 and wrong == 0
+    metadata = {
+        "day": state.day,
+        "eligible_users": state.eligible,
+        "ledger_rows_for_day": state.total("ledger_rows"),
+        "ledger_coins_for_day": state.total("ledger_coins"),
+        "expected_coins_for_day": state.expected_coins,
+        "missing_credits": missing,
+        "wrong_amounts": wrong,
+    }
+    if result is not None:
+        passed = passed and result.complete and result.total_coins == result.balance_increase
+        metadata.update(run_ledger_coins=result.total_coins, run_balance_increase=result.balance_increase)
+    return dg.AssetCheckResult(
+        check_name="one_credit_per_active_og_user", passed=passed, metadata=metadata,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="each active OG user has exactly one ledger row of the day with the rule's amount",
+    )
+
+
+def _markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[c]) for c in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _tier_preview(state: DayState) -> str:
+    rows = [
+        {"tier": t["tier_id"], "level": t["level"], "price_coins": t["price_coins"],
+         "duration_days": t["duration_days"], "daily_amount": t["amount"], "users": t["users"],
+         "credited": t["ledger_rows"]}
+        for t in state.tiers
+    ]
+    return _markdown_table(rows)
+
+
+# --- the asset ------------------------------------------------------------------------
+
+class OgDailyBonusConfig(dg.Config):
+    batch_size: int = Field(default=20_000, gt=0, le=1_000_000, description="Users credited per transaction.")
+    dry_run: bool = Field(default=False, description="Report what would be credited; credit nothing.")
+
+
+@dg.asset(
+    name="og_daily_bonus",
+    partitions_def=OG_BONUS_PARTITIONS,
+    group_name="bonuses",
+    deps=[dg.AssetKey("users"), dg.AssetKey("og_tiers")],
+    kinds={"sql"},
+    owners=["team:bonuses"],
+    tags={"domain": "bonuses", "money": "true"},
+    description=(
+        "Daily OG bonus (Australia/Sydney day): floor(price_coins * 0.6 / duration_days) into "
+        "users.bonus_balance of every active OG user, one coin_transactions row per user and "
+        "day (idempotency key og_daily_bonus:<user>:<day>) and a bonus:credited event, exactly once."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec("bonus_balances_cover_ledger", asset="og_daily_bonus",
+                          description="No negative bonus balance; none below its bonus ledger sum."),
+        dg.AssetCheckSpec("one_credit_per_active_og_user", asset="og_daily_bonus",
+                          description="Each active OG user of the day has exactly one ledger row of the right amount."),
+    ],
+)
+def og_daily_bonus(context: dg.AssetExecutionContext, config: OgDailyBonusConfig, database: Database):
+    day = context.partition_key
+    engine = database.engine
+    if config.dry_run:
+        state = bonus_day_state(engine, day)
+        would = [t for t in state.tiers if t["amount"] > 0]
+        return dg.MaterializeResult(
+            metadata={
+                "dry_run": True,
+                "day": day,
+                "credited": 0,
+                "would_credit_users": sum(t["missing"] for t in would),
+                "would_credit_coins": sum(t["missing"] * t["amount"] for t in would),
+                "already_credited": state.total("ledger_rows"),
+                "skipped_bad_tier": state.skipped_bad_tier,
+                "preview": dg.MetadataValue.md(_tier_preview(state)),
+            },
+            check_results=[check_balances_cover_ledger(engine), check_one_credit_per_user(state)],
+        )
+    with transient_retries(context):
+        result = credit_og_daily_bonus(
+            engine, day, now=utcnow(), batch_size=config.batch_size, progress=context.log.info
+        )
+    state = bonus_day_state(engine, day)
+    context.log.info(
+        f"og_daily_bonus {day}: credited {result.credited_users} users {result.total_coins} coins "
+        f"in {result.batches} batches; {result.already_credited} already credited"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "day": day,
+            "window_utc": f"{result.window_start.isoformat()} – {result.window_end.isoformat()}",
+            "credited": result.credited_users,
+            "total_coins": result.total_coins,
+            "balance_increase": result.balance_increase,
+            "already_credited": result.already_credited,
+            "zero_amount": result.zero_amount,
+            "skipped_bad_tier": state.skipped_bad_tier,
+            "batches": result.batches,
+            "duration_s": round(result.seconds, 3),
+            "longest_transaction_s": round(result.longest_batch_seconds, 3),
+            "preview": dg.MetadataValue.md(_tier_preview(state)),
+        },
+        check_results=[check_balances_cover_ledger(engine), check_one_credit_per_user(state, result)],
+    )
+
+
+defs = dg.Definitions(assets=[og_daily_bonus])
