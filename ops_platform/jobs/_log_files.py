@@ -1,0 +1,401 @@
+"""Rules of `log_pruning` on a real log folder: plan first, then apply.
+
+Vocabulary
+- Every regular, non-hidden file anywhere under the folder is a log file.
+- Its **stream** is its folder plus its name up to the first '.', without a trailing date or
+  timestamp (`-2024-01-05`, `_20240105`, `-20240105T040000Z`): `app.log`, `app.log.1`,
+  `app.log.20240105T040000Z.gz` and `app-2024-01-05.log` all belong to stream `app`.
+- A stream's **live** file is `<stream>.log` (or the bare `<stream>`): the one the app
+  writes. Every other file of the stream is a **rotated** file.
+
+Rules, in this order, all by modification time (mtime) against `now`:
+1. Any log file older than `retention_days` is deleted.
+2. A live file older than `compress_after_days` or larger than `max_file_mb` is rotated:
+   renamed to `<name>.<mtime as YYYYMMDDTHHMMSSZ>` and gzipped (the app reopens its file).
+3. A rotated, uncompressed file older than `compress_after_days`, larger than `max_file_mb`
+   or carrying our rotation stamp (left over by a crash) is gzipped to `<name>.gz`.
+4. Each stream keeps at most `max_files_per_stream` rotated files; the oldest go.
+Gzipped files keep the mtime of their source, so age rules go on working on them.
+
+Safety
+- Symlinks (files or folders) are never followed or touched: skipped and reported. Every
+  path acted on is re-checked right before the act: still a regular file whose resolved
+  path is inside the folder; files are opened with O_NOFOLLOW.
+- A file that cannot be read, stat'ed or removed is reported in `problems`; the run goes on.
+- Writes go to a hidden temp file renamed into place, so a crash never leaves half a .gz
+  under a real name; our temp files older than an hour are removed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import stat
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+DAY = 86_400.0
+MB = 1024 * 1024
+TEMP_PREFIX = ".ops-prune-"
+STALE_TEMP_SECONDS = 3600.0
+
+# A date or timestamp at the end of the part before the first '.', with its separator.
+_DATE_SUFFIX = re.compile(r"[-_](\d{4}-?\d{2}-?\d{2})([T_-]?\d{2}([:-]?\d{2}){0,2}Z?)?$")
+# The stamp our rotation appends (maybe with a "-N" to stay unique).
+_ROTATION_STAMP = re.compile(r"\.\d{8}T\d{6}Z(-\d+)?$")
+
+
+def stream_name(file_name: str) -> str:
+    base = file_name.split(".", 1)[0]
+    return _DATE_SUFFIX.sub("", base) or base
+
+
+def is_live(file_name: str) -> bool:
+    stream = stream_name(file_name)
+    return file_name in (stream, f"{stream}.log")
+
+
+@dataclass
+class LogFile:
+    path: Path
+    relative: str
+    stream: str  # folder-qualified, e.g. "api/app"
+    size: int
+    mtime: float
+
+    @property
+    def compressed(self) -> bool:
+        return self.path.name.endswith(".gz")
+
+    @property
+    def live(self) -> bool:
+        return is_live(self.path.name)
+
+
+@dataclass
+class LogPlan:
+    root: Path
+    delete_expired: list[LogFile] = field(default_factory=list)
+    delete_over_cap: list[LogFile] = field(default_factory=list)
+    delete_stale_temp: list[LogFile] = field(default_factory=list)
+    rotate: list[LogFile] = field(default_factory=list)
+    compress: list[LogFile] = field(default_factory=list)
+    files_seen: int = 0
+    symlinks_skipped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LogPruneResult:
+    files_seen: int = 0
+    files_deleted: int = 0
+    files_compressed: int = 0
+    files_rotated: int = 0
+    bytes_freed: int = 0
+    symlinks_skipped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def files_changed(self) -> int:
+        return self.files_deleted + self.files_compressed + self.files_rotated
+
+
+class LogFolderError(ValueError):
+    """The configured log folder cannot be pruned (not a folder, the filesystem root…)."""
+
+
+def check_log_root(log_dir: str | Path) -> Path:
+    root = Path(log_dir).expanduser().resolve()
+    if root == Path(root.anchor):
+        raise LogFolderError(f"log folder {log_dir!r} resolves to the filesystem root; refusing to prune it")
+    if root.exists() and not root.is_dir():
+        raise LogFolderError(f"log folder {str(root)!r} (OPS_LOG_DIR) exists but is not a folder")
+    return root
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except OSError:
+        return False
+
+
+def scan(root: Path, plan: LogPlan) -> list[LogFile]:
+    """Every log file under `root`, never following symlinks; oddities go to the plan."""
+    found = []
+
+    def walk_error(error: OSError) -> None:
+        plan.problems.append(f"{_relative(root, error.filename)}: cannot list folder ({error.strerror})")
+
+    for directory, subdirs, names in os.walk(root, onerror=walk_error, followlinks=False):
+        folder = Path(directory)
+        for name in list(subdirs):
+            if (folder / name).is_symlink():
+                subdirs.remove(name)
+                plan.symlinks_skipped.append(_relative(root, folder / name))
+        for name in sorted(names):
+            path = folder / name
+            relative = _relative(root, path)
+            try:
+                info = path.lstat()
+            except OSError as error:
+                plan.problems.append(f"{relative}: cannot stat ({error.strerror})")
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                plan.symlinks_skipped.append(relative)
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                plan.problems.append(f"{relative}: not a regular file, skipped")
+                continue
+            if not _inside(root, path):
+                plan.problems.append(f"{relative}: resolves outside the log folder, skipped")
+                continue
+            folder_key = _relative(root, folder)
+            stream = stream_name(name) if folder_key == "." else f"{folder_key}/{stream_name(name)}"
+            found.append(LogFile(path, relative, stream, info.st_size, info.st_mtime))
+    return found
+
+
+def _relative(root: Path, path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def plan_pruning(
+    root: Path,
+    now: datetime,
+    *,
+    retention_days: float,
+    compress_after_days: float,
+    max_file_mb: float,
+    max_files_per_stream: int,
+) -> LogPlan:
+    plan = LogPlan(root=root)
+    now_ts = now.timestamp()
+    delete_before = now_ts - retention_days * DAY
+    compress_before = now_ts - compress_after_days * DAY
+    max_bytes = max_file_mb * MB
+
+    remaining: list[LogFile] = []
+    for log in scan(root, plan):
+        name = log.path.name
+        if name.startswith("."):
+            if name.startswith(TEMP_PREFIX) and log.mtime < now_ts - STALE_TEMP_SECONDS:
+                plan.delete_stale_temp.append(log)
+            continue  # hidden files are not logs
+        plan.files_seen += 1
+        if log.mtime < delete_before:
+            plan.delete_expired.append(log)
+        elif log.compressed:
+            remaining.append(log)
+        elif log.live:
+            if log.size > max_bytes or log.mtime < compress_before:
+                plan.rotate.append(log)  # becomes a rotated member of its stream
+            remaining.append(log)
+        else:
+            if log.size > max_bytes or log.mtime < compress_before or _ROTATION_STAMP.search(name):
+                plan.compress.append(log)
+            remaining.append(log)
+
+    # Rule 4 on the state after rotation: live files do not count, rotated ones do.
+    rotating = {id(log) for log in plan.rotate}
+    streams: dict[str, list[LogFile]] = {}
+    for log in remaining:
+        if not log.live or id(log) in rotating:
+            streams.setdefault(log.stream, []).append(log)
+    for members in streams.values():
+        members.sort(key=lambda log: (log.mtime, log.path.name), reverse=True)
+        for log in members[max_files_per_stream:]:
+            if id(log) in rotating:
+                continue  # never delete what this run just rotated; the next run caps it
+            plan.delete_over_cap.append(log)
+    capped = {id(log) for log in plan.delete_over_cap}
+    plan.compress = [log for log in plan.compress if id(log) not in capped]
+    return plan
+
+
+def _still_safe(root: Path, log: LogFile) -> str | None:
+    """Why `log` must not be touched now, or None if it still is a regular file inside root."""
+    try:
+        info = log.path.lstat()
+    except FileNotFoundError:
+        return "vanished before it could be handled"
+    except OSError as error:
+        return f"cannot stat ({error.strerror})"
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        return "was replaced by a symlink or special file; skipped"
+    if not _inside(root, log.path):
+        return "resolves outside the log folder; skipped"
+    return None
+
+
+def open_log_for_reading(path: Path) -> int:
+    """Open without following a symlink (a file swapped for one fails here)."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+
+
+def _gzip_size_matches(gz_path: Path, size: int) -> bool:
+    """Whether a finished .gz (ISIZE trailer) holds `size` bytes (mod 2**32)."""
+    try:
+        with open(gz_path, "rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            return struct.unpack("<I", handle.read(4))[0] == size % 2**32
+    except OSError:
+        return False
+
+
+def _unique(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists() or candidate.is_symlink():
+        stem = path.name[:-3] if path.name.endswith(".gz") else path.name
+        suffix = ".gz" if path.name.endswith(".gz") else ""
+        candidate = path.with_name(f"{stem}-{n}{suffix}")
+        n += 1
+    return candidate
+
+
+def gzip_file(source: Path, mtime: float) -> tuple[Path, int]:
+    """Gzip `source` next to itself as `<name>.gz` keeping its mtime; remove the source.
+
+    Returns (gz path, bytes freed). A .gz left complete by a crash between writing it and
+    removing the source is recognised (same size) and only the source is removed.
+    """
+    target = source.with_name(source.name + ".gz")
+    size = source.stat().st_size
+    if target.exists() and not target.is_symlink() and _gzip_size_matches(target, size):
+        source.unlink()
+        return target, size
+    target = _unique(target)
+    descriptor = open_log_for_reading(source)
+    with os.fdopen(descriptor, "rb") as reader:
+        handle, temporary = tempfile.mkstemp(dir=source.parent, prefix=TEMP_PREFIX)
+        try:
+            with os.fdopen(handle, "wb") as raw, gzip.GzipFile(
+                filename=source.name, mode="wb", fileobj=raw, mtime=int(mtime)
+            ) as writer:
+                shutil.copyfileobj(reader, writer, 1024 * 1024)
+            os.utime(temporary, (mtime, mtime))
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    source.unlink()
+    return target, max(0, size - target.stat().st_size)
+
+
+def rotation_name(path: Path, mtime: float) -> Path:
+    stamp = datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = path.with_name(f"{path.name}.{stamp}"), 1
+    while any(p.exists() or p.is_symlink() for p in (candidate, candidate.with_name(candidate.name + ".gz"))):
+        candidate = path.with_name(f"{path.name}.{stamp}-{n}")
+        n += 1
+    return candidate
+
+
+def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> LogPruneResult:
+    result = LogPruneResult(
+        files_seen=plan.files_seen,
+        symlinks_skipped=list(plan.symlinks_skipped),
+        problems=list(plan.problems),
+    )
+    root = plan.root
+
+    def problem(log: LogFile, what: str) -> None:
+        result.problems.append(f"{log.relative}: {what}")
+
+    for log in plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp:
+        reason = _still_safe(root, log)
+        if reason:
+            problem(log, reason)
+            continue
+        try:
+            log.path.unlink()
+        except OSError as error:
+            problem(log, f"cannot delete ({error.strerror})")
+            continue
+        result.files_deleted += 1
+        result.bytes_freed += log.size
+
+    for log in plan.rotate:
+        reason = _still_safe(root, log)
+        if reason:
+            problem(log, reason)
+            continue
+        rotated = rotation_name(log.path, log.mtime)
+        try:
+            os.rename(log.path, rotated)
+        except OSError as error:
+            problem(log, f"cannot rotate ({error.strerror})")
+            continue
+        result.files_rotated += 1
+        try:
+            _, freed = gzip_file(rotated, log.mtime)
+            result.bytes_freed += freed
+        except OSError as error:
+            # Rotated but not compressed: the next run compresses it (it has our stamp).
+            problem(log, f"rotated to {rotated.name} but cannot compress ({error.strerror})")
+
+    for log in plan.compress:
+        reason = _still_safe(root, log)
+        if reason:
+            problem(log, reason)
+            continue
+        try:
+            _, freed = gzip_file(log.path, log.mtime)
+        except OSError as error:
+            problem(log, f"cannot compress ({error.strerror or error})")
+            continue
+        result.files_compressed += 1
+        result.bytes_freed += freed
+        if progress and result.files_compressed % 100 == 0:
+            progress(f"log_pruning: compressed {result.files_compressed} files")
+    return result
+
+
+def prune_log_folder(
+    log_dir: str | Path,
+    now: datetime,
+    *,
+    retention_days: float = 30,
+    compress_after_days: float = 1,
+    max_file_mb: float = 100,
+    max_files_per_stream: int = 10,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> LogPruneResult:
+    """Prune the log folder; a dry run reports what a real run would do and touches nothing."""
+    root = check_log_root(log_dir)
+    if not root.exists():
+        result = LogPruneResult()
+        if dry_run:
+            result.notes.append(f"log folder {root} does not exist; nothing to prune")
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            result.notes.append(f"log folder {root} did not exist; created it, nothing to prune")
+        return result
+    plan = plan_pruning(
+        root, now,
+        retention_days=retention_days, compress_after_days=compress_after_days,
+        max_file_mb=max_file_mb, max_files_per_stream=max_files_per_stream,
+    )
+    if not dry_run:
+        return apply_plan(plan, progress)
+    return LogPruneResult(
+        files_seen=plan.files_seen,
+        files_deleted=len(plan.delete_expired) + len(plan.delete_over_cap) + len(plan.delete_stale_temp),
+        files_compressed=len(plan.compress),
+        files_rotated=len(plan.rotate),
+        bytes_freed=sum(log.size for log in plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp),
+        symlinks_skipped=list(plan.symlinks_skipped),
+        problems=list(plan.problems),
+        notes=["dry run: counts are what a real run would do; bytes_freed counts deletions only"],
+    )
