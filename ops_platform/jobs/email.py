@@ -113,9 +113,12 @@ def claim_due_batches(engine: Engine, now: datetime, limit: int, lease_seconds: 
         # Rows another claimer holds are skipped instead of waited for. (SQLite has no row
         # locks: the UPDATE runs under the database write lock, and the guard below re-checks.)
         oldest = oldest.with_for_update(skip_locked=True)
+    # A CTE is evaluated once; an IN (subquery … LIMIT) may be re-run per row on Postgres
+    # and then claim more than `limit` rows.
+    chosen = oldest.cte("chosen")
     statement = (
         update(queue)
-        .where(queue.c.id.in_(oldest.scalar_subquery()), due)
+        .where(queue.c.id == chosen.c.id, due)
         .values(status="processing", claimed_at=now, attempts=queue.c.attempts + 1)
         # The ids as text: a malformed value is a bad row to report, not a crash here.
         .returning(queue.c.id, queue.c.user_id, cast(queue.c.notification_ids, Text), queue.c.attempts)

@@ -144,22 +144,26 @@ class SmtpTransport:
             try:
                 self._client.send_message(message)
                 return
-            except (smtplib.SMTPServerDisconnected, OSError) as error:
-                # The server closed an idle connection (or died): reconnect once.
-                self._drop()
-                if attempt == 2:
-                    raise MailServerUnavailable(
-                        f"SMTP server {self.settings.host}:{self.settings.port} hung up twice while sending: {error}",
-                        during_send=True,
-                    ) from error
+            # SMTPException derives from OSError: the refusals must be caught first.
             except smtplib.SMTPRecipientsRefused as error:
                 codes = [code for code, _ in error.recipients.values()]
                 detail = "; ".join(f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in error.recipients.items())
                 raise MailError(f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)) from error
             except smtplib.SMTPResponseException as error:
                 raise MailError(f"SMTP {error.smtp_code} {_text(error.smtp_error)}", permanent=error.smtp_code >= 500) from error
+            except smtplib.SMTPServerDisconnected as error:
+                lost = error
             except smtplib.SMTPException as error:
                 raise MailError(f"SMTP error: {error}") from error
+            except OSError as error:  # reset, broken pipe, timeout
+                lost = error
+            # The server closed an idle connection (or died): reconnect once.
+            self._drop()
+            if attempt == 2:
+                raise MailServerUnavailable(
+                    f"SMTP server {self.settings.host}:{self.settings.port} hung up twice while sending: {lost}",
+                    during_send=True,
+                ) from lost
 
     def _drop(self) -> None:
         if self._client is not None:

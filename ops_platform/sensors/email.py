@@ -1,0 +1,46 @@
+"""`email_queue_due_sensor`: start `email_queue` as soon as mail is due, between the
+every-minute schedule's ticks — never a second run while one is queued or running."""
+
+import dagster as dg
+
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs.email import count_due, email_queue
+from ops_platform.resources.database import Database
+from ops_platform.schedules.build import default_sensor_status
+from ops_platform.settings import load_settings
+
+INTERVAL_SECONDS = 20
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def email_queue_run_active(instance: dg.DagsterInstance) -> bool:
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=email_queue.name, statuses=ACTIVE_STATUSES), limit=1
+    )
+    return bool(records)
+
+
+@dg.sensor(
+    name="email_queue_due_sensor",
+    job=email_queue,
+    minimum_interval_seconds=INTERVAL_SECONDS,
+    default_status=default_sensor_status(load_settings(), "email"),
+    description="Requests an email_queue run when a batch is due and none is queued or running.",
+)
+def email_queue_due_sensor(context: dg.SensorEvaluationContext, database: Database):
+    if email_queue_run_active(context.instance):
+        return dg.SkipReason("an email_queue run is already queued or running")
+    now = utcnow()
+    if not count_due(database.engine, now, cap=1):
+        return dg.SkipReason("no email batch is due")
+    # One request per time bucket: a re-evaluated tick cannot launch a second run.
+    bucket = int(now.timestamp()) // INTERVAL_SECONDS
+    return dg.RunRequest(run_key=f"email_queue_due:{bucket}")
+
+
+defs = dg.Definitions(sensors=[email_queue_due_sensor])
