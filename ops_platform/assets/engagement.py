@@ -1,0 +1,363 @@
+"""Engagement assets (seed 001): `stream_rankings` every 10 minutes and `user_trust_scores`
+every 30 minutes, each one set-based statement written back to the table the app reads.
+
+- `stream_rankings`: engagement score of every live or recently ended stream from its
+  `stream_events` in a trailing window; each event weighs `kind weight × value` (value is 1
+  for views, chats, follows and shares, the coins for a gift), decayed by its age with a
+  half-life. Ranks 1..N with no gaps and no ties (equal scores: lower stream id first). The
+  table's contents are replaced in one transaction, so the app never reads a half ranking.
+- `user_trust_scores`: `base + Σ weight × 0.5^(age / half-life)` over the user's
+  `reputation_events` up to now, clamped to 0–100, written with `trust_score_updated_at`
+  to every user; a user without events gets the neutral base score.
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Mapping
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Connection, Engine, text
+
+from ops_platform.assets._sql_assets import OWNERS, decay_params, decay_sql, markdown_table
+from ops_platform.assets.app_tables import app_table_keys
+from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
+from ops_platform.jobs._common import transient_retries
+from ops_platform.resources.database import Database
+
+# Points per unit of `stream_events.value` (1 for most kinds; coins for gifts).
+STREAM_EVENT_WEIGHTS: Mapping[str, float] = {
+    "view": 1.0,
+    "chat": 2.0,
+    "gift": 1.0,
+    "follow": 5.0,
+    "share": 3.0,
+}
+
+
+# --- stream_rankings ------------------------------------------------------------------
+@dataclass(frozen=True)
+class RankingResult:
+    streams_ranked: int
+    seconds: float
+
+
+def _stream_score_sql(bind) -> str:
+    kind_weight = " ".join(f"WHEN '{kind}' THEN :w_{kind}" for kind in STREAM_EVENT_WEIGHTS)
+    return f"""
+        SELECT stream_id,
+               SUM(CASE kind {kind_weight} ELSE 0.0 END
+                   * {greatest(bind, "value", "0.0")} * {decay_sql(bind, "created_at")}) AS score
+        FROM stream_events
+        WHERE created_at >= :since AND created_at <= :now
+        GROUP BY stream_id
+    """
+
+
+# Live streams, and streams that ended inside the window; not streams starting later.
+ELIGIBLE_STREAM_SQL = "(s.is_live OR s.ended_at >= :since) AND (s.started_at IS NULL OR s.started_at <= :now)"
+
+
+def rank_streams(
+    connection: Connection,
+    now: datetime,
+    window: timedelta,
+    half_life: timedelta,
+    weights: Mapping[str, float] = STREAM_EVENT_WEIGHTS,
+) -> RankingResult:
+    """Replace `stream_rankings` with the ranking as of `now`, inside the caller's
+    transaction (readers see the old ranking until it commits)."""
+    started = time.perf_counter()
+    unknown = set(weights) - set(STREAM_EVENT_WEIGHTS)
+    if unknown:
+        raise ValueError(f"unknown stream event kinds in weights: {sorted(unknown)}")
+    params = {
+        "now": now,
+        "since": now - window,
+        **decay_params(now, half_life),
+        **{f"w_{kind}": float(weights.get(kind, default)) for kind, default in STREAM_EVENT_WEIGHTS.items()},
+    }
+    connection.execute(text("DELETE FROM stream_rankings"))
+    inserted = connection.execute(
+        text(f"""
+            INSERT INTO stream_rankings (stream_id, score, rank, computed_at)
+            SELECT s.id,
+                   COALESCE(e.score, 0.0),
+                   ROW_NUMBER() OVER (ORDER BY COALESCE(e.score, 0.0) DESC, s.id),
+                   :now
+            FROM streams AS s
+            LEFT JOIN ({_stream_score_sql(connection)}) AS e ON e.stream_id = s.id
+            WHERE {ELIGIBLE_STREAM_SQL}
+        """),
+        params,
+    ).rowcount
+    return RankingResult(streams_ranked=inserted, seconds=time.perf_counter() - started)
+
+
+def ranking_preview(connection: Connection, limit: int = 10) -> str:
+    rows = connection.execute(
+        text("""
+            SELECT r.rank, r.stream_id, s.title, s.is_live, r.score
+            FROM stream_rankings AS r LEFT JOIN streams AS s ON s.id = r.stream_id
+            ORDER BY r.rank LIMIT :limit
+        """),
+        {"limit": limit},
+    ).all()
+    return markdown_table(
+        ("rank", "stream", "title", "live", "score"),
+        [(rank, sid, title, "yes" if live else "no", float(score)) for rank, sid, title, live, score in rows],
+    )
+
+
+class StreamRankingsConfig(dg.Config):
+    window_hours: float = Field(default=24.0, gt=0, le=24 * 30, description="Trailing window of events.")
+    half_life_hours: float = Field(default=6.0, gt=0, description="An event's weight halves every half-life.")
+    view_weight: float = Field(default=STREAM_EVENT_WEIGHTS["view"], ge=0)
+    chat_weight: float = Field(default=STREAM_EVENT_WEIGHTS["chat"], ge=0)
+    gift_weight: float = Field(default=STREAM_EVENT_WEIGHTS["gift"], ge=0, description="Points per coin gifted.")
+    follow_weight: float = Field(default=STREAM_EVENT_WEIGHTS["follow"], ge=0)
+    share_weight: float = Field(default=STREAM_EVENT_WEIGHTS["share"], ge=0)
+    preview_rows: int = Field(default=10, ge=1, le=100)
+
+    def weights(self) -> dict[str, float]:
+        return {kind: getattr(self, f"{kind}_weight") for kind in STREAM_EVENT_WEIGHTS}
+
+
+@dg.asset(
+    group_name="engagement",
+    owners=OWNERS,
+    kinds={"sql", "postgres"},
+    deps=app_table_keys("streams", "stream_events"),
+    description=(
+        "Engagement score and rank of every live or recently ended stream, from views, chats, "
+        "gifts, follows and shares in a trailing window with exponential time decay. "
+        "Written to the `stream_rankings` table (one row per stream, ranks 1..N)."
+    ),
+    metadata={"dagster/table_name": "stream_rankings"},
+)
+def stream_rankings(
+    context: dg.AssetExecutionContext, config: StreamRankingsConfig, database: Database
+) -> dg.MaterializeResult:
+    now = utcnow()
+    with transient_retries(context), database.begin() as connection:
+        result = rank_streams(
+            connection, now, timedelta(hours=config.window_hours),
+            timedelta(hours=config.half_life_hours), config.weights(),
+        )
+    with database.connect() as connection:
+        active, top_score = connection.execute(
+            text("SELECT SUM(CASE WHEN score > 0 THEN 1 ELSE 0 END), MAX(score) FROM stream_rankings")
+        ).one()
+        preview = ranking_preview(connection, config.preview_rows)
+    context.log.info(f"ranked {result.streams_ranked} streams ({active or 0} with activity) in {result.seconds:.2f}s")
+    return dg.MaterializeResult(
+        metadata={
+            "row_count": result.streams_ranked,
+            "streams_with_activity": int(active or 0),
+            "top_score": float(top_score or 0.0),
+            "duration_s": round(result.seconds, 3),
+            "computed_at": now.isoformat(),
+            "window_hours": config.window_hours,
+            "half_life_hours": config.half_life_hours,
+            "preview": dg.MetadataValue.md(preview),
+        }
+    )
+
+
+def _latest_window_hours(context: dg.AssetCheckExecutionContext) -> float:
+    event = context.instance.get_latest_materialization_event(stream_rankings.key)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    value = metadata.get("window_hours")
+    return float(value.value) if value is not None else StreamRankingsConfig().window_hours
+
+
+@dg.asset_check(asset=stream_rankings, description="Ranks are 1..N with no gaps and no duplicates.")
+def stream_ranks_dense_and_unique(database: Database) -> dg.AssetCheckResult:
+    with database.connect() as connection:
+        rows, distinct_ranks, low, high = connection.execute(
+            text("SELECT COUNT(*), COUNT(DISTINCT rank), MIN(rank), MAX(rank) FROM stream_rankings")
+        ).one()
+    passed = rows == distinct_ranks and (rows == 0 or (low == 1 and high == rows))
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"rows": rows, "distinct_ranks": distinct_ranks, "min_rank": low or 0, "max_rank": high or 0},
+    )
+
+
+@dg.asset_check(
+    asset=stream_rankings,
+    description="Exactly one row per stream that was live or recently ended when the ranking was computed.",
+)
+def one_ranking_row_per_stream(context: dg.AssetCheckExecutionContext, database: Database) -> dg.AssetCheckResult:
+    with database.connect() as connection:
+        computed_at = as_utc(connection.execute(text("SELECT MAX(computed_at) FROM stream_rankings")).scalar())
+        if computed_at is None:
+            computed_at = utcnow()
+        params = {"now": computed_at, "since": computed_at - timedelta(hours=_latest_window_hours(context))}
+        missing = connection.execute(
+            text(f"""
+                SELECT COUNT(*) FROM streams AS s
+                WHERE {ELIGIBLE_STREAM_SQL}
+                  AND NOT EXISTS (SELECT 1 FROM stream_rankings AS r WHERE r.stream_id = s.id)
+            """),
+            params,
+        ).scalar()
+        extra = connection.execute(
+            text(f"""
+                SELECT COUNT(*) FROM stream_rankings AS r
+                WHERE NOT EXISTS (SELECT 1 FROM streams AS s WHERE s.id = r.stream_id AND {ELIGIBLE_STREAM_SQL})
+            """),
+            params,
+        ).scalar()
+    return dg.AssetCheckResult(
+        passed=missing == 0 and extra == 0,
+        metadata={"eligible_streams_missing": missing, "rows_not_eligible": extra},
+    )
+
+
+# --- user_trust_scores ----------------------------------------------------------------
+def _trust_update_sql(bind) -> str:
+    clamp = lambda expr: f"{least(bind, '100.0', greatest(bind, '0.0', expr))}"  # noqa: E731
+    decayed = f"weight * {decay_sql(bind, 'created_at')}"
+    if is_postgres(bind):
+        # One pass: aggregate the events per user (hash aggregate), join every user to it.
+        return f"""
+            UPDATE users AS u
+            SET trust_score = {clamp(":base + COALESCE(r.delta, 0.0)")},
+                trust_score_updated_at = :now
+            FROM users AS m
+            LEFT JOIN (
+                SELECT user_id, SUM({decayed}) AS delta
+                FROM reputation_events WHERE created_at <= :now
+                GROUP BY user_id
+            ) AS r ON r.user_id = m.id
+            WHERE u.id = m.id
+        """
+    # SQLite: a correlated sum per user, served by ix_reputation_events_user_id.
+    return f"""
+        UPDATE users
+        SET trust_score = {clamp(f'''(:base + COALESCE((
+                SELECT SUM({decayed}) FROM reputation_events AS r
+                WHERE r.user_id = users.id AND r.created_at <= :now), 0.0))''')},
+            trust_score_updated_at = :now
+    """
+
+
+def update_trust_scores(connection: Connection, now: datetime, base_score: float, half_life: timedelta) -> int:
+    """Set `trust_score` and `trust_score_updated_at` of every user as of `now`;
+    returns the number of users updated."""
+    if not 0 <= base_score <= 100:
+        raise ValueError(f"base score must be within 0–100, got {base_score}")
+    params = {"now": now, "base": float(base_score), **decay_params(now, half_life)}
+    return connection.execute(text(_trust_update_sql(connection)), params).rowcount
+
+
+def trust_summary(connection: Connection, limit: int = 10) -> tuple[dict, str]:
+    """Distribution figures and a Markdown preview (highest and lowest scores)."""
+    users, low, avg, high, at_zero, at_hundred = connection.execute(
+        text("""
+            SELECT COUNT(*), MIN(trust_score), AVG(trust_score), MAX(trust_score),
+                   SUM(CASE WHEN trust_score <= 0 THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN trust_score >= 100 THEN 1 ELSE 0 END)
+            FROM users
+        """)
+    ).one()
+    top = connection.execute(
+        text("SELECT id, email, trust_score FROM users ORDER BY trust_score DESC, id LIMIT :n"), {"n": limit}
+    ).all()
+    bottom = connection.execute(
+        text("SELECT id, email, trust_score FROM users ORDER BY trust_score, id LIMIT :n"), {"n": min(limit, 5)}
+    ).all()
+    figures = {
+        "users": int(users or 0),
+        "min_score": float(low or 0), "avg_score": round(float(avg or 0), 3), "max_score": float(high or 0),
+        "users_at_0": int(at_zero or 0), "users_at_100": int(at_hundred or 0),
+    }
+    preview = (
+        "**Highest trust**\n\n" + markdown_table(("user", "email", "trust"), [(i, e, float(s)) for i, e, s in top])
+        + "\n\n**Lowest trust**\n\n" + markdown_table(("user", "email", "trust"), [(i, e, float(s)) for i, e, s in bottom])
+    )
+    return figures, preview
+
+
+class TrustScoresConfig(dg.Config):
+    base_score: float = Field(default=50.0, ge=0, le=100, description="Score of a user without reputation events.")
+    half_life_days: float = Field(default=90.0, gt=0, description="A reputation event's weight halves every half-life.")
+    preview_rows: int = Field(default=10, ge=1, le=100)
+
+
+@dg.asset(
+    group_name="engagement",
+    owners=OWNERS,
+    kinds={"sql", "postgres"},
+    deps=app_table_keys("users", "reputation_events"),
+    description=(
+        "Trust score 0–100 of every user: a neutral base plus the user's reputation events, "
+        "weighted and exponentially time-decayed, clamped. Written to `users.trust_score` and "
+        "`users.trust_score_updated_at` for every user in one statement."
+    ),
+    metadata={"dagster/table_name": "users"},
+)
+def user_trust_scores(
+    context: dg.AssetExecutionContext, config: TrustScoresConfig, database: Database
+) -> dg.MaterializeResult:
+    now = utcnow()
+    started = time.perf_counter()
+    with transient_retries(context), database.begin() as connection:
+        updated = update_trust_scores(connection, now, config.base_score, timedelta(days=config.half_life_days))
+    seconds = time.perf_counter() - started
+    with database.connect() as connection:
+        figures, preview = trust_summary(connection, config.preview_rows)
+    context.log.info(f"trust scores of {updated} users updated in {seconds:.2f}s")
+    return dg.MaterializeResult(
+        metadata={
+            "row_count": updated,
+            **figures,
+            "duration_s": round(seconds, 3),
+            "computed_at": now.isoformat(),
+            "base_score": config.base_score,
+            "half_life_days": config.half_life_days,
+            "preview": dg.MetadataValue.md(preview),
+        }
+    )
+
+
+@dg.asset_check(asset=user_trust_scores, description="Every trust score is set and within 0–100.")
+def trust_scores_within_range(database: Database) -> dg.AssetCheckResult:
+    with database.connect() as connection:
+        out_of_range = connection.execute(
+            text("SELECT COUNT(*) FROM users WHERE trust_score IS NULL OR trust_score < 0 OR trust_score > 100")
+        ).scalar()
+    return dg.AssetCheckResult(passed=out_of_range == 0, metadata={"users_out_of_range": out_of_range})
+
+
+@dg.asset_check(
+    asset=user_trust_scores,
+    description="Every user was updated by the latest run (no trust_score_updated_at older than it).",
+)
+def trust_scores_updated_for_every_user(database: Database) -> dg.AssetCheckResult:
+    with database.connect() as connection:
+        stale, latest = connection.execute(
+            text("""
+                SELECT COUNT(*), (SELECT MAX(trust_score_updated_at) FROM users) FROM users
+                WHERE trust_score_updated_at IS NULL
+                   OR trust_score_updated_at < (SELECT MAX(trust_score_updated_at) FROM users)
+            """)
+        ).one()
+    latest = as_utc(latest)
+    return dg.AssetCheckResult(
+        passed=stale == 0,
+        metadata={"stale_users": stale, "latest_update": latest.isoformat() if latest else "never"},
+    )
+
+
+defs = dg.Definitions(
+    assets=[stream_rankings, user_trust_scores],
+    asset_checks=[
+        stream_ranks_dense_and_unique,
+        one_ranking_row_per_stream,
+        trust_scores_within_range,
+        trust_scores_updated_for_every_user,
+    ],
+)
