@@ -8,6 +8,8 @@ from ops_platform.resources.alerts import build_alerts
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import build_mailer
 from ops_platform.resources.object_store import build_object_store
+from ops_platform.resources.payments import build_payments
+from ops_platform.resources.realtime import build_realtime
 from ops_platform.settings import Settings
 
 
@@ -18,4 +20,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "object_store": build_object_store(settings),
         "mailer": build_mailer(settings),
         "alerts": build_alerts(settings),
+        "payments": build_payments(settings),
+        "realtime": build_realtime(settings),
     }

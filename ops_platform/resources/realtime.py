@@ -1,0 +1,83 @@
+"""The `realtime` resource: publishes to the web app's real-time channel, Redis pub/sub.
+
+`OPS_REDIS_URL` (`redis://[:password@]host:6379/0`, or `rediss://` for TLS) picks the
+server. With none configured the publisher is disabled (`enabled` False): events stay in
+the `realtime_events` outbox until a server is configured.
+
+`publish_many` sends a batch of (channel, message) pairs in one pipeline round trip.
+Connecting and timeouts are bounded (`socket_timeout_s`); a lost connection is retried by
+redis-py with exponential backoff and jitter, and what still fails raises
+`RealtimeUnavailable` for the job to retry later.
+"""
+
+from typing import Any, Optional, Sequence
+
+import dagster as dg
+import redis
+from pydantic import Field, PrivateAttr
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+
+class RealtimeUnavailable(RuntimeError):
+    """Redis could not be reached or failed through every retry."""
+
+
+class RealtimePublisher(dg.ConfigurableResource):
+    """Redis pub/sub publisher; disabled when no URL is configured."""
+
+    url: Optional[str] = Field(default=None, description="Redis URL; None: publishing disabled.")
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def _redis(self) -> "redis.Redis":
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_timeout=self.socket_timeout_s,
+                socket_connect_timeout=self.socket_timeout_s,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), self.retries),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            )
+        return self._client
+
+    def publish_many(self, messages: Sequence[tuple[str, str]]) -> list[int]:
+        """Publish (channel, message) pairs in order, one pipeline; returns the receiver
+        count of each message."""
+        if not self.enabled:
+            raise RealtimeUnavailable("no Redis configured (OPS_REDIS_URL is not set)")
+        if not messages:
+            return []
+        pipeline = self._redis().pipeline(transaction=False)
+        for channel, message in messages:
+            pipeline.publish(channel, message)
+        try:
+            return pipeline.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise RealtimeUnavailable(f"Redis at {self.safe_url} failed: {error}") from error
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        if not self.url:
+            return "(none)"
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}"
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+
+def build_realtime(settings) -> RealtimePublisher:
+    return RealtimePublisher(url=settings.redis_url)
