@@ -1,0 +1,312 @@
+"""`secret_rotation` (seed 002, daily 05:00): rotate secrets past their expiry.
+
+- An `active` secret with `expires_at <= now` that is the latest version of its name gets a
+  new version: `version + 1`, a fresh value from `secrets.token_urlsafe`, status `active`,
+  expiring after `validity_days`. The old version becomes `retiring` (`rotated_at = now`,
+  `retire_after = now + grace`): the app still accepts it during the grace period.
+- An expired `active` secret that already has a newer version only becomes `retiring`.
+- A `retiring` secret past `retire_after` becomes `retired` (rows from before
+  `retire_after` existed fall back to `rotated_at + grace`).
+- Bad rows are skipped and counted: unknown status, `active` without `expires_at`,
+  `retiring` with neither `retire_after` nor `rotated_at`.
+
+Values are stored encrypted in `value_ciphertext` (Fernet, the app needs the value back):
+the key comes from `OPS_SECRETS_KEY` (one or more comma-separated Fernet keys, the first
+encrypts), or in the embedded default from `<OPS_DATA_DIR>/secrets.key`, generated on first
+use with mode 0600. Values are never logged and never put in metadata.
+
+Concurrency: claiming an old version is a conditional `UPDATE … WHERE status = 'active'`
+and the new version is inserted under UNIQUE(name, version) with ON CONFLICT DO NOTHING,
+so two runs can never both rotate one secret; each batch is one short transaction, so a
+crash half way leaves every finished secret consistent and a re-run does the rest.
+"""
+
+import os
+import secrets as secrets_module
+import stat
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import dagster as dg
+from cryptography.fernet import Fernet, MultiFernet
+from pydantic import Field
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ops_platform.db import schema
+from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
+from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import job_tags
+from ops_platform.settings import SettingsError, load_settings
+
+KEY_ENV = "OPS_SECRETS_KEY"
+KEY_FILE_NAME = "secrets.key"
+KNOWN_STATUSES = ("active", "retiring", "retired")
+MAX_LISTED = 50
+
+
+# --- encryption key ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretCipher:
+    fernet: MultiFernet
+    source: str  # where the key came from, for metadata (never the key itself)
+
+    def encrypt(self, value: str) -> str:
+        return self.fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        return self.fernet.decrypt(ciphertext.encode()).decode()
+
+
+def _fernet_keys(raw: str, where: str) -> MultiFernet:
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if not keys:
+        raise SettingsError(f"{where} is empty; it must hold a Fernet key (Fernet.generate_key())")
+    fernets = []
+    for number, key in enumerate(keys, 1):
+        try:
+            fernets.append(Fernet(key))
+        except (ValueError, TypeError):
+            raise SettingsError(
+                f"{where}: key #{number} is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
+    return MultiFernet(fernets)
+
+
+def load_cipher(env: dict | None = None, data_dir: Path | None = None) -> SecretCipher:
+    """The cipher from OPS_SECRETS_KEY, else from the key file under the data folder."""
+    env = os.environ if env is None else env
+    if env.get(KEY_ENV, "").strip():
+        return SecretCipher(_fernet_keys(env[KEY_ENV], KEY_ENV), KEY_ENV)
+    data_dir = data_dir or load_settings(env).data_dir
+    path = Path(data_dir) / KEY_FILE_NAME
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        os.chmod(path, 0o600)  # the key file is readable by its owner only
+    return SecretCipher(_fernet_keys(path.read_text(), f"key file {path}"), f"key file {path}")
+
+
+# --- the rule ---------------------------------------------------------------------------
+
+
+@dataclass
+class RotationResult:
+    rotated: int = 0            # secrets that got a new version
+    new_versions: int = 0       # rows inserted (less than rotated only under a race)
+    superseded: int = 0         # expired active rows that already had a newer version
+    retired: int = 0
+    skipped_unknown_status: int = 0
+    skipped_null_expiry: int = 0
+    skipped_retiring_without_dates: int = 0
+    batches: int = 0
+    longest_transaction_s: float = 0.0
+    names_rotated: list[str] = field(default_factory=list)
+
+    @property
+    def rows_changed(self) -> int:
+        return self.rotated + self.new_versions + self.superseded + self.retired
+
+
+_LATEST_EXPIRED = (
+    "s.status = 'active' AND s.expires_at <= :now "
+    "AND NOT EXISTS (SELECT 1 FROM secrets n WHERE n.name = s.name AND n.version > s.version)"
+)
+_SUPERSEDED = (
+    "s.status = 'active' AND s.expires_at <= :now "
+    "AND EXISTS (SELECT 1 FROM secrets n WHERE n.name = s.name AND n.version > s.version)"
+)
+_RETIRABLE = (
+    "s.status = 'retiring' AND (s.retire_after <= :now "
+    "OR (s.retire_after IS NULL AND s.rotated_at <= :fallback_cutoff))"
+)
+
+
+def _count(connection: Connection, where: str, params: dict) -> int:
+    return connection.execute(text(f"SELECT count(*) FROM secrets s WHERE {where}"), params).scalar_one()
+
+
+def _insert_ignoring_duplicates(connection: Connection, rows: list[dict]) -> int:
+    """Insert new versions; a (name, version) that exists already is left alone."""
+    if not rows:
+        return 0
+    insert = postgres_insert if is_postgres(connection) else sqlite_insert
+    statement = (
+        insert(schema.secrets).values(rows)
+        .on_conflict_do_nothing(index_elements=["name", "version"])
+        .returning(schema.secrets.c.id)  # counted by RETURNING: rowcount is not reliable here
+    )
+    return len(connection.execute(statement).all())
+
+
+def _update_in_batches(engine: Engine, set_sql: str, where: str, params: dict, batch_size: int,
+                       result: RotationResult) -> int:
+    changed = 0
+    while True:
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            count = connection.execute(text(
+                f"UPDATE secrets SET {set_sql} WHERE id IN "
+                f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id LIMIT :batch_size)"
+            ), {**params, "batch_size": batch_size}).rowcount
+        result.longest_transaction_s = max(result.longest_transaction_s, time.perf_counter() - started)
+        if count <= 0:
+            return changed
+        changed += count
+        result.batches += 1
+        if count < batch_size:
+            return changed
+
+
+def rotate_secrets(
+    engine: Engine,
+    now: datetime,
+    *,
+    grace: timedelta = timedelta(hours=24),
+    validity: timedelta = timedelta(days=90),
+    batch_size: int = 500,
+    dry_run: bool = False,
+    cipher: SecretCipher | None = None,
+    new_value: Callable[[], str] = lambda: secrets_module.token_urlsafe(32),
+    progress: Callable[[str], None] | None = None,
+) -> RotationResult:
+    """Apply the three rules; a dry run counts what a real run would change."""
+    result = RotationResult()
+    params = {"now": now, "fallback_cutoff": now - grace}
+    with engine.connect() as connection:
+        result.skipped_unknown_status = _count(
+            connection, "s.status IS NULL OR s.status NOT IN ('active', 'retiring', 'retired')", {})
+        result.skipped_null_expiry = _count(connection, "s.status = 'active' AND s.expires_at IS NULL", {})
+        result.skipped_retiring_without_dates = _count(
+            connection, "s.status = 'retiring' AND s.retire_after IS NULL AND s.rotated_at IS NULL", {})
+        if dry_run:
+            result.rotated = _count(connection, _LATEST_EXPIRED, params)
+            result.new_versions = result.rotated
+            result.superseded = _count(connection, _SUPERSEDED, params)
+            result.retired = _count(connection, _RETIRABLE, params)
+            result.names_rotated = list(connection.execute(text(
+                f"SELECT s.name FROM secrets s WHERE {_LATEST_EXPIRED} ORDER BY s.name LIMIT {MAX_LISTED}"
+            ), params).scalars())
+            return result
+    if cipher is None:
+        raise ValueError("rotate_secrets needs a cipher unless dry_run")
+
+    # Retire first what is past its grace period, so this run's rotations (retire_after in
+    # the future) are not touched and a second run changes nothing.
+    result.retired = _update_in_batches(engine, "status = 'retired'", _RETIRABLE, params, batch_size, result)
+    if result.retired and progress:
+        progress(f"secret_rotation: retired {result.retired} versions past their grace period")
+    retiring = {"now": now, "retire_after": now + grace}
+    result.superseded = _update_in_batches(
+        engine, "status = 'retiring', rotated_at = :now, retire_after = :retire_after",
+        _SUPERSEDED, {**params, **retiring}, batch_size, result)
+
+    while True:
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            # Claim: only a row still 'active' can be claimed, so a concurrent run that
+            # picked the same rows gets none of them.
+            claimed = connection.execute(text(
+                "UPDATE secrets SET status = 'retiring', rotated_at = :now, retire_after = :retire_after "
+                f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
+                "ORDER BY s.id LIMIT :batch_size) RETURNING name, version"
+            ), {**params, **retiring, "batch_size": batch_size}).all()
+            rows = [
+                {
+                    "name": name, "version": version + 1, "status": "active",
+                    "value_ciphertext": cipher.encrypt(new_value()),
+                    "created_at": now, "expires_at": now + validity,
+                }
+                for name, version in claimed
+            ]
+            for start in range(0, len(rows), 1000):
+                result.new_versions += _insert_ignoring_duplicates(connection, rows[start:start + 1000])
+        result.longest_transaction_s = max(result.longest_transaction_s, time.perf_counter() - started)
+        if not claimed:
+            break
+        result.batches += 1
+        result.rotated += len(claimed)
+        if len(result.names_rotated) < MAX_LISTED:
+            result.names_rotated.extend(sorted(name for name, _ in claimed)[: MAX_LISTED - len(result.names_rotated)])
+        if progress:
+            progress(f"secret_rotation: rotated {result.rotated} secrets in {result.batches} batches")
+        if len(claimed) < batch_size:
+            break
+    return result
+
+
+# --- the op and job ---------------------------------------------------------------------
+
+
+class SecretRotationConfig(DestructiveJobConfig):
+    grace_hours: float = Field(default=24, gt=0, description="How long a rotated-out version stays valid.")
+    validity_days: float = Field(default=90, gt=0, description="Expiry of a new version.")
+
+
+def rotation_metadata(result: RotationResult, config: SecretRotationConfig, key_source: str, started: float) -> dict:
+    changed = 0 if config.dry_run else result.rows_changed
+    metadata = {
+        "dry_run": config.dry_run,
+        "secrets_rotated": result.rotated,
+        "new_versions": result.new_versions,
+        "superseded_to_retiring": result.superseded,
+        "retired": result.retired,
+        "skipped_unknown_status": result.skipped_unknown_status,
+        "skipped_null_expiry": result.skipped_null_expiry,
+        "skipped_retiring_without_dates": result.skipped_retiring_without_dates,
+        "rows_matched": result.rows_changed,
+        "rows_changed": changed,
+        "batches": result.batches,
+        "longest_transaction_s": round(result.longest_transaction_s, 3),
+        "key_source": key_source,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    if result.names_rotated:
+        metadata["names_rotated"] = ", ".join(result.names_rotated)
+    return metadata
+
+
+@dg.op(description="Rotate expired secrets: new encrypted version, old one retiring, then retired.")
+def rotate_expired_secrets(
+    context: dg.OpExecutionContext, config: SecretRotationConfig, database: Database
+) -> dg.Output[int]:
+    started = time.perf_counter()
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return dg.Output(0, metadata={"skipped": "another run holds the lock", "rows_changed": 0})
+        cipher = None if config.dry_run else load_cipher()
+        result = rotate_secrets(
+            database.engine, utcnow(),
+            grace=timedelta(hours=config.grace_hours), validity=timedelta(days=config.validity_days),
+            batch_size=config.batch_size, dry_run=config.dry_run, cipher=cipher, progress=context.log.info,
+        )
+    key_source = cipher.source if cipher else "not needed (dry run)"
+    skipped = result.skipped_unknown_status + result.skipped_null_expiry + result.skipped_retiring_without_dates
+    verb = "would rotate" if config.dry_run else "rotated"
+    context.log.info(
+        f"secret_rotation {verb} {result.rotated} secrets, {result.superseded} superseded versions to retiring, "
+        f"{result.retired} retired; {skipped} bad rows skipped"
+    )
+    metadata = rotation_metadata(result, config, key_source, started)
+    return dg.Output(metadata["rows_changed"], metadata=metadata)
+
+
+@dg.job(tags=job_tags("secret_rotation"), description="Daily: rotate expired secrets with a grace period (seed 002).")
+def secret_rotation():
+    rotate_expired_secrets()
+
+
+defs = dg.Definitions(jobs=[secret_rotation])
