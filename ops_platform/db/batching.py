@@ -1,17 +1,34 @@
-"""Bounded batches: each batch its own short transaction, progress logged."""
+"""Bounded batches: each batch its own short transaction, progress logged.
+
+Batches walk the table's integer key upwards (keyset pagination): a batch is the next
+`batch_size` matching rows after the last key done, so no batch scans what earlier batches
+already removed, and a run that dies half way is finished by the next run (every batch
+re-checks the rule, so nothing is changed twice).
+
+Within a batch, a statement sees the rows as `<table>.id > :_after AND <table>.id <= :_upper
+AND (<rule>)`. On Postgres the statements of a batch that must agree (an update and its
+outbox events, a delete and its dependent rows, an archive move) are one statement with
+data-modifying CTEs; SQLite runs them one after the other under its single writer lock.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.engine import is_postgres
 
 log = logging.getLogger(__name__)
+
+# Smallest key: the first batch starts after it.
+KEY_FLOOR = -(2**63)
+
+# What a batch step does with the rows of the batch; returns rows changed per label.
+BatchStep = Callable[[Connection, str, dict], Mapping[str, int]]
 
 
 @dataclass
@@ -25,9 +42,292 @@ class BatchResult:
     longest_batch_seconds: float = 0.0
 
 
-def count_rows(engine: Engine, table: str, where: str, params: Mapping) -> int:
+@dataclass(frozen=True)
+class OutboxEvent:
+    """A `realtime_events` row written for every row a batch changes.
+
+    `channel_sql` and the `payload` values are SQL expressions over the changed row; they
+    must use columns the update leaves alone (Postgres sees the row after the update,
+    SQLite before it). The rule's parameters must include `now` (the event's created_at).
+    """
+
+    event: str
+    channel_sql: str
+    payload: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Follower:
+    """Rows of another table that follow a changed row, e.g. the gifts of a festival."""
+
+    table: str
+    foreign_key: str
+    set_sql: str = ""  # for updates; deletes ignore it
+    where: str = "true"
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.table
+
+
+@dataclass
+class _Totals:
+    results: dict[str, BatchResult] = field(default_factory=dict)
+
+    def add(self, label: str, table: str, changed: int) -> None:
+        result = self.results.setdefault(label, BatchResult(table=table, label=label))
+        result.changed += changed
+        result.matched += changed
+
+
+def count_rows(engine_or_connection, table: str, where: str, params: Mapping) -> int:
+    sql = text(f"SELECT count(*) FROM {table} WHERE {where}")
+    if isinstance(engine_or_connection, Connection):
+        return engine_or_connection.execute(sql, params).scalar_one()
+    with engine_or_connection.connect() as connection:
+        return connection.execute(sql, params).scalar_one()
+
+
+def excluding(where: str, earlier: Sequence[str]) -> str:
+    """`where`, minus rows an earlier rule of the same run already takes (for dry runs,
+    so overlapping rules are not counted twice). NULL comparisons count as no match."""
+    if not earlier:
+        return where
+    taken = " OR ".join(f"({rule})" for rule in earlier)
+    return f"({where}) AND NOT COALESCE(({taken}), false)"
+
+
+def json_object_sql(bind, payload: Mapping[str, str]) -> str:
+    """SQL building a JSON object from (key → SQL expression) pairs."""
+    function = "json_build_object" if is_postgres(bind) else "json_object"
+    pairs = ", ".join(f"'{key}', {expression}" for key, expression in payload.items())
+    return f"{function}({pairs})"
+
+
+def run_in_batches(
+    engine: Engine,
+    table: str,
+    where: str,
+    params: Mapping,
+    step: BatchStep,
+    *,
+    batch_size: int,
+    progress: Callable[[str], None] | None = None,
+    label: str | None = None,
+    key: str = "id",
+    verb: str = "changed",
+    tables: Mapping[str, str] | None = None,
+) -> list[BatchResult]:
+    """Apply `step` to the rows of `table` matching `where`, `batch_size` rows per transaction.
+
+    `step(connection, batch_where, batch_params)` changes the batch's rows (and any rows
+    that go with them) inside the batch's transaction and returns rows changed per label;
+    the label `label` (default `table`) is the batch's own rows, `tables` names the table of
+    any other label (default: the label itself). Returns one result per label, the batch's
+    own first.
+    """
+    label = label or table
+    totals = _Totals()
+    totals.add(label, table, 0)
+    primary = totals.results[label]
+    bound = text(
+        f"SELECT count(*), max({key}) FROM (SELECT {key} FROM {table} "
+        f"WHERE {key} > :_after AND ({where}) ORDER BY {key} LIMIT :_limit) AS batch"
+    )
+    batch_where = f"{table}.{key} > :_after AND {table}.{key} <= :_upper AND ({where})"
+    after = KEY_FLOOR
+    started = time.perf_counter()
+    while True:
+        batch_started = time.perf_counter()
+        with engine.begin() as connection:
+            selected, upper = connection.execute(bound, {**params, "_after": after, "_limit": batch_size}).one()
+            if selected:
+                changed = step(connection, batch_where, {**params, "_after": after, "_upper": upper})
+        elapsed = time.perf_counter() - batch_started
+        if not selected:
+            break
+        for changed_label, count in changed.items():
+            table_of = table if changed_label == label else (tables or {}).get(changed_label, changed_label)
+            totals.add(changed_label, table_of, count)
+        primary.batches += 1
+        primary.longest_batch_seconds = max(primary.longest_batch_seconds, elapsed)
+        after = upper
+        if progress:
+            progress(f"{label}: {verb} {primary.changed} rows in {primary.batches} batches")
+        if selected < batch_size:
+            break
+    primary.seconds = time.perf_counter() - started
+    for result in totals.results.values():
+        result.batches = primary.batches
+        result.seconds = primary.seconds
+        result.longest_batch_seconds = primary.longest_batch_seconds
+    return list(totals.results.values())
+
+
+def dry_run_results(
+    engine: Engine,
+    table: str,
+    where: str,
+    params: Mapping,
+    *,
+    label: str | None = None,
+    followers: Sequence[Follower] = (),
+    key: str = "id",
+) -> list[BatchResult]:
+    """What a real run of the same rule would change, counted in one read transaction."""
+    started = time.perf_counter()
+    label = label or table
     with engine.connect() as connection:
-        return connection.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar_one()
+        results = [BatchResult(table=table, label=label, matched=count_rows(connection, table, where, params))]
+        for follower in followers:
+            follower_where = (
+                f"{follower.foreign_key} IN (SELECT {key} FROM {table} WHERE {where}) AND ({follower.where})"
+            )
+            results.append(BatchResult(
+                table=follower.table,
+                label=follower.name,
+                matched=count_rows(connection, follower.table, follower_where, params),
+            ))
+    for result in results:
+        result.seconds = time.perf_counter() - started
+    return results
+
+
+# --- batch steps ----------------------------------------------------------------------
+
+
+def delete_batch(
+    connection: Connection,
+    table: str,
+    batch_where: str,
+    params: Mapping,
+    *,
+    label: str | None = None,
+    dependents: Sequence[Follower] = (),
+    key: str = "id",
+) -> dict[str, int]:
+    """Delete the batch's rows and, in the same transaction, their dependent rows."""
+    label = label or table
+    if not dependents:
+        return {label: connection.execute(text(f"DELETE FROM {table} WHERE {batch_where}"), params).rowcount}
+    if is_postgres(connection):
+        ctes = [f"gone AS (DELETE FROM {table} WHERE {batch_where} RETURNING {key})"]
+        for n, dependent in enumerate(dependents):
+            ctes.append(
+                f"d{n} AS (DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
+                f"(SELECT {key} FROM gone) AND ({dependent.where}) RETURNING 1)"
+            )
+        counts = ", ".join(["(SELECT count(*) FROM gone)"] + [f"(SELECT count(*) FROM d{n})" for n in range(len(dependents))])
+        row = connection.execute(text(f"WITH {', '.join(ctes)} SELECT {counts}"), params).one()
+        return {label: row[0], **{d.name: row[n + 1] for n, d in enumerate(dependents)}}
+    changed = {}
+    for dependent in dependents:
+        changed[dependent.name] = connection.execute(text(
+            f"DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
+            f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({dependent.where})"
+        ), params).rowcount
+    return {label: connection.execute(text(f"DELETE FROM {table} WHERE {batch_where}"), params).rowcount, **changed}
+
+
+def update_batch(
+    connection: Connection,
+    table: str,
+    set_sql: str,
+    batch_where: str,
+    params: Mapping,
+    *,
+    label: str | None = None,
+    event: OutboxEvent | None = None,
+    followers: Sequence[Follower] = (),
+    key: str = "id",
+) -> dict[str, int]:
+    """Update the batch's rows; in the same transaction update their followers and write
+    one outbox event per changed row."""
+    label = label or table
+    params = {**params, "_event": event.event if event else None}
+    if not event and not followers:
+        return {label: connection.execute(text(f"UPDATE {table} SET {set_sql} WHERE {batch_where}"), params).rowcount}
+    payload = json_object_sql(connection, event.payload) if event else None
+    insert_event = "INSERT INTO realtime_events (channel, event, payload, created_at) "
+    if is_postgres(connection):
+        ctes = [f"changed AS (UPDATE {table} SET {set_sql} WHERE {batch_where} RETURNING {table}.*)"]
+        for n, follower in enumerate(followers):
+            ctes.append(
+                f"f{n} AS (UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
+                f"(SELECT {key} FROM changed) AND ({follower.where}) RETURNING 1)"
+            )
+        if event:
+            ctes.append(
+                f"events AS ({insert_event}SELECT {event.channel_sql}, :_event, {payload}, :now "
+                f"FROM changed RETURNING 1)"
+            )
+        counts = ["(SELECT count(*) FROM changed)"] + [f"(SELECT count(*) FROM f{n})" for n in range(len(followers))]
+        if event:
+            counts.append("(SELECT count(*) FROM events)")
+        row = connection.execute(text(f"WITH {', '.join(ctes)} SELECT {', '.join(counts)}"), params).one()
+        changed = {label: row[0], **{f.name: row[n + 1] for n, f in enumerate(followers)}}
+        if event:
+            changed["realtime_events"] = row[-1]
+        return changed
+    # SQLite: the batch's rows still match before the update, so followers and events go
+    # first; the first write takes the writer lock, so nothing changes in between.
+    changed = {}
+    for follower in followers:
+        changed[follower.name] = connection.execute(text(
+            f"UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
+            f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({follower.where})"
+        ), params).rowcount
+    if event:
+        changed["realtime_events"] = connection.execute(text(
+            f"{insert_event}SELECT {event.channel_sql}, :_event, {payload}, :now FROM {table} WHERE {batch_where}"
+        ), params).rowcount
+    updated = connection.execute(text(f"UPDATE {table} SET {set_sql} WHERE {batch_where}"), params).rowcount
+    if event and changed["realtime_events"] != updated:
+        raise RuntimeError(f"{table}: {updated} rows updated but {changed['realtime_events']} events written")
+    return {label: updated, **changed}
+
+
+def move_batch(
+    connection: Connection,
+    source: str,
+    target: str,
+    columns: Sequence[str],
+    batch_where: str,
+    params: Mapping,
+    *,
+    label: str | None = None,
+    target_key: str = "id",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Move the batch's rows of `source` into `target` (same key) in one transaction.
+
+    A row already in `target` (an earlier, interrupted move cannot leave one, but a
+    hand-copied row might) is not duplicated; it is still removed from `source`.
+    `extra` maps more target columns to SQL expressions, e.g. archived_at → :now.
+    """
+    label = label or source
+    extra = dict(extra or {})
+    target_columns = ", ".join([*columns, *extra])
+    source_columns = ", ".join(columns)
+    values = ", ".join([*columns, *extra.values()])
+    if is_postgres(connection):
+        row = connection.execute(text(
+            f"WITH moved AS (DELETE FROM {source} WHERE {batch_where} RETURNING {source_columns}), "
+            f"copied AS (INSERT INTO {target} ({target_columns}) SELECT {values} FROM moved "
+            f"ON CONFLICT ({target_key}) DO NOTHING RETURNING 1) "
+            f"SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM copied)"
+        ), params).one()
+        return {label: row[0], target: row[1]}
+    copied = connection.execute(text(
+        f"INSERT INTO {target} ({target_columns}) SELECT {values} FROM {source} "
+        f"WHERE {batch_where} ON CONFLICT ({target_key}) DO NOTHING"
+    ), params).rowcount
+    moved = connection.execute(text(f"DELETE FROM {source} WHERE {batch_where}"), params).rowcount
+    return {label: moved, target: copied}
+
+
+# --- the common case --------------------------------------------------------------------
 
 
 def delete_in_batches(
@@ -40,43 +340,17 @@ def delete_in_batches(
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
     label: str | None = None,
+    key: str = "id",
 ) -> BatchResult:
     """Delete rows of `table` matching `where`, `batch_size` rows per transaction.
 
-    A dry run counts what a real run would delete and changes nothing. Re-running after a
-    crash simply continues: every batch re-selects what still matches.
-    Postgres deletes by `ctid` (no second index lookup); SQLite by rowid.
+    A dry run counts what a real run would delete and changes nothing.
     """
-    result = BatchResult(table=table, label=label or table)
-    started = time.perf_counter()
     if dry_run:
-        result.matched = count_rows(engine, table, where, params)
-        result.seconds = time.perf_counter() - started
-        return result
-    if is_postgres(engine):
-        statement = text(
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {table} WHERE {where} LIMIT :batch_size))"
-        )
-    else:
-        statement = text(
-            f"DELETE FROM {table} WHERE rowid IN ("
-            f"SELECT rowid FROM {table} WHERE {where} LIMIT :batch_size)"
-        )
-    while True:
-        batch_started = time.perf_counter()
-        with engine.begin() as connection:
-            deleted = connection.execute(statement, {**params, "batch_size": batch_size}).rowcount
-        elapsed = time.perf_counter() - batch_started
-        result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
-        if deleted <= 0:
-            break
-        result.changed += deleted
-        result.batches += 1
-        if progress:
-            progress(f"{result.label}: deleted {result.changed} rows in {result.batches} batches")
-        if deleted < batch_size:
-            break
-    result.matched = result.changed
-    result.seconds = time.perf_counter() - started
+        return dry_run_results(engine, table, where, params, label=label)[0]
+    [result] = run_in_batches(
+        engine, table, where, params,
+        lambda connection, batch_where, batch_params: delete_batch(connection, table, batch_where, batch_params, label=label),
+        batch_size=batch_size, progress=progress, label=label, key=key, verb="deleted",
+    )
     return result

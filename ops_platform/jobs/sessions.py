@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 from sqlalchemy import Engine
 
-from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches
+from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches, excluding
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, rows_metadata, singleton, transient_retries
 from ops_platform.resources.database import Database
@@ -69,13 +69,17 @@ def cleanup_sessions_in(
 ) -> tuple[list[BatchResult], int]:
     """Apply the mode's rules in bounded batches; returns per-rule results and the number
     of user sessions skipped because they have no expiry."""
-    results = [
-        delete_in_batches(
+    rules = session_rules(config.mode, now, config)
+    results = []
+    for n, (label, where, params) in enumerate(rules):
+        if config.dry_run:
+            # A real run deletes rule by rule, so a row is counted by the first rule it matches.
+            where = excluding(where, [earlier for _, earlier, _ in rules[:n]])
+            params = {name: value for _, _, p in rules[: n + 1] for name, value in p.items()}
+        results.append(delete_in_batches(
             engine, "sessions", where, params,
             batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label=label,
-        )
-        for label, where, params in session_rules(config.mode, now, config)
-    ]
+        ))
     skipped = count_rows(engine, "sessions", "expires_at IS NULL AND kind <> 'player'", {})
     return results, skipped
 

@@ -1,0 +1,68 @@
+"""The thin op layer shared by the cleanup and expiry jobs.
+
+A rule function does the work (`rule(engine, config, now, log) -> RuleOutcome`); the op
+takes the job's singleton lock, turns transient faults into retries, runs the rule and
+reports rows examined and changed per table, bad rows skipped and the duration.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import dagster as dg
+from sqlalchemy import Engine
+
+from ops_platform.db.batching import BatchResult
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import DestructiveJobConfig, rows_metadata, singleton, transient_retries
+from ops_platform.resources.database import Database
+
+
+@dataclass
+class RuleOutcome:
+    results: list[BatchResult] = field(default_factory=list)
+    # Bad rows skipped, by kind, e.g. {"skipped_null_expiry": 3}; also other counts to report.
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_changed(self) -> int:
+        return sum(result.changed for result in self.results)
+
+    @property
+    def rows_matched(self) -> int:
+        return sum(result.matched for result in self.results)
+
+    def changed(self, label: str) -> int:
+        return sum(r.changed for r in self.results if r.label == label)
+
+    def matched(self, label: str) -> int:
+        return sum(r.matched for r in self.results if r.label == label)
+
+
+Rule = Callable[[Engine, DestructiveJobConfig, datetime, Callable[[str], None] | None], RuleOutcome]
+
+
+def run_rule_op(
+    context: dg.OpExecutionContext,
+    database: Database,
+    config: DestructiveJobConfig,
+    rule: Rule,
+    **extra_metadata,
+) -> dg.Output[int]:
+    """Run `rule` under the job's singleton lock; output rows changed with metadata."""
+    started = time.perf_counter()
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return dg.Output(0, metadata={
+                "skipped": "another run holds the lock", "dry_run": config.dry_run, "rows_changed": 0,
+            })
+        outcome = rule(database.engine, config, utcnow(), context.log.info)
+    metadata = rows_metadata(outcome.results, started, config.dry_run, **outcome.counts, **extra_metadata)
+    verb = "would change" if config.dry_run else "changed"
+    per_label = ", ".join(f"{r.label}={r.matched}" for r in outcome.results) or "nothing to do"
+    bad = ", ".join(f"{k}={v}" for k, v in outcome.counts.items() if v)
+    context.log.info(
+        f"{context.job_name} {verb} {metadata['rows_matched']} rows ({per_label})" + (f"; {bad}" if bad else "")
+    )
+    return dg.Output(metadata["rows_changed"], metadata=metadata)

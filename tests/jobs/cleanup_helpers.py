@@ -1,0 +1,46 @@
+"""Helpers shared by the cleanup and expiry job tests."""
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from ops_platform.db.engine import utcnow
+
+
+class Crash(RuntimeError):
+    """Stands in for the process dying between two batches."""
+
+
+def crash_after_first_batch(message: str) -> None:
+    """A progress callback: progress is reported after a batch commits, so raising here
+    leaves exactly the first batch done."""
+    raise Crash(message)
+
+
+def ago(**delta) -> "datetime":
+    return utcnow() - timedelta(**delta)
+
+
+def ahead(**delta) -> "datetime":
+    return utcnow() + timedelta(**delta)
+
+
+def run_job(job, op_name: str, database, **config) -> tuple[int, dict]:
+    """Run an op job in process; returns the op's output (rows changed) and its metadata."""
+    result = job.execute_in_process(
+        run_config={"ops": {op_name: {"config": config}}}, resources={"database": database}
+    )
+    assert result.success
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {key: value.value for key, value in output.event_specific_data.metadata.items()}
+    return result.output_for_node(op_name), metadata
+
+
+def ids(engine, table) -> set[int]:
+    with engine.connect() as connection:
+        return set(connection.execute(select(table.c.id)).scalars())
+
+
+def column(engine, table, name: str) -> dict:
+    with engine.connect() as connection:
+        return dict(connection.execute(select(table.c.id, table.c[name])).all())
