@@ -1,0 +1,229 @@
+"""`overdue_payment_reminders`: daily, one balance-due reminder per overdue project (seed 003).
+
+A project is overdue when its advance was paid at least `overdue_days` (3) ago and its
+balance is still unpaid; the reminder goes to its primary contact (a current team member
+with an email address; the earliest such member if there are several).
+
+At most one reminder per project per UTC day, whatever re-runs happen: today's rows are
+inserted with `ON CONFLICT (project_id, kind, reminder_date) DO NOTHING`, then every
+PENDING or FAILED row of today is sent and marked SENT (with `sent_at`) or FAILED (with
+the error). A SENT row is never sent again; a crashed run's PENDING row is sent by the
+next run; a project whose balance got paid meanwhile is marked CANCELED instead.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Callable, Optional
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Engine, text
+
+from ops_platform.db.engine import as_utc, utcnow
+from ops_platform.jobs._common import singleton, transient_retries
+from ops_platform.resources.database import Database
+from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable
+from ops_platform.schedules.catalog import job_tags
+
+KIND = "BALANCE_DUE"
+
+
+class ReminderConfig(dg.Config):
+    dry_run: bool = Field(default=False, description="Report what would be sent; insert and send nothing.")
+    overdue_days: int = Field(default=3, ge=0, description="Days after the advance payment before reminding.")
+
+
+@dataclass
+class ReminderResult:
+    eligible: int = 0
+    queued: int = 0
+    sent: int = 0
+    failed: int = 0
+    canceled: int = 0
+    already_sent_today: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def metadata(self, dry_run: bool, seconds: float) -> dict:
+        return {
+            "dry_run": dry_run,
+            "eligible_projects": self.eligible,
+            "queued": self.queued,
+            "sent": self.sent,
+            "failed": self.failed,
+            "canceled": self.canceled,
+            "already_sent_today": self.already_sent_today,
+            "duration_s": round(seconds, 3),
+        }
+
+
+# Overdue projects with the address of their primary contact (lowest project_team id).
+OVERDUE_PROJECTS = """
+    SELECT s.project_id, u.email
+    FROM project_payment_status s
+    JOIN (
+        SELECT t.project_id, MIN(t.id) AS team_id
+        FROM project_team t
+        JOIN users u ON u.id = t.user_id
+        WHERE t.is_primary_contact AND t.removed_at IS NULL
+          AND u.email IS NOT NULL AND u.email LIKE '%_@_%'
+        GROUP BY t.project_id
+    ) contact ON contact.project_id = s.project_id
+    JOIN project_team t ON t.id = contact.team_id
+    JOIN users u ON u.id = t.user_id
+    WHERE s.advance_paid AND NOT s.balance_paid AND s.advance_paid_at <= :cutoff
+"""
+
+
+def _params(now: datetime, overdue_days: int) -> dict:
+    return {"cutoff": now - timedelta(days=overdue_days), "today": now.date(), "now": now, "kind": KIND}
+
+
+def queue_todays_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
+    """Insert today's PENDING reminder of every overdue project that has none yet.
+    Returns (overdue projects, rows inserted)."""
+    params = _params(now, overdue_days)
+    with engine.begin() as connection:
+        eligible = connection.execute(text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params).scalar_one()
+        inserted = connection.execute(text(
+            "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for, reminder_date) "
+            f"SELECT o.project_id, :kind, 'PENDING', o.email, :now, :today FROM ({OVERDUE_PROJECTS}) o WHERE true "
+            "ON CONFLICT (project_id, kind, reminder_date) DO NOTHING"
+        ), params).rowcount
+    return eligible, inserted
+
+
+def todays_reminders(engine: Engine, today: date) -> list:
+    """Today's reminders with what the email says and whether the balance is still due."""
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT r.id, r.project_id, r.status, r.recipient_email, p.name AS project_name, "
+            "       s.advance_paid_at, COALESCE(s.balance_paid, false) AS balance_paid "
+            "FROM payment_reminders r "
+            "LEFT JOIN projects p ON p.id = r.project_id "
+            "LEFT JOIN project_payment_status s ON s.project_id = r.project_id "
+            "WHERE r.kind = :kind AND r.reminder_date = :today ORDER BY r.id"
+        ), {"kind": KIND, "today": today}).all()
+
+
+def reminder_message_id(reminder_id: int) -> str:
+    return f"<payment-reminder-{reminder_id}@ops-platform>"
+
+
+def build_reminder_email(row, mail_from: str, now: datetime) -> EmailMessage:
+    project = row.project_name or f"project {row.project_id}"
+    paid_at = as_utc(row.advance_paid_at)
+    message = EmailMessage()
+    message["Message-ID"] = reminder_message_id(row.id)
+    message["From"] = mail_from
+    message["To"] = row.recipient_email.strip()
+    message["Date"] = format_datetime(now)
+    message["Subject"] = f"Payment reminder: balance due for {project}"
+    message.set_content(
+        f"Hello,\n\nThe advance for {project} was received"
+        f"{' on ' + paid_at.strftime('%Y-%m-%d') if paid_at else ''}; the balance is still outstanding.\n"
+        "Please settle it so that the final deliverables can be released.\n\nThank you.\n"
+    )
+    return message
+
+
+def _mark(engine: Engine, reminder_id: int, status: str, *, sent_at=None, error=None) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(
+            "UPDATE payment_reminders SET status = :status, sent_at = :sent_at, error_message = :error "
+            "WHERE id = :id AND status IN ('PENDING', 'FAILED')"
+        ), {"id": reminder_id, "status": status, "sent_at": sent_at, "error": error[:2000] if error else None})
+
+
+def send_payment_reminders(
+    engine: Engine,
+    mailer: Mailer,
+    now: datetime,
+    *,
+    overdue_days: int = 3,
+    log: Optional[Callable[[str], None]] = None,
+) -> ReminderResult:
+    """Queue today's reminders, then send every PENDING/FAILED one of today."""
+    log = log or (lambda _message: None)
+    result = ReminderResult()
+    result.eligible, result.queued = queue_todays_reminders(engine, now, overdue_days)
+    server_down: Optional[str] = None
+    for row in todays_reminders(engine, now.date()):
+        if row.status == "SENT":
+            result.already_sent_today += 1
+            continue
+        if row.status not in ("PENDING", "FAILED"):
+            continue
+        if row.balance_paid:
+            _mark(engine, row.id, "CANCELED", error="balance paid before the reminder was sent")
+            result.canceled += 1
+            continue
+        error = server_down
+        if error is None and not (row.recipient_email or "").strip():
+            error = f"reminder {row.id} (project {row.project_id}) has no recipient email"
+        if error is None:
+            try:
+                mailer.send(build_reminder_email(row, mailer.mail_from, now))
+            except MailServerUnavailable as down:
+                server_down = error = f"mail server unavailable: {down}"
+            except MailError as refused:
+                error = str(refused)
+        if error is None:
+            _mark(engine, row.id, "SENT", sent_at=utcnow())
+            result.sent += 1
+        else:
+            _mark(engine, row.id, "FAILED", error=error)
+            result.failed += 1
+            result.errors.append(f"reminder {row.id} for project {row.project_id}: {error}")
+            log(result.errors[-1])
+    return result
+
+
+def preview_payment_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
+    """Dry run: (overdue projects, reminders a run would send today)."""
+    params = _params(now, overdue_days)
+    with engine.connect() as connection:
+        eligible = connection.execute(text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params).scalar_one()
+        would_send = connection.execute(text(
+            f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o "
+            "WHERE NOT EXISTS (SELECT 1 FROM payment_reminders r WHERE r.project_id = o.project_id "
+            "AND r.kind = :kind AND r.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
+        ), params).scalar_one()
+    return eligible, would_send
+
+
+@dg.op(description="Queue and send today's balance-due reminders, one per overdue project and day.")
+def send_overdue_payment_reminders(
+    context: dg.OpExecutionContext, config: ReminderConfig, database: Database, mailer: Mailer
+) -> dg.Output[int]:
+    started, now = time.perf_counter(), utcnow()
+    if config.dry_run:
+        eligible, would_send = preview_payment_reminders(database.engine, now, config.overdue_days)
+        context.log.info(f"dry run: {eligible} overdue projects, {would_send} reminders would be sent")
+        return dg.Output(0, metadata={**ReminderResult(eligible=eligible).metadata(True, time.perf_counter() - started),
+                                      "would_send": would_send})
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return dg.Output(0, metadata={"skipped": "another run holds the lock", "sent": 0})
+        result = send_payment_reminders(database.engine, mailer, now, overdue_days=config.overdue_days,
+                                        log=context.log.warning)
+    metadata = result.metadata(False, time.perf_counter() - started)
+    context.log.info(f"overdue_payment_reminders: {result.sent} sent, {result.failed} failed, "
+                     f"{result.already_sent_today} already sent today, via {mailer.target}")
+    if result.failed:
+        # Visible as a failed run (and alerted); a re-run retries exactly the FAILED rows.
+        raise dg.Failure(
+            description=f"{result.failed} payment reminders could not be sent: " + "; ".join(result.errors[:5]),
+            metadata=metadata,
+        )
+    return dg.Output(result.sent, metadata=metadata)
+
+
+@dg.job(tags=job_tags("overdue_payment_reminders"), description=__doc__.splitlines()[0])
+def overdue_payment_reminders():
+    send_overdue_payment_reminders()
+
+
+defs = dg.Definitions(jobs=[overdue_payment_reminders])
