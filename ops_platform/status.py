@@ -1,0 +1,213 @@
+"""`ops-platform status`: per job, what the Dagster instance knows about it.
+
+For every job of the code location: the last run (status and time), the success rate over
+the last N finished runs, consecutive failures since the last success, whether its
+schedules and sensors are on, and the next scheduled tick. Read from the instance of
+`DAGSTER_HOME` (the same one the daemon and webserver use) and the code location's
+definitions; nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import dagster as dg
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType
+from dagster._utils.schedules import cron_string_iterator
+
+# A run is "finished" once it can no longer change status.
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+# A canceled run (e.g. stopped past its dagster/max_runtime) did not do its work either.
+NOT_SUCCESS = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    last_run_id: str | None
+    last_run_status: str | None
+    last_run_at: str | None  # ISO 8601 UTC: start time, or creation time if not started
+    finished_runs: int  # finished runs counted for the success rate (at most N)
+    success_rate: float | None  # successes / finished_runs, None without finished runs
+    consecutive_failures: int
+    schedules: list[str]
+    schedule_on: bool | None  # None when the job has no schedule
+    next_tick: str | None  # ISO 8601 UTC of the earliest next tick of its running schedules
+    sensors: list[str]
+    sensor_on: bool | None  # None when no sensor targets the job
+
+
+def _iso(moment: datetime | float | None) -> str | None:
+    if moment is None:
+        return None
+    if isinstance(moment, (int, float)):
+        moment = datetime.fromtimestamp(moment, tz=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _stored_states(instance: dg.DagsterInstance, kind: InstigatorType) -> dict[str, list[InstigatorState]]:
+    """Stored schedule or sensor states by name (a name may have a state per location)."""
+    states: dict[str, list[InstigatorState]] = {}
+    for state in instance.all_instigator_state(instigator_type=kind):
+        states.setdefault(state.instigator_name, []).append(state)
+    return states
+
+
+def instigator_is_on(default_running: bool, stored: Sequence[InstigatorState]) -> bool:
+    """A stored RUNNING/STOPPED (someone used the UI or CLI) wins over the code's default."""
+    explicit = [s.status for s in stored if s.status in (InstigatorStatus.RUNNING, InstigatorStatus.STOPPED)]
+    if explicit:
+        return InstigatorStatus.RUNNING in explicit
+    return default_running
+
+
+def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | None:
+    crons = [schedule.cron_schedule] if isinstance(schedule.cron_schedule, str) else list(schedule.cron_schedule)
+    ticks = []
+    for cron in crons:
+        iterator = cron_string_iterator(after.timestamp(), cron, schedule.execution_timezone or "UTC")
+        tick = next(iterator)
+        if tick.timestamp() <= after.timestamp():  # the iterator starts at `after` inclusive
+            tick = next(iterator)
+        ticks.append(tick)
+    return min(ticks) if ticks else None
+
+
+def _run_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> dict:
+    latest = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
+    finished = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=last_n)
+    successes = sum(1 for record in finished if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS)
+
+    last_success = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+    )
+    failures_filter = dg.RunsFilter(
+        job_name=job_name,
+        statuses=NOT_SUCCESS,
+        created_after=last_success[0].create_timestamp if last_success else None,
+    )
+    history = {
+        "last_run_id": None,
+        "last_run_status": None,
+        "last_run_at": None,
+        "finished_runs": len(finished),
+        "success_rate": successes / len(finished) if finished else None,
+        "consecutive_failures": instance.get_runs_count(failures_filter),
+    }
+    if latest:
+        record = latest[0]
+        history.update(
+            last_run_id=record.dagster_run.run_id,
+            last_run_status=record.dagster_run.status.value,
+            last_run_at=_iso(record.start_time or record.create_timestamp),
+        )
+    return history
+
+
+def _sensor_targets(sensor: dg.SensorDefinition) -> set[str]:
+    try:
+        return {target.job_name for target in sensor.targets}
+    except Exception:  # a sensor without a job target (run-status sensors, alerting)
+        return set()
+
+
+def collect_status(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    last_n: int = 20,
+    now: datetime | None = None,
+) -> list[JobStatus]:
+    """One `JobStatus` per job of `defs` (Dagster's hidden asset jobs excluded), by name."""
+    if last_n < 1:
+        raise ValueError(f"--last must be at least 1, got {last_n}")
+    now = now or datetime.now(timezone.utc)
+    repo = defs.get_repository_def()
+    schedule_states = _stored_states(instance, InstigatorType.SCHEDULE)
+    sensor_states = _stored_states(instance, InstigatorType.SENSOR)
+
+    statuses = []
+    for job in sorted(repo.get_all_jobs(), key=lambda j: j.name):
+        if job.name.startswith("__"):
+            continue
+        schedules = [s for s in repo.schedule_defs if s.job_name == job.name]
+        sensors = [s for s in repo.sensor_defs if job.name in _sensor_targets(s)]
+        running = [
+            s for s in schedules
+            if instigator_is_on(s.default_status == dg.DefaultScheduleStatus.RUNNING, schedule_states.get(s.name, []))
+        ]
+        ticks = [tick for s in running if (tick := next_tick(s, now)) is not None]
+        sensor_on = [
+            instigator_is_on(s.default_status == dg.DefaultSensorStatus.RUNNING, sensor_states.get(s.name, []))
+            for s in sensors
+        ]
+        statuses.append(JobStatus(
+            job=job.name,
+            **_run_history(instance, job.name, last_n),
+            schedules=sorted(s.name for s in schedules),
+            schedule_on=bool(running) if schedules else None,
+            next_tick=_iso(min(ticks)) if ticks else None,
+            sensors=sorted(s.name for s in sensors),
+            sensor_on=any(sensor_on) if sensors else None,
+        ))
+    return statuses
+
+
+def _on_off(value: bool | None) -> str:
+    return "-" if value is None else ("on" if value else "off")
+
+
+def format_table(statuses: Iterable[JobStatus], last_n: int) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for s in statuses:
+        rate = "-" if s.success_rate is None else f"{s.success_rate:.0%} of {s.finished_runs}"
+        rows.append([
+            s.job,
+            s.last_run_status or "never run",
+            (s.last_run_at or "").replace("+00:00", "Z"),
+            rate,
+            s.consecutive_failures,
+            _on_off(s.schedule_on),
+            (s.next_tick or "").replace("+00:00", "Z"),
+            _on_off(s.sensor_on),
+        ])
+    headers = ["job", "last run", "at (UTC)", f"success (last {last_n})", "failing", "schedule", "next tick (UTC)", "sensor"]
+    return tabulate(rows, headers=headers)
+
+
+def _instance() -> dg.DagsterInstance:
+    """The instance of DAGSTER_HOME; like `ops-platform demo`, `.dagster/` when unset."""
+    if not os.environ.get("DAGSTER_HOME"):
+        default = Path(".dagster").resolve()
+        if not default.is_dir():
+            raise RuntimeError("DAGSTER_HOME is not set and ./.dagster does not exist: point DAGSTER_HOME "
+                               "at the instance's directory (the one holding dagster.yaml)")
+        os.environ["DAGSTER_HOME"] = str(default)
+    return dg.DagsterInstance.get()
+
+
+def print_status(as_json: bool, last_n: int) -> int:
+    if last_n < 1:
+        print("ops-platform: --last must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        instance = _instance()
+    except RuntimeError as error:
+        print(f"ops-platform: {error}", file=sys.stderr)
+        return 2
+    from ops_platform.definitions import defs
+
+    with instance:
+        statuses = collect_status(instance, defs, last_n=last_n)
+    if as_json:
+        print(json.dumps([asdict(s) for s in statuses], indent=2))
+    else:
+        print(format_table(statuses, last_n))
+    return 0
