@@ -1,0 +1,187 @@
+"""Streaming engagement state (seed 001): thrones and festivals.
+
+Each state change and the `realtime_events` outbox row announcing it are written in the
+same transaction, so the app never hears of a change that did not happen or misses one
+that did; `realtime_publish` delivers the outbox.
+
+- `throne_expiry`: active thrones with `expires_at <= now` become inactive; one
+  `throne:expired` event each on channel `stream:<stream_id>` with payload
+  `{throneId, streamId, holderId, totalCoins}`. Active thrones with no expiry are bad
+  rows: kept and counted.
+- `festival_activation`: festivals with `start_at <= now <= end_at` become active, those
+  with `end_at < now` inactive; a festival's gifts follow it. Only festivals that change
+  get a `festival:activated` / `festival:ended` event (channel `festivals`, payload
+  `{festivalId, name, theme}`), so re-runs publish nothing twice. The theme of the active
+  festival (the most recently started one with a theme, if several overlap) is recorded
+  in `app_state` under `active_theme`; with none active the value is NULL. Festivals
+  with no start or end, or ending before they start, are bad rows: kept and counted.
+"""
+
+from datetime import datetime
+from typing import Callable
+
+import dagster as dg
+from sqlalchemy import Connection, Engine, text
+
+from ops_platform.db.batching import (
+    BatchResult,
+    Follower,
+    OutboxEvent,
+    count_rows,
+    dry_run_results,
+    run_in_batches,
+    update_batch,
+)
+from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._common import DestructiveJobConfig
+from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import job_tags
+
+ACTIVE_THEME_KEY = "active_theme"
+
+
+def _with_events(engine: Engine, table: str, where: str, params: dict, label: str, event: OutboxEvent,
+                 config: DestructiveJobConfig, set_sql: str, followers: tuple[Follower, ...] = (),
+                 log: Callable[[str], None] | None = None) -> list[BatchResult]:
+    """Update the rows matching `where` in batches, with followers and one event per row."""
+    if config.dry_run:
+        results = dry_run_results(engine, table, where, params, label=label, followers=followers)
+        results.append(BatchResult(table="realtime_events", label=f"{label}_events", matched=results[0].matched))
+        return results
+    results = run_in_batches(
+        engine, table, where, params,
+        lambda connection, batch_where, batch_params: _rename_events(update_batch(
+            connection, table, set_sql, batch_where, batch_params, label=label, event=event, followers=followers,
+        ), label),
+        batch_size=config.batch_size, progress=log, label=label,
+        tables={**{f.name: f.table for f in followers}, f"{label}_events": "realtime_events"},
+    )
+    return results
+
+
+def _rename_events(changed: dict[str, int], label: str) -> dict[str, int]:
+    """Report the outbox rows of each rule under their own label, e.g. thrones_expired_events."""
+    if "realtime_events" in changed:
+        changed[f"{label}_events"] = changed.pop("realtime_events")
+    return changed
+
+
+# --- thrones ------------------------------------------------------------------------------
+
+THRONE_EXPIRED = OutboxEvent(
+    event="throne:expired",
+    channel_sql="COALESCE('stream:' || CAST(stream_id AS VARCHAR(20)), 'thrones')",
+    payload={"throneId": "id", "streamId": "stream_id", "holderId": "holder_id", "totalCoins": "total_coins"},
+)
+
+
+class ThroneExpiryConfig(DestructiveJobConfig):
+    pass
+
+
+def expire_thrones_in(
+    engine: Engine, config: ThroneExpiryConfig, now: datetime, log: Callable[[str], None] | None = None
+) -> RuleOutcome:
+    results = _with_events(
+        engine, "thrones", "is_active AND expires_at <= :now", {"now": now}, "thrones_expired",
+        THRONE_EXPIRED, config, "is_active = false", log=log,
+    )
+    bad = count_rows(engine, "thrones", "is_active AND expires_at IS NULL", {})
+    return RuleOutcome(results, {"thrones_skipped_null_expiry": bad})
+
+
+@dg.op(description="Deactivate thrones past expires_at and write a throne:expired event for each.")
+def expire_thrones(context: dg.OpExecutionContext, config: ThroneExpiryConfig, database: Database) -> dg.Output[int]:
+    return run_rule_op(context, database, config, expire_thrones_in)
+
+
+@dg.job(tags=job_tags("throne_expiry"), description="Deactivate expired thrones and publish throne:expired (seed 001).")
+def throne_expiry():
+    expire_thrones()
+
+
+# --- festivals ----------------------------------------------------------------------------
+
+FESTIVAL_PAYLOAD = {"festivalId": "id", "name": "name", "theme": "theme"}
+IN_WINDOW = "start_at <= :now AND end_at >= :now"
+ENDED = "end_at < :now AND start_at <= end_at"
+BAD_WINDOW = "(start_at IS NULL OR end_at IS NULL OR start_at > end_at)"
+
+
+def festival_rules(now: datetime):
+    """(label, WHERE, set, event, gift follower) for activation, then for the end."""
+    return [
+        (
+            "festivals_activated", f"NOT is_active AND {IN_WINDOW}", "is_active = true",
+            OutboxEvent("festival:activated", "'festivals'", FESTIVAL_PAYLOAD),
+            Follower("gifts", "festival_id", "is_active = true", "NOT is_active", label="gifts_activated"),
+        ),
+        (
+            "festivals_ended", f"is_active AND {ENDED}", "is_active = false",
+            OutboxEvent("festival:ended", "'festivals'", FESTIVAL_PAYLOAD),
+            Follower("gifts", "festival_id", "is_active = false", "is_active", label="gifts_deactivated"),
+        ),
+    ]
+
+
+class FestivalActivationConfig(DestructiveJobConfig):
+    pass
+
+
+def active_theme(connection: Connection, now: datetime) -> str | None:
+    """Theme of the festival in its window (after the rules ran, every such festival is
+    active); of overlapping ones, the most recently started one with a theme."""
+    return connection.execute(text(
+        f"SELECT theme FROM festivals WHERE {IN_WINDOW} AND theme IS NOT NULL "
+        "ORDER BY start_at DESC, id DESC LIMIT 1"
+    ), {"now": now}).scalar()
+
+
+def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchResult:
+    """Upsert `app_state.active_theme` if it differs; reports 1 row changed or 0."""
+    result = BatchResult(table="app_state", label="active_theme")
+    with engine.begin() as connection:
+        theme = active_theme(connection, now)
+        current = connection.execute(
+            text("SELECT value FROM app_state WHERE key = :key"), {"key": ACTIVE_THEME_KEY}
+        ).first()
+        if current is not None and current[0] == theme:
+            return result
+        result.matched = 1
+        if dry_run:
+            return result
+        connection.execute(text(
+            "INSERT INTO app_state (key, value, updated_at) VALUES (:key, :value, :now) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        ), {"key": ACTIVE_THEME_KEY, "value": theme, "now": now})
+        result.changed = 1
+    return result
+
+
+def activate_festivals_in(
+    engine: Engine, config: FestivalActivationConfig, now: datetime, log: Callable[[str], None] | None = None
+) -> RuleOutcome:
+    params = {"now": now}
+    outcome = RuleOutcome()
+    for label, where, set_sql, event, gifts in festival_rules(now):
+        outcome.results += _with_events(
+            engine, "festivals", where, params, label, event, config, set_sql, (gifts,), log=log,
+        )
+    outcome.results.append(record_active_theme(engine, now, config.dry_run))
+    outcome.counts["festivals_skipped_bad_window"] = count_rows(engine, "festivals", BAD_WINDOW, {})
+    return outcome
+
+
+@dg.op(description="Activate festivals in their window and end past ones, with their gifts, theme and events.")
+def activate_festivals(
+    context: dg.OpExecutionContext, config: FestivalActivationConfig, database: Database
+) -> dg.Output[int]:
+    return run_rule_op(context, database, config, activate_festivals_in)
+
+
+@dg.job(tags=job_tags("festival_activation"), description="Activate and end festivals and their gifts and theme (seed 001).")
+def festival_activation():
+    activate_festivals()
+
+
+defs = dg.Definitions(jobs=[throne_expiry, festival_activation])

@@ -1,0 +1,110 @@
+"""Agency portal upkeep (seed 003): removed team members and deliverable access.
+
+- `team_member_cleanup`: `project_team` rows soft-removed (`removed_at`) over 90 days ago
+  are hard-deleted; current members (`removed_at` NULL) are never touched.
+- `deliverable_expiry`: deliverables with `expires_at <= now` and a status other than
+  `expired` are marked `expired`. Access lasts 365 days after delivery, so a deliverable
+  with no `expires_at` but a `delivered_at` expires 365 days after delivery (its
+  `expires_at` stays NULL; only the status changes). One with neither is a bad row:
+  kept and counted.
+"""
+
+from datetime import datetime, timedelta
+from typing import Callable
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Engine
+
+from ops_platform.db.batching import count_rows, delete_in_batches, dry_run_results, run_in_batches, update_batch
+from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._common import DestructiveJobConfig
+from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import job_tags
+
+
+class TeamMemberCleanupConfig(DestructiveJobConfig):
+    retention_days: int = Field(default=90, ge=0, description="Hard-delete members removed longer ago than this.")
+
+
+def cleanup_team_members_in(
+    engine: Engine, config: TeamMemberCleanupConfig, now: datetime, log: Callable[[str], None] | None = None
+) -> RuleOutcome:
+    params = {"cutoff": now - timedelta(days=config.retention_days)}
+    result = delete_in_batches(
+        engine, "project_team", "removed_at IS NOT NULL AND removed_at < :cutoff", params,
+        batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label="project_team_removed",
+    )
+    recently_removed = count_rows(engine, "project_team", "removed_at >= :cutoff", params)
+    return RuleOutcome([result], {"project_team_removed_within_retention": recently_removed})
+
+
+@dg.op(description="Hard-delete project team members soft-removed longer ago than the retention.")
+def cleanup_team_members(
+    context: dg.OpExecutionContext, config: TeamMemberCleanupConfig, database: Database
+) -> dg.Output[int]:
+    return run_rule_op(context, database, config, cleanup_team_members_in)
+
+
+@dg.job(tags=job_tags("team_member_cleanup"), description="Hard-delete team members removed over 90 days ago (seed 003).")
+def team_member_cleanup():
+    cleanup_team_members()
+
+
+# --- deliverables -------------------------------------------------------------------------
+
+NOT_EXPIRED = "status <> 'expired'"
+
+
+def deliverable_rules(now: datetime, access_days: int) -> list[tuple[str, str, dict]]:
+    """(label, WHERE clause, parameters) of each way a deliverable expires."""
+    return [
+        ("deliverables_expired", f"{NOT_EXPIRED} AND expires_at <= :now", {"now": now}),
+        (
+            "deliverables_expired_after_delivery",
+            f"{NOT_EXPIRED} AND expires_at IS NULL AND delivered_at <= :delivered_cutoff",
+            {"delivered_cutoff": now - timedelta(days=access_days)},
+        ),
+    ]
+
+
+class DeliverableExpiryConfig(DestructiveJobConfig):
+    access_days: int = Field(
+        default=365, ge=1, description="Deliverables without expires_at expire this long after delivered_at."
+    )
+
+
+def expire_deliverables_in(
+    engine: Engine, config: DeliverableExpiryConfig, now: datetime, log: Callable[[str], None] | None = None
+) -> RuleOutcome:
+    outcome = RuleOutcome()
+    for label, where, params in deliverable_rules(now, config.access_days):
+        if config.dry_run:
+            outcome.results += dry_run_results(engine, "deliverables", where, params, label=label)
+            continue
+        outcome.results += run_in_batches(
+            engine, "deliverables", where, params,
+            lambda connection, batch_where, batch_params, label=label: update_batch(
+                connection, "deliverables", "status = 'expired'", batch_where, batch_params, label=label,
+            ),
+            batch_size=config.batch_size, progress=log, label=label, verb="expired",
+        )
+    outcome.counts["deliverables_skipped_no_expiry"] = count_rows(
+        engine, "deliverables", f"{NOT_EXPIRED} AND expires_at IS NULL AND delivered_at IS NULL", {}
+    )
+    return outcome
+
+
+@dg.op(description="Mark deliverables past their expiry (or 365 days after delivery) as expired.")
+def expire_deliverables(
+    context: dg.OpExecutionContext, config: DeliverableExpiryConfig, database: Database
+) -> dg.Output[int]:
+    return run_rule_op(context, database, config, expire_deliverables_in)
+
+
+@dg.job(tags=job_tags("deliverable_expiry"), description="Mark deliverables past expires_at as expired (seed 003).")
+def deliverable_expiry():
+    expire_deliverables()
+
+
+defs = dg.Definitions(jobs=[team_member_cleanup, deliverable_expiry])
