@@ -101,13 +101,32 @@ def row_for(target: str) -> ScheduleRow:
     return max(rows, key=lambda row: row.max_runtime_s)
 
 
+# Jobs whose run is started again once when its worker crashed (instance `run_retries`;
+# an op's own failure is not retried at run level). Only jobs whose re-run for the same
+# window gives the same result, and whose next tick is hours away: daily/weekly cleanups
+# and maintenance, and the partitioned assets (money and reports are exactly-once by
+# design). Not retried: frequent jobs (the next tick comes in minutes) and jobs that talk
+# to the outside world (mail, payment provider, real-time channel, secret rotation), whose
+# leases and claims already recover a crashed run's work.
+RETRY_CRASHED_RUNS = frozenset({
+    "session_cleanup", "token_cleanup", "unverified_account_cleanup", "team_member_cleanup",
+    "deliverable_expiry", "game_cleanup", "log_pruning", "orphaned_file_cleanup",
+    "database_maintenance", "daily_prize_pools", "weekly_prize_pools", "og_daily_bonus",
+    "daily_course_analytics", "daily_student_analytics", "weekly_trend_report",
+    "monthly_executive_summary", "hourly_platform_metrics",
+})
+
+
 def job_tags(target: str) -> dict[str, str]:
     """Run tags of a job or asset job, derived from its schedule-table row."""
     row = row_for(target)
-    return {
+    tags = {
         "dagster/priority": str(TIER_PRIORITY[row.tier]),
         "dagster/max_runtime": str(row.max_runtime_s),
         "ops/singleton": row.job_name,
         "ops/group": row.group,
         "ops/tier": row.tier,
     }
+    if target in RETRY_CRASHED_RUNS:
+        tags["dagster/max_retries"] = "1"
+    return tags
