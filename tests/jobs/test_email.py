@@ -19,6 +19,7 @@ from ops_platform.jobs.email import (
     process_email_queue_in,
 )
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
+from ops_platform.sensors.email import email_queue_due_sensor
 from tests.smtp_server import CollectingHandler, free_port, smtp_server
 
 queue = schema.notification_email_queue
@@ -243,3 +244,17 @@ def test_bad_config_is_rejected(database):
             run_config={"ops": {"process_email_queue": {"config": {"max_batches": "all"}}}},
             resources={"database": database, "mailer": Mailer()},
         )
+
+
+def test_due_sensor_requests_one_run_when_mail_is_due_and_none_is_active(engine, database):
+    def tick(instance):
+        with dg.build_sensor_context(instance=instance, resources={"database": database}) as context:
+            return email_queue_due_sensor.evaluate_tick(context)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert "no email batch is due" in tick(instance).skip_message
+        seed_batches(engine, 1)
+        [request] = tick(instance).run_requests
+        assert request.run_key.startswith("email_queue_due:")
+        instance.create_run_for_job(email_queue)  # a run queued, not yet finished
+        assert "already queued or running" in tick(instance).skip_message
