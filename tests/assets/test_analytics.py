@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from ops_platform.assets.analytics import (
+    build_course_analytics,
+    build_student_analytics,
     build_monthly_report,
     build_weekly_report,
     daily_course_analytics,
@@ -142,11 +144,11 @@ def test_weekly_report_exact_from_source_when_no_daily_rows(learning):
     assert len(report.metrics["days_recomputed"]) == 14
 
 
-def test_weekly_report_reads_the_daily_tables(learning, database):
-    days = [date(2026, 11, 8) + timedelta(days=i) for i in range(14)]
-    for day in days:
-        materialize(daily_course_analytics, database, day.isoformat())
-        materialize(daily_student_analytics, database, day.isoformat())
+def test_weekly_report_reads_the_daily_tables(learning):
+    now = datetime.now(UTC)
+    for day in [date(2026, 11, 8) + timedelta(days=i) for i in range(14)]:
+        build_course_analytics(learning, day, now)   # what the daily assets run
+        build_student_analytics(learning, day, now)
     full = build_weekly_report(learning, date(2026, 11, 15))
     assert full.metrics["this_week"] == EXPECTED_THIS_WEEK
     assert full.metrics["previous_week"] == EXPECTED_LAST_WEEK
