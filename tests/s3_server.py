@@ -1,6 +1,7 @@
 """A real S3 API for tests: moto in server mode on a free port, reached through boto3."""
 
 import contextlib
+import functools
 import uuid
 from typing import Iterator
 
@@ -26,9 +27,15 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+@functools.lru_cache(maxsize=None)
+def _admin_client(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
+
+
 def make_bucket(endpoint: str) -> str:
+    """A fresh bucket, so tests sharing one server never see each other's objects."""
     bucket = f"test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS).create_bucket(Bucket=bucket)
+    _admin_client(endpoint).create_bucket(Bucket=bucket)
     return bucket
 
 

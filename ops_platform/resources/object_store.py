@@ -3,7 +3,7 @@
 Both implementations share one small interface (`ObjectStore`) so jobs and assets never
 know which one they talk to:
 
-- `put_bytes(key, data, content_type) -> uri`, `get_bytes(key)`, `exists(key)`
+- `put_bytes(key, data, content_type) -> uri`, `get_bytes(key)`, `exists(key)`, `stat(key)`
 - `list_pages(prefix, page_size)` → pages (lists, at most `page_size` each, ListObjectsV2
   MaxKeys on S3) of `ObjectInfo(key, last_modified aware UTC, size)`, in key order; `list_objects(prefix)` flattens them
 - `copy(src_key, dst_key)` (the copy's `last_modified` is the copy time, as on S3)
@@ -21,6 +21,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -66,11 +67,11 @@ class ObjectInfo:
 
 
 def check_key(key: str) -> str:
-    """A key is a relative, '/'-separated path without '.'/'..' parts or empty segments."""
+    """A key is a relative, '/'-separated path without '.'/'..' parts, empty segments or a
+    trailing '/' (it maps to a file path in the local store)."""
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise ObjectStoreError(f"invalid object key {key!r}")
-    parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts[:-1]) or parts[-1] in (".", ".."):
+    if any(part in ("", ".", "..") for part in key.split("/")):
         raise ObjectStoreError(f"invalid object key {key!r}")
     return key
 
@@ -92,8 +93,12 @@ class ObjectStore(dg.ConfigurableResource):
     def get_bytes(self, key: str) -> bytes:
         raise NotImplementedError
 
-    def exists(self, key: str) -> bool:
+    def stat(self, key: str) -> Optional[ObjectInfo]:
+        """The object's info, or None if there is no such object."""
         raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        return self.stat(key) is not None
 
     def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
         raise NotImplementedError
@@ -148,8 +153,15 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             raise ObjectStoreError(f"no object {key!r} in {self.describe()}") from None
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+    def stat(self, key: str) -> Optional[ObjectInfo]:
+        path = self._path(key)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return None
+        if not path.is_file() or path.is_symlink():
+            return None
+        return ObjectInfo(key, datetime.fromtimestamp(info.st_mtime, tz=timezone.utc), info.st_size)
 
     def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
         root = Path(self.root)
@@ -223,6 +235,20 @@ def _is_transient_s3_error(error: BaseException) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
+_clients: dict[str, object] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(s3: S3Resource):
+    """One boto3 client per S3 configuration and process: building one loads botocore's
+    service model (about half a second), and clients are thread-safe."""
+    config = s3.model_dump_json()
+    with _clients_lock:
+        if config not in _clients:
+            _clients[config] = s3.get_client()
+        return _clients[config]
+
+
 class S3ObjectStore(ObjectStore):
     """Objects in an S3 (or S3-compatible) bucket, through dagster-aws's `S3Resource`."""
 
@@ -237,7 +263,7 @@ class S3ObjectStore(ObjectStore):
     @property
     def client(self):
         if self._client is None:
-            self._client = self.s3.get_client()
+            self._client = _shared_client(self.s3)
         return self._client
 
     def uri(self, key: str) -> str:
@@ -274,15 +300,15 @@ class S3ObjectStore(ObjectStore):
                 raise ObjectStoreError(f"no object {key!r} in s3://{self.bucket}") from None
             raise
 
-    def exists(self, key: str) -> bool:
+    def stat(self, key: str) -> Optional[ObjectInfo]:
         check_key(key)
         try:
-            self._call(f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
-            return True
+            head = self._call(f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
+        return ObjectInfo(key, head["LastModified"].astimezone(timezone.utc), head["ContentLength"])
 
     def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
         # ListObjectsV2 page by page (MaxKeys, ContinuationToken) — what boto3's paginator

@@ -1,0 +1,254 @@
+"""`orphaned_file_cleanup` (seed 000, weekly): uploads nobody references go to the trash.
+
+Through the `object_store` resource (S3, or the local folder by default):
+1. The uploads prefix is listed page by page (at most 1,000 keys a page). For each page,
+   the objects older than the grace period (by `last_modified`) are checked against
+   `stored_files.s3_key` in ONE query for the whole page.
+2. Each unreferenced one is copied to `<trash prefix><original key>`; only then are the
+   page's originals deleted (one DeleteObjects request). A run that dies between the copy
+   and the delete loses nothing: the next run finds the trash copy (same size) and only
+   deletes the upload.
+3. Trash objects older than the trash retention (by the copy's `last_modified`) are purged.
+Objects that cannot be handled (a key the store refuses, a folder marker, a copy that
+fails for good) are skipped and counted; transient store faults retry with backoff.
+"""
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Iterator
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Engine, bindparam, text
+
+from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.jobs._common import (
+    MAX_TRANSIENT_RETRIES,
+    DestructiveJobConfig,
+    backoff_seconds,
+    singleton,
+    transient_retries,
+)
+from ops_platform.resources.database import Database
+from ops_platform.resources.object_store import (
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    TransientObjectStoreError,
+)
+from ops_platform.schedules.catalog import job_tags
+
+MAX_PAGE = 1000  # S3's most keys per listing page and per DeleteObjects request
+MAX_LISTED = 50
+
+
+@dataclass
+class OrphanResult:
+    uploads_listed: int = 0
+    pages: int = 0
+    referenced: int = 0
+    within_grace: int = 0
+    moved: int = 0            # copied to trash and removed from uploads
+    resumed: int = 0          # trash copy already there (a run died half way): upload removed
+    bytes_moved: int = 0
+    trash_listed: int = 0
+    trash_purged: int = 0
+    bytes_purged: int = 0
+    reference_queries: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def files_changed(self) -> int:
+        return self.moved + self.resumed + self.trash_purged
+
+
+def check_prefixes(uploads_prefix: str, trash_prefix: str) -> None:
+    """Both set, and neither inside the other (else trash would be re-trashed or purged uploads)."""
+    if not uploads_prefix or not trash_prefix:
+        raise ValueError("OPS_S3_UPLOADS_PREFIX and OPS_S3_TRASH_PREFIX must both be non-empty")
+    if uploads_prefix.startswith(trash_prefix) or trash_prefix.startswith(uploads_prefix):
+        raise ValueError(
+            f"OPS_S3_UPLOADS_PREFIX={uploads_prefix!r} and OPS_S3_TRASH_PREFIX={trash_prefix!r} overlap; "
+            "the trash must live outside the uploads and the other way round"
+        )
+
+
+def referenced_keys(engine: Engine, keys: list[str]) -> set[str]:
+    """Which of `keys` a stored_files row references: one query for the whole page."""
+    if not keys:
+        return set()
+    if is_postgres(engine):
+        statement = text("SELECT DISTINCT s3_key FROM stored_files WHERE s3_key = ANY(:keys)")
+        params = {"keys": list(keys)}
+    else:
+        statement = text("SELECT DISTINCT s3_key FROM stored_files WHERE s3_key IN :keys").bindparams(
+            bindparam("keys", expanding=True))
+        params = {"keys": list(keys)}
+    with engine.connect() as connection:
+        return set(connection.execute(statement, params).scalars())
+
+
+def _move_page_to_trash(
+    store: ObjectStore, orphans: list[ObjectInfo], trash_prefix: str, dry_run: bool, result: OrphanResult
+) -> None:
+    """Copy every orphan of the page to the trash, then delete the copied ones from uploads."""
+    copied: list[ObjectInfo] = []
+    for info in orphans:
+        trash_key = trash_prefix + info.key
+        if dry_run:
+            copied.append(info)
+            continue
+        try:
+            existing = store.stat(trash_key)
+            if existing is not None and existing.size == info.size:
+                result.resumed += 1  # copied by a run that died before deleting
+            else:
+                store.copy(info.key, trash_key)
+                result.moved += 1
+        except TransientObjectStoreError:
+            raise
+        except (ObjectStoreError, OSError) as error:
+            result.skipped.append(f"{info.key}: {error}")
+            continue
+        copied.append(info)
+    if dry_run:
+        result.moved += len(copied)
+    else:
+        store.delete_many([info.key for info in copied])
+    result.bytes_moved += sum(info.size for info in copied)
+
+
+def clean_orphaned_files(
+    engine: Engine,
+    store: ObjectStore,
+    now: datetime,
+    *,
+    grace: timedelta = timedelta(days=7),
+    trash_retention: timedelta = timedelta(days=30),
+    page_size: int = MAX_PAGE,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> OrphanResult:
+    """Move orphaned uploads to the trash and purge old trash; a dry run only counts."""
+    uploads_prefix, trash_prefix = store.uploads_prefix, store.trash_prefix
+    check_prefixes(uploads_prefix, trash_prefix)
+    page_size = max(1, min(page_size, MAX_PAGE))
+    result = OrphanResult()
+    grace_cutoff = now - grace
+
+    for page in store.list_pages(uploads_prefix, page_size):
+        result.pages += 1
+        result.uploads_listed += len(page)
+        candidates = []
+        for info in page:
+            if info.key.endswith("/"):
+                result.skipped.append(f"{info.key}: folder marker, not a file")
+            elif info.last_modified >= grace_cutoff:
+                result.within_grace += 1
+            else:
+                candidates.append(info)
+        referenced = referenced_keys(engine, [info.key for info in candidates]) if candidates else set()
+        result.reference_queries += bool(candidates)
+        result.referenced += sum(1 for info in candidates if info.key in referenced)
+        orphans = [info for info in candidates if info.key not in referenced]
+        if orphans:
+            _move_page_to_trash(store, orphans, trash_prefix, dry_run, result)
+        if progress:
+            progress(f"orphaned_file_cleanup: {result.uploads_listed} uploads listed, "
+                     f"{result.moved + result.resumed} moved to trash")
+
+    purge_cutoff = now - trash_retention
+    for page in store.list_pages(trash_prefix, page_size):
+        result.trash_listed += len(page)
+        expired = [info for info in page if info.last_modified < purge_cutoff]
+        if not expired:
+            continue
+        if not dry_run:
+            store.delete_many([info.key for info in expired])
+        result.trash_purged += len(expired)
+        result.bytes_purged += sum(info.size for info in expired)
+    return result
+
+
+@contextlib.contextmanager
+def object_store_retries(context: dg.OpExecutionContext) -> Iterator[None]:
+    """An object store still failing after its own retries: retry the step later."""
+    try:
+        yield
+    except TransientObjectStoreError as error:
+        if context.retry_number >= MAX_TRANSIENT_RETRIES:
+            raise
+        wait = backoff_seconds(context.retry_number, base=5.0)
+        context.log.warning(f"object store unavailable, retry {context.retry_number + 1} in {wait:.1f}s: {error}")
+        raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from error
+
+
+class OrphanedFileCleanupConfig(DestructiveJobConfig):
+    grace_days: float = Field(default=7, ge=0, description="Unreferenced uploads younger than this are kept.")
+    trash_retention_days: float = Field(default=30, gt=0, description="Trash older than this is purged.")
+
+
+def orphan_metadata(result: OrphanResult, config: OrphanedFileCleanupConfig, store: ObjectStore,
+                    started: float) -> dict:
+    metadata = {
+        "dry_run": config.dry_run,
+        "store": store.describe(),
+        "uploads_prefix": store.uploads_prefix,
+        "trash_prefix": store.trash_prefix,
+        "uploads_listed": result.uploads_listed,
+        "listing_pages": result.pages,
+        "reference_queries": result.reference_queries,
+        "referenced": result.referenced,
+        "within_grace": result.within_grace,
+        "moved_to_trash": result.moved,
+        "resumed_moves": result.resumed,
+        "bytes_moved": result.bytes_moved,
+        "trash_listed": result.trash_listed,
+        "trash_purged": result.trash_purged,
+        "bytes_purged": result.bytes_purged,
+        "skipped": len(result.skipped),
+        "rows_matched": result.files_changed,
+        "rows_changed": 0 if config.dry_run else result.files_changed,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    if result.skipped:
+        shown = result.skipped[:MAX_LISTED]
+        more = f"\n- … and {len(result.skipped) - len(shown)} more" if len(result.skipped) > len(shown) else ""
+        metadata["skipped_objects"] = dg.MetadataValue.md("\n".join(f"- `{item}`" for item in shown) + more)
+    return metadata
+
+
+@dg.op(description="Move unreferenced uploads older than the grace period to the trash; purge old trash.")
+def move_orphaned_files_to_trash(
+    context: dg.OpExecutionContext, config: OrphanedFileCleanupConfig, database: Database, object_store: ObjectStore
+) -> dg.Output[int]:
+    started = time.perf_counter()
+    with transient_retries(context), object_store_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return dg.Output(0, metadata={"skipped": "another run holds the lock", "rows_changed": 0})
+        result = clean_orphaned_files(
+            database.engine, object_store, utcnow(),
+            grace=timedelta(days=config.grace_days), trash_retention=timedelta(days=config.trash_retention_days),
+            page_size=config.batch_size, dry_run=config.dry_run, progress=context.log.info,
+        )
+    for item in result.skipped[:MAX_LISTED]:
+        context.log.warning(f"orphaned_file_cleanup skipped {item}")
+    verb = "would move" if config.dry_run else "moved"
+    context.log.info(
+        f"orphaned_file_cleanup {verb} {result.moved + result.resumed} of {result.uploads_listed} uploads to "
+        f"{object_store.trash_prefix} ({result.referenced} referenced, {result.within_grace} within grace) and "
+        f"{'would purge' if config.dry_run else 'purged'} {result.trash_purged} trash objects; "
+        f"{len(result.skipped)} skipped"
+    )
+    metadata = orphan_metadata(result, config, object_store, started)
+    return dg.Output(metadata["rows_changed"], metadata=metadata)
+
+
+@dg.job(tags=job_tags("orphaned_file_cleanup"), description="Weekly: unreferenced uploads to the trash, old trash purged (seed 000).")
+def orphaned_file_cleanup():
+    move_orphaned_files_to_trash()
+
+
+defs = dg.Definitions(jobs=[orphaned_file_cleanup])
