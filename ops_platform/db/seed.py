@@ -129,11 +129,12 @@ class _PostgresLoader(_Loader):
 
     def load(self, frame: Frame) -> int:
         # Building an index once after a big load is much cheaper than updating it per row.
-        indexes = schema.metadata.tables[frame.table].indexes if len(frame) >= REBUILD_INDEXES_FROM_ROWS else ()
+        table = schema.metadata.tables[frame.table]
+        indexes = table.indexes if len(frame) >= REBUILD_INDEXES_FROM_ROWS else ()
         for index in indexes:
             self.connection.execute(text(f"DROP INDEX IF EXISTS {_quote(index.name)}"))
         # FREEZE: the table was truncated in this transaction, so rows can be written frozen.
-        rows = copy_frame_postgres(self.connection.connection.driver_connection, frame, freeze=True)
+        rows = copy_frame_postgres(self.connection.connection.driver_connection, frame, table, freeze=True)
         for index in indexes:
             index.create(self.connection)
         return rows

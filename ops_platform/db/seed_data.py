@@ -27,25 +27,25 @@ NULL_TS = np.iinfo(np.int64).min  # becomes NaT: a NULL timestamp
 
 # rows per user, and the minimum so that a tiny data set still covers every case
 SIZES: dict[str, tuple[float, int]] = {
-    "sessions": (3.0, 40),
-    "refresh_tokens": (1.0, 20),
+    "sessions": (2.0, 40),
+    "refresh_tokens": (0.5, 20),
     "email_verification_tokens": (0.1, 12),
     "password_reset_tokens": (0.05, 12),
-    "coin_transactions": (1.0, 30),
+    "coin_transactions": (0.5, 30),
     "payments": (0.2, 30),
     "projects": (0.02, 6),
-    "notification_batches": (0.3, 30),
-    "loose_notifications": (0.5, 20),
+    "notification_batches": (0.2, 30),
+    "loose_notifications": (0.3, 20),
     "realtime_events": (0.01, 20),
     "streams": (0.05, 10),
-    "stream_events": (6.0, 300),
-    "reputation_events": (2.0, 60),
-    "game_sessions": (0.5, 80),
-    "players": (0.2, 12),
+    "stream_events": (5.0, 300),
+    "reputation_events": (1.0, 60),
+    "game_sessions": (0.3, 80),
+    "players": (0.1, 12),
     "courses": (0.0005, 5),
-    "enrollments": (0.5, 40),
-    "learning_events": (2.0, 200),
-    "stored_files": (0.3, 20),
+    "enrollments": (0.3, 40),
+    "learning_events": (1.5, 200),
+    "stored_files": (0.2, 20),
     "webhook_events": (0.02, 100),
 }
 
@@ -434,8 +434,9 @@ def coin_transactions(ctx: Context) -> list[Frame]:
         "kind": kinds,
         "amount": amount,
         "balance": balance,
-        # a prefix of its own, so the seed never collides with the jobs' keys
-        "idempotency_key": [f"seed:{kind}:{i}" for kind, i in zip(kinds.tolist(), row_ids.tolist())],
+        # a prefix of its own, so the seed never collides with the jobs' keys; ascending
+        # with the id, so the unique index grows at its right edge during the load
+        "idempotency_key": [f"seed:{i:010d}:{kind}" for kind, i in zip(kinds.tolist(), row_ids.tolist())],
         "created_at": ts(created),
     })]
 
