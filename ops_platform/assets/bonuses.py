@@ -338,43 +338,50 @@ def bonus_day_state(engine: Engine, day: str | date) -> DayState:
     return DayState(day=day.isoformat(), tiers=tiers, skipped_bad_tier=int(skipped))
 
 
-_BALANCES_VS_LEDGER = """
-    SELECT
-      (SELECT COUNT(*) FROM users WHERE bonus_balance < 0) AS negative_balances,
-      (SELECT COUNT(*) FROM users u
-         JOIN (SELECT user_id, SUM(amount) AS ledger_sum FROM coin_transactions
-               WHERE balance = 'bonus' GROUP BY user_id) l ON l.user_id = u.id
-        WHERE u.bonus_balance < l.ledger_sum) AS below_ledger,
-      (SELECT COUNT(*) FROM (SELECT user_id FROM coin_transactions WHERE balance = 'bonus'
-                             GROUP BY user_id) l
-         LEFT JOIN users u ON u.id = l.user_id WHERE u.id IS NULL) AS ledger_without_user
+# The credits this asset wrote (its own idempotency keys), per user. Other bonus rows (e.g.
+# imported history) carry other keys and are not this asset's to vouch for.
+_OUR_CREDITS = """
+    SELECT user_id, SUM(amount) AS credited FROM coin_transactions
+    WHERE kind = 'og_daily_bonus' AND balance = 'bonus' AND idempotency_key LIKE 'og_daily_bonus:%'
+    GROUP BY user_id
 """
 
-_BELOW_LEDGER_SAMPLE = """
-    SELECT u.id AS user_id, u.bonus_balance, l.ledger_sum FROM users u
-    JOIN (SELECT user_id, SUM(amount) AS ledger_sum FROM coin_transactions
-          WHERE balance = 'bonus' GROUP BY user_id) l ON l.user_id = u.id
-    WHERE u.bonus_balance < l.ledger_sum OR u.bonus_balance < 0
+_BALANCES_VS_LEDGER = f"""
+    WITH credits AS ({_OUR_CREDITS})
+    SELECT
+      (SELECT COUNT(*) FROM users WHERE bonus_balance < 0) AS negative_balances,
+      (SELECT COUNT(*) FROM credits c JOIN users u ON u.id = c.user_id
+        WHERE u.bonus_balance < c.credited) AS below_credits,
+      (SELECT COUNT(*) FROM credits c LEFT JOIN users u ON u.id = c.user_id
+        WHERE u.id IS NULL) AS credits_without_user,
+      (SELECT COUNT(*) FROM credits) AS credited_users_all_days
+"""
+
+_BELOW_LEDGER_SAMPLE = f"""
+    WITH credits AS ({_OUR_CREDITS})
+    SELECT u.id AS user_id, u.bonus_balance, COALESCE(c.credited, 0) AS credited
+    FROM users u LEFT JOIN credits c ON c.user_id = u.id
+    WHERE u.bonus_balance < 0 OR u.bonus_balance < c.credited
     ORDER BY u.id LIMIT 5
 """
 
 
 def check_balances_cover_ledger(engine: Engine) -> dg.AssetCheckResult:
-    """Bonus balances are never negative and never below the sum of the user's bonus ledger
-    rows (every bonus movement goes through the ledger; a balance below it lost a credit)."""
+    """Bonus balances are never negative, and never below the sum of the OG bonus credits
+    in the ledger (bonus coins cannot be spent: a balance below its credits lost one)."""
     with engine.connect() as connection:
         counts = dict(connection.execute(text(_BALANCES_VS_LEDGER)).mappings().one())
         sample = []
-        if counts["negative_balances"] or counts["below_ledger"]:
+        if counts["negative_balances"] or counts["below_credits"]:
             sample = [dict(r) for r in connection.execute(text(_BELOW_LEDGER_SAMPLE)).mappings()]
-    passed = counts["negative_balances"] == 0 and counts["below_ledger"] == 0
-    metadata = {name: int(value) for name, value in counts.items()}
+    passed = counts["negative_balances"] == 0 and counts["below_credits"] == 0
+    metadata = {name: int(value or 0) for name, value in counts.items()}
     if sample:
         metadata["sample"] = dg.MetadataValue.md(_markdown_table(sample))
     return dg.AssetCheckResult(
         check_name="bonus_balances_cover_ledger", passed=passed, metadata=metadata,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="no negative bonus balance; no balance below its bonus ledger sum",
+        description="no negative bonus balance; no balance below the OG bonus credits in its ledger",
     )
 
 
@@ -443,7 +450,7 @@ class OgDailyBonusConfig(dg.Config):
     ),
     check_specs=[
         dg.AssetCheckSpec("bonus_balances_cover_ledger", asset="og_daily_bonus",
-                          description="No negative bonus balance; none below its bonus ledger sum."),
+                          description="No negative bonus balance; none below the OG bonus credits in its ledger."),
         dg.AssetCheckSpec("one_credit_per_active_og_user", asset="og_daily_bonus",
                           description="Each active OG user of the day has exactly one ledger row of the right amount."),
     ],

@@ -243,6 +243,17 @@ def test_ledger_check_fails_on_corrupted_balance(og_users, corruption):
     assert not check_balances_cover_ledger(og_users).passed
 
 
+def test_ledger_check_only_vouches_for_its_own_credits(og_users):
+    """Bonus rows written by others (another key prefix, e.g. imported history) are not
+    compared with the balance; this asset's credits are."""
+    credit_og_daily_bonus(og_users, DAY, now=NOW)
+    with og_users.begin() as connection:
+        connection.execute(insert(schema.coin_transactions).values(
+            user_id=12, kind="og_daily_bonus", amount=500, balance="bonus", idempotency_key="import:1"))
+    check = check_balances_cover_ledger(og_users)
+    assert check.passed and check.metadata["credited_users_all_days"].value == 4
+
+
 def test_one_credit_check_sees_a_missing_credit(og_users):
     result = credit_og_daily_bonus(og_users, DAY, now=NOW)
     assert check_one_credit_per_user(bonus_day_state(og_users, DAY), result).passed
