@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from tabulate import tabulate
 
-from ops_platform.db.engine import as_utc, is_postgres, utcnow
+from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.jobs._log_files import LogPruneResult, prune_log_folder
 from ops_platform.resources.database import Database
@@ -103,4 +104,313 @@ def log_pruning():
     prune_logs()
 
 
-defs = dg.Definitions(jobs=[log_pruning])
+# --- database_maintenance: the app database ---------------------------------------------
+
+SQLITE_NOTE = (
+    "SQLite: dead-tuple statistics, per-table VACUUM and pg_stat_activity do not exist; "
+    "ran ANALYZE and PRAGMA optimize instead (a full VACUUM would rewrite the whole file "
+    "under an exclusive lock, so it is left to an operator)."
+)
+
+
+@dataclass
+class VacuumOutcome:
+    table: str
+    live_tuples: int
+    dead_tuples: int
+    dead_ratio: float
+    status: str = "planned"  # vacuumed | would vacuum | skipped: <why>
+    seconds: float = 0.0
+
+
+@dataclass
+class MaintenanceResult:
+    backend: str
+    tables_checked: int = 0
+    outcomes: list[VacuumOutcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+    sqlite_pages: int = 0
+    sqlite_free_pages: int = 0
+
+    @property
+    def tables_vacuumed(self) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == "vacuumed")
+
+
+def tables_needing_vacuum(engine: Engine, threshold: float, min_dead_tuples: int) -> tuple[int, list[VacuumOutcome]]:
+    """(tables in the current schema, those whose dead-tuple ratio passes the threshold)."""
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT relname, n_live_tup, n_dead_tup, "
+            "COALESCE(n_dead_tup::float8 / NULLIF(n_live_tup + n_dead_tup, 0), 0) AS dead_ratio "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC, relname"
+        )).all()
+    due = [
+        VacuumOutcome(row.relname, row.n_live_tup, row.n_dead_tup, round(row.dead_ratio, 4))
+        for row in rows
+        if row.n_dead_tup >= min_dead_tuples and row.dead_ratio >= threshold
+    ]
+    return len(rows), due
+
+
+def vacuum_tables(engine: Engine, outcomes: list[VacuumOutcome], lock_timeout_s: float,
+                  progress=None) -> list[str]:
+    """`VACUUM (ANALYZE)` each table outside any transaction (VACUUM refuses to run inside
+    one); a table whose lock cannot be had in time is skipped, not waited for."""
+    problems = []
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as connection:
+        schema_name = connection.execute(text("SELECT current_schema()")).scalar_one()
+        quote = connection.dialect.identifier_preparer.quote
+        connection.execute(text(f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
+        try:
+            _vacuum_each(connection, schema_name, quote, outcomes, problems, progress)
+        finally:
+            if not connection.invalidated:
+                connection.execute(text("RESET lock_timeout"))  # the connection goes back to the pool
+    return problems
+
+
+def _vacuum_each(connection, schema_name, quote, outcomes, problems, progress) -> None:
+    for outcome in outcomes:
+        started = time.perf_counter()
+        try:
+            connection.execute(text(f"VACUUM (ANALYZE) {quote(schema_name)}.{quote(outcome.table)}"))
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                raise  # lost connection: a transient fault for the op's retry
+            reason = str(error.orig).strip().splitlines()[0]
+            outcome.status = f"skipped: {reason}"
+            problems.append(f"{outcome.table}: {reason}")
+            continue
+        outcome.seconds = round(time.perf_counter() - started, 3)
+        outcome.status = "vacuumed"
+        if progress:
+            progress(f"database_maintenance: VACUUM (ANALYZE) {outcome.table} in {outcome.seconds}s")
+
+
+def sqlite_maintenance(engine: Engine, dry_run: bool) -> MaintenanceResult:
+    result = MaintenanceResult(backend="sqlite", note=SQLITE_NOTE)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as connection:
+        result.tables_checked = connection.execute(text(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )).scalar_one()
+        result.sqlite_pages = connection.execute(text("PRAGMA page_count")).scalar_one()
+        result.sqlite_free_pages = connection.execute(text("PRAGMA freelist_count")).scalar_one()
+        if dry_run:
+            result.note = "dry run: would run ANALYZE and PRAGMA optimize. " + SQLITE_NOTE
+        else:
+            connection.execute(text("ANALYZE"))
+            connection.execute(text("PRAGMA optimize"))
+    return result
+
+
+def maintain_database(
+    engine: Engine,
+    *,
+    dead_ratio_threshold: float = 0.1,
+    min_dead_tuples: int = 50,
+    lock_timeout_s: float = 10.0,
+    dry_run: bool = False,
+    progress=None,
+) -> MaintenanceResult:
+    """Postgres: VACUUM (ANALYZE) the current schema's tables past the threshold.
+    SQLite: ANALYZE and PRAGMA optimize, with a note saying so."""
+    if not is_postgres(engine):
+        return sqlite_maintenance(engine, dry_run)
+    result = MaintenanceResult(backend="postgresql")
+    result.tables_checked, result.outcomes = tables_needing_vacuum(engine, dead_ratio_threshold, min_dead_tuples)
+    if dry_run:
+        for outcome in result.outcomes:
+            outcome.status = "would vacuum"
+    else:
+        result.problems = vacuum_tables(engine, result.outcomes, lock_timeout_s, progress)
+    return result
+
+
+def _md_cell(value) -> str:
+    text_value = "" if value is None else " ".join(str(value).split())
+    return text_value.replace("|", "\\|")
+
+
+def _md_table(rows: list[dict], empty: str) -> str:
+    if not rows:
+        return empty
+    return tabulate([{k: _md_cell(v) for k, v in row.items()} for row in rows], headers="keys", tablefmt="github")
+
+
+def activity_report(engine: Engine, now: datetime, long_query_seconds: float, query_chars: int = 120) -> dict:
+    """Connections by state, idle-in-transaction sessions and long-running queries of the
+    current database, from pg_stat_activity (Postgres only)."""
+    with engine.connect() as connection:
+        max_connections = int(connection.execute(text("SHOW max_connections")).scalar_one())
+        by_state = [dict(row._mapping) for row in connection.execute(text(
+            "SELECT COALESCE(state, 'background') AS state, count(*) AS connections FROM pg_stat_activity "
+            "WHERE datname = current_database() GROUP BY 1 ORDER BY 2 DESC, 1"
+        ))]
+        idle_in_transaction = [dict(row._mapping) for row in connection.execute(text(
+            "SELECT pid, usename AS \"user\", application_name AS application, state, "
+            "round(EXTRACT(EPOCH FROM (:now - state_change))::numeric, 1) AS seconds_in_state, "
+            "left(query, :chars) AS last_query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND state LIKE 'idle in transaction%' "
+            "ORDER BY state_change LIMIT :limit"
+        ), {"now": now, "chars": query_chars, "limit": MAX_LISTED})]
+        long_running = [dict(row._mapping) for row in connection.execute(text(
+            "SELECT pid, usename AS \"user\", application_name AS application, "
+            "round(EXTRACT(EPOCH FROM (:now - query_start))::numeric, 1) AS seconds_running, "
+            "wait_event_type, left(query, :chars) AS query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() "
+            "AND query_start < :cutoff ORDER BY query_start LIMIT :limit"
+        ), {"now": now, "cutoff": now - timedelta(seconds=long_query_seconds), "chars": query_chars,
+            "limit": MAX_LISTED})]
+    total = sum(row["connections"] for row in by_state)
+    return {
+        "connections_total": total,
+        "max_connections": max_connections,
+        "connection_usage_pct": round(100.0 * total / max_connections, 1) if max_connections else 0.0,
+        "idle_in_transaction": len(idle_in_transaction),
+        "long_running_queries": len(long_running),
+        "connections_by_state": dg.MetadataValue.md(_md_table(by_state, "_no connections_")),
+        "idle_in_transaction_sessions": dg.MetadataValue.md(
+            _md_table(idle_in_transaction, "_no session idle in a transaction_")),
+        "long_running_query_list": dg.MetadataValue.md(
+            _md_table(long_running, f"_no query running over {long_query_seconds:g} s_")),
+    }
+
+
+class DatabaseMaintenanceConfig(DestructiveJobConfig):
+    dead_ratio_threshold: float = Field(default=0.1, ge=0, le=1,
+                                        description="Vacuum tables with n_dead_tup/(n_live_tup+n_dead_tup) at least this.")
+    min_dead_tuples: int = Field(default=50, ge=0, description="…and at least this many dead tuples.")
+    long_query_seconds: float = Field(default=300, gt=0, description="Report active queries running longer.")
+    lock_timeout_seconds: float = Field(default=10, gt=0, description="Skip a table whose lock is not had in time.")
+
+
+@dg.op(description="VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
+                   "ANALYZE on SQLite.")
+def maintain_app_database(
+    context: dg.OpExecutionContext, config: DatabaseMaintenanceConfig, database: Database
+) -> dg.Output[int]:
+    started = time.perf_counter()
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return _skipped_output()
+        engine = database.engine
+        result = maintain_database(
+            engine, dead_ratio_threshold=config.dead_ratio_threshold, min_dead_tuples=config.min_dead_tuples,
+            lock_timeout_s=config.lock_timeout_seconds, dry_run=config.dry_run, progress=context.log.info,
+        )
+        report = activity_report(engine, utcnow(), config.long_query_seconds) if result.backend == "postgresql" else {}
+
+    planned = len(result.outcomes)
+    metadata = {
+        "dry_run": config.dry_run,
+        "backend": result.backend,
+        "tables_checked": result.tables_checked,
+        "tables_due": planned,
+        "tables_vacuumed": result.tables_vacuumed,
+        "rows_matched": planned,
+        "rows_changed": result.tables_vacuumed,
+        "problems": len(result.problems),
+        "duration_s": round(time.perf_counter() - started, 3),
+        **report,
+    }
+    if result.backend == "postgresql":
+        metadata["vacuum"] = dg.MetadataValue.md(_md_table(
+            [vars(outcome) for outcome in result.outcomes],
+            f"_no table over a {config.dead_ratio_threshold:g} dead-tuple ratio "
+            f"with {config.min_dead_tuples}+ dead tuples_"))
+    else:
+        metadata["note"] = result.note
+        metadata["sqlite_pages"] = result.sqlite_pages
+        metadata["sqlite_free_pages"] = result.sqlite_free_pages
+    for problem in result.problems:
+        context.log.warning(f"database_maintenance: {problem}")
+    if result.backend == "postgresql":
+        verb = "would vacuum" if config.dry_run else "vacuumed"
+        context.log.info(
+            f"database_maintenance {verb} {planned if config.dry_run else result.tables_vacuumed} of "
+            f"{result.tables_checked} tables; {report['connections_total']}/{report['max_connections']} connections, "
+            f"{report['idle_in_transaction']} idle in transaction, {report['long_running_queries']} long-running"
+        )
+    else:
+        context.log.info(result.note)
+    return dg.Output(metadata["rows_changed"], metadata=metadata)
+
+
+# --- database_maintenance: the Dagster instance -------------------------------------------
+
+FINISHED_RUN_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+@dataclass
+class RunPruneResult:
+    matched: int = 0
+    deleted: int = 0
+    unfinished_old: int = 0  # old runs still queued/started: left alone, counted
+
+
+def prune_runs(instance: dg.DagsterInstance, cutoff: datetime, *, batch_size: int = 500,
+               dry_run: bool = False, progress=None) -> RunPruneResult:
+    """Delete finished runs created before `cutoff`, with their event logs (delete_run)."""
+    result = RunPruneResult()
+    finished = dg.RunsFilter(created_before=cutoff, statuses=FINISHED_RUN_STATUSES)
+    result.unfinished_old = instance.get_runs_count(dg.RunsFilter(created_before=cutoff)) - instance.get_runs_count(finished)
+    if dry_run:
+        result.matched = instance.get_runs_count(finished)
+        return result
+    while True:
+        records = instance.get_run_records(filters=finished, limit=min(batch_size, 500), ascending=True)
+        if not records:
+            break
+        for record in records:
+            instance.delete_run(record.dagster_run.run_id)
+        result.deleted += len(records)
+        if progress:
+            progress(f"database_maintenance: deleted {result.deleted} Dagster runs created before {cutoff:%Y-%m-%d}")
+    result.matched = result.deleted
+    return result
+
+
+class RunPruningConfig(DestructiveJobConfig):
+    run_retention_days: float = Field(default=90, ge=1, description="Delete finished Dagster runs older than this.")
+
+
+@dg.op(description="Delete finished Dagster runs (and their event logs) older than the retention.")
+def prune_dagster_runs(context: dg.OpExecutionContext, config: RunPruningConfig, database: Database) -> dg.Output[int]:
+    started = time.perf_counter()
+    cutoff = utcnow() - timedelta(days=config.run_retention_days)
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return _skipped_output()
+        result = prune_runs(context.instance, cutoff, batch_size=config.batch_size,
+                            dry_run=config.dry_run, progress=context.log.info)
+    verb = "would delete" if config.dry_run else "deleted"
+    context.log.info(f"database_maintenance {verb} {result.matched} Dagster runs created before {cutoff:%Y-%m-%d %H:%M}Z; "
+                     f"{result.unfinished_old} old unfinished runs left alone")
+    metadata = {
+        "dry_run": config.dry_run,
+        "runs_created_before": cutoff.isoformat(),
+        "runs_matched": result.matched,
+        "runs_deleted": result.deleted,
+        "unfinished_old_runs": result.unfinished_old,
+        "rows_matched": result.matched,
+        "rows_changed": result.deleted,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    return dg.Output(result.deleted, metadata=metadata)
+
+
+@dg.job(
+    tags=job_tags("database_maintenance"),
+    executor_def=dg.in_process_executor,  # steps share the job lock, so they run one after the other
+    description="Weekly: VACUUM (ANALYZE) and activity report of the app database; old Dagster runs pruned (seed 000).",
+)
+def database_maintenance():
+    maintain_app_database()
+    prune_dagster_runs()
+
+
+defs = dg.Definitions(jobs=[log_pruning, database_maintenance])
