@@ -13,6 +13,7 @@ BENCHMARKS = {
     "seed": "benchmarks.seed",
     "session_cleanup": "benchmarks.session_cleanup",
     "payments": "benchmarks.payments",
+    "bonus": "benchmarks.bonus",
 }
 
 
