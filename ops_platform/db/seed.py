@@ -8,37 +8,43 @@ times are relative to the moment of seeding (UTC), with rows on both sides of ev
 expiry and retention boundary, so each job and asset has work right after seeding.
 What each table gets is in `ops_platform.db.seed_data`.
 
-Postgres: one transaction; the tables are truncated, each table's secondary indexes are
-dropped, its rows are streamed with COPY (FREEZE) and the indexes rebuilt, then the id
-sequences are moved past the seeded ids (so the app keeps inserting) and the tables
-analysed. SQLite: one transaction of chunked executemany inserts.
-Table names are never schema-qualified: a Postgres URL's search_path picks the schema.
+Postgres: the tables are truncated, then loaded by a few parallel connections, each table
+in a transaction of its own: truncate, drop its secondary indexes (big tables), COPY
+(binary, FREEZE), rebuild the indexes, ANALYZE. Finally the id sequences are moved past
+the seeded ids, so the app keeps inserting. SQLite: one transaction of chunked
+executemany inserts. Table names are never schema-qualified: a Postgres URL's
+search_path picks the schema.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from ops_platform.db import schema
 from ops_platform.db.bulk_load import Frame, copy_frame_postgres, insert_frame_sqlite
 from ops_platform.db.engine import is_postgres, make_engine
 from ops_platform.db.seed_data import GENERATORS, Context
 
+Progress = Callable[[str], None]
+
 # Tables kept as they are: a running job's lock must survive a reseed.
 KEPT_TABLES = frozenset({"ops_job_locks"})
 # From this many rows on, a table's indexes are dropped for the COPY and rebuilt after.
 REBUILD_INDEXES_FROM_ROWS = 50_000
+# Postgres connections loading tables at once (the server does most of the work).
+LOAD_WORKERS = 3
 
 
 def seed_database(
     url: str,
     users: int,
     seed: int = 42,
-    progress: Callable[[str], None] | None = print,
+    progress: Progress | None = print,
     *,
     now: datetime | None = None,
 ) -> dict[str, int]:
@@ -47,23 +53,16 @@ def seed_database(
         raise ValueError(f"users must be at least 1, got {users}")
     progress = progress or (lambda message: None)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    engine = make_engine(_psycopg_url(url))
+    ctx = Context(users=users, seed=seed, now_dt=now)
+    engine = make_engine(_psycopg_url(url), pool_size=LOAD_WORKERS + 1)
     try:
-        present = set(inspect(engine).get_table_names())
-        missing = [name for name in schema.CONTRACT_TABLES if name not in present]
-        if missing:
-            raise RuntimeError(
-                f"the app database lacks tables {', '.join(missing)}: run `ops-platform db upgrade` first"
-            )
-        emptied = [t.name for t in schema.metadata.sorted_tables if t.name in present and t.name not in KEPT_TABLES]
-        loader = _PostgresLoader if is_postgres(engine) else _SqliteLoader
-        with engine.begin() as connection:
-            counts = loader(connection, progress).run(emptied, Context(users=users, seed=seed, now_dt=now))
+        tables = _tables_to_empty(engine)
+        progress(f"seeding {users:,} users (seed {seed}) into {len(schema.CONTRACT_TABLES)} tables")
         if is_postgres(engine):
-            _analyze(engine, counts)
+            return _seed_postgres(engine, ctx, tables, progress)
+        return _seed_sqlite(engine, ctx, tables, progress)
     finally:
         engine.dispose()
-    return counts
 
 
 def _psycopg_url(url: str) -> str:
@@ -74,89 +73,103 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-class _Loader:
-    def __init__(self, connection: Connection, progress: Callable[[str], None]):
-        self.connection = connection
-        self.progress = progress
+def _tables_to_empty(engine: Engine) -> list[str]:
+    present = set(inspect(engine).get_table_names())
+    missing = [name for name in schema.CONTRACT_TABLES if name not in present]
+    if missing:
+        raise RuntimeError(f"the app database lacks tables {', '.join(missing)}: run `ops-platform db upgrade` first")
+    return [t.name for t in schema.metadata.sorted_tables if t.name in present and t.name not in KEPT_TABLES]
 
-    def run(self, emptied: list[str], ctx: Context) -> dict[str, int]:
+
+def _frames(ctx: Context) -> Iterator[tuple[Frame, float]]:
+    """Every table's frame in dependency order, with the seconds its generator took."""
+    for generator in GENERATORS:
         started = time.perf_counter()
-        self.empty(emptied)
-        self.progress(f"emptied {len(emptied)} tables ({time.perf_counter() - started:.2f}s); "
-                      f"seeding {ctx.users:,} users, seed {ctx.seed}")
-        counts = {name: 0 for name in schema.CONTRACT_TABLES}
-        for generator in GENERATORS:
-            started = time.perf_counter()
-            frames = generator(ctx)
-            generated = time.perf_counter()
-            for frame in frames:
-                counts[frame.table] = self.load(frame)
-            seconds = time.perf_counter() - started
-            for frame in frames:
-                self.progress(f"  {frame.table:<26} {counts[frame.table]:>11,} rows")
-            self.progress(f"    {generator.__name__}: {seconds:.2f}s (generate {generated - started:.2f}s)")
-        self.finish(counts)
-        return counts
-
-    def empty(self, tables: list[str]) -> None:
-        raise NotImplementedError
-
-    def load(self, frame: Frame) -> int:
-        raise NotImplementedError
-
-    def finish(self, counts: dict[str, int]) -> None:
-        pass
+        frames = generator(ctx)
+        seconds = (time.perf_counter() - started) / max(len(frames), 1)
+        for frame in frames:
+            yield frame, seconds
 
 
-class _SqliteLoader(_Loader):
-    def empty(self, tables: list[str]) -> None:
+def _report(progress: Progress, frame: Frame, generated: float, loaded: float) -> None:
+    progress(f"  {frame.table:<26} {len(frame):>11,} rows  {generated + loaded:6.2f}s "
+             f"(generate {generated:.2f}s, load {loaded:.2f}s)")
+
+
+def _empty_counts() -> dict[str, int]:
+    return {name: 0 for name in schema.CONTRACT_TABLES}
+
+
+# --- SQLite ---------------------------------------------------------------------------
+def _seed_sqlite(engine: Engine, ctx: Context, tables: list[str], progress: Progress) -> dict[str, int]:
+    counts = _empty_counts()
+    with engine.begin() as connection:
         for name in tables:
-            self.connection.execute(text(f'DELETE FROM "{name}"'))
+            connection.execute(text(f'DELETE FROM "{name}"'))
+        for frame, generated in _frames(ctx):
+            started = time.perf_counter()
+            counts[frame.table] = insert_frame_sqlite(connection.connection.driver_connection, frame)
+            _report(progress, frame, generated, time.perf_counter() - started)
+    return counts
 
-    def load(self, frame: Frame) -> int:
-        return insert_frame_sqlite(self.connection.connection.driver_connection, frame)
+
+# --- Postgres -------------------------------------------------------------------------
+def _seed_postgres(engine: Engine, ctx: Context, tables: list[str], progress: Progress) -> dict[str, int]:
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(_quote(t) for t in tables)} RESTART IDENTITY"))
+    counts = _empty_counts()
+    # Frames are generated here, in order (later tables refer to earlier ones), while a
+    # few connections load the ones already generated.
+    with ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="seed-load") as pool:
+        pending: set[Future] = set()
+        for frame, generated in _frames(ctx):
+            if len(pending) >= LOAD_WORKERS:  # bounds the frames held in memory
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                _collect(done, counts)
+            pending.add(pool.submit(_load_postgres_table, engine, frame, generated, progress))
+        _collect(wait(pending).done, counts)
+    _reset_sequences(engine, counts)
+    return counts
 
 
-class _PostgresLoader(_Loader):
-    def run(self, emptied: list[str], ctx: Context) -> dict[str, int]:
-        # Settings for this transaction only: a bulk load, rebuilt indexes.
-        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
-        self.connection.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
-        return super().run(emptied, ctx)
+def _collect(done: set[Future], counts: dict[str, int]) -> None:
+    for future in done:
+        table, rows = future.result()
+        counts[table] = rows
 
-    def empty(self, tables: list[str]) -> None:
-        self.connection.execute(text(f"TRUNCATE {', '.join(_quote(t) for t in tables)} RESTART IDENTITY"))
 
-    def load(self, frame: Frame) -> int:
-        # Building an index once after a big load is much cheaper than updating it per row.
-        table = schema.metadata.tables[frame.table]
-        indexes = table.indexes if len(frame) >= REBUILD_INDEXES_FROM_ROWS else ()
+def _load_postgres_table(engine: Engine, frame: Frame, generated: float, progress: Progress) -> tuple[str, int]:
+    started = time.perf_counter()
+    table = schema.metadata.tables[frame.table]
+    # Building an index once after a big load is much cheaper than updating it per row.
+    indexes = table.indexes if len(frame) >= REBUILD_INDEXES_FROM_ROWS else ()
+    with engine.begin() as connection:
+        connection.execute(text("SET LOCAL synchronous_commit = off"))
+        connection.execute(text("SET LOCAL maintenance_work_mem = '128MB'"))
+        # Truncated in this transaction, so COPY may write the rows already frozen.
+        connection.execute(text(f"TRUNCATE {_quote(frame.table)}"))
         for index in indexes:
-            self.connection.execute(text(f"DROP INDEX IF EXISTS {_quote(index.name)}"))
-        # FREEZE: the table was truncated in this transaction, so rows can be written frozen.
-        rows = copy_frame_postgres(self.connection.connection.driver_connection, frame, table, freeze=True)
+            connection.execute(text(f"DROP INDEX IF EXISTS {_quote(index.name)}"))
+        rows = copy_frame_postgres(connection.connection.driver_connection, frame, table, freeze=True)
         for index in indexes:
-            index.create(self.connection)
-        return rows
+            index.create(connection)
+        if rows:
+            connection.execute(text(f"ANALYZE {_quote(frame.table)}"))  # good plans for the jobs' first runs
+    _report(progress, frame, generated, time.perf_counter() - started)
+    return frame.table, rows
 
-    def finish(self, counts: dict[str, int]) -> None:
-        # Ids were written explicitly: move each sequence past the highest one.
+
+def _reset_sequences(engine: Engine, counts: dict[str, int]) -> None:
+    """Ids were written explicitly: move each sequence past the highest one."""
+    with engine.begin() as connection:
         for table in schema.metadata.sorted_tables:
             column = table.c.get("id")
-            if column is None or not column.autoincrement or table.name not in counts:
+            if table.name not in counts or column is None or not column.autoincrement:
                 continue
-            self.connection.execute(text(
+            connection.execute(text(
                 f"SELECT setval(pg_get_serial_sequence(:table, 'id'), "
                 f"COALESCE((SELECT max(id) FROM {_quote(table.name)}), 0) + 1, false)"
             ), {"table": _quote(table.name)})
-
-
-def _analyze(engine, counts: dict[str, int]) -> None:
-    # Fresh statistics, so the jobs' first queries get good plans.
-    with engine.begin() as connection:
-        for name, rows in counts.items():
-            if rows:
-                connection.execute(text(f"ANALYZE {_quote(name)}"))
 
 
 def _quote(name: str) -> str:
