@@ -14,6 +14,7 @@ BENCHMARKS = {
     "session_cleanup": "benchmarks.session_cleanup",
     "payments": "benchmarks.payments",
     "bonus": "benchmarks.bonus",
+    "email": "benchmarks.email",
 }
 
 
