@@ -11,6 +11,7 @@ script answer `default`. An answer is one of
 """
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,10 @@ from urllib.parse import unquote
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "ScriptedProvider"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
 
     def do_GET(self):
         prefix = "/payments/"
