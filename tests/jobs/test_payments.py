@@ -22,7 +22,7 @@ from ops_platform.jobs.payments import (
     payment_status_sweep,
     sweep_pending,
 )
-from ops_platform.resources.payments import PaymentProvider, ProviderError, simulated_status
+from ops_platform.resources.payments import PaymentProvider, ProviderError, serve_simulator, simulated_status
 from tests.payment_provider import ScriptedProvider
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
@@ -295,3 +295,15 @@ def test_simulator_is_deterministic_and_the_default_config_runs(database, engine
     with engine.connect() as connection:
         statuses = connection.execute(select(schema.payments.c.status)).scalars().all()
     assert statuses.count("pending") < 10 and statuses.count("succeeded") > 25
+
+
+def test_the_simulator_served_over_http_answers_like_the_embedded_one():
+    server = serve_simulator()
+    client = PaymentProvider(url=server.url)
+    try:
+        for ref in ("sim-a", "sim/b c", "sim-ü"):
+            assert [client.get_status(ref).status for _ in range(4)] == [simulated_status(ref, n) for n in range(4)]
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

@@ -185,3 +185,8 @@ def test_sensor_requests_a_run_keyed_by_the_newest_event(database, engine, redis
         assert "no Redis configured" in _evaluate(instance, database, None).skip_message
         create_run_for_test(instance, job_name="realtime_publish", status=dg.DagsterRunStatus.STARTED)
         assert "already queued or running" in _evaluate(instance, database, redis_url).skip_message
+
+
+def test_the_redis_password_never_reaches_the_logs():
+    assert RealtimePublisher(url="redis://:s3cret@cache.internal:6380/2").safe_url == "redis://cache.internal:6380/2"
+    assert not RealtimePublisher().enabled
