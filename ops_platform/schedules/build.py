@@ -1,14 +1,33 @@
-"""Turn the schedule table into Dagster schedules and asset jobs."""
+"""Turn the schedule table into Dagster schedules, asset jobs and catch-up sensors.
+
+Catch-up ("no business day skipped", SPEC §2): Dagster drops the missed ticks of a schedule
+(a partitioned one catches up at most 5). For every scheduled asset with time partitions
+(daily, weekly, monthly, hourly; alone or × a static dimension such as the game type) a
+sensor `<asset>_catchup` looks back over the last `CATCHUP_LOOKBACK_PARTITIONS` periods the
+schedule should already have requested, and requests each partition that was never
+materialized and is not in progress, oldest first, a bounded number per tick. The run key
+`<asset>:<partition>` makes each partition requested once, whatever the number of ticks.
+The period whose schedule tick is less than `CATCHUP_GRACE` old is left to the schedule, and
+the current (incomplete) period is never requested. A partition whose run failed is not
+retried here: the failure alert reports it and it is re-run by hand or by run retries.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Iterable, Mapping, Sequence
 
 import dagster as dg
+from dagster._utils.schedules import reverse_cron_string_iterator
 
+from ops_platform.db.engine import utcnow
 from ops_platform.schedules.catalog import SCHEDULES, ScheduleRow, job_tags, row_for
 from ops_platform.settings import Settings
+
+CATCHUP_LOOKBACK_PARTITIONS = 60  # periods looked back per asset (60 days / weeks / months / hours)
+CATCHUP_MAX_REQUESTS_PER_TICK = 25
+CATCHUP_GRACE = timedelta(minutes=10)  # the schedule's own tick gets this long to launch its run
+CATCHUP_INTERVAL_S = 120
 
 
 def default_status(settings: Settings, group: str) -> dg.DefaultScheduleStatus:
@@ -21,38 +40,103 @@ def default_sensor_status(settings: Settings, group: str) -> dg.DefaultSensorSta
 
 
 def asset_job(asset: dg.AssetsDefinition | dg.AssetSpec, asset_name: str) -> dg.UnresolvedAssetJobDefinition:
-    """The job that materializes one scheduled asset, tagged from its table row."""
+    """The job that materializes one scheduled asset (and its checks), tagged from its table row."""
     partitions_def = getattr(asset, "partitions_def", None)
     return dg.define_asset_job(
         name=row_for(asset_name).job_name,
         selection=dg.AssetSelection.assets(dg.AssetKey(asset_name)),
         tags=job_tags(asset_name),
         partitions_def=partitions_def,
+        # The work runs inside the database: a process per step would only add imports.
+        executor_def=dg.in_process_executor,
         description=f"Materializes {asset_name} on its schedule.",
     )
 
 
-def last_partition_keys(
-    partitions_def: dg.PartitionsDefinition, at: datetime
-) -> list[str | dg.MultiPartitionKey]:
-    """Partition keys a tick at `at` should materialize: the latest complete period
-    (for every static key of a time × static multi-partition)."""
+# --- partitions -----------------------------------------------------------------------------
+def _time_and_static(partitions_def: dg.PartitionsDefinition):
+    """(time partitions, time dimension name or None, (static dimension name, static keys))
+    of a time-partitioned or a time × static multi-partitioned asset."""
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         time_dim = partitions_def.time_window_dimension
         static_dim = next(d for d in partitions_def.partitions_defs if d.name != time_dim.name)
-        time_key = time_dim.partitions_def.get_last_partition_key(current_time=at)
-        if time_key is None:
-            return []
-        return [
-            dg.MultiPartitionKey({time_dim.name: time_key, static_dim.name: static_key})
-            for static_key in static_dim.partitions_def.get_partition_keys()
-        ]
+        return time_dim.partitions_def, time_dim.name, (static_dim.name, static_dim.partitions_def.get_partition_keys())
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-        key = partitions_def.get_last_partition_key(current_time=at)
-        return [key] if key else []
+        return partitions_def, None, (None, ())
     raise TypeError(f"unsupported partitions definition {type(partitions_def).__name__}")
 
 
+def _with_static_keys(partitions_def, time_keys: Sequence[str]) -> list[str | dg.MultiPartitionKey]:
+    """Time keys as partition keys of `partitions_def`: each × every static key, in order."""
+    _, time_name, (static_name, static_keys) = _time_and_static(partitions_def)
+    if time_name is None:
+        return list(time_keys)
+    return [
+        dg.MultiPartitionKey({time_name: time_key, static_name: static_key})
+        for time_key in time_keys
+        for static_key in static_keys
+    ]
+
+
+def is_time_partitioned(partitions_def: dg.PartitionsDefinition | None) -> bool:
+    """Time windows alone, or × one static dimension (what schedules and catch-up handle)."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return True
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        kinds = [type(d.partitions_def) for d in partitions_def.partitions_defs]
+        return sum(issubclass(k, dg.TimeWindowPartitionsDefinition) for k in kinds) == 1 and sum(
+            issubclass(k, dg.StaticPartitionsDefinition) for k in kinds) == 1
+    return False
+
+
+def last_partition_keys(partitions_def: dg.PartitionsDefinition, at: datetime) -> list[str | dg.MultiPartitionKey]:
+    """Partition keys a tick at `at` should materialize: the latest complete period
+    (for every static key of a time × static multi-partition)."""
+    time_def, _, _ = _time_and_static(partitions_def)
+    with dg.partition_loading_context(effective_dt=at):
+        time_key = time_def.get_last_partition_key()
+    return _with_static_keys(partitions_def, [time_key]) if time_key else []
+
+
+def catchup_partition_keys(
+    partitions_def: dg.PartitionsDefinition,
+    row: ScheduleRow,
+    now: datetime,
+    lookback: int = CATCHUP_LOOKBACK_PARTITIONS,
+    grace: timedelta = CATCHUP_GRACE,
+) -> list[str]:
+    """Keys the schedule should have requested by `now` within the last `lookback` periods,
+    oldest first: those of its ticks up to `now - grace`, never an incomplete period."""
+    last_tick = next(reverse_cron_string_iterator((now - grace).timestamp(), row.cron, row.timezone))
+    time_def, _, _ = _time_and_static(partitions_def)
+    with dg.partition_loading_context(effective_dt=last_tick):
+        newest = time_def.get_last_partition_window()
+    if newest is None:
+        return []
+    oldest = newest
+    for _ in range(lookback - 1):
+        previous = time_def.get_prev_partition_window(oldest.start)
+        if previous is None:
+            break
+        oldest = previous
+    with dg.partition_loading_context(effective_dt=last_tick):
+        time_keys = time_def.get_partition_keys_in_time_window(dg.TimeWindow(oldest.start, newest.end))
+    return [str(key) for key in _with_static_keys(partitions_def, time_keys)]
+
+
+def unmaterialized_partitions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, keys: Sequence[str]
+) -> tuple[list[str], int]:
+    """(keys never materialized nor attempted, in the given order; number of failed ones).
+    A partition in progress (queued or running: its runs log planned materializations when
+    created) or failed is not missing."""
+    status = instance.get_status_by_partition(asset_key, list(keys), partitions_def) or {}
+    missing = [key for key in keys if status.get(key) is None]
+    failed = sum(1 for key in keys if status.get(key) == dg.AssetPartitionStatus.FAILED)
+    return missing, failed
+
+
+# --- schedules and sensors -----------------------------------------------------------------
 def _schedule_for_row(row: ScheduleRow, job, partitions_def, settings: Settings) -> dg.ScheduleDefinition:
     common = dict(
         name=row.name,
@@ -72,6 +156,66 @@ def _schedule_for_row(row: ScheduleRow, job, partitions_def, settings: Settings)
             yield dg.RunRequest(run_key=f"{row.name}:{key}", partition_key=key, run_config=dict(row.run_config))
 
     return dg.ScheduleDefinition(execution_fn=execution_fn, **common)
+
+
+def catchup_sensor(
+    asset_name: str, partitions_def: dg.PartitionsDefinition, settings: Settings, job=None
+) -> dg.SensorDefinition:
+    """The sensor that materializes every missed partition of `asset_name` exactly once,
+    oldest first. `job` (or the job named `<asset>_job`) runs them with the asset's tags."""
+    row = row_for(asset_name)
+    asset_key = dg.AssetKey(asset_name)
+
+    def evaluate(context: dg.SensorEvaluationContext):
+        keys = catchup_partition_keys(partitions_def, row, sensor_now())
+        missing, failed = unmaterialized_partitions(context.instance, asset_key, partitions_def, keys)
+        if not missing:
+            note = f"; {failed} failed (re-run them by hand)" if failed else ""
+            return dg.SkipReason(f"every one of the last {len(keys)} partitions is materialized or in progress{note}")
+        batch = missing[:CATCHUP_MAX_REQUESTS_PER_TICK]
+        context.log.info(
+            f"{asset_name}: {len(missing)} missed partitions, requesting {len(batch)} from {batch[0]}"
+        )
+        return [
+            dg.RunRequest(
+                run_key=f"{asset_name}:{key}",
+                partition_key=key,
+                run_config=dict(row.run_config),
+                tags={"ops/catchup": "true"},
+            )
+            for key in batch
+        ]
+
+    target = {"job": job} if job is not None else {"job_name": row.job_name}
+    return dg.SensorDefinition(
+        name=f"{asset_name}_catchup",
+        evaluation_fn=evaluate,
+        minimum_interval_seconds=CATCHUP_INTERVAL_S,
+        default_status=default_sensor_status(settings, row.group),
+        description=(
+            f"Materializes every partition of {asset_name} missed in the last "
+            f"{CATCHUP_LOOKBACK_PARTITIONS} periods (daemon outage), once each, oldest first."
+        ),
+        **target,
+    )
+
+
+def sensor_now() -> datetime:
+    """The catch-up sensors' clock (a function, so tests can move it)."""
+    return utcnow()
+
+
+def catchup_sensors(assets: Mapping[str, dg.AssetsDefinition], settings: Settings, jobs: Mapping[str, object] | None = None) -> list[dg.SensorDefinition]:
+    """A catch-up sensor for every scheduled asset with time partitions."""
+    sensors = []
+    for name in sorted(scheduled_targets()):
+        asset = assets.get(name)
+        if asset is None or row_for(name).kind != "asset" or row_for(name).cron is None:
+            continue
+        partitions_def = getattr(asset, "partitions_def", None)
+        if is_time_partitioned(partitions_def):
+            sensors.append(catchup_sensor(name, partitions_def, settings, job=(jobs or {}).get(name)))
+    return sensors
 
 
 def build_schedules(
