@@ -2,7 +2,8 @@
 
 - log_pruning: the log folder (`OPS_LOG_DIR`) pruned by the rules in `_log_files.py`.
 - database_maintenance: Postgres `VACUUM (ANALYZE)` of the current schema's tables whose
-  dead-tuple ratio passes a threshold, a connection/activity report from
+  dead-tuple ratio passes a threshold (not again within `revacuum_after_hours`: dead tuples
+  that survive a VACUUM are held by an older transaction), a connection/activity report from
   `pg_stat_activity`, `ANALYZE` + `PRAGMA optimize` on SQLite; and pruning of Dagster runs
   older than a retention, since the instance's event log otherwise grows without bound.
 """
@@ -128,6 +129,7 @@ class MaintenanceResult:
     backend: str
     tables_checked: int = 0
     outcomes: list[VacuumOutcome] = field(default_factory=list)
+    recently_vacuumed: list[VacuumOutcome] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     note: str = ""
     sqlite_pages: int = 0
@@ -138,20 +140,31 @@ class MaintenanceResult:
         return sum(1 for outcome in self.outcomes if outcome.status == "vacuumed")
 
 
-def tables_needing_vacuum(engine: Engine, threshold: float, min_dead_tuples: int) -> tuple[int, list[VacuumOutcome]]:
-    """(tables in the current schema, those whose dead-tuple ratio passes the threshold)."""
+def tables_needing_vacuum(
+    engine: Engine, threshold: float, min_dead_tuples: int, vacuumed_since: datetime
+) -> tuple[int, list[VacuumOutcome], list[VacuumOutcome]]:
+    """(tables in the current schema, those due, those past the threshold but vacuumed since
+    `vacuumed_since`). Dead tuples that survive a recent VACUUM are held by an older
+    transaction somewhere (see the idle-in-transaction report); vacuuming again would not
+    free them, so those tables wait until the re-vacuum interval has passed."""
     with engine.connect() as connection:
         rows = connection.execute(text(
             "SELECT relname, n_live_tup, n_dead_tup, "
-            "COALESCE(n_dead_tup::float8 / NULLIF(n_live_tup + n_dead_tup, 0), 0) AS dead_ratio "
+            "COALESCE(n_dead_tup::float8 / NULLIF(n_live_tup + n_dead_tup, 0), 0) AS dead_ratio, "
+            "GREATEST(last_vacuum, last_autovacuum) AS last_vacuumed "
             "FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC, relname"
         )).all()
-    due = [
-        VacuumOutcome(row.relname, row.n_live_tup, row.n_dead_tup, round(row.dead_ratio, 4))
-        for row in rows
-        if row.n_dead_tup >= min_dead_tuples and row.dead_ratio >= threshold
-    ]
-    return len(rows), due
+    due, recent = [], []
+    for row in rows:
+        if row.n_dead_tup < min_dead_tuples or row.dead_ratio < threshold:
+            continue
+        outcome = VacuumOutcome(row.relname, row.n_live_tup, row.n_dead_tup, round(row.dead_ratio, 4))
+        if row.last_vacuumed is not None and row.last_vacuumed >= vacuumed_since:
+            outcome.status = f"not again: vacuumed at {row.last_vacuumed:%Y-%m-%d %H:%M:%S}Z, an older transaction holds its dead tuples"
+            recent.append(outcome)
+        else:
+            due.append(outcome)
+    return len(rows), due, recent
 
 
 def vacuum_tables(engine: Engine, outcomes: list[VacuumOutcome], lock_timeout_s: float,
@@ -213,7 +226,9 @@ def maintain_database(
     dead_ratio_threshold: float = 0.1,
     min_dead_tuples: int = 50,
     lock_timeout_s: float = 10.0,
+    revacuum_after_hours: float = 6.0,
     dry_run: bool = False,
+    now: datetime | None = None,
     progress=None,
 ) -> MaintenanceResult:
     """Postgres: VACUUM (ANALYZE) the current schema's tables past the threshold.
@@ -221,7 +236,9 @@ def maintain_database(
     if not is_postgres(engine):
         return sqlite_maintenance(engine, dry_run)
     result = MaintenanceResult(backend="postgresql")
-    result.tables_checked, result.outcomes = tables_needing_vacuum(engine, dead_ratio_threshold, min_dead_tuples)
+    now = now or utcnow()
+    result.tables_checked, result.outcomes, result.recently_vacuumed = tables_needing_vacuum(
+        engine, dead_ratio_threshold, min_dead_tuples, now - timedelta(hours=revacuum_after_hours))
     if dry_run:
         for outcome in result.outcomes:
             outcome.status = "would vacuum"
@@ -286,6 +303,8 @@ class DatabaseMaintenanceConfig(DestructiveJobConfig):
     min_dead_tuples: int = Field(default=50, ge=0, description="…and at least this many dead tuples.")
     long_query_seconds: float = Field(default=300, gt=0, description="Report active queries running longer.")
     lock_timeout_seconds: float = Field(default=10, gt=0, description="Skip a table whose lock is not had in time.")
+    revacuum_after_hours: float = Field(default=6, ge=0,
+                                        description="A table vacuumed more recently is not vacuumed again.")
 
 
 @dg.op(description="VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
@@ -300,7 +319,8 @@ def maintain_app_database(
         engine = database.engine
         result = maintain_database(
             engine, dead_ratio_threshold=config.dead_ratio_threshold, min_dead_tuples=config.min_dead_tuples,
-            lock_timeout_s=config.lock_timeout_seconds, dry_run=config.dry_run, progress=context.log.info,
+            lock_timeout_s=config.lock_timeout_seconds, revacuum_after_hours=config.revacuum_after_hours,
+            dry_run=config.dry_run, progress=context.log.info,
         )
         report = activity_report(engine, utcnow(), config.long_query_seconds) if result.backend == "postgresql" else {}
 
@@ -311,6 +331,7 @@ def maintain_app_database(
         "tables_checked": result.tables_checked,
         "tables_due": planned,
         "tables_vacuumed": result.tables_vacuumed,
+        "tables_recently_vacuumed": len(result.recently_vacuumed),
         "rows_matched": planned,
         "rows_changed": result.tables_vacuumed,
         "problems": len(result.problems),
@@ -319,7 +340,7 @@ def maintain_app_database(
     }
     if result.backend == "postgresql":
         metadata["vacuum"] = dg.MetadataValue.md(_md_table(
-            [vars(outcome) for outcome in result.outcomes],
+            [vars(outcome) for outcome in result.outcomes + result.recently_vacuumed],
             f"_no table over a {config.dead_ratio_threshold:g} dead-tuple ratio "
             f"with {config.min_dead_tuples}+ dead tuples_"))
     else:

@@ -214,6 +214,7 @@ def rotate_secrets(
         engine, "status = 'retiring', rotated_at = :now, retire_after = :retire_after",
         _SUPERSEDED, {**params, **retiring}, batch_size, result)
 
+    rotation_batches = 0
     while True:
         started = time.perf_counter()
         with engine.begin() as connection:
@@ -237,12 +238,13 @@ def rotate_secrets(
         result.longest_transaction_s = max(result.longest_transaction_s, time.perf_counter() - started)
         if not claimed:
             break
+        rotation_batches += 1
         result.batches += 1
         result.rotated += len(claimed)
         if len(result.names_rotated) < MAX_LISTED:
             result.names_rotated.extend(sorted(name for name, _ in claimed)[: MAX_LISTED - len(result.names_rotated)])
         if progress:
-            progress(f"secret_rotation: rotated {result.rotated} secrets in {result.batches} batches")
+            progress(f"secret_rotation: rotated {result.rotated} secrets in {rotation_batches} batches")
         if len(claimed) < batch_size:
             break
     return result
