@@ -79,7 +79,7 @@ WITH ledger AS (
     FROM users u
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) lt ON lt.level = u.og_level
     JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, lt.id)
-    WHERE u.og_level > 0 AND u.og_expires_at > :day_start AND t.duration_days > 0 AND t.price_coins > 0
+    WHERE u.og_level > 0 AND u.og_expires_at > :now AND t.duration_days > 0 AND t.price_coins > 0
       AND (t.price_coins * 6) / (t.duration_days * 10) > 0
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING user_id, amount
@@ -106,7 +106,7 @@ SELECT u.id, (t.price_coins * 6) / (t.duration_days * 10) AS amount
 FROM users u
 LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) lt ON lt.level = u.og_level
 JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, lt.id)
-WHERE u.og_level > 0 AND u.og_expires_at > :day_start ORDER BY u.id LIMIT :sample
+WHERE u.og_level > 0 AND u.og_expires_at > :now ORDER BY u.id LIMIT :sample
 """
 
 
@@ -142,7 +142,7 @@ def load(engine, users: int) -> None:
 
 def day_params(day: date) -> dict:
     _, start, _ = sydney_day_window(day)
-    return {"day": day.isoformat(), "day_start": start, "now": start + timedelta(minutes=5)}
+    return {"day": day.isoformat(), "now": start + timedelta(minutes=5)}
 
 
 def time_ours(engine, day: date, batch_size: int) -> tuple[float, int]:
@@ -187,7 +187,7 @@ def time_row_by_row(engine, day: date, sample: int) -> tuple[float, int]:
 
 
 def eligible_count(engine, day: date) -> int:
-    return bonus_day_state(engine, day).eligible
+    return bonus_day_state(engine, day, day_params(day)["now"]).eligible
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         tracemalloc.stop()
 
         started = time.perf_counter()
-        state = bonus_day_state(engine, day - timedelta(days=1))
+        last_day = day - timedelta(days=1)
+        state = bonus_day_state(engine, last_day, day_params(last_day)["now"])
         check = check_balances_cover_ledger(engine)
         checks_seconds = time.perf_counter() - started
         if not check.passed or state.total("missing"):

@@ -7,9 +7,10 @@ for partition D. Across daylight-saving changes a partition is the real local da
 25 hours long); its UTC window comes from the partitions definition.
 
 Rule, for the partition's day D:
-- active OG user: `og_level > 0` and `og_expires_at` after the start of D (Sydney midnight).
-  Anchoring on the day rather than on the wall clock makes a re-run, a retry or a late
-  catch-up of D credit the same users as the 00:05 tick did.
+- active OG user: `og_level > 0` and `og_expires_at > now`, `now` being the time of the run
+  (SPEC §1, as the seed did at 00:05). A re-run or a late catch-up of D credits the users
+  active when it runs who have no credit for D yet; nobody is ever credited twice for D.
+  A day that has not begun in Sydney cannot be credited.
 - tier: `og_tier_id`, or — when it is NULL — the tier of `og_level` (lowest id of that level).
   Users whose tier cannot be resolved, or whose tier has no positive price and duration,
   are skipped and counted.
@@ -72,15 +73,15 @@ def idempotency_key(user_id: int, day: str | date) -> str:
     return f"{LEDGER_KIND}:{user_id}:{day}"
 
 
-# Active OG users with a usable tier and their amount. `:day_start` anchors the rule on the
-# partition's day; `:after` / `:batch_size` walk the users in ascending id (keyset).
+# Active OG users (at `:now`) with a usable tier, and their amount. `:after` / `:batch_size`
+# walk the users in ascending id (keyset).
 _ELIGIBLE_FROM = """
     FROM users u
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
            ON level_tier.level = u.og_level
     JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
     WHERE u.og_level > 0
-      AND u.og_expires_at > :day_start
+      AND u.og_expires_at > :now
       AND t.duration_days > 0
       AND t.price_coins > 0
 """
@@ -249,7 +250,7 @@ def credit_og_daily_bonus(
         raise BonusInputError(f"og_daily_bonus: batch_size must be > 0, got {batch_size}")
     result = BonusResult(day=day.isoformat(), window_start=start, window_end=end)
     credit_batch = _credit_batch_postgres if is_postgres(engine) else _credit_batch_sqlite
-    params = {"day": day.isoformat(), "day_start": start, "now": now, "batch_size": batch_size, "after": 0}
+    params = {"day": day.isoformat(), "now": now, "batch_size": batch_size, "after": 0}
     started = time.perf_counter()
     while max_batches is None or result.batches < max_batches:
         batch_started = time.perf_counter()
@@ -299,7 +300,7 @@ _UNRESOLVED = """
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
            ON level_tier.level = u.og_level
     LEFT JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
-    WHERE u.og_level > 0 AND u.og_expires_at > :day_start
+    WHERE u.og_level > 0 AND u.og_expires_at > :now
       AND (t.id IS NULL OR t.duration_days IS NULL OR t.duration_days <= 0
            OR t.price_coins IS NULL OR t.price_coins <= 0)
 """
@@ -325,10 +326,11 @@ class DayState:
         return sum(int(t[column]) for t in self.tiers if t["amount"] > 0)
 
 
-def bonus_day_state(engine: Engine, day: str | date) -> DayState:
-    """Per tier: active OG users of `day`, their amount, and the ledger rows they have for it."""
-    day, start, _ = sydney_day_window(day)
-    params = {"day": day.isoformat(), "day_start": start}
+def bonus_day_state(engine: Engine, day: str | date, now: datetime) -> DayState:
+    """Per tier: OG users active at `now`, their amount for `day`, and the ledger rows they
+    have for that day."""
+    day, _, _ = sydney_day_window(day)
+    params = {"day": day.isoformat(), "now": now}
     with engine.connect() as connection:
         tiers = [dict(row) for row in connection.execute(text(_DAY_STATE), params).mappings()]
         skipped = connection.execute(text(_UNRESOLVED), params).scalar_one()
@@ -459,7 +461,7 @@ def og_daily_bonus(context: dg.AssetExecutionContext, config: OgDailyBonusConfig
     day = context.partition_key
     engine = database.engine
     if config.dry_run:
-        state = bonus_day_state(engine, day)
+        state = bonus_day_state(engine, day, utcnow())
         would = [t for t in state.tiers if t["amount"] > 0]
         return dg.MaterializeResult(
             metadata={
@@ -474,11 +476,12 @@ def og_daily_bonus(context: dg.AssetExecutionContext, config: OgDailyBonusConfig
             },
             check_results=[check_balances_cover_ledger(engine), check_one_credit_per_user(state)],
         )
+    now = utcnow()
     with transient_retries(context):
         result = credit_og_daily_bonus(
-            engine, day, now=utcnow(), batch_size=config.batch_size, progress=context.log.info
+            engine, day, now=now, batch_size=config.batch_size, progress=context.log.info
         )
-    state = bonus_day_state(engine, day)
+    state = bonus_day_state(engine, day, now)
     context.log.info(
         f"og_daily_bonus {day}: credited {result.credited_users} users {result.total_coins} coins "
         f"in {result.batches} batches; {result.already_credited} already credited"

@@ -27,8 +27,9 @@ from ops_platform.settings import load_settings
 SYDNEY = ZoneInfo("Australia/Sydney")
 UTC = timezone.utc
 DAY = "2026-04-05"  # daylight saving ends in Sydney that day: a 25-hour day
-DAY_START = datetime(2026, 4, 5, tzinfo=SYDNEY).astimezone(UTC)  # 2026-04-04 13:00 UTC
-NOW = datetime(2026, 4, 5, 0, 5, tzinfo=SYDNEY).astimezone(UTC)
+# Activity is judged at the time of the run; the fixture is built around the real clock so
+# that materializations (which use it) and direct calls (given NOW) agree.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 # user id -> expected bonus balance after one credit of DAY
 EXPECTED = {1: 100 + 20, 2: 257, 3: 5999, 9: 20}
@@ -37,7 +38,7 @@ UNTOUCHED = {4: 0, 5: 0, 6: 0, 7: 0, 8: 0, 10: 0, 11: 0, 12: 50}
 
 @pytest.fixture
 def og_users(engine):
-    later = DAY_START + timedelta(days=3)
+    later = NOW + timedelta(days=3)
     tiers = [
         {"id": 1, "level": 1, "price_coins": 1000, "duration_days": 30},  # 20.0   -> 20
         {"id": 2, "level": 2, "price_coins": 2999, "duration_days": 7},   # 257.05 -> 257
@@ -54,12 +55,12 @@ def og_users(engine):
         user(1, 1, 1, later, bonus=100),
         user(2, 2, None, later),                              # no tier id: lowest tier of level 2
         user(3, 2, 4, later),
-        user(4, 1, 1, DAY_START - timedelta(days=1)),         # expired
+        user(4, 1, 1, NOW - timedelta(days=1)),               # expired
         user(5, 0, 1, later),                                 # not OG (level 0)
         user(6, 3, 3, later),                                 # amount rounds down to 0
         user(7, 4, 5, later),                                 # tier with 0 days: skipped
-        user(8, 1, 1, DAY_START),                             # expires exactly at the day's start
-        user(9, 1, 1, DAY_START + timedelta(microseconds=1)),
+        user(8, 1, 1, NOW - timedelta(seconds=1)),            # expired a second ago
+        user(9, 1, 1, NOW + timedelta(hours=1)),              # expires within the hour: still active
         user(10, 1, 99, later),                               # unknown tier: skipped
         user(11, 1, 1, None),                                 # no expiry: not active
         user(12, 0, None, None, bonus=50),
@@ -117,7 +118,7 @@ def test_bonus_event_payload(og_users):
 
 def test_second_run_credits_nothing_more(og_users):
     credit_og_daily_bonus(og_users, DAY, now=NOW, batch_size=3)
-    again = credit_og_daily_bonus(og_users, DAY, now=NOW + timedelta(hours=2), batch_size=2)
+    again = credit_og_daily_bonus(og_users, DAY, now=NOW + timedelta(minutes=10), batch_size=2)
     assert again.credited_users == 0 and again.total_coins == 0
     assert again.already_credited == 4
     assert_credited_once(og_users)
@@ -256,10 +257,10 @@ def test_ledger_check_only_vouches_for_its_own_credits(og_users):
 
 def test_one_credit_check_sees_a_missing_credit(og_users):
     result = credit_og_daily_bonus(og_users, DAY, now=NOW)
-    assert check_one_credit_per_user(bonus_day_state(og_users, DAY), result).passed
+    assert check_one_credit_per_user(bonus_day_state(og_users, DAY, NOW), result).passed
     with og_users.begin() as connection:
         connection.execute(text("DELETE FROM coin_transactions WHERE user_id = 9"))
-    check = check_one_credit_per_user(bonus_day_state(og_users, DAY))
+    check = check_one_credit_per_user(bonus_day_state(og_users, DAY, NOW))
     assert not check.passed and check.metadata["missing_credits"].value == 1
 
 
@@ -274,7 +275,7 @@ def test_corrupted_balance_fails_the_asset_check(og_users, database):
 
 def test_day_not_begun_and_malformed_day_are_clear_errors(engine):
     with pytest.raises(BonusInputError, match="has not begun"):
-        credit_og_daily_bonus(engine, "2026-04-06", now=NOW)
+        credit_og_daily_bonus(engine, "2026-04-06", now=datetime(2026, 4, 5, 23, 59, tzinfo=SYDNEY))
     with pytest.raises(BonusInputError, match="not a YYYY-MM-DD"):
         credit_og_daily_bonus(engine, "5 April", now=NOW)
 
@@ -312,9 +313,29 @@ def test_schedule_tick_credits_the_sydney_day_just_begun(tick, expected):
     assert request.partition_key == expected
 
 
-def test_day_boundary_decides_who_is_active(og_users):
-    """A user whose OG ends exactly at Sydney midnight is not credited that day; one
-    microsecond later is (users 8 and 9 of the fixture)."""
+def test_expiry_exactly_at_run_time_is_not_active(engine):
+    """`og_expires_at > now`: an OG membership ending at the instant of the run is over."""
+    with engine.begin() as connection:
+        connection.execute(insert(schema.og_tiers).values(id=1, level=1, price_coins=1000, duration_days=30))
+        connection.execute(insert(schema.users), [
+            {"id": 1, "email": "a@x", "og_level": 1, "og_tier_id": 1, "og_expires_at": NOW},
+            {"id": 2, "email": "b@x", "og_level": 1, "og_tier_id": 1, "og_expires_at": NOW + timedelta(microseconds=1)},
+        ])
+    result = credit_og_daily_bonus(engine, DAY, now=NOW)
+    assert result.credited_users == 1 and balances(engine) == {1: 0, 2: 20}
+
+
+def test_idempotency_key_is_the_sydney_day(og_users):
+    """The tick at 00:05 Sydney on 2026-04-05 is still 2026-04-04 in UTC; the credit is
+    keyed by the Sydney day of the partition."""
+    tick = datetime(2026, 4, 5, 0, 5, tzinfo=SYDNEY)
+    assert tick.astimezone(UTC).date().isoformat() == "2026-04-04"
+    credit_og_daily_bonus(og_users, "2026-04-05", now=NOW)
+    assert {key.rsplit(":", 1)[1] for *_, key in ledger(og_users)} == {"2026-04-05"}
+
+
+def test_expired_users_are_not_credited(og_users):
+    """Expired a day ago, a second ago, no expiry, or not OG at all: nothing."""
     credit_og_daily_bonus(og_users, DAY, now=NOW)
     after = balances(og_users)
-    assert after[8] == 0 and after[9] == 20
+    assert [after[u] for u in (4, 5, 8, 11)] == [0, 0, 0, 0] and after[9] == 20
