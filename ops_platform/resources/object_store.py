@@ -23,10 +23,9 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, NamedTuple, Optional, TypeVar
 
 import dagster as dg
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
@@ -59,8 +58,9 @@ class TransientObjectStoreError(ObjectStoreError):
     """The store stayed unavailable through every retry; the run may try again later."""
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
+    """One listed object; unpacks as (key, last_modified, size)."""
+
     key: str
     last_modified: datetime  # aware UTC
     size: int

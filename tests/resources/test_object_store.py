@@ -58,6 +58,8 @@ def test_listing_is_paginated_in_key_order(store):
     assert info.last_modified.tzinfo is not None
     assert abs(info.last_modified - datetime.now(timezone.utc)) < timedelta(minutes=5)
     assert len(list(store.list_objects("uploads/"))) == 25
+    key, last_modified, size = next(store.list_objects("uploads/"))
+    assert (key, size) == ("uploads/000.bin", 3)
 
 
 def test_delete_many_goes_in_chunks(store, monkeypatch):
