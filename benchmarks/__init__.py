@@ -15,6 +15,7 @@ BENCHMARKS = {
     "payments": "benchmarks.payments",
     "bonus": "benchmarks.bonus",
     "email": "benchmarks.email",
+    "assets": "benchmarks.assets",
 }
 
 
