@@ -95,6 +95,15 @@ def due_clause(now: datetime, lease_seconds: int):
     return or_(waiting, abandoned)
 
 
+@contextlib.contextmanager
+def _connection(bind: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
+
+
 def count_due(bind: Engine | Connection, now: datetime, lease_seconds: int = 300, cap: Optional[int] = None) -> int:
     """Number of due batches (counting stops at `cap`, which keeps the backlog check cheap)."""
     due = select(queue.c.id).where(due_clause(now, lease_seconds))
@@ -419,15 +428,6 @@ def process_email_queue(
 @dg.job(tags=job_tags("email_queue"), description=__doc__.splitlines()[0])
 def email_queue():
     process_email_queue()
-
-
-@contextlib.contextmanager
-def _connection(bind: Engine | Connection) -> Iterator[Connection]:
-    if isinstance(bind, Connection):
-        yield bind
-    else:
-        with bind.connect() as connection:
-            yield connection
 
 
 defs = dg.Definitions(jobs=[email_queue])
