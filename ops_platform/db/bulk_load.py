@@ -10,15 +10,19 @@ how its values are written:
 - `datetime64[D]` arrays for dates (NaT = NULL)
 - lists or object arrays of `str` (None = NULL); JSON columns hold their JSON text
 
-Values are formatted a chunk at a time with numpy and C-level string joins, so a
-million-row table costs seconds, not minutes. Timestamps go through lookup tables of
-day and time-of-day strings instead of one `strftime` per value.
+Values are converted a chunk at a time with numpy, never one Python call per value, so a
+million-row table costs seconds, not minutes. Postgres gets COPY's binary format (nothing
+for the server to parse); a column type the binary encoder does not know (numeric) makes
+that table go as COPY text. SQLite gets Python values, timestamps in the text form the
+engine's datetime adapter uses. Timestamp text goes through lookup tables of day and
+time-of-day strings instead of one `strftime` per value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+
 import numpy as np
 
 CHUNK_ROWS = 200_000
