@@ -4,8 +4,8 @@ Through the `object_store` resource (S3, or the local folder by default):
 1. The uploads prefix is listed page by page (at most 1,000 keys a page). For each page,
    the objects older than the grace period (by `last_modified`) are checked against
    `stored_files.s3_key` in ONE query for the whole page.
-2. Each unreferenced one is copied to `<trash prefix><original key>`; only then are the
-   page's originals deleted (one DeleteObjects request). A run that dies between the copy
+2. Each unreferenced one is copied to `<trash prefix><original key>` (`workers` copies in
+   flight); only then are the page's copied originals deleted (one DeleteObjects request). A run that dies between the copy
    and the delete loses nothing: the next run finds the trash copy (same size) and only
    deletes the upload.
 3. Trash objects older than the trash retention (by the copy's `last_modified`) are purged.
@@ -15,6 +15,7 @@ fails for good) are skipped and counted; transient store faults retry with backo
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterator
@@ -90,34 +91,48 @@ def referenced_keys(engine: Engine, keys: list[str]) -> set[str]:
         return set(connection.execute(statement, params).scalars())
 
 
+def _trash_one(store: ObjectStore, info: ObjectInfo, trash_key: str) -> str:
+    """Copy one upload to the trash unless a complete copy is already there."""
+    existing = store.stat(trash_key)
+    if existing is not None and existing.size == info.size:
+        return "resumed"  # copied by a run that died before deleting
+    store.copy(info.key, trash_key)
+    return "moved"
+
+
 def _move_page_to_trash(
-    store: ObjectStore, orphans: list[ObjectInfo], trash_prefix: str, dry_run: bool, result: OrphanResult
+    store: ObjectStore, orphans: list[ObjectInfo], trash_prefix: str, dry_run: bool, result: OrphanResult,
+    workers: int = 1,
 ) -> None:
-    """Copy every orphan of the page to the trash, then delete the copied ones from uploads."""
+    """Copy every orphan of the page to the trash (`workers` requests at a time), then
+    delete the copied ones from uploads in one request."""
+    if dry_run:
+        result.moved += len(orphans)
+        result.bytes_moved += sum(info.size for info in orphans)
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [(info, pool.submit(_trash_one, store, info, trash_prefix + info.key)) for info in orphans]
     copied: list[ObjectInfo] = []
-    for info in orphans:
-        trash_key = trash_prefix + info.key
-        if dry_run:
-            copied.append(info)
-            continue
+    transient: TransientObjectStoreError | None = None
+    for info, future in futures:
         try:
-            existing = store.stat(trash_key)
-            if existing is not None and existing.size == info.size:
-                result.resumed += 1  # copied by a run that died before deleting
-            else:
-                store.copy(info.key, trash_key)
-                result.moved += 1
-        except TransientObjectStoreError:
-            raise
+            outcome = future.result()
+        except TransientObjectStoreError as error:
+            transient = transient or error
+            continue
         except (ObjectStoreError, OSError) as error:
             result.skipped.append(f"{info.key}: {error}")
             continue
+        if outcome == "resumed":
+            result.resumed += 1
+        else:
+            result.moved += 1
         copied.append(info)
-    if dry_run:
-        result.moved += len(copied)
-    else:
-        store.delete_many([info.key for info in copied])
+    # Whatever was copied leaves uploads, even if another copy of the page failed.
+    store.delete_many([info.key for info in copied])
     result.bytes_moved += sum(info.size for info in copied)
+    if transient is not None:
+        raise transient
 
 
 def clean_orphaned_files(
@@ -128,6 +143,7 @@ def clean_orphaned_files(
     grace: timedelta = timedelta(days=7),
     trash_retention: timedelta = timedelta(days=30),
     page_size: int = MAX_PAGE,
+    workers: int = 8,
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> OrphanResult:
@@ -154,7 +170,7 @@ def clean_orphaned_files(
         result.referenced += sum(1 for info in candidates if info.key in referenced)
         orphans = [info for info in candidates if info.key not in referenced]
         if orphans:
-            _move_page_to_trash(store, orphans, trash_prefix, dry_run, result)
+            _move_page_to_trash(store, orphans, trash_prefix, dry_run, result, workers)
         if progress:
             progress(f"orphaned_file_cleanup: {result.uploads_listed} uploads listed, "
                      f"{result.moved + result.resumed} moved to trash")
@@ -188,6 +204,7 @@ def object_store_retries(context: dg.OpExecutionContext) -> Iterator[None]:
 class OrphanedFileCleanupConfig(DestructiveJobConfig):
     grace_days: float = Field(default=7, ge=0, description="Unreferenced uploads younger than this are kept.")
     trash_retention_days: float = Field(default=30, gt=0, description="Trash older than this is purged.")
+    workers: int = Field(default=8, ge=1, le=64, description="Copy requests in flight at once.")
 
 
 def orphan_metadata(result: OrphanResult, config: OrphanedFileCleanupConfig, store: ObjectStore,
@@ -231,7 +248,8 @@ def move_orphaned_files_to_trash(
         result = clean_orphaned_files(
             database.engine, object_store, utcnow(),
             grace=timedelta(days=config.grace_days), trash_retention=timedelta(days=config.trash_retention_days),
-            page_size=config.batch_size, dry_run=config.dry_run, progress=context.log.info,
+            page_size=config.batch_size, workers=config.workers, dry_run=config.dry_run,
+            progress=context.log.info,
         )
     for item in result.skipped[:MAX_LISTED]:
         context.log.warning(f"orphaned_file_cleanup skipped {item}")
