@@ -162,7 +162,16 @@ def test_postgres_report_lists_idle_in_transaction_and_long_queries(pg_database)
     thread = threading.Thread(target=sleep_long)
     thread.start()
     try:
-        time.sleep(2.0)
+        def sleeping_long_enough():
+            if "pid" not in sleeper_pid:
+                return False
+            with engine.connect() as connection:
+                return connection.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND state = 'active' "
+                    "AND query_start < clock_timestamp() - interval '1.5 seconds'"), {"pid": sleeper_pid["pid"]}
+                ).scalar_one() == 1
+
+        assert _wait_for(sleeping_long_enough, seconds=20)
         result = _run(pg_database, maintain={"long_query_seconds": 1})
         metadata = _metadata(result, "maintain_app_database")
         assert metadata["idle_in_transaction"] >= 1
