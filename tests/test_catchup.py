@@ -3,6 +3,8 @@ requested exactly once, oldest first, never one materialized, in progress or not
 
 from datetime import datetime, timezone
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -66,7 +68,18 @@ def test_sydney_daily_and_monthly_partitions():
     monthly = dg.MonthlyPartitionsDefinition(start_date="2025-01-01")
     row = ScheduleRow("y", "y", "asset", "0 2 1 * *", "low", "analytics", 60)
     keys = catchup_partition_keys(monthly, row, datetime(2026, 3, 1, 3, 0, tzinfo=UTC))
-    assert keys[0] == "2025-01-01" and keys[-1] == "2026-02-01" and len(keys) == 14
+    assert keys == ["2025-12-01", "2026-01-01", "2026-02-01"]  # 60 days back, at least 3 months
+    keys = catchup_partition_keys(monthly, row, datetime(2026, 3, 1, 1, 0, tzinfo=UTC))
+    assert keys[-1] == "2026-01-01"  # February's tick is at 02:00
+
+
+def test_nothing_due_before_the_sensor_started_watching():
+    pools, row = _partitions_def("daily_prize_pools"), row_for("daily_prize_pools")
+    now = datetime(2026, 1, 10, 0, 30, tzinfo=UTC)
+    # Watching since the 8th at noon: the 8th's and 9th's pools became due after that.
+    keys = catchup_partition_keys(pools, row, now, watching_since=datetime(2026, 1, 8, 12, 0, tzinfo=UTC))
+    assert keys == [f"{day}|{game}" for day in ("2026-01-08", "2026-01-09") for game in GAMES]
+    assert catchup_partition_keys(pools, row, now, watching_since=datetime(2026, 1, 10, 0, 20, tzinfo=UTC)) == []
 
 
 # --- the sensor on a test instance ------------------------------------------------------------
@@ -81,9 +94,13 @@ def at_dec_8(monkeypatch):
     monkeypatch.setattr(build, "sensor_now", lambda: datetime(2025, 12, 8, 0, 30, tzinfo=UTC))
 
 
-def _tick(instance, name="daily_prize_pools_catchup"):
+# A sensor watching since before the pools' first day: every partition since then is its business.
+WATCHING_SINCE_START = json.dumps({"watching_since": "2025-11-01T00:00:00+00:00"})
+
+
+def _tick(instance, name="daily_prize_pools_catchup", cursor=WATCHING_SINCE_START):
     sensor = REPO.get_sensor_def(name)
-    context = dg.build_sensor_context(instance=instance, repository_def=REPO)
+    context = dg.build_sensor_context(instance=instance, repository_def=REPO, cursor=cursor)
     return sensor.evaluate_tick(context)
 
 
@@ -133,7 +150,7 @@ def test_every_missed_partition_exactly_once_across_ticks(at_dec_8):
             ticks += 1
             result = _tick(instance)
             if not result.run_requests:
-                assert "materialized or in progress" in result.skip_message
+                assert "are materialized or in progress" in result.skip_message
                 break
             batch = [str(r.partition_key) for r in result.run_requests]
             assert len(batch) <= CATCHUP_MAX_REQUESTS_PER_TICK
@@ -141,6 +158,20 @@ def test_every_missed_partition_exactly_once_across_ticks(at_dec_8):
             _materialized(instance, "daily_prize_pools", batch)
         assert requested == [f"{d}|{g}" for d in _days("2025-12-01", "2025-12-07") for g in GAMES]
         assert ticks == 3  # 25 + 10 requests, then nothing left
+
+
+def test_go_live_catches_up_only_what_became_due_after_it(monkeypatch):
+    with dg.DagsterInstance.ephemeral() as instance:
+        monkeypatch.setattr(build, "sensor_now", lambda: datetime(2026, 1, 10, 9, 0, tzinfo=UTC))
+        first = _tick(instance, cursor=None)
+        assert not first.run_requests  # history before go-live is a backfill by hand
+        assert json.loads(first.cursor) == {"watching_since": "2026-01-10T09:00:00+00:00"}
+        # The daemon is down from the 10th to the 13th at 06:00: three days to catch up.
+        monkeypatch.setattr(build, "sensor_now", lambda: datetime(2026, 1, 13, 6, 0, tzinfo=UTC))
+        later = _tick(instance, cursor=first.cursor)
+        assert [str(r.partition_key) for r in later.run_requests] == [
+            f"{day}|{game}" for day in ("2026-01-10", "2026-01-11", "2026-01-12") for game in GAMES]
+        assert later.cursor == first.cursor
 
 
 def test_nothing_requested_when_up_to_date(at_jan_10):

@@ -307,6 +307,7 @@ def _pool_metadata(result: PoolResult, end: datetime) -> dict:
         "winning_score": result.winning_score if result.winning_score is not None else -1,
         "total_amount": result.total_amount,
         "finalized_now": result.finalized_now,
+        "rows_written": int(result.finalized_now),
         "entries_in_period": result.entries_in_period,
         "period_start": result.period_start.isoformat(),
         "period_end": end.isoformat(),
@@ -319,6 +320,7 @@ def _range_metadata(results: list[tuple[str, PoolResult]], seconds: float) -> di
     return {
         "pools": len(results),
         "finalized_now": sum(r.finalized_now for _, r in results),
+        "rows_written": sum(r.finalized_now for _, r in results),
         "already_final": sum(not r.finalized_now for _, r in results),
         "with_winner": sum(r.status == "finalized" for _, r in results),
         "no_winner": sum(r.status == "no_winner" for _, r in results),

@@ -3,17 +3,22 @@
 Catch-up ("no business day skipped", SPEC §2): Dagster drops the missed ticks of a schedule
 (a partitioned one catches up at most 5). For every scheduled asset with time partitions
 (daily, weekly, monthly, hourly; alone or × a static dimension such as the game type) a
-sensor `<asset>_catchup` looks back over the last `CATCHUP_LOOKBACK_PARTITIONS` periods the
-schedule should already have requested, and requests each partition that was never
-materialized and is not in progress, oldest first, a bounded number per tick. The run key
-`<asset>:<partition>` makes each partition requested once, whatever the number of ticks.
-The period whose schedule tick is less than `CATCHUP_GRACE` old is left to the schedule, and
-the current (incomplete) period is never requested. A partition whose run failed is not
-retried here: the failure alert reports it and it is re-run by hand or by run retries.
+sensor `<asset>_catchup` finds the partitions its schedule should already have requested
+— those of ticks more than `CATCHUP_GRACE` ago, so the schedule launches its own run first,
+never the current incomplete period — within `CATCHUP_LOOKBACK`, and requests each one that
+was never materialized and is not in progress (queued or running), oldest first, at most
+`CATCHUP_MAX_REQUESTS_PER_TICK` per tick. The run key `<asset>:<partition>` makes each
+partition requested once, whatever the number of ticks. The sensor's cursor keeps the time
+it first ran: partitions due before that (history from before go-live) are not its business
+(a backfill by hand), so enabling it never floods the instance or pays a past day twice. A
+partition whose run failed is not retried here: the failure alert reports it, and it is
+re-run by hand or by run retries.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
@@ -24,7 +29,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.schedules.catalog import SCHEDULES, ScheduleRow, job_tags, row_for
 from ops_platform.settings import Settings
 
-CATCHUP_LOOKBACK_PARTITIONS = 60  # periods looked back per asset (60 days / weeks / months / hours)
+CATCHUP_LOOKBACK = timedelta(days=60)  # and at least 3 periods (monthly assets)
 CATCHUP_MAX_REQUESTS_PER_TICK = 25
 CATCHUP_GRACE = timedelta(minutes=10)  # the schedule's own tick gets this long to launch its run
 CATCHUP_INTERVAL_S = 120
@@ -98,28 +103,39 @@ def last_partition_keys(partitions_def: dg.PartitionsDefinition, at: datetime) -
     return _with_static_keys(partitions_def, [time_key]) if time_key else []
 
 
+def _newest_due_window(time_def: dg.TimeWindowPartitionsDefinition, row: ScheduleRow, at: datetime):
+    """The newest period the schedule's ticks up to `at` have requested (None: none yet)."""
+    last_tick = next(reverse_cron_string_iterator(at.timestamp(), row.cron, row.timezone))
+    with dg.partition_loading_context(effective_dt=last_tick):
+        return time_def.get_last_partition_window()
+
+
 def catchup_partition_keys(
     partitions_def: dg.PartitionsDefinition,
     row: ScheduleRow,
     now: datetime,
-    lookback: int = CATCHUP_LOOKBACK_PARTITIONS,
+    watching_since: datetime | None = None,
+    lookback: timedelta = CATCHUP_LOOKBACK,
     grace: timedelta = CATCHUP_GRACE,
 ) -> list[str]:
-    """Keys the schedule should have requested by `now` within the last `lookback` periods,
-    oldest first: those of its ticks up to `now - grace`, never an incomplete period."""
-    last_tick = next(reverse_cron_string_iterator((now - grace).timestamp(), row.cron, row.timezone))
+    """Keys the schedule should have requested by `now - grace`, oldest first: those of the
+    last `lookback` (at least 3 periods) that became due after `watching_since`. Never an
+    incomplete period, never one due before the sensor started watching."""
     time_def, _, _ = _time_and_static(partitions_def)
-    with dg.partition_loading_context(effective_dt=last_tick):
-        newest = time_def.get_last_partition_window()
+    newest = _newest_due_window(time_def, row, now - grace)
     if newest is None:
         return []
+    already_due = _newest_due_window(time_def, row, watching_since) if watching_since else None
+    if already_due is not None and already_due.start >= newest.start:
+        return []
+    periods = max(3, math.ceil(lookback / (newest.end - newest.start)))
     oldest = newest
-    for _ in range(lookback - 1):
+    for _ in range(periods - 1):
         previous = time_def.get_prev_partition_window(oldest.start)
-        if previous is None:
+        if previous is None or (already_due is not None and previous.start <= already_due.start):
             break
         oldest = previous
-    with dg.partition_loading_context(effective_dt=last_tick):
+    with dg.partition_loading_context(effective_dt=newest.end):
         time_keys = time_def.get_partition_keys_in_time_window(dg.TimeWindow(oldest.start, newest.end))
     return [str(key) for key in _with_static_keys(partitions_def, time_keys)]
 
@@ -167,16 +183,23 @@ def catchup_sensor(
     asset_key = dg.AssetKey(asset_name)
 
     def evaluate(context: dg.SensorEvaluationContext):
-        keys = catchup_partition_keys(partitions_def, row, sensor_now())
+        now = sensor_now()
+        # The cursor keeps when the sensor first ran: partitions due before that (history from
+        # before go-live, or a sensor reset) are a backfill by hand, not a catch-up.
+        watching_since = datetime.fromisoformat(json.loads(context.cursor)["watching_since"]) if context.cursor else now
+        cursor = json.dumps({"watching_since": watching_since.isoformat()})
+        keys = catchup_partition_keys(partitions_def, row, now, watching_since)
         missing, failed = unmaterialized_partitions(context.instance, asset_key, partitions_def, keys)
         if not missing:
             note = f"; {failed} failed (re-run them by hand)" if failed else ""
-            return dg.SkipReason(f"every one of the last {len(keys)} partitions is materialized or in progress{note}")
+            return dg.SensorResult(
+                skip_reason=f"all {len(keys)} partitions due since {watching_since:%Y-%m-%d %H:%M} UTC "
+                            f"(at most {CATCHUP_LOOKBACK.days} days back) are materialized or in progress{note}",
+                cursor=cursor,
+            )
         batch = missing[:CATCHUP_MAX_REQUESTS_PER_TICK]
-        context.log.info(
-            f"{asset_name}: {len(missing)} missed partitions, requesting {len(batch)} from {batch[0]}"
-        )
-        return [
+        context.log.info(f"{asset_name}: {len(missing)} missed partitions, requesting {len(batch)} from {batch[0]}")
+        requests = [
             dg.RunRequest(
                 run_key=f"{asset_name}:{key}",
                 partition_key=key,
@@ -185,6 +208,7 @@ def catchup_sensor(
             )
             for key in batch
         ]
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     target = {"job": job} if job is not None else {"job_name": row.job_name}
     return dg.SensorDefinition(
@@ -193,8 +217,8 @@ def catchup_sensor(
         minimum_interval_seconds=CATCHUP_INTERVAL_S,
         default_status=default_sensor_status(settings, row.group),
         description=(
-            f"Materializes every partition of {asset_name} missed in the last "
-            f"{CATCHUP_LOOKBACK_PARTITIONS} periods (daemon outage), once each, oldest first."
+            f"Materializes every partition of {asset_name} whose schedule tick was missed (daemon "
+            f"outage) in the last {CATCHUP_LOOKBACK.days} days, once each, oldest first."
         ),
         **target,
     )
