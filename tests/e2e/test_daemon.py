@@ -1,0 +1,492 @@
+"""The production topology end to end, on a Postgres-backed instance.
+
+One stack for the whole module: a gRPC code server (`dagster api grpc`), `dagster-daemon`
+and `dagster-webserver`, with `deploy/dagster.yaml` and `deploy/workspace.yaml` used as they
+are (only the environment points them at a fresh Postgres database). The app tables live in
+a schema of that database; every group's schedules and sensors are off by default
+(`OPS_ENABLE_<GROUP>=false`) and each test starts the ones it exercises through GraphQL,
+as an operator would in the UI.
+
+Proved here: a run launched through GraphQL goes through the queue and succeeds; a sensor
+tick (payment checks) and a schedule tick (the every-minute email queue) launch runs that
+succeed; the daemon killed with SIGKILL and restarted keeps its cursors and launches no
+duplicate run for a tick or a run key; queued runs start by `dagster/priority`; two runs of
+a singleton job never overlap; `ops-platform status` reads the instance.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.scheduler.instigation import InstigatorType
+from dagster._core.storage.tags import SCHEDULED_EXECUTION_TIME_TAG
+from dagster_graphql import DagsterGraphQLClient
+from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy.engine import make_url
+
+from ops_platform.db import schema
+from ops_platform.db.engine import utcnow
+from ops_platform.db.migrate import upgrade
+from ops_platform.resources.payments import simulated_status
+from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES, postgres_available
+from tests.e2e._processes import BIN, REPO, Process, base_env, free_port, grpc_ok, http_ok, keep_logs, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LOCATION = "ops_platform"
+REPOSITORY = "__repository__"
+PAYMENT_SENSOR = "payment_status_check_sensor"
+EMAIL_SCHEDULE = "email_queue_every_minute"
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+START_SCHEDULE = """
+mutation($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+  }
+}"""
+
+STOP_SCHEDULE = """
+mutation($origin: String!, $selector: String!) {
+  stopRunningSchedule(scheduleOriginId: $origin, scheduleSelectorId: $selector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+  }
+}"""
+
+START_SENSOR = """
+mutation($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def _psycopg(url) -> str:
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+@dataclass
+class Stack:
+    instance: dg.DagsterInstance
+    app_url: str
+    data_dir: Path
+    env: dict
+    workspace: Path
+    web_port: int
+    log_dir: Path
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def client(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.web_port, timeout=60)
+
+    @property
+    def app(self):
+        return create_engine(self.app_url)
+
+    def diagnostics(self) -> str:
+        return "\n".join(process.tail() for process in self.processes.values())
+
+    # -- processes ---------------------------------------------------------------------------
+    def start_daemon(self) -> None:
+        started = time.time()
+        self.processes["daemon"] = Process(
+            "dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)],
+            self.env, self.log_dir / "daemon.log",
+        ).start()
+        wait_for("the daemon's heartbeats", lambda: self._daemon_beating_since(started), 180,
+                 interval_s=1, diagnostics=self.diagnostics)
+
+    def _daemon_beating_since(self, started: float) -> bool:
+        beats = self.instance.get_daemon_heartbeats()
+        needed = {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR"}
+        return needed <= {kind for kind, beat in beats.items() if beat.timestamp >= started}
+
+    def kill_daemon(self) -> None:
+        self.processes["daemon"].kill()
+
+    # -- GraphQL ----------------------------------------------------------------------------
+    def start_schedule(self, name: str) -> None:
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "scheduleName": name}
+        result = self.client._execute(START_SCHEDULE, {"selector": selector})["startSchedule"]
+        assert result.get("scheduleState", {}).get("status") == "RUNNING", result
+
+    def start_sensor(self, name: str) -> None:
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}
+        result = self.client._execute(START_SENSOR, {"selector": selector})["startSensor"]
+        assert result.get("sensorState", {}).get("status") == "RUNNING", result
+
+    def stop_schedule(self, name: str) -> None:
+        state = self.instigator_state(InstigatorType.SCHEDULE, name)
+        variables = {"origin": state.instigator_origin_id, "selector": state.selector_id}
+        result = self.client._execute(STOP_SCHEDULE, variables)["stopRunningSchedule"]
+        assert result.get("scheduleState", {}).get("status") == "STOPPED", result
+
+    def submit(self, job_name: str, run_config: dict | None = None, tags: dict | None = None) -> str:
+        return self.client.submit_job_execution(
+            job_name, repository_location_name=LOCATION, repository_name=REPOSITORY,
+            run_config=run_config or {}, tags=tags or {},
+        )
+
+    # -- instance ---------------------------------------------------------------------------
+    def record(self, run_id: str) -> dg.RunRecord:
+        return self.instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))[0]
+
+    def wait_finished(self, run_id: str, timeout_s: float = 360) -> dg.RunRecord:
+        record = wait_for(
+            f"run {run_id} to finish",
+            lambda: (r := self.record(run_id)).dagster_run.status in FINISHED and r,
+            timeout_s, interval_s=1, diagnostics=self.diagnostics,
+        )
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, (
+            f"run {run_id} of {record.dagster_run.job_name} ended {record.dagster_run.status}:\n"
+            + self.run_errors(run_id) + "\n" + self.diagnostics()
+        )
+        return record
+
+    def run_errors(self, run_id: str) -> str:
+        lines = []
+        for entry in self.instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is not None and event.is_failure:
+                lines.append(str(event.event_specific_data)[:2000])
+        return "\n".join(lines)
+
+    def runs(self, **filters) -> list[dg.RunRecord]:
+        return list(self.instance.get_run_records(dg.RunsFilter(**filters)))
+
+    def instigator_state(self, kind: InstigatorType, name: str):
+        return next(s for s in self.instance.all_instigator_state(instigator_type=kind) if s.instigator_name == name)
+
+    def ticks(self, kind: InstigatorType, name: str):
+        state = self.instigator_state(kind, name)
+        return list(self.instance.get_ticks(state.instigator_origin_id, state.selector_id))
+
+    def instigator_cursor(self, name: str) -> str | None:
+        return self.instigator_state(InstigatorType.SENSOR, name).instigator_data.cursor
+
+
+def _prepare_database(admin_url) -> tuple[str, object]:
+    """A fresh database for the instance, with the app tables in its `app` schema."""
+    name = f"dagster_e2e_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(_psycopg(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    database_url = admin_url.set(database=name)
+    engine = create_engine(_psycopg(database_url))
+    with engine.begin() as connection:
+        connection.execute(text("CREATE SCHEMA app"))
+    engine.dispose()
+    return name, database_url
+
+
+def _drop_database(admin_url, name: str) -> None:
+    admin = create_engine(_psycopg(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    reason = postgres_available()
+    if reason is not None:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"OPS_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+
+    tmp = tmp_path_factory.mktemp("e2e_daemon")
+    admin_url = make_url(POSTGRES_URL)
+    db_name, database_url = _prepare_database(admin_url)
+    app_url = _psycopg(database_url) + "?options=-csearch_path%3Dapp"
+    upgrade(app_url)
+
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    workspace = tmp / "workspace.yaml"
+    shutil.copy(REPO / "deploy" / "workspace.yaml", workspace)
+    log_dir = tmp / "logs"
+    log_dir.mkdir()
+    grpc_port, web_port = free_port(), free_port()
+    instance_env = {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": database_url.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(database_url.port or 5432),
+        "DAGSTER_PG_USER": database_url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": database_url.password or "",
+        "DAGSTER_PG_DB": db_name,
+    }
+    env = base_env(home, tmp / "data", app_url, {
+        **instance_env,
+        "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+        "DAGSTER_CODE_SERVER_PORT": str(grpc_port),
+    })
+
+    stack = None
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in instance_env.items():
+            patch.setenv(key, value)
+        try:
+            instance = dg.DagsterInstance.from_config(str(home))
+            # Create the instance tables once, before three processes race to do it.
+            instance.get_runs_count()
+            instance.all_instigator_state()
+            instance.get_daemon_heartbeats()
+            stack = Stack(instance, app_url, tmp / "data", env, workspace, web_port, log_dir)
+
+            stack.processes["code_server"] = Process("code-server", [
+                str(BIN / "dagster"), "api", "grpc", "-m", "ops_platform.definitions",
+                "-h", "127.0.0.1", "-p", str(grpc_port),
+            ], env, log_dir / "code_server.log").start()
+            wait_for("the gRPC code server", lambda: grpc_ok(grpc_port), 180, interval_s=1,
+                     diagnostics=stack.diagnostics)
+            stack.processes["webserver"] = Process("dagster-webserver", [
+                str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(web_port),
+            ], env, log_dir / "webserver.log").start()
+            stack.start_daemon()
+            wait_for("the webserver", lambda: http_ok(f"http://127.0.0.1:{web_port}/server_info"), 180,
+                     interval_s=1, diagnostics=stack.diagnostics)
+            yield stack
+        finally:
+            if stack is not None:
+                for process in stack.processes.values():
+                    process.stop()
+                keep_logs(list(stack.processes.values()), "e2e_daemon")
+                stack.instance.dispose()
+            _drop_database(admin_url, db_name)
+
+
+# --- app data helpers -----------------------------------------------------------------------
+
+def provider_ref(*answers: str) -> str:
+    """A reference the payment simulator answers with `answers` on successive checks."""
+    for n in range(100_000):
+        ref = f"e2e-{n}"
+        if all(simulated_status(ref, attempt) == answer for attempt, answer in enumerate(answers)):
+            return ref
+    raise AssertionError(f"no simulator reference answers {answers}")
+
+
+def insert_payment(stack: Stack, payment_id: int, ref: str) -> None:
+    """A payment created now: its checks are due 5, 10, 15 s… from now."""
+    engine = stack.app
+    with engine.begin() as connection:
+        connection.execute(insert(schema.payments).values(
+            id=payment_id, provider_ref=ref, user_id=1, amount_cents=1500, currency="USD",
+            status="pending", created_at=utcnow(), check_count=0,
+        ))
+    engine.dispose()
+
+
+def payment(stack: Stack, payment_id: int):
+    engine = stack.app
+    with engine.connect() as connection:
+        row = connection.execute(select(schema.payments).where(schema.payments.c.id == payment_id)).one()
+    engine.dispose()
+    return row
+
+
+def payment_runs(stack: Stack) -> list[dg.RunRecord]:
+    return stack.runs(job_name="payment_status_check", tags={"dagster/sensor_name": PAYMENT_SENSOR})
+
+
+def run_key(record: dg.RunRecord) -> str:
+    return record.dagster_run.tags.get("dagster/run_key", "")
+
+
+def carries(record: dg.RunRecord, payment_id: int) -> list[str]:
+    """The checks `payment_id@check_count` a payment-check run carries (from its run key)."""
+    checks = run_key(record).removeprefix("payment_checks:").split(",")
+    return [check for check in checks if check.split("@")[0] == str(payment_id)]
+
+
+def assert_no_overlap(records: list[dg.RunRecord]) -> None:
+    spans = sorted((r.start_time, r.end_time, r.dagster_run.run_id) for r in records)
+    for (start_a, end_a, id_a), (start_b, _, id_b) in zip(spans, spans[1:]):
+        assert end_a <= start_b, f"runs {id_a} and {id_b} overlapped: {id_a} ended {end_a}, {id_b} started {start_b}"
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+@pytest.mark.timeout(900)  # includes starting the stack
+def test_a_run_launched_through_graphql_is_queued_and_succeeds(stack):
+    now = utcnow()
+    engine = stack.app
+    with engine.begin() as connection:
+        connection.execute(insert(schema.sessions), [
+            {"id": i, "user_id": i, "kind": "user", "created_at": now - timedelta(days=3),
+             "last_seen_at": now - timedelta(days=1), "expires_at": now + timedelta(days=1 - 2 * (i % 2))}
+            for i in range(1, 7)
+        ])
+
+    run_id = stack.submit("session_cleanup", {"ops": {"cleanup_sessions": {"config": {"mode": "light"}}}})
+    record = stack.wait_finished(run_id)
+
+    enqueued = stack.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
+    assert enqueued, "the run did not go through the run queue"
+    tags = record.dagster_run.tags
+    assert tags["ops/singleton"] == "session_cleanup" and tags["dagster/priority"] == "70"
+    with engine.connect() as connection:
+        left = connection.execute(text("SELECT COUNT(*) FROM sessions")).scalar()
+    engine.dispose()
+    assert left == 3, "the three expired sessions were not deleted"
+
+
+@pytest.mark.timeout(600)
+def test_a_sensor_tick_launches_a_run_that_succeeds(stack):
+    stack.start_sensor(PAYMENT_SENSOR)
+    insert_payment(stack, 101, provider_ref("succeeded"))
+
+    settled = wait_for("payment 101 to settle", lambda: (p := payment(stack, 101)).status != "pending" and p,
+                       400, interval_s=1, diagnostics=stack.diagnostics)
+    assert settled.status == "succeeded" and settled.check_count == 1
+
+    [run] = [r for r in payment_runs(stack) if carries(r, 101)]
+    assert carries(run, 101) == ["101@0"]
+    stack.wait_finished(run.dagster_run.run_id)
+    assert stack.instance.all_logs(run.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
+
+
+@pytest.mark.timeout(600)
+def test_a_schedule_tick_launches_a_run_that_succeeds(stack):
+    now = utcnow()
+    engine = stack.app
+    with engine.begin() as connection:
+        connection.execute(insert(schema.users).values(id=501, email="e2e-reader@example.com"))
+        connection.execute(insert(schema.notifications).values(id=501, user_id=501, title="Welcome", body="hello"))
+        connection.execute(insert(schema.notification_email_queue).values(
+            id=501, user_id=501, notification_ids=[501], scheduled_for=now - timedelta(minutes=1),
+            status="pending", attempts=0,
+        ))
+
+    stack.start_schedule(EMAIL_SCHEDULE)  # "* * * * *": its next tick is at most a minute away
+    scheduled = wait_for(
+        "a run of the every-minute schedule",
+        lambda: stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE}),
+        300, interval_s=2, diagnostics=stack.diagnostics,
+    )
+    first = min(scheduled, key=lambda r: r.create_timestamp)
+    stack.wait_finished(first.dagster_run.run_id)
+
+    with engine.connect() as connection:
+        status = connection.execute(text("SELECT status FROM notification_email_queue WHERE id = 501")).scalar()
+    engine.dispose()
+    assert status == "sent"
+    assert list((stack.data_dir / "outbox").glob("*.eml")), "no mail in the outbox"
+
+
+@pytest.mark.timeout(1200)
+def test_daemon_killed_and_restarted_keeps_cursors_and_duplicates_nothing(stack):
+    # A payment the provider reports pending twice, then succeeded: three checks, 5-10 s
+    # apart, launched by the sensor across the crash.
+    insert_payment(stack, 202, provider_ref("pending", "pending", "succeeded"))
+    wait_for("the first check of payment 202", lambda: any(carries(r, 202) for r in payment_runs(stack)),
+             400, interval_s=0.5, diagnostics=stack.diagnostics)
+
+    stack.kill_daemon()
+    killed_at = time.time()
+    assert stack.instigator_cursor(PAYMENT_SENSOR), "the sensor stored no cursor"
+
+    # While the daemon is down, runs wait in the queue: a low then a high priority one.
+    low = stack.submit("session_cleanup", tags={"dagster/priority": "10"})
+    high = stack.submit("session_cleanup", tags={"dagster/priority": "100"})
+    time.sleep(3)
+    assert {stack.record(low).dagster_run.status, stack.record(high).dagster_run.status} == {dg.DagsterRunStatus.QUEUED}
+
+    stack.start_daemon()
+
+    low_record, high_record = stack.wait_finished(low, 600), stack.wait_finished(high, 600)
+    assert high_record.start_time < low_record.start_time, "the queue did not start the higher priority first"
+    assert_no_overlap([low_record, high_record])
+
+    settled = wait_for("payment 202 to settle", lambda: (p := payment(stack, 202)).status != "pending" and p,
+                       600, interval_s=1, diagnostics=stack.diagnostics)
+    assert settled.status == "succeeded" and settled.check_count == 3
+
+    # Exactly one run per check, and per run key, across the crash.
+    checks = sorted(check for r in payment_runs(stack) for check in carries(r, 202))
+    assert checks == ["202@0", "202@1", "202@2"], checks
+    keys = Counter(run_key(r) for r in payment_runs(stack))
+    assert all(count == 1 for count in keys.values()), keys
+    # The cursor survived: no tick after the restart asked again for a check launched before it.
+    requested = Counter(key for tick in stack.ticks(InstigatorType.SENSOR, PAYMENT_SENSOR) for key in tick.run_keys)
+    assert all(count == 1 for count in requested.values()), requested
+    for r in payment_runs(stack):
+        stack.wait_finished(r.dagster_run.run_id)
+
+    # The schedule ticks again after the restart, and no tick time ever got two runs.
+    wait_for(
+        "a schedule tick after the restart",
+        lambda: [r for r in stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE})
+                 if r.create_timestamp.timestamp() > killed_at],
+        400, interval_s=2, diagnostics=stack.diagnostics,
+    )
+    scheduled = stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE})
+    per_tick = Counter(r.dagster_run.tags[SCHEDULED_EXECUTION_TIME_TAG] for r in scheduled)
+    assert all(count == 1 for count in per_tick.values()), per_tick
+    tick_times = Counter(tick.timestamp for tick in stack.ticks(InstigatorType.SCHEDULE, EMAIL_SCHEDULE))
+    assert all(count == 1 for count in tick_times.values()), tick_times
+    stack.stop_schedule(EMAIL_SCHEDULE)  # quiet from here on: a run a minute is load
+    for r in stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE}):
+        stack.wait_finished(r.dagster_run.run_id)
+
+
+@pytest.mark.timeout(900)
+def test_two_launches_of_a_singleton_job_never_run_at_once(stack):
+    first = stack.submit("session_cleanup")
+    second = stack.submit("session_cleanup")
+    stack.wait_finished(first)
+    stack.wait_finished(second, 600)
+    every_cleanup = stack.runs(job_name="session_cleanup")
+    assert len(every_cleanup) >= 5
+    assert_no_overlap(every_cleanup)
+
+
+@pytest.mark.timeout(400)
+def test_status_cli_reads_the_instance(stack):
+    command = [str(BIN / "python"), "-m", "ops_platform.cli", "status", "--json", "--last", "10"]
+    output = subprocess.run(command, env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert output.returncode == 0, output.stderr
+    rows = {row["job"]: row for row in json.loads(output.stdout)}
+
+    cleanup = rows["session_cleanup"]
+    assert cleanup["last_run_status"] == "SUCCESS"
+    assert cleanup["success_rate"] == 1.0 and cleanup["finished_runs"] >= 5
+    assert cleanup["schedule_on"] is False  # OPS_ENABLE_CLEANUP=false and never started
+    checks = rows["payment_status_check"]
+    assert checks["sensor_on"] is True and checks["success_rate"] == 1.0
+    email = rows["email_queue"]  # its schedule ran, then the operator stopped it
+    assert email["schedule_on"] is False and email["next_tick"] is None
+    assert email["last_run_status"] == "SUCCESS" and email["consecutive_failures"] == 0
+
+    table = subprocess.run(command[:-3], env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert table.returncode == 0 and "session_cleanup" in table.stdout and "next tick" in table.stdout
+
+
+@pytest.mark.timeout(180)
+def test_definitions_validate_from_the_cli(tmp_path):
+    (tmp_path / "dagster_home").mkdir()
+    env = base_env(tmp_path / "dagster_home", tmp_path / "data", f"sqlite:///{tmp_path / 'app.db'}")
+    result = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-m", "ops_platform.definitions"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=170,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
