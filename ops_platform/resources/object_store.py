@@ -4,8 +4,9 @@ Both implementations share one small interface (`ObjectStore`) so jobs and asset
 know which one they talk to:
 
 - `put_bytes(key, data, content_type) -> uri`, `get_bytes(key)`, `exists(key)`, `stat(key)`
-- `list_pages(prefix, page_size)` → pages (lists, at most `page_size` each, ListObjectsV2
-  MaxKeys on S3) of `ObjectInfo(key, last_modified aware UTC, size)`, in key order; `list_objects(prefix)` flattens them
+- `list_pages(prefix, page_size)` → pages (lists of at most `page_size`; ListObjectsV2
+  MaxKeys + ContinuationToken on S3) of `ObjectInfo(key, last_modified aware UTC, size)`,
+  in key order; `list_objects(prefix)` yields them one by one
 - `copy(src_key, dst_key)` (the copy's `last_modified` is the copy time, as on S3)
 - `delete_many(keys)` → number of keys deleted
 
