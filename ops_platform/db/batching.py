@@ -13,7 +13,6 @@ data-modifying CTEs; SQLite runs them one after the other under its single write
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -21,8 +20,6 @@ from typing import Callable, Mapping, Sequence
 from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.engine import is_postgres
-
-log = logging.getLogger(__name__)
 
 # Smallest key: the first batch starts after it.
 KEY_FLOOR = -(2**63)
@@ -175,7 +172,7 @@ def dry_run_results(
     followers: Sequence[Follower] = (),
     key: str = "id",
 ) -> list[BatchResult]:
-    """What a real run of the same rule would change, counted in one read transaction."""
+    """What a real run of the same rule would change now, counted without changing anything."""
     started = time.perf_counter()
     label = label or table
     with engine.connect() as connection:

@@ -1,5 +1,6 @@
 """Helpers shared by the cleanup and expiry job tests."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -17,12 +18,25 @@ def crash_after_first_batch(message: str) -> None:
     raise Crash(message)
 
 
-def ago(**delta) -> "datetime":
-    return utcnow() - timedelta(**delta)
+@dataclass(frozen=True)
+class Relative:
+    """A time relative to the moment a fixture inserts its rows, so that module-level test
+    data does not age while the suite runs."""
+
+    offset: timedelta
 
 
-def ahead(**delta) -> "datetime":
-    return utcnow() + timedelta(**delta)
+def ago(**delta) -> Relative:
+    return Relative(-timedelta(**delta))
+
+
+def ahead(**delta) -> Relative:
+    return Relative(timedelta(**delta))
+
+
+def at(value):
+    """The real time of a `Relative` (None and plain values pass through)."""
+    return utcnow() + value.offset if isinstance(value, Relative) else value
 
 
 def run_job(job, op_name: str, database, **config) -> tuple[int, dict]:

@@ -14,7 +14,8 @@ from ops_platform.jobs.auth import (
     token_cleanup,
     unverified_account_cleanup,
 )
-from tests.jobs.cleanup_helpers import Crash, ago, ahead, crash_after_first_batch, ids, run_job
+from ops_platform.resources.database import Database
+from tests.jobs.cleanup_helpers import Crash, ago, ahead, at, crash_after_first_batch, ids, run_job
 
 TOKENS = {
     # table: {id: expires_at}; ids ending in 1 are past expiry + retention (deleted).
@@ -30,7 +31,7 @@ def tokens(engine):
     with engine.begin() as connection:
         for table, rows in TOKENS.items():
             connection.execute(insert(schema.metadata.tables[table]), [
-                {"id": id, "user_id": 1, "token_hash": f"h{id}", "expires_at": expires}
+                {"id": id, "user_id": 1, "token_hash": f"h{id}", "expires_at": at(expires)}
                 for id, expires in rows.items()
             ])
     return engine
@@ -101,7 +102,9 @@ def test_token_concurrent_run_does_not_act(tokens, database):
     assert _token_ids(tokens) == {table: set(rows) for table, rows in TOKENS.items()}
 
 
-def test_unknown_token_kind_is_a_clear_error(database):
+def test_unknown_token_kind_is_a_clear_error(tmp_path):
+    # Config is checked before the database is touched: one database kind is enough.
+    database = Database(url=f"sqlite:///{tmp_path / 'app.db'}")
     with pytest.raises(Exception, match="must be a non-empty list of refresh"):
         _tokens(database, kinds=["cookies"])
     with pytest.raises(Exception, match="greater than 0"):
@@ -128,17 +131,17 @@ DELETED_USERS = {1, 5, 6}
 def accounts(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.users), [
-            {"id": id, "email": f"u{id}@example.com", "created_at": created, "email_verified_at": verified,
+            {"id": id, "email": f"u{id}@example.com", "created_at": at(created), "email_verified_at": at(verified),
              "coin_balance": coins}
             for id, created, verified, coins in USERS
         ])
         # Two sessions and one token of each kind per user.
         connection.execute(insert(schema.sessions), [
-            {"id": user * 10 + n, "user_id": user, "expires_at": ahead(days=1)} for user in range(1, 7) for n in (1, 2)
+            {"id": user * 10 + n, "user_id": user, "expires_at": at(ahead(days=1))} for user in range(1, 7) for n in (1, 2)
         ])
         for table in (schema.refresh_tokens, schema.email_verification_tokens, schema.password_reset_tokens):
             connection.execute(insert(table), [
-                {"id": user, "user_id": user, "token_hash": "h", "expires_at": ahead(days=1)} for user in range(1, 7)
+                {"id": user, "user_id": user, "token_hash": "h", "expires_at": at(ahead(days=1))} for user in range(1, 7)
             ])
     return engine
 

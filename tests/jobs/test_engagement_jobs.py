@@ -16,7 +16,7 @@ from ops_platform.jobs.engagement import (
     festival_activation,
     throne_expiry,
 )
-from tests.jobs.cleanup_helpers import Crash, ago, ahead, column, crash_after_first_batch, run_job
+from tests.jobs.cleanup_helpers import Crash, ago, ahead, at, column, crash_after_first_batch, run_job
 
 THRONES = [
     # id, stream_id, expires_at, is_active
@@ -43,7 +43,7 @@ def thrones(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.thrones), [
             {"id": id, "stream_id": stream, "holder_id": 100 + id, "total_coins": 1000 * id,
-             "started_at": ago(hours=3), "expires_at": expires, "is_active": active}
+             "started_at": at(ago(hours=3)), "expires_at": at(expires), "is_active": active}
             for id, stream, expires, active in THRONES
         ])
     return engine
@@ -131,7 +131,7 @@ GIFTS = [
 def festivals(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.festivals), [
-            {"id": id, "name": f"Festival {id}", "theme": theme, "start_at": start, "end_at": end, "is_active": active}
+            {"id": id, "name": f"Festival {id}", "theme": theme, "start_at": at(start), "end_at": at(end), "is_active": active}
             for id, theme, start, end, active in FESTIVALS
         ])
         connection.execute(insert(schema.gifts), [

@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs.games import GameCleanupConfig, cleanup_games_in, game_cleanup
-from tests.jobs.cleanup_helpers import Crash, ago, column, ids, run_job
+from tests.jobs.cleanup_helpers import Crash, ago, at, column, ids, run_job
 
 SESSIONS = [
     # id, status, started_at
@@ -36,12 +36,12 @@ ORPHANS = {102, 105}
 def games(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.game_sessions), [
-            {"id": id, "game_type": "snake", "player_address": f"0x{id}", "status": status, "started_at": started}
+            {"id": id, "game_type": "snake", "player_address": f"0x{id}", "status": status, "started_at": at(started)}
             for id, status, started in SESSIONS
         ])
         connection.execute(insert(schema.leaderboard_entries), [
             {"id": id, "session_id": session, "game_type": "snake", "player_address": f"0x{id}", "score": id,
-             "created_at": created}
+             "created_at": at(created)}
             for id, session, created in ENTRIES
         ])
     return engine
@@ -123,7 +123,7 @@ def test_entry_already_in_archive_is_not_duplicated(games, database):
     with games.begin() as connection:
         connection.execute(insert(schema.leaderboard_entries_archive), [
             {"id": 104, "session_id": 3, "game_type": "snake", "player_address": "0x104", "score": 104,
-             "created_at": ago(days=100)}
+             "created_at": at(ago(days=100))}
         ])
     changed, metadata = _run(database)
     assert metadata["leaderboard_entries_archived_changed"] == 3

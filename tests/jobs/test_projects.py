@@ -13,7 +13,7 @@ from ops_platform.jobs.projects import (
     expire_deliverables_in,
     team_member_cleanup,
 )
-from tests.jobs.cleanup_helpers import Crash, ago, ahead, column, crash_after_first_batch, ids, run_job
+from tests.jobs.cleanup_helpers import Crash, ago, ahead, at, column, crash_after_first_batch, ids, run_job
 
 MEMBERS = {1: ago(days=91), 2: ago(days=89), 3: None, 4: ago(days=400), 5: ago(days=120), 6: ago(minutes=1)}
 REMOVED_LONG_AGO = {1, 4, 5}
@@ -23,7 +23,7 @@ REMOVED_LONG_AGO = {1, 4, 5}
 def team(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.project_team), [
-            {"id": id, "project_id": 7, "user_id": id, "removed_at": removed} for id, removed in MEMBERS.items()
+            {"id": id, "project_id": 7, "user_id": id, "removed_at": at(removed)} for id, removed in MEMBERS.items()
         ])
     return engine
 
@@ -88,7 +88,7 @@ EXPIRING = {1, 3, 7, 8}
 def deliverables(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.deliverables), [
-            {"id": id, "project_id": 1, "delivered_at": delivered, "expires_at": expires, "status": status}
+            {"id": id, "project_id": 1, "delivered_at": at(delivered), "expires_at": at(expires), "status": status}
             for id, delivered, expires, status in DELIVERABLES
         ])
     return engine
