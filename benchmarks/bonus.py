@@ -10,7 +10,8 @@ without `og_tier_id`), `og_tiers` and a week of earlier credits in `coin_transac
 - row by row: what the seed did — per user, look up the ledger row, insert it, update the
   balance, insert the event, commit — on a sample of users, extrapolated to all of them.
 
-Each of ours and the floor runs `--rounds` times, alternating, best time kept. Also prints
+After an untimed warm-up pair, ours and the floor run `--rounds` times each, alternating,
+best time kept. Also prints
 the time of the asset's summary and check queries, and the peak memory of this process.
 Targets: ours <= 1.3 x floor, >= 50 x faster than row by row, peak memory < 500 MB.
 
@@ -70,17 +71,21 @@ FROM (SELECT user_id, SUM(amount) AS total FROM coin_transactions GROUP BY user_
 WHERE u.id = l.user_id
 """
 
-# The floor: one statement, every user at once, same work as the asset.
+# The floor: one statement, every user at once, same work as the asset. The active users
+# are read once (MATERIALIZED): left to itself the planner, underestimating them, rescans
+# the OG index once per tier.
 FLOOR = """
-WITH ledger AS (
+WITH active AS MATERIALIZED (
+    SELECT id, og_level, og_tier_id FROM users WHERE og_level > 0 AND og_expires_at > :now
+),
+ledger AS (
     INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at)
     SELECT u.id, 'og_daily_bonus', (t.price_coins * 6) / (t.duration_days * 10), 'bonus',
            'og_daily_bonus:' || u.id || ':' || CAST(:day AS text), :now
-    FROM users u
+    FROM active u
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) lt ON lt.level = u.og_level
     JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, lt.id)
-    WHERE u.og_level > 0 AND u.og_expires_at > :now AND t.duration_days > 0 AND t.price_coins > 0
-      AND (t.price_coins * 6) / (t.duration_days * 10) > 0
+    WHERE t.duration_days > 0 AND t.price_coins > 0 AND (t.price_coins * 6) / (t.duration_days * 10) > 0
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING user_id, amount
 ),
@@ -99,14 +104,11 @@ events AS (
 SELECT COUNT(*) FROM credited
 """
 
-# Row by row, as the seed did: the eligible users and their tier, then per user a
-# duplicate check, the ledger row, the balance and the event, committed one by one.
+# Row by row, as the seed did: the active OG users, then per user its tier, a duplicate
+# check, the ledger row, the balance and the event, committed user by user.
 ROW_USERS = """
-SELECT u.id, (t.price_coins * 6) / (t.duration_days * 10) AS amount
-FROM users u
-LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) lt ON lt.level = u.og_level
-JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, lt.id)
-WHERE u.og_level > 0 AND u.og_expires_at > :now ORDER BY u.id LIMIT :sample
+SELECT id, og_level, og_tier_id FROM users
+WHERE og_level > 0 AND og_expires_at > :now ORDER BY id LIMIT :sample
 """
 
 
@@ -165,7 +167,11 @@ def time_row_by_row(engine, day: date, sample: int) -> tuple[float, int]:
         users = connection.execute(text(ROW_USERS), {**params, "sample": sample}).all()
     started = time.perf_counter()
     with engine.connect() as connection:
-        for user_id, amount in users:
+        for user_id, level, tier_id in users:
+            price, days = connection.execute(text(
+                "SELECT price_coins, duration_days FROM og_tiers WHERE id = :t OR (:t IS NULL AND level = :l) "
+                "ORDER BY id LIMIT 1"), {"t": tier_id, "l": level}).one()
+            amount = price * 6 // (days * 10)
             key = f"og_daily_bonus:{user_id}:{params['day']}"
             if connection.execute(text("SELECT 1 FROM coin_transactions WHERE idempotency_key = :k"),
                                   {"k": key}).first():
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=10_000, help="users credited row by row")
     parser.add_argument("--batch-size", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)")
     args = parser.parse_args(argv)
 
@@ -214,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         eligible = eligible_count(engine, day)
         print(f"  {args.users:,} users, {eligible:,} active OG, {HISTORY_DAYS} days of earlier credits; "
               f"loaded in {time.perf_counter() - started:.1f}s")
+
+        # A warm-up pair first (not timed): caches, and the free space that daily updates
+        # leave in `users` pages, as in a database in service.
+        time_floor(engine, day)
+        time_ours(engine, day + timedelta(days=1), args.batch_size)
+        vacuum(engine, "users", "coin_transactions", "realtime_events")
+        day += timedelta(days=2)
 
         ours, floor = [], []
         tracemalloc.start()

@@ -28,6 +28,7 @@ rows already there and credits nothing for them.
 """
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -73,10 +74,15 @@ def idempotency_key(user_id: int, day: str | date) -> str:
     return f"{LEDGER_KIND}:{user_id}:{day}"
 
 
-# Active OG users (at `:now`) with a usable tier, and their amount. `:after` / `:batch_size`
-# walk the users in ascending id (keyset).
+# The run's candidates: OG users not expired at `:now`, in id order, read once (one range
+# scan of the OG index). Batches are slices of this list and read their users by primary key,
+# so no batch rescans the OG index whatever the planner estimates.
+_CANDIDATES = "SELECT id FROM users WHERE og_level > 0 AND og_expires_at > :now ORDER BY id"
+
+# Active OG users (at `:now`) with a usable tier, and their amount; `{users}` is the users
+# table, or the batch's slice of it.
 _ELIGIBLE_FROM = """
-    FROM users u
+    FROM {users} u
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
            ON level_tier.level = u.og_level
     JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
@@ -90,12 +96,14 @@ _AMOUNT = "(t.price_coins * 6) / (t.duration_days * 10)"
 _KEY_SQL = "'og_daily_bonus:' || {user_id} || ':' || CAST(:day AS VARCHAR(10))"
 
 _POSTGRES_BATCH = f"""
-WITH batch AS (
+WITH candidate AS MATERIALIZED (
+    -- the id range lets the planner read the batch's stretch of the primary key, not the table
+    SELECT id, og_level, og_tier_id, og_expires_at FROM users
+    WHERE id BETWEEN :first_id AND :last_id AND id = ANY(CAST(:ids AS bigint[]))
+),
+batch AS (
     SELECT u.id AS user_id, {_AMOUNT} AS amount
-    {_ELIGIBLE_FROM}
-      AND u.id > :after
-    ORDER BY u.id
-    LIMIT :batch_size
+    {_ELIGIBLE_FROM.format(users="candidate")}
 ),
 ledger AS (
     INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at)
@@ -120,8 +128,7 @@ events AS (
            :now
     FROM credited
 )
-SELECT (SELECT MAX(user_id) FROM batch) AS last_id,
-       (SELECT COUNT(*) FROM batch) AS scanned,
+SELECT (SELECT COUNT(*) FROM batch) AS scanned,
        (SELECT COUNT(*) FROM batch WHERE amount = 0) AS zero_amount,
        (SELECT COUNT(*) FROM ledger) AS ledger_rows,
        (SELECT COALESCE(SUM(amount), 0) FROM ledger) AS ledger_coins,
@@ -140,10 +147,7 @@ _SQLITE_BATCH = (
         SELECT u.id, {_AMOUNT},
                EXISTS (SELECT 1 FROM coin_transactions c
                        WHERE c.idempotency_key = {_KEY_SQL.format(user_id="u.id")})
-        {_ELIGIBLE_FROM}
-          AND u.id > :after
-        ORDER BY u.id
-        LIMIT :batch_size""",
+        {_ELIGIBLE_FROM.format(users="(SELECT * FROM users WHERE id IN (SELECT value FROM json_each(:ids)))")}""",
     # No ON CONFLICT: under the write lock a conflict would be a bug, and it must roll back.
     f"""INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at)
         SELECT user_id, 'og_daily_bonus', amount, 'bonus', {_KEY_SQL.format(user_id="user_id")}, :now
@@ -160,7 +164,7 @@ _SQLITE_BATCH = (
        WHERE b.already = 0 AND b.amount > 0""",
 )
 _SQLITE_BATCH_SUMMARY = """
-    SELECT MAX(user_id) AS last_id, COUNT(*) AS scanned,
+    SELECT COUNT(*) AS scanned,
            COALESCE(SUM(CASE WHEN amount = 0 THEN 1 ELSE 0 END), 0) AS zero_amount,
            COALESCE(SUM(CASE WHEN already = 0 AND amount > 0 THEN 1 ELSE 0 END), 0) AS ledger_rows,
            COALESCE(SUM(CASE WHEN already = 0 AND amount > 0 THEN amount ELSE 0 END), 0) AS ledger_coins
@@ -205,17 +209,19 @@ def _sqlite_write_transaction(engine: Engine) -> Iterator[Connection]:
 
 def _credit_batch_postgres(engine: Engine, params: dict) -> dict:
     with engine.begin() as connection:
+        params = dict(params, ids=list(params["ids"]))
         row = connection.execute(text(_POSTGRES_BATCH), params).mappings().one()
         if row["ledger_rows"] != row["credited_users"] or row["ledger_coins"] != row["balance_increase"]:
             # A ledger row whose user is gone: refuse to leave ledger and balances apart.
             raise RuntimeError(
                 f"og_daily_bonus {params['day']}: {row['ledger_rows']} ledger rows but "
-                f"{row['credited_users']} balances changed after user id {params['after']}; rolled back"
+                f"{row['credited_users']} balances changed in the batch from user {params['first_id']}; rolled back"
             )
         return dict(row)
 
 
 def _credit_batch_sqlite(engine: Engine, params: dict) -> dict:
+    params = dict(params, ids=json.dumps(list(params["ids"])))
     with _sqlite_write_transaction(engine) as connection:
         for statement in _SQLITE_BATCH[:3]:
             connection.execute(text(statement), params)
@@ -226,7 +232,7 @@ def _credit_batch_sqlite(engine: Engine, params: dict) -> dict:
         if changed != row["ledger_rows"]:
             raise RuntimeError(
                 f"og_daily_bonus {params['day']}: {row['ledger_rows']} ledger rows but {changed} "
-                f"balances changed after user id {params['after']}; rolled back"
+                f"balances changed in the batch from user {params['first_id']}; rolled back"
             )
         row.update(credited_users=changed, balance_increase=row["ledger_coins"])
         return row
@@ -250,14 +256,15 @@ def credit_og_daily_bonus(
         raise BonusInputError(f"og_daily_bonus: batch_size must be > 0, got {batch_size}")
     result = BonusResult(day=day.isoformat(), window_start=start, window_end=end)
     credit_batch = _credit_batch_postgres if is_postgres(engine) else _credit_batch_sqlite
-    params = {"day": day.isoformat(), "now": now, "batch_size": batch_size, "after": 0}
     started = time.perf_counter()
-    while max_batches is None or result.batches < max_batches:
+    with engine.connect() as connection:
+        candidates = connection.execute(text(_CANDIDATES), {"now": now}).scalars().all()
+    offsets = range(0, len(candidates), batch_size)
+    for offset in offsets[:max_batches] if max_batches is not None else offsets:
         batch_started = time.perf_counter()
-        row = credit_batch(engine, params)
-        if not row["scanned"]:
-            result.complete = True
-            break
+        ids = candidates[offset:offset + batch_size]
+        row = credit_batch(engine, {"day": day.isoformat(), "now": now, "ids": ids,
+                                    "first_id": ids[0], "last_id": ids[-1]})
         result.batches += 1
         result.eligible_seen += row["scanned"]
         result.zero_amount += row["zero_amount"]
@@ -266,13 +273,10 @@ def credit_og_daily_bonus(
         result.balance_increase += int(row["balance_increase"])
         result.credited_per_batch.append(row["credited_users"])
         result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - batch_started)
-        params["after"] = row["last_id"]
         if progress:
-            progress(f"og_daily_bonus {day}: batch {result.batches} up to user {row['last_id']}: "
+            progress(f"og_daily_bonus {day}: batch {result.batches} (users {ids[0]}..{ids[-1]}): "
                      f"{row['credited_users']} credited ({row['ledger_coins']} coins)")
-        if row["scanned"] < batch_size:
-            result.complete = True
-            break
+    result.complete = result.batches == len(offsets)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -288,7 +292,7 @@ _DAY_STATE = f"""
            SUM(CASE WHEN c.id IS NULL THEN 0 ELSE 1 END) AS ledger_rows
     FROM (
         SELECT u.id AS user_id, t.id AS tier_id, t.level, t.price_coins, t.duration_days, {_AMOUNT} AS amount
-        {_ELIGIBLE_FROM}
+        {_ELIGIBLE_FROM.format(users="users")}
     ) e
     LEFT JOIN coin_transactions c ON c.idempotency_key = {_KEY_SQL.format(user_id="e.user_id")}
     GROUP BY e.tier_id, e.level, e.price_coins, e.duration_days, e.amount

@@ -104,7 +104,7 @@ def test_exact_amounts_and_only_active_og_users(og_users):
     assert result.credited_users == 4
     assert result.total_coins == result.balance_increase == 20 + 257 + 5999 + 20
     assert result.zero_amount == 1 and result.complete
-    assert result.batches == 3  # 5 eligible users (one with a zero amount), 2 per batch
+    assert result.batches == 4  # 7 OG users not expired (two with an unusable tier), 2 per batch
 
 
 def test_bonus_event_payload(og_users):
