@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Callable, Iterator, Optional
 
 import dagster as dg
@@ -27,7 +26,7 @@ from ops_platform.db import schema
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import backoff_seconds, transient_retries
 from ops_platform.resources.database import Database, JobAlreadyRunning
-from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable
+from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags, row_for
 
 queue = schema.notification_email_queue
@@ -195,7 +194,7 @@ def build_batch_email(batch: ClaimedBatch, users: dict, notes: dict, mail_from: 
     if batch.user_id not in users:
         raise BadBatch(f"batch {batch.id}: user {batch.user_id} does not exist")
     address = (users[batch.user_id] or "").strip()
-    if "@" not in address:
+    if "@" not in address or any(c.isspace() for c in address):
         raise BadBatch(f"batch {batch.id}: user {batch.user_id} has no email address ({address!r})")
     # Only the user's own notifications (or broadcast ones): never mail someone else's.
     wanted = parse_notification_ids(batch)
@@ -203,22 +202,20 @@ def build_batch_email(batch: ClaimedBatch, users: dict, notes: dict, mail_from: 
     if not found:
         raise BadBatch(f"batch {batch.id}: none of notifications {wanted[:10]} exist for user {batch.user_id}")
 
-    message = EmailMessage()
-    message["Message-ID"] = batch_message_id(batch.id)
-    message["From"] = mail_from
-    message["To"] = address
-    message["Date"] = format_datetime(now)
-    message["Subject"] = (
-        found[0].title if len(found) == 1 else f"You have {len(found)} new notifications"
-    )
     lines = []
     for note in found:
         lines.append(f"• {note.title}")
         if note.body:
             lines.append(f"  {note.body}")
         lines.append("")
-    message.set_content("\n".join(lines).rstrip() + "\n")
-    return message
+    return plain_text_email(
+        message_id=batch_message_id(batch.id),
+        sender=mail_from,
+        to=address,
+        subject=found[0].title if len(found) == 1 else f"You have {len(found)} new notifications",
+        body="\n".join(lines).rstrip() + "\n",
+        date=now,
+    )
 
 
 # --- recording outcomes ------------------------------------------------------------------------

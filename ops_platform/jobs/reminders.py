@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Callable, Optional
 
 import dagster as dg
@@ -25,7 +24,7 @@ from sqlalchemy import Engine, text
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.jobs._common import singleton, transient_retries
 from ops_platform.resources.database import Database
-from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable
+from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags
 
 KIND = "BALANCE_DUE"
@@ -115,18 +114,18 @@ def reminder_message_id(reminder_id: int) -> str:
 def build_reminder_email(row, mail_from: str, now: datetime) -> EmailMessage:
     project = row.project_name or f"project {row.project_id}"
     paid_at = as_utc(row.advance_paid_at)
-    message = EmailMessage()
-    message["Message-ID"] = reminder_message_id(row.id)
-    message["From"] = mail_from
-    message["To"] = row.recipient_email.strip()
-    message["Date"] = format_datetime(now)
-    message["Subject"] = f"Payment reminder: balance due for {project}"
-    message.set_content(
-        f"Hello,\n\nThe advance for {project} was received"
-        f"{' on ' + paid_at.strftime('%Y-%m-%d') if paid_at else ''}; the balance is still outstanding.\n"
-        "Please settle it so that the final deliverables can be released.\n\nThank you.\n"
+    return plain_text_email(
+        message_id=reminder_message_id(row.id),
+        sender=mail_from,
+        to=row.recipient_email.strip(),
+        subject=f"Payment reminder: balance due for {project}",
+        body=(
+            f"Hello,\n\nThe advance for {project} was received"
+            f"{' on ' + paid_at.strftime('%Y-%m-%d') if paid_at else ''}; the balance is still outstanding.\n"
+            "Please settle it so that the final deliverables can be released.\n\nThank you.\n"
+        ),
+        date=now,
     )
-    return message
 
 
 def _mark(engine: Engine, reminder_id: int, status: str, *, sent_at=None, error=None) -> None:

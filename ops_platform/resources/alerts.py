@@ -18,8 +18,6 @@ import random
 import time
 import uuid
 from datetime import datetime, timezone
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Optional
 from urllib import error as urlerror
@@ -27,7 +25,7 @@ from urllib import request as urlrequest
 
 import dagster as dg
 
-from ops_platform.resources.mailer import MailError, Mailer
+from ops_platform.resources.mailer import MailError, Mailer, plain_text_email
 
 log = logging.getLogger("ops_platform.alerts")
 
@@ -123,13 +121,14 @@ class Alerts(dg.ConfigurableResource):
         raise AlertDeliveryError(f"webhook {self.webhook_url.split('?')[0]} failed: {last_error}")
 
     def _send_email(self, title: str, text: str, severity: str) -> None:
-        message = EmailMessage()
-        message["Message-ID"] = f"<alert-{uuid.uuid4().hex}@ops-platform>"
-        message["From"] = self.mail_from
-        message["To"] = ", ".join(a.strip() for a in self.email_to.split(","))
-        message["Date"] = format_datetime(datetime.now(timezone.utc))
-        message["Subject"] = f"[{severity.upper()}] {title}"
-        message.set_content(text + "\n")
+        message = plain_text_email(
+            message_id=f"<alert-{uuid.uuid4().hex}@ops-platform>",
+            sender=self.mail_from,
+            to=", ".join(a.strip() for a in self.email_to.split(",")),
+            subject=f"[{severity.upper()}] {title}",
+            body=text + "\n",
+            date=datetime.now(timezone.utc),
+        )
         with Mailer(smtp_url=self.smtp_url, mail_from=self.mail_from, outbox_dir=self.outbox_dir) as mailer:
             try:
                 mailer.send(message)

@@ -168,3 +168,20 @@ def test_build_mailer_from_settings(tmp_path):
     assert outbox.smtp_url is None and outbox.outbox_dir == str(tmp_path / "outbox")
     smtp = build_mailer(load_settings({"OPS_SMTP_URL": "smtp://u:secret@mail.example.com:587"}))
     assert smtp.target == "smtp://u:***@mail.example.com:587"
+
+
+def test_plain_text_email_round_trips_unicode_and_refuses_header_injection():
+    from email import message_from_bytes, policy
+
+    from ops_platform.resources.mailer import plain_text_email
+
+    built = plain_text_email(
+        message_id="<m-1@ops-platform>", sender="ops@example.com", to="zoë@example.com",
+        subject="Café ouvert\r\nBcc: attacker@example.com", body="Grüße — see you\n",
+        date=datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+    )
+    parsed = message_from_bytes(built.as_bytes(), policy=policy.default)
+    assert parsed["Subject"] == "Café ouvert Bcc: attacker@example.com"
+    assert parsed["Bcc"] is None
+    assert parsed.get_content() == "Grüße — see you\n"
+    assert parsed["Date"] == "Fri, 02 Jan 2026 03:04:05 +0000"
