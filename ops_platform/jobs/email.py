@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Connection, Engine, Text, and_, cast, func, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ops_platform.db import schema
 from ops_platform.db.engine import is_postgres, utcnow
@@ -233,22 +234,21 @@ def _ours(batch: ClaimedBatch, claimed_at: datetime):
 
 @contextlib.contextmanager
 def outcome_connection(engine: Engine) -> Iterator[Connection]:
-    """One connection for a run's outcome marks (no pool checkout and ping per mail).
+    """One connection for a run's outcome marks, in autocommit: each mark is one guarded
+    UPDATE, atomic by itself, so one round trip per mail and no pool checkout and ping.
     On Postgres its commits do not wait for the WAL flush: an fsync per mail would cap the
     rate, and a mark lost in a database crash only means the batch comes back after its
     lease (a duplicate carrying the same Message-ID)."""
-    with engine.connect() as connection:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         postgres = is_postgres(engine)
         if postgres:
             connection.execute(text("SET synchronous_commit = off"))
-            connection.commit()
         try:
             yield connection
         finally:
             if postgres:  # the connection goes back to the pool: restore the default
-                connection.rollback()
-                connection.execute(text("RESET synchronous_commit"))
-                connection.commit()
+                with contextlib.suppress(SQLAlchemyError):  # a broken connection is discarded anyway
+                    connection.execute(text("RESET synchronous_commit"))
 
 
 @contextlib.contextmanager
