@@ -7,8 +7,8 @@ each asset times, alternating for `--rounds` rounds (best kept, VACUUM between):
 - ours: the asset function itself, invoked directly (its statement in a transaction, then the
   summary and Markdown preview queries it reports as metadata);
 - floor: one hand-written SQL statement doing the same work, written independently (the
-  decay as POWER(0.5, age / half-life) over EXTRACT(EPOCH …)); its result is compared
-  with ours, so the benchmark also cross-checks the rule;
+  decay as POWER(0.5, age / half-life)); both run with the same clock and their results are
+  compared, so the benchmark also cross-checks the rule;
 - row by row: what the seeds did — one query per stream / user / leaderboard entry, each
   committed — on a `--sample` of rows, extrapolated to all of them.
 
@@ -26,14 +26,16 @@ import time
 import tracemalloc
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
+from unittest import mock
 from urllib.parse import quote
 
 import dagster as dg
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
+from ops_platform.assets import engagement, games
 from ops_platform.assets.engagement import (
     STREAM_EVENT_WEIGHTS,
     StreamRankingsConfig,
@@ -85,7 +87,7 @@ FROM streams s
 LEFT JOIN (
     SELECT stream_id,
            SUM({_KIND_WEIGHT} * GREATEST(value, 0)
-               * POWER(0.5, EXTRACT(EPOCH FROM (:now - created_at)) / {RANK_CONFIG.half_life_hours * 3600})) AS score
+               * POWER(0.5, date_part('epoch', :now - created_at) / {RANK_CONFIG.half_life_hours * 3600})) AS score
     FROM stream_events
     WHERE created_at >= :now - INTERVAL '{RANK_CONFIG.window_hours} hours' AND created_at <= :now
     GROUP BY stream_id
@@ -101,7 +103,7 @@ SET trust_score = LEAST(100, GREATEST(0, {TRUST_CONFIG.base_score} + COALESCE(r.
 FROM users m
 LEFT JOIN (
     SELECT user_id,
-           SUM(weight * POWER(0.5, EXTRACT(EPOCH FROM (:now - created_at)) / {TRUST_CONFIG.half_life_days * 86400})) AS delta
+           SUM(weight * POWER(0.5, date_part('epoch', :now - created_at) / {TRUST_CONFIG.half_life_days * 86400})) AS delta
     FROM reputation_events WHERE created_at <= :now GROUP BY user_id
 ) r ON r.user_id = m.id
 WHERE u.id = m.id
@@ -129,19 +131,18 @@ WHERE rank <= {BOARD_CONFIG.top_n}
 """
 
 
-def floor_rankings(engine) -> int:
+def floor_rankings(engine, now) -> int:
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM stream_rankings"))
-        return connection.execute(text(FLOOR_RANKINGS), {"now": utcnow()}).rowcount
+        return connection.execute(text(FLOOR_RANKINGS), {"now": now}).rowcount
 
 
-def floor_trust(engine) -> int:
+def floor_trust(engine, now) -> int:
     with engine.begin() as connection:
-        return connection.execute(text(FLOOR_TRUST), {"now": utcnow()}).rowcount
+        return connection.execute(text(FLOOR_TRUST), {"now": now}).rowcount
 
 
-def floor_boards(engine) -> int:
-    now = utcnow()
+def floor_boards(engine, now) -> int:
     starts = period_starts(now)
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM leaderboard_standings"))
@@ -151,6 +152,13 @@ def floor_boards(engine) -> int:
 
 
 # --- row by row, as the seeds did ----------------------------------------------------------
+def _spread(rows: list, sample: int) -> list:
+    """`sample` rows evenly spread over `rows` (ids follow time: the first ones are the oldest;
+    users and entries are spread the same way in SQL)."""
+    step = max(1, len(rows) // max(sample, 1))
+    return rows[::step][:sample]
+
+
 def row_rankings(engine, sample: int) -> tuple[float, int, int]:
     """Per stream: read its events, score them in Python, upsert its row, commit; then a
     rank update per stream."""
@@ -162,7 +170,7 @@ def row_rankings(engine, sample: int) -> tuple[float, int, int]:
             text("SELECT id FROM streams WHERE (is_live OR ended_at >= :since) AND (started_at IS NULL OR started_at <= :now) ORDER BY id"),
             {"since": since, "now": now},
         ).scalars().all()
-    chosen = eligible[:sample]
+    chosen = _spread(eligible, sample)
     started = time.perf_counter()
     scores = {}
     with engine.connect() as connection:
@@ -195,7 +203,11 @@ def row_trust(engine, sample: int) -> tuple[float, int, int]:
     half_life = TRUST_CONFIG.half_life_days * 86400
     with engine.connect() as connection:
         total = connection.execute(text("SELECT COUNT(*) FROM users")).scalar()
-        users = connection.execute(text("SELECT id FROM users ORDER BY id LIMIT :n"), {"n": sample}).scalars().all()
+        users = connection.execute(
+            text("SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM users) AS u "
+                 "WHERE n % :step = 0 ORDER BY id LIMIT :sample"),
+            {"step": max(1, total // sample), "sample": sample},
+        ).scalars().all()
     started = time.perf_counter()
     with engine.connect() as connection:
         for user_id in users:
@@ -221,8 +233,10 @@ def row_boards(engine, sample: int) -> tuple[float, int, int]:
     with engine.connect() as connection:
         total = connection.execute(text("SELECT COUNT(*) FROM leaderboard_entries WHERE created_at <= :now"), {"now": now}).scalar()
         entries = connection.execute(
-            text("SELECT game_type, player_address, score, created_at FROM leaderboard_entries WHERE created_at <= :now ORDER BY id LIMIT :n"),
-            {"now": now, "n": sample},
+            text("SELECT game_type, player_address, score, created_at FROM ("
+                 "  SELECT *, ROW_NUMBER() OVER (ORDER BY id) AS n FROM leaderboard_entries WHERE created_at <= :now) AS e "
+                 "WHERE n % :step = 0 ORDER BY id LIMIT :sample"),
+            {"now": now, "step": max(1, total // sample), "sample": sample},
         ).all()
     started = time.perf_counter()
     with engine.connect() as connection:
@@ -249,16 +263,18 @@ def row_boards(engine, sample: int) -> tuple[float, int, int]:
 
 
 # --- ours -------------------------------------------------------------------------------
-def run_asset(asset, config, database: Database) -> dict:
-    result = asset(context=dg.build_asset_context(), config=config, database=database)
+def run_asset(asset, config, database: Database, now) -> dict:
+    """The asset function invoked directly, its clock frozen at `now` (the floor's)."""
+    with mock.patch.object(engagement, "utcnow", lambda: now), mock.patch.object(games, "utcnow", lambda: now):
+        result = asset(context=dg.build_asset_context(), config=config, database=database)
     return {key: getattr(value, "value", value) for key, value in result.metadata.items()}
 
 
 @dataclass
 class Case:
     name: str
-    ours: Callable[[], int]
-    floor: Callable[[], int]
+    ours: Callable[[datetime], int]
+    floor: Callable[[datetime], int]
     row_by_row: Callable[[int], tuple[float, int, int]]
     tables: tuple[str, ...]
     compare: Callable[[], str]
@@ -268,9 +284,8 @@ def _compare_rankings(engine, floor_rows) -> str:
     with engine.connect() as connection:
         ours = dict(connection.execute(text("SELECT stream_id, score FROM stream_rankings")).all())
     floor = dict(floor_rows)
-    # The two ran seconds apart: with a 6 h half-life that moves a score by ~1e-4 per second.
-    differs = sum(1 for sid, score in floor.items() if not math.isclose(ours.get(sid, -1.0), score, rel_tol=1e-2, abs_tol=1e-6))
-    return f"{len(floor):,} stream scores agree with the floor's ({differs} differ by more than the clock drift)"
+    differs = sum(1 for sid, score in floor.items() if not math.isclose(ours.get(sid, -1.0), score, rel_tol=1e-9, abs_tol=1e-9))
+    return f"{len(floor):,} stream scores, {differs} different from the floor's"
 
 
 def cases(engine, database: Database) -> list[Case]:
@@ -280,50 +295,51 @@ def cases(engine, database: Database) -> list[Case]:
 
     floor_state: dict = {}
 
-    def floor_rank():
-        rows = floor_rankings(engine)
+    def floor_rank(now):
+        rows = floor_rankings(engine, now)
         floor_state["rankings"] = read("SELECT stream_id, score FROM stream_rankings")
         return rows
 
-    def floor_board():
-        rows = floor_boards(engine)
+    def floor_board(now):
+        rows = floor_boards(engine, now)
         floor_state["boards"] = read("SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3")
         return rows
 
-    def floor_trusted():
-        rows = floor_trust(engine)
+    def floor_trusted(now):
+        rows = floor_trust(engine, now)
         floor_state["trust"] = read("SELECT id, trust_score FROM users ORDER BY id LIMIT 20000")
         return rows
 
     def compare_trust():
         ours = read("SELECT id, trust_score FROM users ORDER BY id LIMIT 20000")
-        differs = sum(1 for a, b in zip(ours, floor_state.get("trust", [])) if not math.isclose(a[1], b[1], abs_tol=1e-3))
-        return f"first 20,000 users' scores agree with the floor's ({differs} differ by more than the clock drift)"
+        differs = sum(1 for a, b in zip(ours, floor_state.get("trust", [])) if a[0] != b[0] or not math.isclose(a[1], b[1], abs_tol=1e-9))
+        return f"first 20,000 users' scores, {differs} different from the floor's"
 
     def compare_boards():
         ours = read("SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3")
         return f"{len(ours):,} standings rows, {'identical to' if ours == floor_state.get('boards') else 'DIFFERENT from'} the floor's"
 
     return [
-        Case("stream_rankings", lambda: run_asset(stream_rankings, RANK_CONFIG, database)["row_count"], floor_rank,
+        Case("stream_rankings", lambda now: run_asset(stream_rankings, RANK_CONFIG, database, now)["row_count"], floor_rank,
              lambda n: row_rankings(engine, n), ("stream_rankings",),
              lambda: _compare_rankings(engine, floor_state.get("rankings", []))),
-        Case("user_trust_scores", lambda: run_asset(user_trust_scores, TRUST_CONFIG, database)["row_count"], floor_trusted,
+        Case("user_trust_scores", lambda now: run_asset(user_trust_scores, TRUST_CONFIG, database, now)["row_count"], floor_trusted,
              lambda n: row_trust(engine, n), ("users",), compare_trust),
-        Case("leaderboards", lambda: run_asset(leaderboards, BOARD_CONFIG, database)["row_count"], floor_board,
+        Case("leaderboards", lambda now: run_asset(leaderboards, BOARD_CONFIG, database, now)["row_count"], floor_board,
              lambda n: row_boards(engine, n), ("leaderboard_standings",), compare_boards),
     ]
 
 
 def bench(case: Case, engine, rounds: int, sample: int) -> dict:
     ours, floor = [], []
+    now = utcnow()  # one clock for both, so their results can be compared exactly
     for _ in range(rounds):
         started = time.perf_counter()
-        floor_rows = case.floor()
+        floor_rows = case.floor(now)
         floor.append(time.perf_counter() - started)
         vacuum(engine, *case.tables)
         started = time.perf_counter()
-        our_rows = case.ours()
+        our_rows = case.ours(now)
         ours.append(time.perf_counter() - started)
         vacuum(engine, *case.tables)
         if our_rows != floor_rows:
@@ -331,7 +347,7 @@ def bench(case: Case, engine, rounds: int, sample: int) -> dict:
     agreement = case.compare()
     # Memory on a run of its own: tracing every allocation slows Python down.
     tracemalloc.start()
-    case.ours()
+    case.ours(now)
     python_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     vacuum(engine, *case.tables)
