@@ -5,6 +5,7 @@ and the metadata that reports rows examined and changed."""
 import contextlib
 import random
 import time
+from datetime import timedelta
 from typing import Iterable, Iterator
 
 import dagster as dg
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ops_platform.db.batching import BatchResult
 from ops_platform.resources.database import Database, JobAlreadyRunning
+from ops_platform.schedules.catalog import row_for
 
 MAX_TRANSIENT_RETRIES = 4
 
@@ -51,9 +53,16 @@ def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
 
 @contextlib.contextmanager
 def singleton(context: dg.OpExecutionContext, database: Database) -> Iterator[bool]:
-    """Yield True if this run holds the job's lock, False if another run already acts."""
+    """Yield True if this run holds the job's lock, False if another run already acts.
+
+    On SQLite the lock is a lease as long as the job's max runtime (schedule table), so a
+    crashed holder blocks the job no longer than run monitoring would have let it run."""
     try:
-        with database.job_lock(context.job_name):
+        lease = timedelta(seconds=row_for(context.job_name).max_runtime_s)
+    except KeyError:
+        lease = timedelta(hours=6)
+    try:
+        with database.job_lock(context.job_name, lease=lease):
             yield True
     except JobAlreadyRunning as busy:
         context.log.warning(f"{busy}; this run changes nothing")
