@@ -16,6 +16,7 @@ BENCHMARKS = {
     "bonus": "benchmarks.bonus",
     "email": "benchmarks.email",
     "assets": "benchmarks.assets",
+    "orphaned_files": "benchmarks.orphaned_files",
 }
 
 

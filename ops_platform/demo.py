@@ -28,12 +28,15 @@ def _instance():
 
 
 def _summary(result) -> str:
+    """Sum the telling metadata of the run: from its materializations if it made any (an
+    asset's output carries the same metadata again), else from its op outputs."""
+    events = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    if not events:
+        events = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     found: dict[str, float] = {}
-    for event in result.all_events:
+    for event in events:
         data = event.event_specific_data
-        metadata = getattr(data, "metadata", None)
-        if metadata is None and hasattr(data, "materialization"):
-            metadata = data.materialization.metadata
+        metadata = data.materialization.metadata if hasattr(data, "materialization") else data.metadata
         for key, value in (metadata or {}).items():
             if key in SUMMARY_KEYS and isinstance(getattr(value, "value", None), (int, float)):
                 found[key] = found.get(key, 0) + value.value
@@ -77,6 +80,7 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
     upgrade(settings.database_url)
     counts = seed_database(settings.database_url, users=users, seed=seed, progress=print)
     print(f"seeded {sum(counts.values()):,} rows for {users} users")
+    _prepare_demo_files(settings)
 
     from ops_platform.definitions import defs
 
@@ -97,6 +101,43 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
     print(f"\n{len(rows) - failures} of {len(rows)} runs succeeded; Dagster instance at {os.environ['DAGSTER_HOME']}")
     print("Open the UI on this instance with: make dev")
     return 1 if failures else 0
+
+
+def _age(path: Path, days: float) -> None:
+    stamp = time.time() - days * 86400
+    os.utime(path, (stamp, stamp))
+
+
+def _prepare_demo_files(settings) -> None:
+    """Give the file jobs work on the embedded default: log files of several ages in the
+    log folder, and upload objects (referenced, orphaned, old trash) in the local store."""
+    from sqlalchemy import text
+
+    from ops_platform.db.engine import make_engine
+
+    logs = settings.log_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    for name, days in (("app.log", 0), ("app.log.1", 2), ("app-2020-01-01.log", 40), ("worker.log", 2)):
+        path = logs / name
+        path.write_text(f"demo log line for {name}\n" * 200)
+        _age(path, days)
+    if settings.s3_bucket:
+        return  # never write demo objects into a real bucket
+    store = settings.local_object_store_dir
+    engine = make_engine(settings.database_url)
+    with engine.connect() as connection:
+        referenced = connection.execute(text("SELECT s3_key FROM stored_files ORDER BY id LIMIT 5")).scalars().all()
+    engine.dispose()
+    objects = [(key, 10) for key in referenced]
+    objects += [(f"{settings.s3_uploads_prefix}demo/orphan-{i}.bin", 10) for i in range(5)]
+    objects += [(f"{settings.s3_uploads_prefix}demo/fresh-orphan.bin", 0)]
+    objects += [(f"{settings.s3_trash_prefix}{settings.s3_uploads_prefix}demo/long-gone.bin", 40)]
+    for key, days in objects:
+        path = store.joinpath(*key.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"demo object " + key.encode())
+        _age(path, days)
+    print(f"demo files: {len(objects)} objects under {store}, 4 log files under {logs}")
 
 
 def _failure_message(result) -> str:
