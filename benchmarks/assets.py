@@ -21,6 +21,7 @@ than row by row, peak memory < 500 MB.
 
 import argparse
 import math
+import multiprocessing
 import resource
 import time
 import tracemalloc
@@ -360,6 +361,24 @@ def bench(case: Case, engine, rounds: int, sample: int) -> dict:
     }
 
 
+def _seed(url: str, users: int, queue) -> None:
+    queue.put(seed_database(url, users=users, progress=None))
+
+
+def seed_in_child_process(url: str, users: int) -> dict[str, int]:
+    """Seed in a process of its own, so this process's peak RSS is the assets', not the
+    seed's data frames."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_seed, args=(url, users, queue))
+    child.start()
+    counts = queue.get()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(f"seeding failed (exit code {child.exitcode})")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.assets", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -385,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.schema:
             upgrade(url)
             started = time.perf_counter()
-            counts = seed_database(url, users=args.users, progress=None)
+            counts = seed_in_child_process(url, args.users)
             print(f"  seeded {args.users:,} users in {time.perf_counter() - started:.0f}s: "
                   f"{counts['stream_events']:,} stream events, {counts['streams']:,} streams, "
                   f"{counts['reputation_events']:,} reputation events, {counts['leaderboard_entries']:,} leaderboard entries")
@@ -403,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  row by row: {r['row_seconds']:.1f}s for {r['sampled']:,} -> {r['row_extrapolated']:,.0f}s for "
                   f"{r['total']:,} extrapolated | ours is {speedup:,.0f}x faster [target >= {TARGET_SPEEDUP:.0f}x]")
             print(f"  peak memory: {r['python_peak_mb']:.1f} MB Python allocations during the asset, "
-                  f"{rss_mb:.0f} MB peak RSS of this process [target < {TARGET_PEAK_MB:.0f} MB]")
+                  f"{rss_mb:.0f} MB peak RSS of this process (imports included) [target < {TARGET_PEAK_MB:.0f} MB]")
             print(f"  {'meets' if ok else 'MISSES'} the targets")
         return 1 if failures else 0
     finally:
