@@ -30,6 +30,7 @@ APP_TABLES: dict[str, str] = {
     "reputation_events": "Signed reputation signals about users (reports, endorsements, …).",
     "game_sessions": "Arcade game sessions per player.",
     "leaderboard_entries": "Arcade scores, one row per finished game.",
+    "leaderboard_entries_archive": "Arcade scores older than 90 days, moved here by the game_cleanup job.",
     "prize_pools": "Daily and weekly prize pools per game type, opened and funded by the app.",
     "courses": "Courses of the learning platform.",
     "enrollments": "Students enrolled in courses, with completion time.",

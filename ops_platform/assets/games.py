@@ -12,7 +12,8 @@ period and game type, `daily_prize_pools` (00:00 UTC, yesterday) and `weekly_pri
   backfilling or a catch-up run cannot move a prize. Each partition is its own transaction:
   a failing game type or day is reported and the others are still finalized. The assets take
   a single-run backfill policy, so `dagster asset materialize --partition-range` works from the
-  CLI; a run over a range yields one materialization per partition that succeeded.
+  CLI; a run over a range yields one materialization per partition that succeeded. Periods
+  older than 30 days also read `leaderboard_entries_archive` (game_cleanup's archive).
 """
 
 import time
@@ -231,25 +232,40 @@ class PoolResult:
     entries_in_period: int
 
 
-# The period's top scorer: best score, the earliest on a tie (then the lowest id, so both
-# subqueries below pick the same row). No CTE: Python's sqlite3 reports no rowcount for a
-# statement that starts with WITH.
-_TOP_SCORE = """
-    SELECT {column} FROM leaderboard_entries
-    WHERE game_type = :game_type AND created_at >= :start AND created_at < :end
-    ORDER BY score DESC, created_at, id
-    LIMIT 1
-"""
+# game_cleanup moves leaderboard entries older than 90 days (its default) to the archive: an
+# older period (a backfill, or a catch-up after a long outage) is read from both tables.
+READ_ARCHIVE_FOR_PERIODS_OLDER_THAN = timedelta(days=30)
+ENTRIES_WITH_ARCHIVE = """(
+    SELECT id, game_type, player_address, score, created_at FROM leaderboard_entries
+    UNION ALL
+    SELECT a.id, a.game_type, a.player_address, a.score, a.created_at FROM leaderboard_entries_archive AS a
+    WHERE NOT EXISTS (SELECT 1 FROM leaderboard_entries AS e WHERE e.id = a.id)
+) AS entries"""
 
-FINALIZE_SQL = f"""
-    UPDATE prize_pools
-    SET status = CASE WHEN EXISTS ({_TOP_SCORE.format(column="1")}) THEN 'finalized' ELSE 'no_winner' END,
-        winner_address = ({_TOP_SCORE.format(column="player_address")}),
-        winning_score = ({_TOP_SCORE.format(column="score")}),
-        finalized_at = :now
-    WHERE game_type = :game_type AND period = :period AND period_start = :period_start
-      AND status NOT IN ({", ".join(f"'{s}'" for s in FINAL_STATUSES)})
-"""
+
+def _entries_source(start: datetime, now: datetime) -> str:
+    return ENTRIES_WITH_ARCHIVE if start < now - READ_ARCHIVE_FOR_PERIODS_OLDER_THAN else "leaderboard_entries"
+
+
+def _finalize_sql(source: str) -> str:
+    """Set the period's top scorer: best score, the earliest on a tie (then the lowest id, so
+    the subqueries pick the same row). No CTE: Python's sqlite3 reports no rowcount for a
+    statement that starts with WITH."""
+    top = f"""
+        SELECT {{column}} FROM {source}
+        WHERE game_type = :game_type AND created_at >= :start AND created_at < :end
+        ORDER BY score DESC, created_at, id
+        LIMIT 1
+    """
+    return f"""
+        UPDATE prize_pools
+        SET status = CASE WHEN EXISTS ({top.format(column="1")}) THEN 'finalized' ELSE 'no_winner' END,
+            winner_address = ({top.format(column="player_address")}),
+            winning_score = ({top.format(column="score")}),
+            finalized_at = :now
+        WHERE game_type = :game_type AND period = :period AND period_start = :period_start
+          AND status NOT IN ({", ".join(f"'{s}'" for s in FINAL_STATUSES)})
+    """
 
 
 def finalize_prize_pool(
@@ -277,7 +293,8 @@ def finalize_prize_pool(
         """),
         key,
     )
-    changed = connection.execute(text(FINALIZE_SQL), {**key, "start": start, "end": end, "now": now}).rowcount
+    source = _entries_source(start, now)
+    changed = connection.execute(text(_finalize_sql(source)), {**key, "start": start, "end": end, "now": now}).rowcount
     status, winner, score, amount, finalized_at = connection.execute(
         text("""
             SELECT status, winner_address, winning_score, total_amount, finalized_at FROM prize_pools
@@ -286,8 +303,8 @@ def finalize_prize_pool(
         key,
     ).one()
     entries = connection.execute(
-        text("""
-            SELECT COUNT(*) FROM leaderboard_entries
+        text(f"""
+            SELECT COUNT(*) FROM {source}
             WHERE game_type = :game_type AND created_at >= :start AND created_at < :end
         """),
         {"game_type": game_type, "start": start, "end": end},
@@ -399,7 +416,7 @@ def _pool_asset(name: str, period: str, partitions_def: dg.MultiPartitionsDefini
         group_name="games",
         owners=OWNERS,
         kinds={"sql", "postgres"},
-        deps=app_table_keys("leaderboard_entries", "prize_pools"),
+        deps=app_table_keys("leaderboard_entries", "leaderboard_entries_archive", "prize_pools"),
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         output_required=False,

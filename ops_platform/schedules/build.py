@@ -29,7 +29,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.schedules.catalog import SCHEDULES, ScheduleRow, job_tags, row_for
 from ops_platform.settings import Settings
 
-CATCHUP_LOOKBACK = timedelta(days=60)  # and at least 3 periods (monthly assets)
+CATCHUP_LOOKBACK = timedelta(days=366)  # how far back a tick looks for missed partitions
 CATCHUP_MAX_REQUESTS_PER_TICK = 25
 CATCHUP_GRACE = timedelta(minutes=10)  # the schedule's own tick gets this long to launch its run
 CATCHUP_INTERVAL_S = 120
@@ -119,8 +119,8 @@ def catchup_partition_keys(
     grace: timedelta = CATCHUP_GRACE,
 ) -> list[str]:
     """Keys the schedule should have requested by `now - grace`, oldest first: those of the
-    last `lookback` (at least 3 periods) that became due after `watching_since`. Never an
-    incomplete period, never one due before the sensor started watching."""
+    last `lookback` that became due after `watching_since`. Never an incomplete period, never
+    one due before the sensor started watching."""
     time_def, _, _ = _time_and_static(partitions_def)
     newest = _newest_due_window(time_def, row, now - grace)
     if newest is None:
@@ -128,7 +128,7 @@ def catchup_partition_keys(
     already_due = _newest_due_window(time_def, row, watching_since) if watching_since else None
     if already_due is not None and already_due.start >= newest.start:
         return []
-    periods = max(3, math.ceil(lookback / (newest.end - newest.start)))
+    periods = math.ceil(lookback / (newest.end - newest.start))
     oldest = newest
     for _ in range(periods - 1):
         previous = time_def.get_prev_partition_window(oldest.start)
@@ -188,7 +188,7 @@ def catchup_sensor(
         # before go-live, or a sensor reset) are a backfill by hand, not a catch-up.
         watching_since = datetime.fromisoformat(json.loads(context.cursor)["watching_since"]) if context.cursor else now
         cursor = json.dumps({"watching_since": watching_since.isoformat()})
-        keys = catchup_partition_keys(partitions_def, row, now, watching_since)
+        keys = catchup_partition_keys(partitions_def, row, now, watching_since, lookback=CATCHUP_LOOKBACK)
         missing, failed = unmaterialized_partitions(context.instance, asset_key, partitions_def, keys)
         if not missing:
             note = f"; {failed} failed (re-run them by hand)" if failed else ""
