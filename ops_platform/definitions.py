@@ -2,7 +2,7 @@
 
 Every module of `ops_platform.assets`, `ops_platform.jobs` and `ops_platform.sensors`
 exposes a `defs` object; they are merged here, then the schedule table adds the asset
-jobs and schedules, and the environment picks the resources.
+jobs, schedules and catch-up sensors, and the environment picks the resources.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ops_platform import assets as assets_pkg
 from ops_platform import jobs as jobs_pkg
 from ops_platform import sensors as sensors_pkg
 from ops_platform.resources import build_resources
-from ops_platform.schedules.build import build_schedules
+from ops_platform.schedules.build import build_schedules, catchup_sensors
 from ops_platform.settings import Settings, load_settings
 
 
@@ -45,7 +45,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     asset_jobs, schedules = build_schedules(op_jobs, assets_by_name, settings)
     return dg.Definitions.merge(
         domain,
-        dg.Definitions(jobs=asset_jobs, schedules=schedules, resources=build_resources(settings)),
+        dg.Definitions(
+            jobs=asset_jobs,
+            schedules=schedules,
+            sensors=catchup_sensors(assets_by_name, settings),
+            resources=build_resources(settings),
+            # The work runs inside the database; a process per step would only add start-up time.
+            executor=dg.in_process_executor,
+        ),
     )
 
 

@@ -197,10 +197,10 @@ def test_every_partitioned_scheduled_asset_has_a_catchup_sensor():
 
 
 def test_default_status_follows_the_group_switch():
-    from ops_platform.sensors.catchup import discovered_assets
+    from ops_platform.definitions import build_definitions
 
-    sensors = catchup_sensors(discovered_assets(), load_settings({"OPS_ENABLE_GAMES": "false"}))
-    status = {s.name: s.default_status for s in sensors}
+    repo = build_definitions(load_settings({"OPS_ENABLE_GAMES": "false"})).get_repository_def()
+    status = {s.name: s.default_status for s in repo.sensor_defs if s.name.endswith("_catchup")}
     assert status["daily_prize_pools_catchup"] == dg.DefaultSensorStatus.STOPPED
     assert status["weekly_prize_pools_catchup"] == dg.DefaultSensorStatus.STOPPED
     others = [name for name in status if "prize_pools" not in name]
