@@ -7,22 +7,10 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs.email import count_due, email_queue
 from ops_platform.resources.database import Database
 from ops_platform.schedules.build import default_sensor_status
+from ops_platform.sensors._common import job_run_active
 from ops_platform.settings import load_settings
 
 INTERVAL_SECONDS = 20
-ACTIVE_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def email_queue_run_active(instance: dg.DagsterInstance) -> bool:
-    records = instance.get_run_records(
-        dg.RunsFilter(job_name=email_queue.name, statuses=ACTIVE_STATUSES), limit=1
-    )
-    return bool(records)
 
 
 @dg.sensor(
@@ -33,7 +21,7 @@ def email_queue_run_active(instance: dg.DagsterInstance) -> bool:
     description="Requests an email_queue run when a batch is due and none is queued or running.",
 )
 def email_queue_due_sensor(context: dg.SensorEvaluationContext, database: Database):
-    if email_queue_run_active(context.instance):
+    if job_run_active(context.instance, email_queue.name):
         return dg.SkipReason("an email_queue run is already queued or running")
     now = utcnow()
     if not count_due(database.engine, now, cap=1):

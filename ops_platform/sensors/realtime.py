@@ -12,20 +12,11 @@ from ops_platform.jobs.realtime import max_unpublished_id, realtime_publish
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher
 from ops_platform.schedules.build import default_sensor_status
+from ops_platform.sensors._common import job_run_active
 from ops_platform.schedules.catalog import row_for
 from ops_platform.settings import load_settings
 
 INTERVAL_SECONDS = 3
-ACTIVE_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def publish_run_active(instance: dg.DagsterInstance) -> bool:
-    return bool(instance.get_run_records(dg.RunsFilter(job_name=realtime_publish.name, statuses=ACTIVE_STATUSES), limit=1))
 
 
 @dg.sensor(
@@ -41,7 +32,7 @@ def realtime_publish_sensor(context: dg.SensorEvaluationContext, database: Datab
     newest = max_unpublished_id(database.engine)
     if newest is None:
         return dg.SkipReason("no unpublished realtime event")
-    if publish_run_active(context.instance):
+    if job_run_active(context.instance, realtime_publish.name):
         return dg.SkipReason("a realtime_publish run is already queued or running")
     return dg.RunRequest(run_key=f"realtime_publish:{newest}")
 
