@@ -73,3 +73,15 @@ def test_bad_settings_are_clear_errors(env, message):
 def test_bad_timezone_is_a_clear_error():
     with pytest.raises(SettingsError, match="not a known IANA timezone"):
         check_timezone("OPS_X_TZ", "Mars/Olympus")
+
+
+def test_every_scheduled_asset_has_its_concurrency_pool():
+    from ops_platform.schedules.catalog import asset_pool
+
+    repo = defs.get_repository_def()
+    for row in SCHEDULES:
+        if row.kind != "asset":
+            continue
+        asset = repo.assets_defs_by_key[dg.AssetKey(row.target)]
+        node = asset.node_def
+        assert node.pool == asset_pool(row.target) == row.job_name, row.target

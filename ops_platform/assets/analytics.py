@@ -46,6 +46,7 @@ from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import ObjectStore
+from ops_platform.schedules.catalog import asset_pool
 
 ANALYTICS_START = "2025-01-01"
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=ANALYTICS_START)
@@ -289,6 +290,7 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
 
 
 @dg.asset(
+    pool=asset_pool("daily_course_analytics"),
     partitions_def=DAILY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
@@ -311,6 +313,7 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
 
 
 @dg.asset(
+    pool=asset_pool("daily_student_analytics"),
     partitions_def=DAILY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey("learning_events")],
@@ -450,6 +453,7 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
 
 
 @dg.asset(
+    pool=asset_pool("weekly_trend_report"),
     partitions_def=WEEKLY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey("daily_course_analytics"), dg.AssetKey("daily_student_analytics"),
@@ -628,6 +632,7 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
 
 
 @dg.asset(
+    pool=asset_pool("monthly_executive_summary"),
     partitions_def=MONTHLY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey(name) for name in
@@ -703,6 +708,7 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
 
 
 @dg.asset(
+    pool=asset_pool("hourly_platform_metrics"),
     partitions_def=HOURLY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey(name) for name in

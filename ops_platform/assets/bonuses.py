@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, text
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import asset_pool
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 LEDGER_KIND = "og_daily_bonus"
@@ -443,6 +444,7 @@ class OgDailyBonusConfig(dg.Config):
 
 @dg.asset(
     name="og_daily_bonus",
+    pool=asset_pool("og_daily_bonus"),
     partitions_def=OG_BONUS_PARTITIONS,
     group_name="bonuses",
     deps=[dg.AssetKey("users"), dg.AssetKey("og_tiers")],

@@ -25,6 +25,7 @@ from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import asset_pool
 
 # Points per unit of `stream_events.value` (1 for most kinds; coins for gifts).
 STREAM_EVENT_WEIGHTS: Mapping[str, float] = {
@@ -125,6 +126,7 @@ class StreamRankingsConfig(dg.Config):
 
 
 @dg.asset(
+    pool=asset_pool("stream_rankings"),
     group_name="engagement",
     owners=OWNERS,
     kinds={"sql", "postgres"},
@@ -288,6 +290,7 @@ class TrustScoresConfig(dg.Config):
 
 
 @dg.asset(
+    pool=asset_pool("user_trust_scores"),
     group_name="engagement",
     owners=OWNERS,
     kinds={"sql", "postgres"},

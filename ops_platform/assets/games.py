@@ -31,6 +31,7 @@ from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.jobs._common import MAX_TRANSIENT_RETRIES, backoff_seconds, is_transient, transient_retries
 from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import asset_pool
 
 BOARD_PERIODS = ("daily", "weekly", "alltime")
 FINAL_STATUSES = ("finalized", "no_winner")
@@ -133,6 +134,7 @@ class LeaderboardsConfig(dg.Config):
 
 
 @dg.asset(
+    pool=asset_pool("leaderboards"),
     group_name="games",
     owners=OWNERS,
     kinds={"sql", "postgres"},
@@ -413,6 +415,7 @@ def _raise_for(context, period: str, failures: list[tuple[str, Exception]], tota
 def _pool_asset(name: str, period: str, partitions_def: dg.MultiPartitionsDefinition, description: str):
     @dg.asset(
         name=name,
+        pool=asset_pool(name),
         group_name="games",
         owners=OWNERS,
         kinds={"sql", "postgres"},

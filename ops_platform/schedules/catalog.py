@@ -130,3 +130,10 @@ def job_tags(target: str) -> dict[str, str]:
     if target in RETRY_CRASHED_RUNS:
         tags["dagster/max_retries"] = "1"
     return tags
+
+
+def asset_pool(asset: str) -> str:
+    """Concurrency pool of an asset: its singleton name. Runs launched from the UI's
+    "Materialize" button carry no job tags, so the production instance limits every pool
+    to one step at a time (deploy/dagster.yaml `concurrency.pools`) to keep them single."""
+    return row_for(asset).job_name

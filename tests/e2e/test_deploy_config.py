@@ -64,10 +64,13 @@ def test_s3_variant_differs_only_by_compute_logs(instance_env):
 
 
 def test_queue_limits():
-    limits = load("dagster.yaml")["run_coordinator"]["config"]["tag_concurrency_limits"]
+    concurrency = load("dagster.yaml")["concurrency"]
+    limits = concurrency["runs"]["tag_concurrency_limits"]
     assert {"key": "ops/singleton", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     capped = {limit["value"]: limit["limit"] for limit in limits if limit["key"] == "ops/group"}
     assert capped["analytics"] == 2 and capped["maintenance"] == 1
+    # UI materializations carry no job tags: one slot per asset pool keeps them single.
+    assert concurrency["pools"] == {"default_limit": 1, "granularity": "run"}
 
 
 def test_every_job_carries_the_tags_the_queue_relies_on():
