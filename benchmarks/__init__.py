@@ -6,6 +6,8 @@ not tests. Each uses a schema of its own on OPS_BENCH_POSTGRES_URL and drops it 
 import importlib
 import os
 
+from sqlalchemy import text
+
 BENCH_POSTGRES_URL = os.environ.get("OPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # name → module; each module has `main(argv: list[str] | None = None) -> int`.
@@ -18,6 +20,13 @@ BENCHMARKS = {
     "assets": "benchmarks.assets",
     "orphaned_files": "benchmarks.orphaned_files",
 }
+
+
+def vacuum(engine, *tables: str) -> None:
+    """VACUUM (ANALYZE) between load and measurement, so every timing starts from fresh stats."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in tables:
+            connection.execute(text(f"VACUUM (ANALYZE) {table}"))
 
 
 def run(names: list[str] | None = None) -> int:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 from unittest import mock
-from urllib.parse import quote
 
 import dagster as dg
 from sqlalchemy import create_engine, text
@@ -45,11 +44,12 @@ from ops_platform.assets.engagement import (
     user_trust_scores,
 )
 from ops_platform.assets.games import LeaderboardsConfig, leaderboards, period_starts
-from ops_platform.db.engine import make_engine, utcnow
+from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.db.seed import seed_database
 from ops_platform.resources.database import Database
+from benchmarks import vacuum
 
 TARGET_FLOOR_RATIO = 1.3
 TARGET_SPEEDUP = 50.0
@@ -58,24 +58,6 @@ TARGET_PEAK_MB = 500.0
 RANK_CONFIG = StreamRankingsConfig()
 TRUST_CONFIG = TrustScoresConfig()
 BOARD_CONFIG = LeaderboardsConfig()
-
-
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
-
-
-def _schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-
-
-def vacuum(engine, *tables: str) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        for table in tables:
-            connection.execute(text(f"VACUUM (ANALYZE) {table}"))
 
 
 # --- the floors: one hand-written statement each -------------------------------------------
@@ -390,10 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", help="reuse a schema seeded by an earlier --keep run")
     args = parser.parse_args(argv)
 
-    base = _psycopg(args.url)
+    base = psycopg_url(args.url)
     admin = create_engine(base)
     schema = args.schema or f"bench_assets_{uuid.uuid4().hex[:8]}"
-    url = _schema_url(base, schema)
+    url = schema_url(base, schema)
     if not args.schema:
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))

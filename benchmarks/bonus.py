@@ -24,7 +24,6 @@ import time
 import tracemalloc
 import uuid
 from datetime import date, datetime, timedelta, timezone
-from urllib.parse import quote
 
 from sqlalchemy import create_engine, text
 
@@ -35,8 +34,9 @@ from ops_platform.assets.bonuses import (
     credit_og_daily_bonus,
     sydney_day_window,
 )
-from ops_platform.db.engine import make_engine
+from ops_platform.db.engine import make_engine, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
+from benchmarks import vacuum
 
 TARGET_FLOOR_RATIO = 1.3
 TARGET_SPEEDUP = 50.0
@@ -110,24 +110,6 @@ ROW_USERS = """
 SELECT id, og_level, og_tier_id FROM users
 WHERE og_level > 0 AND og_expires_at > :now ORDER BY id LIMIT :sample
 """
-
-
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
-
-
-def _schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-
-
-def vacuum(engine, *tables: str) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        for table in tables:
-            connection.execute(text(f"VACUUM (ANALYZE) {table}"))
 
 
 def load(engine, users: int) -> None:
@@ -205,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)")
     args = parser.parse_args(argv)
 
-    base = _psycopg(args.url)
+    base = psycopg_url(args.url)
     schema = f"bench_bonus_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _schema_url(base, schema)
+    url = schema_url(base, schema)
     engine = make_engine(url)
     try:
         upgrade(url)

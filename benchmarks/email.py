@@ -20,7 +20,6 @@ import time
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, insert, select, func, text
@@ -28,7 +27,7 @@ from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import make_engine, utcnow
+from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.email import process_email_queue_in
 from ops_platform.resources.mailer import Mailer
@@ -94,13 +93,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
-
-
 def fill_queue(engine, batches: int) -> None:
     now = utcnow()
     users = [{"id": i, "email": f"user{i}@example.com"} for i in range(1, batches + 1)]
@@ -149,11 +141,11 @@ def bench_database(name: str, batches: int, per_run: int, url: str, server: "Smt
     schema_name = None
     if name == "postgres":
         schema_name = f"bench_email_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(_psycopg(BENCH_POSTGRES_URL))
+        admin = create_engine(psycopg_url(BENCH_POSTGRES_URL))
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema_name}"'))
-        base = _psycopg(BENCH_POSTGRES_URL)
-        db_url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema_name}')}"
+        base = psycopg_url(BENCH_POSTGRES_URL)
+        db_url = schema_url(base, schema_name)
         folder = None
     else:
         folder = tempfile.TemporaryDirectory(prefix="bench_email_")

@@ -19,23 +19,15 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy import text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import make_engine, utcnow
+from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files
 from ops_platform.resources.object_store import LocalObjectStore
-
-
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
 
 
 def _key(n: int) -> str:
@@ -123,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     schema = f"bench_files_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(_psycopg(BENCH_POSTGRES_URL))
+    admin = make_engine(psycopg_url(BENCH_POSTGRES_URL))
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    base = _psycopg(BENCH_POSTGRES_URL)
-    url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
+    base = psycopg_url(BENCH_POSTGRES_URL)
+    url = schema_url(base, schema)
     folder = Path(tempfile.mkdtemp(prefix="bench-files-"))
     try:
         upgrade(url)

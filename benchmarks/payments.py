@@ -20,24 +20,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy import create_engine, func, insert, select, text, update
 from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import make_engine, utcnow
+from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.payments import sweep_pending
 from ops_platform.resources.payments import PaymentProvider, serve_simulator
-
-
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
 
 
 def fill(engine, count: int) -> None:
@@ -65,11 +57,11 @@ def http_ceiling(provider: PaymentProvider, count: int, concurrency: int) -> flo
 def _database(name: str):
     if name == "postgres":
         schema_name = f"bench_payments_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(_psycopg(BENCH_POSTGRES_URL))
+        admin = create_engine(psycopg_url(BENCH_POSTGRES_URL))
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema_name}"'))
-        base = _psycopg(BENCH_POSTGRES_URL)
-        url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema_name}')}"
+        base = psycopg_url(BENCH_POSTGRES_URL)
+        url = schema_url(base, schema_name)
 
         def cleanup():
             with admin.begin() as connection:

@@ -12,22 +12,15 @@ The schema is dropped at the end (unless --keep, which prints its URL).
 import argparse
 import time
 import uuid
-from urllib.parse import quote
 
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.seed import seed_database
+from ops_platform.db.engine import psycopg_url, schema_url
 
 TARGET_SECONDS = 300
-
-
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the schema for a look afterwards")
     args = parser.parse_args(argv)
 
-    base = _psycopg(BENCH_POSTGRES_URL)
+    base = psycopg_url(BENCH_POSTGRES_URL)
     schema = f"bench_seed_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
+    url = schema_url(base, schema)
     try:
         upgrade(url)
         started = time.perf_counter()

@@ -15,12 +15,11 @@ import argparse
 import math
 import time
 import uuid
-from urllib.parse import quote
 
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import make_engine, utcnow
+from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.sessions import SessionCleanupConfig, cleanup_sessions_in
 
@@ -41,18 +40,6 @@ SELECT g,
 FROM generate_series(:first, :last) AS g
 """
 LOAD_CHUNK = 2_000_000
-
-
-def _psycopg(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
-
-
-def _schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 def load(engine, total: int, live_every: int, now) -> None:
@@ -134,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)")
     args = parser.parse_args(argv)
 
-    base = _psycopg(args.url)
+    base = psycopg_url(args.url)
     schema = f"bench_sessions_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _schema_url(base, schema)
+    url = schema_url(base, schema)
     engine = make_engine(url)
     all_ok = True
     try:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from ops_platform.db.engine import psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.resources.database import Database
 
@@ -21,17 +21,10 @@ POSTGRES_URL = os.environ.get("OPS_TEST_POSTGRES_URL", "postgresql://postgres@12
 REQUIRE_POSTGRES = os.environ.get("OPS_REQUIRE_POSTGRES") == "1"
 
 
-def _psycopg_url(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
-
-
 def postgres_available() -> str | None:
     """None when the server answers, else the reason it does not."""
     try:
-        engine = create_engine(_psycopg_url(POSTGRES_URL), connect_args={"connect_timeout": 3})
+        engine = create_engine(psycopg_url(POSTGRES_URL), connect_args={"connect_timeout": 3})
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         engine.dispose()
@@ -54,12 +47,10 @@ def postgres_schema_url():
     """A fresh, empty Postgres schema; yields a SQLAlchemy URL whose search_path is it."""
     _need_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_psycopg_url(POSTGRES_URL))
+    admin = create_engine(psycopg_url(POSTGRES_URL))
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    base = _psycopg_url(POSTGRES_URL)
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    yield schema_url(psycopg_url(POSTGRES_URL), schema)
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,6 +22,20 @@ def _adapt_datetime(value: datetime) -> str:
 
 
 sqlite3.register_adapter(datetime, _adapt_datetime)
+
+
+def psycopg_url(url: str) -> str:
+    """The SQLAlchemy URL of a Postgres server, on the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def schema_url(base: str, schema: str) -> str:
+    """`base` with its search_path set to `schema` (tests and benchmarks use a schema each)."""
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 def make_engine(url: str, **kwargs) -> Engine:
