@@ -15,6 +15,8 @@ from typing import Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ops_platform.db.engine import psycopg_url
+
 # Groups that OPS_ENABLE_<GROUP> can switch off (SPEC §2).
 GROUPS = (
     "cleanup",
@@ -135,11 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(env.get("OPS_DATA_DIR") or ".ops_platform").resolve()
     database_url = _optional(env, "OPS_DATABASE_URL") or f"sqlite:///{data_dir / 'app.db'}"
     _check_url("OPS_DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
-    if database_url.startswith("postgres://"):
-        # SQLAlchemy only knows the long spelling.
-        database_url = "postgresql://" + database_url.removeprefix("postgres://")
-    if database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    database_url = psycopg_url(database_url)  # postgres:// and postgresql:// → psycopg 3
 
     bucket = _optional(env, "OPS_S3_BUCKET")
     endpoint = _check_url("OPS_S3_ENDPOINT_URL", _optional(env, "OPS_S3_ENDPOINT_URL"), ("http", "https"))
