@@ -11,10 +11,11 @@ import pytest
 from dagster._core.storage.runs.schema import RunsTable
 from sqlalchemy import create_engine, text
 
+from ops_platform.db.engine import psycopg_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.maintenance import database_maintenance, prune_runs
 from ops_platform.resources.database import Database
-from tests.conftest import POSTGRES_URL, _psycopg_url
+from tests.conftest import POSTGRES_URL
 
 
 def _run(database, instance=None, maintain=None, prune=None):
@@ -102,7 +103,7 @@ def dead_tuples(pg_database):
 def other_schema_with_dead_tuples():
     """A table with many dead tuples in another schema: never ours to vacuum."""
     schema = f"o_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(_psycopg_url(POSTGRES_URL))
+    engine = create_engine(psycopg_url(POSTGRES_URL))
     with engine.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
         connection.execute(text(f'CREATE TABLE "{schema}".junk AS SELECT g AS id FROM generate_series(1, 2000) g'))
