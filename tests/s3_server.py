@@ -6,10 +6,11 @@ import uuid
 from typing import Iterator
 
 import boto3
+import pytest
 from dagster_aws.s3 import S3Resource
 from moto.server import ThreadedMotoServer
 
-from ops_platform.resources.object_store import S3ObjectStore
+from ops_platform.resources.object_store import LocalObjectStore, S3ObjectStore
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 REGION = "us-east-1"
@@ -45,3 +46,19 @@ def s3_store(endpoint: str, bucket: str, **fields) -> S3ObjectStore:
         s3=S3Resource(endpoint_url=endpoint, region_name=REGION, max_attempts=3, **CREDENTIALS),
         **fields,
     )
+
+
+# Fixtures shared by the object-store and file-job tests (imported by their modules).
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """The object store under test: the local folder, or S3 on the moto server."""
+    if request.param == "local":
+        return LocalObjectStore(root=str(tmp_path / "objects"))
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return s3_store(endpoint, make_bucket(endpoint))

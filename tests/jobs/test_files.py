@@ -12,25 +12,11 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files, orphaned_file_cleanup
 from ops_platform.resources.object_store import LocalObjectStore, ObjectStoreError, TransientObjectStoreError
-from tests.s3_server import make_bucket, moto_server, s3_store
+from tests.s3_server import s3_endpoint, store  # noqa: F401 (shared fixtures)
 
 ORPHANS = ["uploads/orphan1.png", "uploads/sub/orphan2.txt"]
 REFERENCED = ["uploads/ref1.png", "uploads/sub/ref2.pdf"]
 OUTSIDE = ["reports/weekly.md", "uploads-other/x.bin"]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalObjectStore(root=str(tmp_path / "objects"))
-    endpoint = request.getfixturevalue("s3_endpoint")
-    return s3_store(endpoint, make_bucket(endpoint))
 
 
 def _content(key):

@@ -13,21 +13,7 @@ from ops_platform.resources.object_store import (
     build_object_store,
 )
 from ops_platform.settings import load_settings
-from tests.s3_server import make_bucket, moto_server, s3_store
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalObjectStore(root=str(tmp_path / "objects"))
-    endpoint = request.getfixturevalue("s3_endpoint")
-    return s3_store(endpoint, make_bucket(endpoint))
+from tests.s3_server import make_bucket, s3_endpoint, s3_store, store  # noqa: F401 (shared fixtures)
 
 
 def test_put_get_exists_copy_delete(store):
