@@ -8,7 +8,9 @@ import os
 
 from sqlalchemy import text
 
-BENCH_POSTGRES_URL = os.environ.get("OPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BENCH_POSTGRES_URL = os.environ.get(
+    "OPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 # name → module; each module has `main(argv: list[str] | None = None) -> int`.
 BENCHMARKS = {

@@ -61,7 +61,11 @@ BOARD_CONFIG = LeaderboardsConfig()
 
 
 # --- the floors: one hand-written statement each -------------------------------------------
-_KIND_WEIGHT = "CASE kind " + " ".join(f"WHEN '{k}' THEN {w}" for k, w in STREAM_EVENT_WEIGHTS.items()) + " ELSE 0 END"
+_KIND_WEIGHT = (
+    "CASE kind "
+    + " ".join(f"WHEN '{k}' THEN {w}" for k, w in STREAM_EVENT_WEIGHTS.items())
+    + " ELSE 0 END"
+)
 
 FLOOR_RANKINGS = f"""
 INSERT INTO stream_rankings (stream_id, score, rank, computed_at)
@@ -149,33 +153,52 @@ def row_rankings(engine, sample: int) -> tuple[float, int, int]:
     since = now - timedelta(hours=RANK_CONFIG.window_hours)
     half_life = RANK_CONFIG.half_life_hours * 3600
     with engine.connect() as connection:
-        eligible = connection.execute(
-            text("SELECT id FROM streams WHERE (is_live OR ended_at >= :since) AND (started_at IS NULL OR started_at <= :now) ORDER BY id"),
-            {"since": since, "now": now},
-        ).scalars().all()
+        eligible = (
+            connection.execute(
+                text(
+                    "SELECT id FROM streams WHERE (is_live OR ended_at >= :since) AND (started_at IS NULL OR started_at <= :now) ORDER BY id"
+                ),
+                {"since": since, "now": now},
+            )
+            .scalars()
+            .all()
+        )
     chosen = _spread(eligible, sample)
     started = time.perf_counter()
     scores = {}
     with engine.connect() as connection:
-        connection.execute(text("CREATE TEMP TABLE row_rankings (stream_id bigint PRIMARY KEY, score float, rank int)"))
+        connection.execute(
+            text(
+                "CREATE TEMP TABLE row_rankings (stream_id bigint PRIMARY KEY, score float, rank int)"
+            )
+        )
         connection.commit()
         for stream_id in chosen:
             events = connection.execute(
-                text("SELECT kind, value, created_at FROM stream_events WHERE stream_id = :s AND created_at >= :since AND created_at <= :now"),
+                text(
+                    "SELECT kind, value, created_at FROM stream_events WHERE stream_id = :s AND created_at >= :since AND created_at <= :now"
+                ),
                 {"s": stream_id, "since": since, "now": now},
             ).all()
             score = sum(
-                STREAM_EVENT_WEIGHTS.get(kind, 0) * max(value, 0) * 0.5 ** ((now - created).total_seconds() / half_life)
+                STREAM_EVENT_WEIGHTS.get(kind, 0)
+                * max(value, 0)
+                * 0.5 ** ((now - created).total_seconds() / half_life)
                 for kind, value, created in events
             )
             scores[stream_id] = score
             connection.execute(
-                text("INSERT INTO row_rankings (stream_id, score) VALUES (:s, :score) ON CONFLICT (stream_id) DO UPDATE SET score = excluded.score"),
+                text(
+                    "INSERT INTO row_rankings (stream_id, score) VALUES (:s, :score) ON CONFLICT (stream_id) DO UPDATE SET score = excluded.score"
+                ),
                 {"s": stream_id, "score": score},
             )
             connection.commit()
         for rank, stream_id in enumerate(sorted(scores, key=lambda s: (-scores[s], s)), start=1):
-            connection.execute(text("UPDATE row_rankings SET rank = :r WHERE stream_id = :s"), {"r": rank, "s": stream_id})
+            connection.execute(
+                text("UPDATE row_rankings SET rank = :r WHERE stream_id = :s"),
+                {"r": rank, "s": stream_id},
+            )
             connection.commit()
     return time.perf_counter() - started, len(chosen), len(eligible)
 
@@ -186,22 +209,35 @@ def row_trust(engine, sample: int) -> tuple[float, int, int]:
     half_life = TRUST_CONFIG.half_life_days * 86400
     with engine.connect() as connection:
         total = connection.execute(text("SELECT COUNT(*) FROM users")).scalar()
-        users = connection.execute(
-            text("SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM users) AS u "
-                 "WHERE n % :step = 0 ORDER BY id LIMIT :sample"),
-            {"step": max(1, total // sample), "sample": sample},
-        ).scalars().all()
+        users = (
+            connection.execute(
+                text(
+                    "SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM users) AS u "
+                    "WHERE n % :step = 0 ORDER BY id LIMIT :sample"
+                ),
+                {"step": max(1, total // sample), "sample": sample},
+            )
+            .scalars()
+            .all()
+        )
     started = time.perf_counter()
     with engine.connect() as connection:
         for user_id in users:
             events = connection.execute(
-                text("SELECT weight, created_at FROM reputation_events WHERE user_id = :u AND created_at <= :now"),
+                text(
+                    "SELECT weight, created_at FROM reputation_events WHERE user_id = :u AND created_at <= :now"
+                ),
                 {"u": user_id, "now": now},
             ).all()
-            delta = sum(weight * 0.5 ** ((now - created).total_seconds() / half_life) for weight, created in events)
+            delta = sum(
+                weight * 0.5 ** ((now - created).total_seconds() / half_life)
+                for weight, created in events
+            )
             score = min(100.0, max(0.0, TRUST_CONFIG.base_score + delta))
             connection.execute(
-                text("UPDATE users SET trust_score = :t, trust_score_updated_at = :now WHERE id = :u"),
+                text(
+                    "UPDATE users SET trust_score = :t, trust_score_updated_at = :now WHERE id = :u"
+                ),
                 {"t": score, "now": now, "u": user_id},
             )
             connection.commit()
@@ -214,18 +250,25 @@ def row_boards(engine, sample: int) -> tuple[float, int, int]:
     now = utcnow()
     starts = period_starts(now)
     with engine.connect() as connection:
-        total = connection.execute(text("SELECT COUNT(*) FROM leaderboard_entries WHERE created_at <= :now"), {"now": now}).scalar()
+        total = connection.execute(
+            text("SELECT COUNT(*) FROM leaderboard_entries WHERE created_at <= :now"), {"now": now}
+        ).scalar()
         entries = connection.execute(
-            text("SELECT game_type, player_address, score, created_at FROM ("
-                 "  SELECT *, ROW_NUMBER() OVER (ORDER BY id) AS n FROM leaderboard_entries WHERE created_at <= :now) AS e "
-                 "WHERE n % :step = 0 ORDER BY id LIMIT :sample"),
+            text(
+                "SELECT game_type, player_address, score, created_at FROM ("
+                "  SELECT *, ROW_NUMBER() OVER (ORDER BY id) AS n FROM leaderboard_entries WHERE created_at <= :now) AS e "
+                "WHERE n % :step = 0 ORDER BY id LIMIT :sample"
+            ),
             {"now": now, "step": max(1, total // sample), "sample": sample},
         ).all()
     started = time.perf_counter()
     with engine.connect() as connection:
-        connection.execute(text(
-            "CREATE TEMP TABLE row_best (game_type text, period text, player_address text, score bigint, "
-            "created_at timestamptz, PRIMARY KEY (game_type, period, player_address))"))
+        connection.execute(
+            text(
+                "CREATE TEMP TABLE row_best (game_type text, period text, player_address text, score bigint, "
+                "created_at timestamptz, PRIMARY KEY (game_type, period, player_address))"
+            )
+        )
         connection.commit()
         for game_type, player, score, created in entries:
             for period in ("daily", "weekly", "alltime"):
@@ -239,7 +282,13 @@ def row_boards(engine, sample: int) -> tuple[float, int, int]:
                         WHERE excluded.score > row_best.score
                            OR (excluded.score = row_best.score AND excluded.created_at < row_best.created_at)
                     """),
-                    {"g": game_type, "p": period, "player": player, "score": score, "created": created},
+                    {
+                        "g": game_type,
+                        "p": period,
+                        "player": player,
+                        "score": score,
+                        "created": created,
+                    },
                 )
             connection.commit()
     return time.perf_counter() - started, len(entries), total
@@ -248,7 +297,10 @@ def row_boards(engine, sample: int) -> tuple[float, int, int]:
 # --- ours -------------------------------------------------------------------------------
 def run_asset(asset, config, database: Database, now) -> dict:
     """The asset function invoked directly, its clock frozen at `now` (the floor's)."""
-    with mock.patch.object(engagement, "utcnow", lambda: now), mock.patch.object(games, "utcnow", lambda: now):
+    with (
+        mock.patch.object(engagement, "utcnow", lambda: now),
+        mock.patch.object(games, "utcnow", lambda: now),
+    ):
         result = asset(context=dg.build_asset_context(), config=config, database=database)
     return {key: getattr(value, "value", value) for key, value in result.metadata.items()}
 
@@ -267,7 +319,11 @@ def _compare_rankings(engine, floor_rows) -> str:
     with engine.connect() as connection:
         ours = dict(connection.execute(text("SELECT stream_id, score FROM stream_rankings")).all())
     floor = dict(floor_rows)
-    differs = sum(1 for sid, score in floor.items() if not math.isclose(ours.get(sid, -1.0), score, rel_tol=1e-9, abs_tol=1e-9))
+    differs = sum(
+        1
+        for sid, score in floor.items()
+        if not math.isclose(ours.get(sid, -1.0), score, rel_tol=1e-9, abs_tol=1e-9)
+    )
     return f"{len(floor):,} stream scores, {differs} different from the floor's"
 
 
@@ -285,7 +341,9 @@ def cases(engine, database: Database) -> list[Case]:
 
     def floor_board(now):
         rows = floor_boards(engine, now)
-        floor_state["boards"] = read("SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3")
+        floor_state["boards"] = read(
+            "SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3"
+        )
         return rows
 
     def floor_trusted(now):
@@ -295,21 +353,44 @@ def cases(engine, database: Database) -> list[Case]:
 
     def compare_trust():
         ours = read("SELECT id, trust_score FROM users ORDER BY id LIMIT 20000")
-        differs = sum(1 for a, b in zip(ours, floor_state.get("trust", [])) if a[0] != b[0] or not math.isclose(a[1], b[1], abs_tol=1e-9))
+        differs = sum(
+            1
+            for a, b in zip(ours, floor_state.get("trust", []))
+            if a[0] != b[0] or not math.isclose(a[1], b[1], abs_tol=1e-9)
+        )
         return f"first 20,000 users' scores, {differs} different from the floor's"
 
     def compare_boards():
-        ours = read("SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3")
+        ours = read(
+            "SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3"
+        )
         return f"{len(ours):,} standings rows, {'identical to' if ours == floor_state.get('boards') else 'DIFFERENT from'} the floor's"
 
     return [
-        Case("stream_rankings", lambda now: run_asset(stream_rankings, RANK_CONFIG, database, now)["row_count"], floor_rank,
-             lambda n: row_rankings(engine, n), ("stream_rankings",),
-             lambda: _compare_rankings(engine, floor_state.get("rankings", []))),
-        Case("user_trust_scores", lambda now: run_asset(user_trust_scores, TRUST_CONFIG, database, now)["row_count"], floor_trusted,
-             lambda n: row_trust(engine, n), ("users",), compare_trust),
-        Case("leaderboards", lambda now: run_asset(leaderboards, BOARD_CONFIG, database, now)["row_count"], floor_board,
-             lambda n: row_boards(engine, n), ("leaderboard_standings",), compare_boards),
+        Case(
+            "stream_rankings",
+            lambda now: run_asset(stream_rankings, RANK_CONFIG, database, now)["row_count"],
+            floor_rank,
+            lambda n: row_rankings(engine, n),
+            ("stream_rankings",),
+            lambda: _compare_rankings(engine, floor_state.get("rankings", [])),
+        ),
+        Case(
+            "user_trust_scores",
+            lambda now: run_asset(user_trust_scores, TRUST_CONFIG, database, now)["row_count"],
+            floor_trusted,
+            lambda n: row_trust(engine, n),
+            ("users",),
+            compare_trust,
+        ),
+        Case(
+            "leaderboards",
+            lambda now: run_asset(leaderboards, BOARD_CONFIG, database, now)["row_count"],
+            floor_board,
+            lambda n: row_boards(engine, n),
+            ("leaderboard_standings",),
+            compare_boards,
+        ),
     ]
 
 
@@ -337,8 +418,14 @@ def bench(case: Case, engine, rounds: int, sample: int) -> dict:
     row_seconds, sampled, total = case.row_by_row(sample)
     vacuum(engine, *case.tables)
     return {
-        "rows": our_rows, "ours": min(ours), "floor": min(floor), "row_seconds": row_seconds, "sampled": sampled,
-        "total": total, "row_extrapolated": row_seconds / max(sampled, 1) * total, "python_peak_mb": python_peak / 2**20,
+        "rows": our_rows,
+        "ours": min(ours),
+        "floor": min(floor),
+        "row_seconds": row_seconds,
+        "sampled": sampled,
+        "total": total,
+        "row_extrapolated": row_seconds / max(sampled, 1) * total,
+        "python_peak_mb": python_peak / 2**20,
         "agreement": agreement,
     }
 
@@ -366,9 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=10_000, help="rows processed row by row")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", action="append", help="stream_rankings | user_trust_scores | leaderboards")
-    parser.add_argument("--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)")
-    parser.add_argument("--keep", action="store_true", help="keep the seeded schema (prints its name)")
+    parser.add_argument(
+        "--only", action="append", help="stream_rankings | user_trust_scores | leaderboards"
+    )
+    parser.add_argument(
+        "--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the seeded schema (prints its name)"
+    )
     parser.add_argument("--schema", help="reuse a schema seeded by an earlier --keep run")
     args = parser.parse_args(argv)
 
@@ -387,24 +480,38 @@ def main(argv: list[str] | None = None) -> int:
             upgrade(url)
             started = time.perf_counter()
             counts = seed_in_child_process(url, args.users)
-            print(f"  seeded {args.users:,} users in {time.perf_counter() - started:.0f}s: "
-                  f"{counts['stream_events']:,} stream events, {counts['streams']:,} streams, "
-                  f"{counts['reputation_events']:,} reputation events, {counts['leaderboard_entries']:,} leaderboard entries")
-        vacuum(engine, "users", "streams", "stream_events", "reputation_events", "leaderboard_entries")
+            print(
+                f"  seeded {args.users:,} users in {time.perf_counter() - started:.0f}s: "
+                f"{counts['stream_events']:,} stream events, {counts['streams']:,} streams, "
+                f"{counts['reputation_events']:,} reputation events, {counts['leaderboard_entries']:,} leaderboard entries"
+            )
+        vacuum(
+            engine, "users", "streams", "stream_events", "reputation_events", "leaderboard_entries"
+        )
         for case in cases(engine, database):
             if args.only and case.name not in args.only:
                 continue
             r = bench(case, engine, args.rounds, args.sample)
             ratio, speedup = r["ours"] / r["floor"], r["row_extrapolated"] / r["ours"]
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            ok = ratio <= TARGET_FLOOR_RATIO and speedup >= TARGET_SPEEDUP and max(rss_mb, r["python_peak_mb"]) < TARGET_PEAK_MB
+            ok = (
+                ratio <= TARGET_FLOOR_RATIO
+                and speedup >= TARGET_SPEEDUP
+                and max(rss_mb, r["python_peak_mb"]) < TARGET_PEAK_MB
+            )
             failures += not ok
             print(f"=== {case.name}: {r['rows']:,} rows written; {r['agreement']}")
-            print(f"  ours {r['ours']:.2f}s | floor (one statement) {r['floor']:.2f}s | ratio {ratio:.2f}x [target <= {TARGET_FLOOR_RATIO}x]")
-            print(f"  row by row: {r['row_seconds']:.1f}s for {r['sampled']:,} -> {r['row_extrapolated']:,.0f}s for "
-                  f"{r['total']:,} extrapolated | ours is {speedup:,.0f}x faster [target >= {TARGET_SPEEDUP:.0f}x]")
-            print(f"  peak memory: {r['python_peak_mb']:.1f} MB Python allocations during the asset, "
-                  f"{rss_mb:.0f} MB peak RSS of this process (imports included) [target < {TARGET_PEAK_MB:.0f} MB]")
+            print(
+                f"  ours {r['ours']:.2f}s | floor (one statement) {r['floor']:.2f}s | ratio {ratio:.2f}x [target <= {TARGET_FLOOR_RATIO}x]"
+            )
+            print(
+                f"  row by row: {r['row_seconds']:.1f}s for {r['sampled']:,} -> {r['row_extrapolated']:,.0f}s for "
+                f"{r['total']:,} extrapolated | ours is {speedup:,.0f}x faster [target >= {TARGET_SPEEDUP:.0f}x]"
+            )
+            print(
+                f"  peak memory: {r['python_peak_mb']:.1f} MB Python allocations during the asset, "
+                f"{rss_mb:.0f} MB peak RSS of this process (imports included) [target < {TARGET_PEAK_MB:.0f} MB]"
+            )
             print(f"  {'meets' if ok else 'MISSES'} the targets")
         return 1 if failures else 0
     finally:

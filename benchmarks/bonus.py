@@ -115,12 +115,20 @@ WHERE og_level > 0 AND og_expires_at > :now ORDER BY id LIMIT :sample
 def load(engine, users: int) -> None:
     origin = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=timezone.utc)
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO og_tiers (id, level, price_coins, duration_days) VALUES "
-                                + ", ".join(str(t) for t in TIERS)))
+        connection.execute(
+            text(
+                "INSERT INTO og_tiers (id, level, price_coins, duration_days) VALUES "
+                + ", ".join(str(t) for t in TIERS)
+            )
+        )
         connection.execute(text(LOAD_USERS), {"users": users, "origin": origin})
-        connection.execute(text(LOAD_HISTORY), {"origin": origin, "first": FIRST_DAY, "days": HISTORY_DAYS})
+        connection.execute(
+            text(LOAD_HISTORY), {"origin": origin, "first": FIRST_DAY, "days": HISTORY_DAYS}
+        )
         connection.execute(text(SYNC_BALANCES))
-        connection.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), :n)"), {"n": users})
+        connection.execute(
+            text("SELECT setval(pg_get_serial_sequence('users', 'id'), :n)"), {"n": users}
+        )
     vacuum(engine, "users", "og_tiers", "coin_transactions", "realtime_events")
 
 
@@ -150,26 +158,45 @@ def time_row_by_row(engine, day: date, sample: int) -> tuple[float, int]:
     started = time.perf_counter()
     with engine.connect() as connection:
         for user_id, level, tier_id in users:
-            price, days = connection.execute(text(
-                "SELECT price_coins, duration_days FROM og_tiers WHERE id = :t OR (:t IS NULL AND level = :l) "
-                "ORDER BY id LIMIT 1"), {"t": tier_id, "l": level}).one()
+            price, days = connection.execute(
+                text(
+                    "SELECT price_coins, duration_days FROM og_tiers WHERE id = :t OR (:t IS NULL AND level = :l) "
+                    "ORDER BY id LIMIT 1"
+                ),
+                {"t": tier_id, "l": level},
+            ).one()
             amount = price * 6 // (days * 10)
             key = f"og_daily_bonus:{user_id}:{params['day']}"
-            if connection.execute(text("SELECT 1 FROM coin_transactions WHERE idempotency_key = :k"),
-                                  {"k": key}).first():
+            if connection.execute(
+                text("SELECT 1 FROM coin_transactions WHERE idempotency_key = :k"), {"k": key}
+            ).first():
                 connection.commit()
                 continue
-            connection.execute(text(
-                "INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at) "
-                "VALUES (:u, 'og_daily_bonus', :a, 'bonus', :k, :now)"), {"u": user_id, "a": amount, "k": key, **params})
-            balance = connection.execute(text(
-                "UPDATE users SET bonus_balance = bonus_balance + :a WHERE id = :u RETURNING bonus_balance"),
-                {"u": user_id, "a": amount}).scalar_one()
-            connection.execute(text(
-                "INSERT INTO realtime_events (channel, event, payload, created_at) "
-                "VALUES (:c, 'bonus:credited', CAST(:p AS json), :now)"),
-                {"c": f"user:{user_id}", "p": f'{{"user_id": {user_id}, "amount": {amount}, '
-                                             f'"bonus_balance": {balance}}}', **params})
+            connection.execute(
+                text(
+                    "INSERT INTO coin_transactions (user_id, kind, amount, balance, idempotency_key, created_at) "
+                    "VALUES (:u, 'og_daily_bonus', :a, 'bonus', :k, :now)"
+                ),
+                {"u": user_id, "a": amount, "k": key, **params},
+            )
+            balance = connection.execute(
+                text(
+                    "UPDATE users SET bonus_balance = bonus_balance + :a WHERE id = :u RETURNING bonus_balance"
+                ),
+                {"u": user_id, "a": amount},
+            ).scalar_one()
+            connection.execute(
+                text(
+                    "INSERT INTO realtime_events (channel, event, payload, created_at) "
+                    "VALUES (:c, 'bonus:credited', CAST(:p AS json), :now)"
+                ),
+                {
+                    "c": f"user:{user_id}",
+                    "p": f'{{"user_id": {user_id}, "amount": {amount}, '
+                    f'"bonus_balance": {balance}}}',
+                    **params,
+                },
+            )
             connection.commit()
     return time.perf_counter() - started, len(users)
 
@@ -184,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=10_000, help="users credited row by row")
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)")
+    parser.add_argument(
+        "--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)"
+    )
     args = parser.parse_args(argv)
 
     base = psycopg_url(args.url)
@@ -200,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         load(engine, args.users)
         day = FIRST_DAY
         eligible = eligible_count(engine, day)
-        print(f"  {args.users:,} users, {eligible:,} active OG, {HISTORY_DAYS} days of earlier credits; "
-              f"loaded in {time.perf_counter() - started:.1f}s")
+        print(
+            f"  {args.users:,} users, {eligible:,} active OG, {HISTORY_DAYS} days of earlier credits; "
+            f"loaded in {time.perf_counter() - started:.1f}s"
+        )
 
         # A warm-up pair first (not timed): caches, and the free space that daily updates
         # leave in `users` pages, as in a database in service.
@@ -213,13 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         ours, floor = [], []
         tracemalloc.start()
         for round_number in range(args.rounds):
-            for name, runner in (("floor", lambda d: time_floor(engine, d)),
-                                 ("ours", lambda d: time_ours(engine, d, args.batch_size))):
+            for name, runner in (
+                ("floor", lambda d: time_floor(engine, d)),
+                ("ours", lambda d: time_ours(engine, d, args.batch_size)),
+            ):
                 seconds, credited = runner(day)
                 if credited != eligible:
-                    raise SystemExit(f"{name} credited {credited:,} users on {day}, expected {eligible:,}")
+                    raise SystemExit(
+                        f"{name} credited {credited:,} users on {day}, expected {eligible:,}"
+                    )
                 (ours if name == "ours" else floor).append(seconds)
-                print(f"  round {round_number + 1}: {name:<5} {day}  {seconds:6.2f}s  ({credited:,} credited)")
+                print(
+                    f"  round {round_number + 1}: {name:<5} {day}  {seconds:6.2f}s  ({credited:,} credited)"
+                )
                 vacuum(engine, "users", "coin_transactions", "realtime_events")
                 day += timedelta(days=1)
         _, python_peak = tracemalloc.get_traced_memory()
@@ -239,14 +276,24 @@ def main(argv: list[str] | None = None) -> int:
 
         best_ours, best_floor = min(ours), min(floor)
         ratio, speedup = best_ours / best_floor, row_extrapolated / best_ours
-        ok = ratio <= TARGET_FLOOR_RATIO and speedup >= TARGET_SPEEDUP and peak_rss_mb < TARGET_PEAK_MB
-        print(f"  ours (batch {args.batch_size:,}): {best_ours:.2f}s | floor (one statement): {best_floor:.2f}s | "
-              f"ratio {ratio:.2f}x [target <= {TARGET_FLOOR_RATIO}x]")
-        print(f"  row by row: {row_seconds:.2f}s for {sampled:,} users -> {row_extrapolated:,.0f}s for "
-              f"{eligible:,} extrapolated | ours is {speedup:,.0f}x faster [target >= {TARGET_SPEEDUP:.0f}x]")
+        ok = (
+            ratio <= TARGET_FLOOR_RATIO
+            and speedup >= TARGET_SPEEDUP
+            and peak_rss_mb < TARGET_PEAK_MB
+        )
+        print(
+            f"  ours (batch {args.batch_size:,}): {best_ours:.2f}s | floor (one statement): {best_floor:.2f}s | "
+            f"ratio {ratio:.2f}x [target <= {TARGET_FLOOR_RATIO}x]"
+        )
+        print(
+            f"  row by row: {row_seconds:.2f}s for {sampled:,} users -> {row_extrapolated:,.0f}s for "
+            f"{eligible:,} extrapolated | ours is {speedup:,.0f}x faster [target >= {TARGET_SPEEDUP:.0f}x]"
+        )
         print(f"  summary + checks after a run: {checks_seconds:.2f}s")
-        print(f"  peak memory: {peak_rss_mb:.0f} MB RSS of this process, {python_peak / 2**20:.1f} MB "
-              f"Python allocations during the runs [target < {TARGET_PEAK_MB:.0f} MB]")
+        print(
+            f"  peak memory: {peak_rss_mb:.0f} MB RSS of this process, {python_peak / 2**20:.1f} MB "
+            f"Python allocations during the runs [target < {TARGET_PEAK_MB:.0f} MB]"
+        )
         print(f"  {'meets' if ok else 'MISSES'} the targets")
         return 0 if ok else 1
     finally:

@@ -63,7 +63,9 @@ class SmtpServerProcess:
         self._peers = multiprocessing.SimpleQueue()
         self._ready, self._stop = multiprocessing.Event(), multiprocessing.Event()
         self._process = multiprocessing.Process(
-            target=_serve, args=(self.port, self.counter, self._peers, self._ready, self._stop), daemon=True
+            target=_serve,
+            args=(self.port, self.counter, self._peers, self._ready, self._stop),
+            daemon=True,
         )
 
     def __enter__(self):
@@ -99,9 +101,20 @@ def fill_queue(engine, batches: int) -> None:
     notes, queue = [], []
     for i in range(1, batches + 1):
         ids = [3 * i - 2, 3 * i - 1, 3 * i]
-        notes += [{"id": n, "user_id": i, "title": f"Notification {n}", "body": "Something happened " * 5} for n in ids]
-        queue.append({"id": i, "user_id": i, "notification_ids": ids, "status": "pending",
-                      "scheduled_for": now, "attempts": 0})
+        notes += [
+            {"id": n, "user_id": i, "title": f"Notification {n}", "body": "Something happened " * 5}
+            for n in ids
+        ]
+        queue.append(
+            {
+                "id": i,
+                "user_id": i,
+                "notification_ids": ids,
+                "status": "pending",
+                "scheduled_for": now,
+                "attempts": 0,
+            }
+        )
     with engine.begin() as connection:
         connection.execute(insert(schema.users), users)
         connection.execute(insert(schema.notifications), notes)
@@ -125,7 +138,11 @@ def drain(engine, url: str, per_run: int) -> tuple[int, float, int]:
 def smtp_ceiling(url_port: int, count: int) -> float:
     """Raw smtplib sends of a prebuilt message over one connection: mails/s."""
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = "ops@localhost", "user@example.com", "ceiling"
+    message["From"], message["To"], message["Subject"] = (
+        "ops@localhost",
+        "user@example.com",
+        "ceiling",
+    )
     message.set_content("Something happened " * 15)
     with smtplib.SMTP("127.0.0.1", url_port) as client:
         started = time.perf_counter()
@@ -136,7 +153,9 @@ def smtp_ceiling(url_port: int, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-def bench_database(name: str, batches: int, per_run: int, url: str, server: "SmtpServerProcess") -> tuple:
+def bench_database(
+    name: str, batches: int, per_run: int, url: str, server: "SmtpServerProcess"
+) -> tuple:
     admin = None
     schema_name = None
     if name == "postgres":
@@ -158,13 +177,24 @@ def bench_database(name: str, batches: int, per_run: int, url: str, server: "Smt
         sent, seconds, runs = drain(engine, url, per_run)
         with engine.connect() as connection:
             unsent = connection.execute(
-                select(func.count()).select_from(schema.notification_email_queue)
+                select(func.count())
+                .select_from(schema.notification_email_queue)
                 .where(schema.notification_email_queue.c.status != "sent")
             ).scalar_one()
         engine.dispose()
         received = server.count - before
-        return (name, batches, per_run, runs, sent, received, unsent, server.connections(),
-                f"{seconds:.2f}", f"{sent / seconds:,.0f}")
+        return (
+            name,
+            batches,
+            per_run,
+            runs,
+            sent,
+            received,
+            unsent,
+            server.connections(),
+            f"{seconds:.2f}",
+            f"{sent / seconds:,.0f}",
+        )
     finally:
         if admin is not None:
             with admin.begin() as connection:
@@ -189,11 +219,29 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.databases.split(","):
             rows.append(bench_database(name.strip(), args.batches, args.per_run, url, server))
             print(f"  {name}: done")
-    print(tabulate(rows, headers=("database", "batches", "per run", "runs", "sent", "received",
-                                  "left unsent", "SMTP connections", "seconds", "mails/s"), tablefmt="github"))
+    print(
+        tabulate(
+            rows,
+            headers=(
+                "database",
+                "batches",
+                "per run",
+                "runs",
+                "sent",
+                "received",
+                "left unsent",
+                "SMTP connections",
+                "seconds",
+                "mails/s",
+            ),
+            tablefmt="github",
+        )
+    )
     print(f"raw smtplib ceiling on this server and machine: {ceiling:,.0f} mails/s")
     ok = all(float(row[-1].replace(",", "")) >= TARGET_MAILS_PER_S and row[6] == 0 for row in rows)
-    print(f"target >= {TARGET_MAILS_PER_S} mails/s with every batch sent: {'met' if ok else 'NOT met'}")
+    print(
+        f"target >= {TARGET_MAILS_PER_S} mails/s with every batch sent: {'met' if ok else 'NOT met'}"
+    )
     return 0 if ok else 1
 
 

@@ -37,15 +37,21 @@ def _key(n: int) -> str:
 def load_references(engine, references: int, objects: int) -> None:
     """stored_files: every even object number below `objects`, then filler up to `references`."""
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO stored_files (s3_key, owner_id, created_at) "
-            "SELECT 'uploads/' || lpad((g % 97)::text, 2, '0') || '/file-' || lpad(g::text, 8, '0') || '.bin', "
-            "g % 1000, now() FROM generate_series(0, :objects - 1, 2) g"
-        ), {"objects": objects})
-        connection.execute(text(
-            "INSERT INTO stored_files (s3_key, owner_id, created_at) "
-            "SELECT 'uploads/other/' || g || '.bin', g % 1000, now() FROM generate_series(1, :filler) g"
-        ), {"filler": max(0, references - objects // 2)})
+        connection.execute(
+            text(
+                "INSERT INTO stored_files (s3_key, owner_id, created_at) "
+                "SELECT 'uploads/' || lpad((g % 97)::text, 2, '0') || '/file-' || lpad(g::text, 8, '0') || '.bin', "
+                "g % 1000, now() FROM generate_series(0, :objects - 1, 2) g"
+            ),
+            {"objects": objects},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO stored_files (s3_key, owner_id, created_at) "
+                "SELECT 'uploads/other/' || g || '.bin', g % 1000, now() FROM generate_series(1, :filler) g"
+            ),
+            {"filler": max(0, references - objects // 2)},
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM (ANALYZE) stored_files"))
 
@@ -86,7 +92,9 @@ def run_store(label: str, engine, store, objects: int, now) -> None:
     seconds = time.perf_counter() - started
     expected = objects - (objects + 1) // 2
     if result.moved != expected or result.referenced != (objects + 1) // 2:
-        raise SystemExit(f"{label}: wrong result: moved {result.moved}, referenced {result.referenced}")
+        raise SystemExit(
+            f"{label}: wrong result: moved {result.moved}, referenced {result.referenced}"
+        )
     print(
         f"  {label}: {objects:,} uploads in {seconds:.2f}s = {objects / seconds:,.0f} objects/s; "
         f"moved {result.moved:,} to trash; {spent['queries']} reference queries, "
@@ -103,15 +111,23 @@ def per_key_baseline(engine, page: list[str]) -> tuple[float, float]:
     started = time.perf_counter()
     with engine.connect() as connection:
         for key in page:
-            connection.execute(text("SELECT 1 FROM stored_files WHERE s3_key = :k LIMIT 1"), {"k": key}).first()
+            connection.execute(
+                text("SELECT 1 FROM stored_files WHERE s3_key = :k LIMIT 1"), {"k": key}
+            ).first()
     return one_query, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks.orphaned_files", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.orphaned_files", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--references", type=int, default=1_000_000, help="stored_files rows")
-    parser.add_argument("--objects", type=int, default=20_000, help="uploads in the local folder store")
-    parser.add_argument("--s3-objects", type=int, default=1_000, help="uploads in moto's S3 (0: skip)")
+    parser.add_argument(
+        "--objects", type=int, default=20_000, help="uploads in the local folder store"
+    )
+    parser.add_argument(
+        "--s3-objects", type=int, default=1_000, help="uploads in moto's S3 (0: skip)"
+    )
     args = parser.parse_args(argv)
 
     schema = f"bench_files_{uuid.uuid4().hex[:8]}"
@@ -126,16 +142,28 @@ def main(argv: list[str] | None = None) -> int:
         engine = make_engine(url)
         started = time.perf_counter()
         load_references(engine, args.references, max(args.objects, args.s3_objects))
-        print(f"  stored_files: {args.references:,} rows loaded in {time.perf_counter() - started:.1f}s")
+        print(
+            f"  stored_files: {args.references:,} rows loaded in {time.perf_counter() - started:.1f}s"
+        )
 
         one, per_key = per_key_baseline(engine, [_key(n) for n in range(1000)])
-        print(f"  reference check of a 1,000-key page: one query {one * 1000:.1f} ms, "
-              f"key by key {per_key * 1000:.0f} ms ({per_key / one:.0f}x)")
+        print(
+            f"  reference check of a 1,000-key page: one query {one * 1000:.1f} ms, "
+            f"key by key {per_key * 1000:.0f} ms ({per_key / one:.0f}x)"
+        )
 
         started = time.perf_counter()
         fill_local(folder / "store", args.objects, age_days=10)
-        print(f"  local folder: {args.objects:,} uploads written in {time.perf_counter() - started:.1f}s")
-        run_store("local folder", engine, LocalObjectStore(root=str(folder / "store")), args.objects, utcnow())
+        print(
+            f"  local folder: {args.objects:,} uploads written in {time.perf_counter() - started:.1f}s"
+        )
+        run_store(
+            "local folder",
+            engine,
+            LocalObjectStore(root=str(folder / "store")),
+            args.objects,
+            utcnow(),
+        )
 
         if args.s3_objects:
             from concurrent.futures import ThreadPoolExecutor
@@ -146,10 +174,18 @@ def main(argv: list[str] | None = None) -> int:
                 store = s3_store(endpoint, make_bucket(endpoint))
                 started = time.perf_counter()
                 with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(lambda n: store.put_bytes(_key(n), b"x" * 64), range(args.s3_objects)))
-                print(f"  moto S3: {args.s3_objects:,} uploads written in {time.perf_counter() - started:.1f}s")
+                    list(
+                        pool.map(
+                            lambda n: store.put_bytes(_key(n), b"x" * 64), range(args.s3_objects)
+                        )
+                    )
+                print(
+                    f"  moto S3: {args.s3_objects:,} uploads written in {time.perf_counter() - started:.1f}s"
+                )
                 # Uploads were just written: look from 8 days ahead so all are past the grace period.
-                run_store("moto S3 (HTTP)", engine, store, args.s3_objects, utcnow() + timedelta(days=8))
+                run_store(
+                    "moto S3 (HTTP)", engine, store, args.s3_objects, utcnow() + timedelta(days=8)
+                )
         engine.dispose()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

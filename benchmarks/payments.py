@@ -34,16 +34,34 @@ from ops_platform.resources.payments import PaymentProvider, serve_simulator
 
 def fill(engine, count: int) -> None:
     created = utcnow() - timedelta(minutes=5)
-    rows = [{"id": i, "provider_ref": f"bench_{i}", "user_id": i, "amount_cents": 1999, "status": "pending",
-             "created_at": created, "check_count": 0} for i in range(1, count + 1)]
+    rows = [
+        {
+            "id": i,
+            "provider_ref": f"bench_{i}",
+            "user_id": i,
+            "amount_cents": 1999,
+            "status": "pending",
+            "created_at": created,
+            "check_count": 0,
+        }
+        for i in range(1, count + 1)
+    ]
     with engine.begin() as connection:
         connection.execute(insert(schema.payments), rows)
 
 
 def reset(engine) -> None:
     with engine.begin() as connection:
-        connection.execute(update(schema.payments).values(
-            status="pending", check_count=0, next_check_at=None, last_checked_at=None, settled_at=None, last_error=None))
+        connection.execute(
+            update(schema.payments).values(
+                status="pending",
+                check_count=0,
+                next_check_at=None,
+                last_checked_at=None,
+                settled_at=None,
+                last_error=None,
+            )
+        )
 
 
 def http_ceiling(provider: PaymentProvider, count: int, concurrency: int) -> float:
@@ -67,12 +85,15 @@ def _database(name: str):
             with admin.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
             admin.dispose()
+
         return url, cleanup
     folder = tempfile.TemporaryDirectory(prefix="bench_payments_")
     return f"sqlite:///{Path(folder.name) / 'app.db'}", folder.cleanup
 
 
-def bench_database(name: str, count: int, levels: list[int], provider: PaymentProvider, batch_size: int) -> list[tuple]:
+def bench_database(
+    name: str, count: int, levels: list[int], provider: PaymentProvider, batch_size: int
+) -> list[tuple]:
     url, cleanup = _database(name)
     rows = []
     try:
@@ -86,10 +107,24 @@ def bench_database(name: str, count: int, levels: list[int], provider: PaymentPr
             seconds = time.perf_counter() - started
             with engine.connect() as connection:
                 unchecked = connection.execute(
-                    select(func.count()).select_from(schema.payments).where(schema.payments.c.check_count == 0)
+                    select(func.count())
+                    .select_from(schema.payments)
+                    .where(schema.payments.c.check_count == 0)
                 ).scalar_one()
-            rows.append((name, count, concurrency, batch_size, report.checked, report.written, unchecked,
-                         dict(report.outcomes).get("succeeded", 0), f"{seconds:.2f}", f"{report.checked / seconds:,.0f}"))
+            rows.append(
+                (
+                    name,
+                    count,
+                    concurrency,
+                    batch_size,
+                    report.checked,
+                    report.written,
+                    unchecked,
+                    dict(report.outcomes).get("succeeded", 0),
+                    f"{seconds:.2f}",
+                    f"{report.checked / seconds:,.0f}",
+                )
+            )
             print(f"  {name}, concurrency {concurrency}: {report.checked / seconds:,.0f} checks/s")
         engine.dispose()
     finally:
@@ -110,17 +145,37 @@ def main(argv: list[str] | None = None) -> int:
     provider = PaymentProvider(url=server.url, max_connections=max(levels))
     rows = []
     try:
-        ceilings = {level: http_ceiling(provider, min(args.payments, 1000), level) for level in levels}
+        ceilings = {
+            level: http_ceiling(provider, min(args.payments, 1000), level) for level in levels
+        }
         for name in args.databases.split(","):
             rows += bench_database(name.strip(), args.payments, levels, provider, args.batch_size)
     finally:
         provider.close()
         server.shutdown()
         server.server_close()
-    print(tabulate(rows, headers=("database", "payments", "threads", "batch", "checked", "written", "left unchecked",
-                                  "succeeded", "seconds", "checks/s"), tablefmt="github"))
-    print("HTTP ceiling (provider requests only, no database): "
-          + ", ".join(f"{level} threads {rate:,.0f} req/s" for level, rate in ceilings.items()))
+    print(
+        tabulate(
+            rows,
+            headers=(
+                "database",
+                "payments",
+                "threads",
+                "batch",
+                "checked",
+                "written",
+                "left unchecked",
+                "succeeded",
+                "seconds",
+                "checks/s",
+            ),
+            tablefmt="github",
+        )
+    )
+    print(
+        "HTTP ceiling (provider requests only, no database): "
+        + ", ".join(f"{level} threads {rate:,.0f} req/s" for level, rate in ceilings.items())
+    )
     ok = all(row[4] == row[1] and row[6] == 0 for row in rows)
     print(f"every pending payment checked exactly once per sweep: {'yes' if ok else 'NO'}")
     return 0 if ok else 1

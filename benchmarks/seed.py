@@ -24,7 +24,9 @@ TARGET_SECONDS = 300
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.seed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.seed", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the schema for a look afterwards")
@@ -43,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         rows = sum(counts.values())
         verdict = "within" if seconds < TARGET_SECONDS else "OVER"
-        print(f"\nseed: {args.users:,} users, {rows:,} rows in {len(counts)} tables: {seconds:.1f}s, "
-              f"{rows / seconds:,.0f} rows/s ({verdict} the {TARGET_SECONDS}s target)")
+        print(
+            f"\nseed: {args.users:,} users, {rows:,} rows in {len(counts)} tables: {seconds:.1f}s, "
+            f"{rows / seconds:,.0f} rows/s ({verdict} the {TARGET_SECONDS}s target)"
+        )
         if args.keep:
             print(f"kept: {url}")
         return 0 if seconds < TARGET_SECONDS else 1

@@ -46,16 +46,20 @@ def load(engine, total: int, live_every: int, now) -> None:
     """Fill `sessions`: secondary indexes dropped for the load and rebuilt after it."""
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE sessions"))
-        index_sql = connection.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = 'sessions' AND indexname <> 'sessions_pkey'"
-        )).all()
+        index_sql = connection.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'sessions' AND indexname <> 'sessions_pkey'"
+            )
+        ).all()
         for name, _ in index_sql:
             connection.execute(text(f'DROP INDEX "{name}"'))
     for first in range(1, total + 1, LOAD_CHUNK):
         last = min(total, first + LOAD_CHUNK - 1)
         with engine.begin() as connection:
-            connection.execute(text(GENERATE), {"now": now, "live_every": live_every, "first": first, "last": last})
+            connection.execute(
+                text(GENERATE), {"now": now, "live_every": live_every, "first": first, "last": last}
+            )
         print(f"  loaded {last:,} / {total:,} rows")
     with engine.begin() as connection:
         connection.execute(text("SET maintenance_work_mem = '512MB'"))
@@ -71,13 +75,17 @@ def run_once(engine, expired: int, live_every: int, batch_size: int) -> dict:
     now = utcnow()
     started = time.perf_counter()
     load(engine, total, live_every, now)
-    print(f"  {total:,} sessions ({total - live:,} expired, {live:,} live) ready in {time.perf_counter() - started:.1f}s")
+    print(
+        f"  {total:,} sessions ({total - live:,} expired, {live:,} live) ready in {time.perf_counter() - started:.1f}s"
+    )
 
     # Progress is reported right after each batch commits: the gaps are the transactions.
     marks = [time.perf_counter()]
     started = marks[0]
     results, _ = cleanup_sessions_in(
-        engine, SessionCleanupConfig(mode="light", batch_size=batch_size), now,
+        engine,
+        SessionCleanupConfig(mode="light", batch_size=batch_size),
+        now,
         log=lambda _message: marks.append(time.perf_counter()),
     )
     seconds = time.perf_counter() - started
@@ -86,7 +94,9 @@ def run_once(engine, expired: int, live_every: int, batch_size: int) -> dict:
     with engine.connect() as connection:
         remaining = connection.execute(text("SELECT count(*) FROM sessions")).scalar_one()
     if remaining != live or result.changed != total - live:
-        raise SystemExit(f"wrong result: deleted {result.changed:,}, {remaining:,} left, expected {live:,} live")
+        raise SystemExit(
+            f"wrong result: deleted {result.changed:,}, {remaining:,} left, expected {live:,} live"
+        )
     return {
         "batch_size": batch_size,
         "deleted": result.changed,
@@ -113,12 +123,21 @@ def report(figures: dict) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks.session_cleanup", description=__doc__.splitlines()[0])
-    parser.add_argument("--expired", type=int, default=10_000_000, help="expired sessions to delete")
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.session_cleanup", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--expired", type=int, default=10_000_000, help="expired sessions to delete"
+    )
     parser.add_argument("--live-every", type=int, default=6, help="one live session every N rows")
-    parser.add_argument("--batch-size", default=str(SessionCleanupConfig().batch_size),
-                        help="rows per transaction; a comma-separated list runs each")
-    parser.add_argument("--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)")
+    parser.add_argument(
+        "--batch-size",
+        default=str(SessionCleanupConfig().batch_size),
+        help="rows per transaction; a comma-separated list runs each",
+    )
+    parser.add_argument(
+        "--url", default=BENCH_POSTGRES_URL, help="Postgres server (OPS_BENCH_POSTGRES_URL)"
+    )
     args = parser.parse_args(argv)
 
     base = psycopg_url(args.url)

@@ -29,8 +29,10 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     counts = seed_database(settings.database_url, users=args.users, seed=args.seed, progress=print)
     total = sum(counts.values())
-    print(f"seeded {total:,} rows in {time.perf_counter() - started:.1f}s "
-          f"({args.users:,} users, seed {args.seed})")
+    print(
+        f"seeded {total:,} rows in {time.perf_counter() - started:.1f}s "
+        f"({args.users:,} users, seed {args.seed})"
+    )
     return 0
 
 
@@ -58,19 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="app database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="create or migrate the schema (Alembic)").set_defaults(func=_cmd_db_upgrade)
+    db_commands.add_parser("upgrade", help="create or migrate the schema (Alembic)").set_defaults(
+        func=_cmd_db_upgrade
+    )
 
     seed = commands.add_parser("seed", help="fill the app database with a synthetic data set")
-    seed.add_argument("--users", type=int, required=True, help="number of users; other tables scale from it")
+    seed.add_argument(
+        "--users", type=int, required=True, help="number of users; other tables scale from it"
+    )
     seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
     seed.set_defaults(func=_cmd_seed)
 
-    demo = commands.add_parser("demo", help="seed a small data set and run every job and asset in-process")
+    demo = commands.add_parser(
+        "demo", help="seed a small data set and run every job and asset in-process"
+    )
     demo.add_argument("--users", type=int, default=300)
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=_cmd_demo)
 
-    status = commands.add_parser("status", help="per-job run history and schedules from the Dagster instance")
+    status = commands.add_parser(
+        "status", help="per-job run history and schedules from the Dagster instance"
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument("--last", type=int, default=20, help="runs per job for the success rate")
     status.set_defaults(func=_cmd_status)

@@ -15,7 +15,16 @@ from pathlib import Path
 from tabulate import tabulate
 
 # Metadata keys worth a column in the summary, most telling first.
-SUMMARY_KEYS = ("rows_changed", "row_count", "rows_written", "sent", "published", "credited", "findings", "rows_matched")
+SUMMARY_KEYS = (
+    "rows_changed",
+    "row_count",
+    "rows_written",
+    "sent",
+    "published",
+    "credited",
+    "findings",
+    "rows_matched",
+)
 
 
 def _instance():
@@ -36,11 +45,15 @@ def _summary(result) -> str:
     found: dict[str, float] = {}
     for event in events:
         data = event.event_specific_data
-        metadata = data.materialization.metadata if hasattr(data, "materialization") else data.metadata
+        metadata = (
+            data.materialization.metadata if hasattr(data, "materialization") else data.metadata
+        )
         for key, value in (metadata or {}).items():
             if key in SUMMARY_KEYS and isinstance(getattr(value, "value", None), (int, float)):
                 found[key] = found.get(key, 0) + value.value
-    return ", ".join(f"{k}={int(v) if float(v).is_integer() else v}" for k, v in found.items()) or "-"
+    return (
+        ", ".join(f"{k}={int(v) if float(v).is_integer() else v}" for k, v in found.items()) or "-"
+    )
 
 
 def _demo_runs(defs, now: datetime):
@@ -52,7 +65,11 @@ def _demo_runs(defs, now: datetime):
     job_names = {job.name for job in repo.get_all_jobs()}
     asset_job_names = []
     for row in SCHEDULES:
-        if row.kind == "asset" and row.job_name in job_names and row.job_name not in asset_job_names:
+        if (
+            row.kind == "asset"
+            and row.job_name in job_names
+            and row.job_name not in asset_job_names
+        ):
             asset_job_names.append(row.job_name)
     for name in asset_job_names:
         job = repo.get_job(name)
@@ -65,7 +82,9 @@ def _demo_runs(defs, now: datetime):
     for row in SCHEDULES:
         if row.kind == "job" and row.target in job_names and row.target not in op_job_names:
             op_job_names.append(row.target)
-    others = sorted(n for n in job_names - set(asset_job_names) - set(op_job_names) if not n.startswith("__"))
+    others = sorted(
+        n for n in job_names - set(asset_job_names) - set(op_job_names) if not n.startswith("__")
+    )
     for name in op_job_names + others:
         yield name, repo.get_job(name), None
 
@@ -89,7 +108,9 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
     rows, failures = [], 0
     for label, job, partition_key in _demo_runs(defs, now):
         started = time.perf_counter()
-        result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False
+        )
         seconds = time.perf_counter() - started
         status = "SUCCESS" if result.success else "FAILURE"
         failures += not result.success
@@ -97,8 +118,12 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
         rows.append((label, status, f"{seconds:.2f}s", detail))
         print(f"  {status:<8} {label} ({seconds:.2f}s)")
     print()
-    print(tabulate(rows, headers=("job / asset", "status", "time", "what it did"), tablefmt="github"))
-    print(f"\n{len(rows) - failures} of {len(rows)} runs succeeded; Dagster instance at {os.environ['DAGSTER_HOME']}")
+    print(
+        tabulate(rows, headers=("job / asset", "status", "time", "what it did"), tablefmt="github")
+    )
+    print(
+        f"\n{len(rows) - failures} of {len(rows)} runs succeeded; Dagster instance at {os.environ['DAGSTER_HOME']}"
+    )
     print("Open the UI on this instance with: make dev")
     return 1 if failures else 0
 
@@ -117,7 +142,12 @@ def _prepare_demo_files(settings) -> None:
 
     logs = settings.log_dir
     logs.mkdir(parents=True, exist_ok=True)
-    for name, days in (("app.log", 0), ("app.log.1", 2), ("app-2020-01-01.log", 40), ("worker.log", 2)):
+    for name, days in (
+        ("app.log", 0),
+        ("app.log.1", 2),
+        ("app-2020-01-01.log", 40),
+        ("worker.log", 2),
+    ):
         path = logs / name
         path.write_text(f"demo log line for {name}\n" * 200)
         _age(path, days)
@@ -126,7 +156,11 @@ def _prepare_demo_files(settings) -> None:
     store = settings.local_object_store_dir
     engine = make_engine(settings.database_url)
     with engine.connect() as connection:
-        referenced = connection.execute(text("SELECT s3_key FROM stored_files ORDER BY id LIMIT 5")).scalars().all()
+        referenced = (
+            connection.execute(text("SELECT s3_key FROM stored_files ORDER BY id LIMIT 5"))
+            .scalars()
+            .all()
+        )
     engine.dispose()
     objects = [(key, 10) for key in referenced]
     objects += [(f"{settings.s3_uploads_prefix}demo/orphan-{i}.bin", 10) for i in range(5)]

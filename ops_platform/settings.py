@@ -125,9 +125,7 @@ def _enabled_groups(env: Mapping[str, str]) -> dict[str, bool]:
             continue
         group = name.removeprefix("OPS_ENABLE_").lower()
         if group not in GROUPS:
-            raise SettingsError(
-                f"{name}: unknown group {group!r}; groups are {', '.join(GROUPS)}"
-            )
+            raise SettingsError(f"{name}: unknown group {group!r}; groups are {', '.join(GROUPS)}")
         enabled[group] = parse_bool(name, value)
     return enabled
 
@@ -140,7 +138,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = psycopg_url(database_url)  # postgres:// and postgresql:// → psycopg 3
 
     bucket = _optional(env, "OPS_S3_BUCKET")
-    endpoint = _check_url("OPS_S3_ENDPOINT_URL", _optional(env, "OPS_S3_ENDPOINT_URL"), ("http", "https"))
+    endpoint = _check_url(
+        "OPS_S3_ENDPOINT_URL", _optional(env, "OPS_S3_ENDPOINT_URL"), ("http", "https")
+    )
     if endpoint and not bucket:
         raise SettingsError("OPS_S3_ENDPOINT_URL is set but OPS_S3_BUCKET is not")
 
@@ -151,11 +151,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint_url=endpoint,
         s3_uploads_prefix=env.get("OPS_S3_UPLOADS_PREFIX", "uploads/"),
         s3_trash_prefix=env.get("OPS_S3_TRASH_PREFIX", "trash/"),
-        local_object_store_dir=Path(env.get("OPS_OBJECT_STORE_DIR") or data_dir / "object_store").resolve(),
+        local_object_store_dir=Path(
+            env.get("OPS_OBJECT_STORE_DIR") or data_dir / "object_store"
+        ).resolve(),
         smtp_url=_check_url("OPS_SMTP_URL", _optional(env, "OPS_SMTP_URL"), ("smtp", "smtps")),
         mail_from=env.get("OPS_MAIL_FROM", "ops-platform@localhost"),
         outbox_dir=Path(env.get("OPS_OUTBOX_DIR") or data_dir / "outbox").resolve(),
-        payments_url=_check_url("OPS_PAYMENTS_URL", _optional(env, "OPS_PAYMENTS_URL"), ("http", "https")),
+        payments_url=_check_url(
+            "OPS_PAYMENTS_URL", _optional(env, "OPS_PAYMENTS_URL"), ("http", "https")
+        ),
         redis_url=_check_url("OPS_REDIS_URL", _optional(env, "OPS_REDIS_URL"), ("redis", "rediss")),
         log_dir=Path(env.get("OPS_LOG_DIR") or data_dir / "logs").resolve(),
         alert_webhook_url=_check_url(

@@ -51,7 +51,9 @@ def _iso(moment: datetime | float | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
-def _stored_states(instance: dg.DagsterInstance, kind: InstigatorType) -> dict[str, list[InstigatorState]]:
+def _stored_states(
+    instance: dg.DagsterInstance, kind: InstigatorType
+) -> dict[str, list[InstigatorState]]:
     """Stored schedule or sensor states by name (a name may have a state per location)."""
     states: dict[str, list[InstigatorState]] = {}
     for state in instance.all_instigator_state(instigator_type=kind):
@@ -61,17 +63,25 @@ def _stored_states(instance: dg.DagsterInstance, kind: InstigatorType) -> dict[s
 
 def instigator_is_on(default_running: bool, stored: Sequence[InstigatorState]) -> bool:
     """A stored RUNNING/STOPPED (someone used the UI or CLI) wins over the code's default."""
-    explicit = [s.status for s in stored if s.status in (InstigatorStatus.RUNNING, InstigatorStatus.STOPPED)]
+    explicit = [
+        s.status for s in stored if s.status in (InstigatorStatus.RUNNING, InstigatorStatus.STOPPED)
+    ]
     if explicit:
         return InstigatorStatus.RUNNING in explicit
     return default_running
 
 
 def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | None:
-    crons = [schedule.cron_schedule] if isinstance(schedule.cron_schedule, str) else list(schedule.cron_schedule)
+    crons = (
+        [schedule.cron_schedule]
+        if isinstance(schedule.cron_schedule, str)
+        else list(schedule.cron_schedule)
+    )
     ticks = []
     for cron in crons:
-        iterator = cron_string_iterator(after.timestamp(), cron, schedule.execution_timezone or "UTC")
+        iterator = cron_string_iterator(
+            after.timestamp(), cron, schedule.execution_timezone or "UTC"
+        )
         tick = next(iterator)
         if tick.timestamp() <= after.timestamp():  # the iterator starts at `after` inclusive
             tick = next(iterator)
@@ -81,8 +91,12 @@ def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | No
 
 def _run_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> dict:
     latest = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-    finished = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=last_n)
-    successes = sum(1 for record in finished if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS)
+    finished = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=last_n
+    )
+    successes = sum(
+        1 for record in finished if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    )
 
     last_success = instance.get_run_records(
         dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
@@ -138,23 +152,31 @@ def collect_status(
         schedules = [s for s in repo.schedule_defs if s.job_name == job.name]
         sensors = [s for s in repo.sensor_defs if job.name in _sensor_targets(s)]
         running = [
-            s for s in schedules
-            if instigator_is_on(s.default_status == dg.DefaultScheduleStatus.RUNNING, schedule_states.get(s.name, []))
+            s
+            for s in schedules
+            if instigator_is_on(
+                s.default_status == dg.DefaultScheduleStatus.RUNNING,
+                schedule_states.get(s.name, []),
+            )
         ]
         ticks = [tick for s in running if (tick := next_tick(s, now)) is not None]
         sensor_on = [
-            instigator_is_on(s.default_status == dg.DefaultSensorStatus.RUNNING, sensor_states.get(s.name, []))
+            instigator_is_on(
+                s.default_status == dg.DefaultSensorStatus.RUNNING, sensor_states.get(s.name, [])
+            )
             for s in sensors
         ]
-        statuses.append(JobStatus(
-            job=job.name,
-            **_run_history(instance, job.name, last_n),
-            schedules=sorted(s.name for s in schedules),
-            schedule_on=bool(running) if schedules else None,
-            next_tick=_iso(min(ticks)) if ticks else None,
-            sensors=sorted(s.name for s in sensors),
-            sensor_on=any(sensor_on) if sensors else None,
-        ))
+        statuses.append(
+            JobStatus(
+                job=job.name,
+                **_run_history(instance, job.name, last_n),
+                schedules=sorted(s.name for s in schedules),
+                schedule_on=bool(running) if schedules else None,
+                next_tick=_iso(min(ticks)) if ticks else None,
+                sensors=sorted(s.name for s in sensors),
+                sensor_on=any(sensor_on) if sensors else None,
+            )
+        )
     return statuses
 
 
@@ -168,17 +190,28 @@ def format_table(statuses: Iterable[JobStatus], last_n: int) -> str:
     rows = []
     for s in statuses:
         rate = "-" if s.success_rate is None else f"{s.success_rate:.0%} of {s.finished_runs}"
-        rows.append([
-            s.job,
-            s.last_run_status or "never run",
-            (s.last_run_at or "").replace("+00:00", "Z"),
-            rate,
-            s.consecutive_failures,
-            _on_off(s.schedule_on),
-            (s.next_tick or "").replace("+00:00", "Z"),
-            _on_off(s.sensor_on),
-        ])
-    headers = ["job", "last run", "at (UTC)", f"success (last {last_n})", "failing", "schedule", "next tick (UTC)", "sensor"]
+        rows.append(
+            [
+                s.job,
+                s.last_run_status or "never run",
+                (s.last_run_at or "").replace("+00:00", "Z"),
+                rate,
+                s.consecutive_failures,
+                _on_off(s.schedule_on),
+                (s.next_tick or "").replace("+00:00", "Z"),
+                _on_off(s.sensor_on),
+            ]
+        )
+    headers = [
+        "job",
+        "last run",
+        "at (UTC)",
+        f"success (last {last_n})",
+        "failing",
+        "schedule",
+        "next tick (UTC)",
+        "sensor",
+    ]
     return tabulate(rows, headers=headers)
 
 
@@ -187,8 +220,10 @@ def _instance() -> dg.DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         default = Path(".dagster").resolve()
         if not default.is_dir():
-            raise RuntimeError("DAGSTER_HOME is not set and ./.dagster does not exist: point DAGSTER_HOME "
-                               "at the instance's directory (the one holding dagster.yaml)")
+            raise RuntimeError(
+                "DAGSTER_HOME is not set and ./.dagster does not exist: point DAGSTER_HOME "
+                "at the instance's directory (the one holding dagster.yaml)"
+            )
         os.environ["DAGSTER_HOME"] = str(default)
     return dg.DagsterInstance.get()
 

@@ -17,7 +17,9 @@ from ops_platform.db.engine import psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.resources.database import Database
 
-POSTGRES_URL = os.environ.get("OPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "OPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REQUIRE_POSTGRES = os.environ.get("OPS_REQUIRE_POSTGRES") == "1"
 
 

@@ -25,13 +25,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
+        self.connection.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )  # no 40 ms Nagle stalls
 
     def do_GET(self):
         prefix = "/payments/"
         if not self.path.startswith(prefix):
             return self._send(404, b'{"error":"no route"}')
-        reference = unquote(self.path[len(prefix):])
+        reference = unquote(self.path[len(prefix) :])
         self._answer(reference, self.server.next_answer(reference))
 
     def _answer(self, reference, answer):
@@ -42,7 +44,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, answer[1])
         if isinstance(answer, int):
             return self._send(answer, json.dumps({"error": f"HTTP {answer}"}).encode())
-        return self._send(200, json.dumps({"reference": reference, "status": answer, "amount": 100}).encode())
+        return self._send(
+            200, json.dumps({"reference": reference, "status": answer, "amount": 100}).encode()
+        )
 
     def _send(self, code, body):
         try:

@@ -54,7 +54,9 @@ class CollectingHandler:
 
 
 @contextlib.contextmanager
-def smtp_server(handler: CollectingHandler | None = None, **controller_options) -> Iterator[tuple[str, CollectingHandler]]:
+def smtp_server(
+    handler: CollectingHandler | None = None, **controller_options
+) -> Iterator[tuple[str, CollectingHandler]]:
     """Yields (smtp URL, handler) while a server runs on a free port."""
     handler = handler or CollectingHandler()
     port = free_port()

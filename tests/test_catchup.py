@@ -10,7 +10,12 @@ import pytest
 
 from ops_platform.definitions import defs
 from ops_platform.schedules import build
-from ops_platform.schedules.build import CATCHUP_MAX_REQUESTS_PER_TICK, catchup_partition_keys, catchup_sensors, is_time_partitioned
+from ops_platform.schedules.build import (
+    CATCHUP_MAX_REQUESTS_PER_TICK,
+    catchup_partition_keys,
+    catchup_sensors,
+    is_time_partitioned,
+)
 from ops_platform.schedules.catalog import SCHEDULES, ScheduleRow, row_for
 from ops_platform.settings import load_settings
 
@@ -25,43 +30,63 @@ def _partitions_def(asset_name):
 
 def _days(first: str, last: str) -> list[str]:
     start, end = datetime.fromisoformat(first), datetime.fromisoformat(last)
-    return [datetime.fromordinal(o).strftime("%Y-%m-%d") for o in range(start.toordinal(), end.toordinal() + 1)]
+    return [
+        datetime.fromordinal(o).strftime("%Y-%m-%d")
+        for o in range(start.toordinal(), end.toordinal() + 1)
+    ]
 
 
 # --- which partitions are due -----------------------------------------------------------------
 def test_daily_pools_due_since_the_start_oldest_first():
-    keys = catchup_partition_keys(_partitions_def("daily_prize_pools"), row_for("daily_prize_pools"),
-                                  datetime(2026, 1, 10, 0, 30, tzinfo=UTC))
+    keys = catchup_partition_keys(
+        _partitions_def("daily_prize_pools"),
+        row_for("daily_prize_pools"),
+        datetime(2026, 1, 10, 0, 30, tzinfo=UTC),
+    )
     assert keys == [f"{day}|{game}" for day in _days("2025-12-01", "2026-01-09") for game in GAMES]
 
 
 def test_the_latest_tick_is_left_to_the_schedule_for_a_grace_period():
-    keys = catchup_partition_keys(_partitions_def("daily_prize_pools"), row_for("daily_prize_pools"),
-                                  datetime(2026, 1, 10, 0, 5, tzinfo=UTC))
+    keys = catchup_partition_keys(
+        _partitions_def("daily_prize_pools"),
+        row_for("daily_prize_pools"),
+        datetime(2026, 1, 10, 0, 5, tzinfo=UTC),
+    )
     assert keys[-1] == "2026-01-08|space_invaders"
 
 
 def test_lookback_is_bounded_to_a_year():
-    keys = catchup_partition_keys(_partitions_def("daily_prize_pools"), row_for("daily_prize_pools"),
-                                  datetime(2027, 6, 1, 0, 30, tzinfo=UTC))
+    keys = catchup_partition_keys(
+        _partitions_def("daily_prize_pools"),
+        row_for("daily_prize_pools"),
+        datetime(2027, 6, 1, 0, 30, tzinfo=UTC),
+    )
     assert keys[0] == "2026-05-31|snake" and keys[-1] == "2027-05-31|space_invaders"
     assert len(keys) == 366 * 5
 
 
 def test_weekly_pools_due_on_monday():
-    keys = catchup_partition_keys(_partitions_def("weekly_prize_pools"), row_for("weekly_prize_pools"),
-                                  datetime(2026, 1, 12, 1, 0, tzinfo=UTC))
+    keys = catchup_partition_keys(
+        _partitions_def("weekly_prize_pools"),
+        row_for("weekly_prize_pools"),
+        datetime(2026, 1, 12, 1, 0, tzinfo=UTC),
+    )
     weeks = ["2025-12-01", "2025-12-08", "2025-12-15", "2025-12-22", "2025-12-29", "2026-01-05"]
     assert keys == [f"{week}|{game}" for week in weeks for game in GAMES]
     # Sunday: the current week is not over, last week's is still due.
-    keys = catchup_partition_keys(_partitions_def("weekly_prize_pools"), row_for("weekly_prize_pools"),
-                                  datetime(2026, 1, 11, 12, 0, tzinfo=UTC))
+    keys = catchup_partition_keys(
+        _partitions_def("weekly_prize_pools"),
+        row_for("weekly_prize_pools"),
+        datetime(2026, 1, 11, 12, 0, tzinfo=UTC),
+    )
     assert keys[-1] == "2025-12-29|space_invaders"
 
 
 def test_sydney_daily_and_monthly_partitions():
     sydney = dg.DailyPartitionsDefinition(start_date="2026-03-01", timezone="Australia/Sydney")
-    row = ScheduleRow("x", "x", "asset", "5 0 * * *", "high", "engagement", 60, timezone="Australia/Sydney")
+    row = ScheduleRow(
+        "x", "x", "asset", "5 0 * * *", "high", "engagement", 60, timezone="Australia/Sydney"
+    )
     # 2026-04-05 is the end of daylight saving in Sydney; 00:30 local on the 6th is 14:30 UTC on the 5th.
     keys = catchup_partition_keys(sydney, row, datetime(2026, 4, 5, 14, 30, tzinfo=UTC))
     assert keys[0] == "2026-03-01" and keys[-1] == "2026-04-05"
@@ -77,9 +102,16 @@ def test_nothing_due_before_the_sensor_started_watching():
     pools, row = _partitions_def("daily_prize_pools"), row_for("daily_prize_pools")
     now = datetime(2026, 1, 10, 0, 30, tzinfo=UTC)
     # Watching since the 8th at noon: the 8th's and 9th's pools became due after that.
-    keys = catchup_partition_keys(pools, row, now, watching_since=datetime(2026, 1, 8, 12, 0, tzinfo=UTC))
+    keys = catchup_partition_keys(
+        pools, row, now, watching_since=datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
+    )
     assert keys == [f"{day}|{game}" for day in ("2026-01-08", "2026-01-09") for game in GAMES]
-    assert catchup_partition_keys(pools, row, now, watching_since=datetime(2026, 1, 10, 0, 20, tzinfo=UTC)) == []
+    assert (
+        catchup_partition_keys(
+            pools, row, now, watching_since=datetime(2026, 1, 10, 0, 20, tzinfo=UTC)
+        )
+        == []
+    )
 
 
 # --- the sensor on a test instance ------------------------------------------------------------
@@ -106,7 +138,9 @@ def _tick(instance, name="daily_prize_pools_catchup", cursor=WATCHING_SINCE_STAR
 
 def _materialized(instance, asset_name, keys):
     for key in keys:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=asset_name, partition=key))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset_name, partition=key)
+        )
 
 
 def test_missing_partitions_requested_oldest_first_materialized_ones_not(at_jan_10):
@@ -115,7 +149,11 @@ def test_missing_partitions_requested_oldest_first_materialized_ones_not(at_jan_
         _materialized(instance, "daily_prize_pools", done)
         result = _tick(instance)
         keys = [str(r.partition_key) for r in result.run_requests]
-        expected = [k for k in (f"{d}|{g}" for d in _days("2025-12-02", "2026-01-09") for g in GAMES) if k not in done]
+        expected = [
+            k
+            for k in (f"{d}|{g}" for d in _days("2025-12-02", "2026-01-09") for g in GAMES)
+            if k not in done
+        ]
         assert keys == expected[:CATCHUP_MAX_REQUESTS_PER_TICK]
         assert keys[0] == "2025-12-02|tetris"
         assert [r.run_key for r in result.run_requests] == [f"daily_prize_pools:{k}" for k in keys]
@@ -127,7 +165,11 @@ def test_missing_partitions_requested_oldest_first_materialized_ones_not(at_jan_
 
 def test_in_progress_partition_not_requested(at_dec_8):
     with dg.DagsterInstance.ephemeral() as instance:
-        _materialized(instance, "daily_prize_pools", [f"{d}|{g}" for d in _days("2025-12-01", "2025-12-06") for g in GAMES])
+        _materialized(
+            instance,
+            "daily_prize_pools",
+            [f"{d}|{g}" for d in _days("2025-12-01", "2025-12-06") for g in GAMES],
+        )
         job = REPO.get_job("daily_prize_pools_job")
         key = "2025-12-07|pong"
         # A run created (queued, not yet started) for one partition: its planned materialization
@@ -170,13 +212,22 @@ def test_go_live_catches_up_only_what_became_due_after_it(monkeypatch):
         monkeypatch.setattr(build, "sensor_now", lambda: datetime(2026, 1, 13, 6, 0, tzinfo=UTC))
         later = _tick(instance, cursor=first.cursor)
         assert [str(r.partition_key) for r in later.run_requests] == [
-            f"{day}|{game}" for day in ("2026-01-10", "2026-01-11", "2026-01-12") for game in GAMES]
+            f"{day}|{game}" for day in ("2026-01-10", "2026-01-11", "2026-01-12") for game in GAMES
+        ]
         assert later.cursor == first.cursor
 
 
 def test_nothing_requested_when_up_to_date(at_jan_10):
     with dg.DagsterInstance.ephemeral() as instance:
-        _materialized(instance, "weekly_prize_pools", [f"{w}|{g}" for w in ("2025-12-01", "2025-12-08", "2025-12-15", "2025-12-22", "2025-12-29") for g in GAMES])
+        _materialized(
+            instance,
+            "weekly_prize_pools",
+            [
+                f"{w}|{g}"
+                for w in ("2025-12-01", "2025-12-08", "2025-12-15", "2025-12-22", "2025-12-29")
+                for g in GAMES
+            ],
+        )
         result = _tick(instance, "weekly_prize_pools_catchup")
         assert not result.run_requests
         assert result.skip_message
@@ -186,8 +237,11 @@ def test_nothing_requested_when_up_to_date(at_jan_10):
 def test_every_partitioned_scheduled_asset_has_a_catchup_sensor():
     sensors = {s.name: s for s in REPO.sensor_defs}
     partitioned = {
-        row.target for row in SCHEDULES
-        if row.kind == "asset" and row.cron and REPO.has_job(row.job_name)
+        row.target
+        for row in SCHEDULES
+        if row.kind == "asset"
+        and row.cron
+        and REPO.has_job(row.job_name)
         and is_time_partitioned(REPO.get_job(row.job_name).partitions_def)
     }
     assert {"daily_prize_pools", "weekly_prize_pools"} <= partitioned

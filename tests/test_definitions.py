@@ -43,13 +43,19 @@ def test_group_switch_stops_its_schedules():
     stopped = build_definitions(load_settings({"OPS_ENABLE_CLEANUP": "false"}))
     for schedule in stopped.get_repository_def().schedule_defs:
         row = next(r for r in SCHEDULES if r.name == schedule.name)
-        expected = dg.DefaultScheduleStatus.STOPPED if row.group == "cleanup" else dg.DefaultScheduleStatus.RUNNING
+        expected = (
+            dg.DefaultScheduleStatus.STOPPED
+            if row.group == "cleanup"
+            else dg.DefaultScheduleStatus.RUNNING
+        )
         assert schedule.default_status == expected, schedule.name
 
 
 def test_op_job_schedule_passes_its_mode():
     schedule = defs.get_repository_def().get_schedule_def("session_cleanup_deep")
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc))
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    )
     [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.run_config["ops"]["cleanup_sessions"]["config"]["mode"] == "deep"
 

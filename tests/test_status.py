@@ -46,12 +46,20 @@ def idle_sensor():
 status_defs = dg.Definitions(
     jobs=[flaky, idle],
     schedules=[
-        dg.ScheduleDefinition(name="flaky_hourly", job=flaky, cron_schedule="0 * * * *",
-                              default_status=dg.DefaultScheduleStatus.RUNNING),
+        dg.ScheduleDefinition(
+            name="flaky_hourly",
+            job=flaky,
+            cron_schedule="0 * * * *",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
         # 01:30 in Sydney on 2 January (UTC+11) is 14:30 UTC on 1 January.
-        dg.ScheduleDefinition(name="flaky_nightly_sydney", job=flaky, cron_schedule="30 1 * * *",
-                              execution_timezone="Australia/Sydney",
-                              default_status=dg.DefaultScheduleStatus.RUNNING),
+        dg.ScheduleDefinition(
+            name="flaky_nightly_sydney",
+            job=flaky,
+            cron_schedule="30 1 * * *",
+            execution_timezone="Australia/Sydney",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
     ],
     sensors=[idle_sensor],
 )
@@ -60,7 +68,9 @@ status_defs = dg.Definitions(
 def run_flaky(instance, *outcomes: str) -> None:
     for outcome in outcomes:
         config = {"ops": {"maybe_fail": {"config": {"fail": outcome == "fail"}}}}
-        result = flaky.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+        result = flaky.execute_in_process(
+            run_config=config, instance=instance, raise_on_error=False
+        )
         assert result.success == (outcome == "ok")
 
 
@@ -84,7 +94,9 @@ def test_counts_last_run_success_rate_and_consecutive_failures(instance):
     assert status.consecutive_failures == 2
     last = instance.get_run_records(dg.RunsFilter(job_name="flaky"), limit=1)[0]
     assert status.last_run_id == last.dagster_run.run_id
-    assert status.last_run_at == datetime.fromtimestamp(last.start_time, timezone.utc).isoformat(timespec="seconds")
+    assert status.last_run_at == datetime.fromtimestamp(last.start_time, timezone.utc).isoformat(
+        timespec="seconds"
+    )
 
     # Only the last N finished runs count for the rate: ok, fail, fail.
     recent = by_job(collect_status(instance, status_defs, last_n=3, now=NOW))["flaky"]
@@ -108,7 +120,11 @@ def test_consecutive_failures_are_not_capped_by_last_n(instance):
 
 def test_job_never_run(instance):
     status = by_job(collect_status(instance, status_defs, now=NOW))["idle"]
-    assert (status.last_run_status, status.success_rate, status.consecutive_failures) == (None, None, 0)
+    assert (status.last_run_status, status.success_rate, status.consecutive_failures) == (
+        None,
+        None,
+        0,
+    )
     assert status.schedule_on is None and status.next_tick is None
     assert status.sensors == ["idle_sensor"] and status.sensor_on is False
 
@@ -119,7 +135,9 @@ def test_next_tick_is_the_earliest_running_schedule_and_follows_stored_state(ins
     assert status.schedule_on is True
     assert status.next_tick == "2026-01-01T11:00:00+00:00"
 
-    origin = LoadableTargetOrigin(executable_path=sys.executable, python_file=__file__, attribute="status_defs")
+    origin = LoadableTargetOrigin(
+        executable_path=sys.executable, python_file=__file__, attribute="status_defs"
+    )
     with in_process_test_workspace(instance, origin) as workspace:
         location = next(iter(workspace.get_code_location_entries().values())).code_location
         repo = location.get_repository("__repository__")
@@ -144,7 +162,9 @@ def test_table_has_a_row_per_job(instance):
     run_flaky(instance, "ok", "fail")
     table = format_table(collect_status(instance, status_defs, last_n=20, now=NOW), last_n=20)
     flaky_row = next(line for line in table.splitlines() if line.startswith("flaky"))
-    assert "FAILURE" in flaky_row and "50% of 2" in flaky_row and "2026-01-01T11:00:00Z" in flaky_row
+    assert (
+        "FAILURE" in flaky_row and "50% of 2" in flaky_row and "2026-01-01T11:00:00Z" in flaky_row
+    )
 
 
 def test_cli_json_on_the_code_location(tmp_path, monkeypatch, capsys):
@@ -157,20 +177,30 @@ def test_cli_json_on_the_code_location(tmp_path, monkeypatch, capsys):
     upgrade(app_url)
     with dg.DagsterInstance.get() as instance:
         for _ in range(2):
-            result = session_cleanup.execute_in_process(instance=instance, resources={"database": Database(url=app_url)})
+            result = session_cleanup.execute_in_process(
+                instance=instance, resources={"database": Database(url=app_url)}
+            )
             assert result.success
 
     assert main(["status", "--json", "--last", "5"]) == 0
     rows = {row["job"]: row for row in json.loads(capsys.readouterr().out)}
     from ops_platform.definitions import defs
 
-    visible_jobs = {job.name for job in defs.get_repository_def().get_all_jobs() if not job.name.startswith("__")}
+    visible_jobs = {
+        job.name
+        for job in defs.get_repository_def().get_all_jobs()
+        if not job.name.startswith("__")
+    }
     assert set(rows) == visible_jobs
     cleanup = rows["session_cleanup"]
     assert cleanup["last_run_status"] == "SUCCESS"
     assert cleanup["finished_runs"] == 2 and cleanup["success_rate"] == 1.0
     assert cleanup["consecutive_failures"] == 0
-    assert cleanup["schedules"] == ["session_cleanup_deep", "session_cleanup_light", "session_cleanup_safety_net"]
+    assert cleanup["schedules"] == [
+        "session_cleanup_deep",
+        "session_cleanup_light",
+        "session_cleanup_safety_net",
+    ]
     assert cleanup["next_tick"] is not None
 
 

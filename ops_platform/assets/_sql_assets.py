@@ -33,7 +33,10 @@ def decay_params(now: datetime, half_life: timedelta) -> dict:
     """Bound parameters `decay_sql` needs."""
     if half_life.total_seconds() <= 0:
         raise ValueError(f"half-life must be positive, got {half_life}")
-    return {"now_epoch": now.timestamp(), "neg_decay_rate": -math.log(2) / half_life.total_seconds()}
+    return {
+        "now_epoch": now.timestamp(),
+        "neg_decay_rate": -math.log(2) / half_life.total_seconds(),
+    }
 
 
 def _cell(value) -> str:

@@ -65,6 +65,7 @@ REPORTS_PREFIX = "reports"
 
 # --- small shared helpers -------------------------------------------------------------
 
+
 def utc_day_window(day: date) -> tuple[datetime, datetime]:
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return start, start + timedelta(days=1)
@@ -165,16 +166,29 @@ def store_report(engine: Engine, object_store: ObjectStore, report: Report, now:
         chart_keys[name] = key
         chart_uris[name] = object_store.put_bytes(key, png, "image/png")
     stored_markdown = report.render(chart_uris)
-    report_uri = object_store.put_bytes(report.object_key(".md"), stored_markdown.encode(), "text/markdown")
-    metrics = dict(report.metrics, chart_keys=list(chart_keys.values()), report_key=report.object_key(".md"))
+    report_uri = object_store.put_bytes(
+        report.object_key(".md"), stored_markdown.encode(), "text/markdown"
+    )
+    metrics = dict(
+        report.metrics, chart_keys=list(chart_keys.values()), report_key=report.object_key(".md")
+    )
     table = schema.analytics_reports
     with engine.begin() as connection:
-        connection.execute(delete(table).where(table.c.kind == report.kind, table.c.period_key == report.period_key))
-        connection.execute(insert(table).values(
-            kind=report.kind, period_key=report.period_key, markdown=stored_markdown,
-            chart_key=next(iter(chart_keys.values()), None), metrics=json.loads(json.dumps(metrics, default=str)),
-            created_at=now,
-        ))
+        connection.execute(
+            delete(table).where(
+                table.c.kind == report.kind, table.c.period_key == report.period_key
+            )
+        )
+        connection.execute(
+            insert(table).values(
+                kind=report.kind,
+                period_key=report.period_key,
+                markdown=stored_markdown,
+                chart_key=next(iter(chart_keys.values()), None),
+                metrics=json.loads(json.dumps(metrics, default=str)),
+                created_at=now,
+            )
+        )
     ui_markdown = report.render({name: data_uri(png) for name, png in report.charts.items()})
     return {
         "report": dg.MetadataValue.md(ui_markdown),
@@ -186,44 +200,72 @@ def store_report(engine: Engine, object_store: ObjectStore, report: Report, now:
 
 # --- daily course and student analytics ----------------------------------------------
 
+
 def course_day_frame(connection: Connection, day: date) -> pd.DataFrame:
     """One row per course with activity on `day` (UTC), in the table's columns."""
     start, end = utc_day_window(day)
     params = {"start": start, "end": end}
-    events = _read(connection, f"""
+    events = _read(
+        connection,
+        f"""
         SELECT course_id,
                COUNT(DISTINCT user_id) AS active_students,
                SUM(CASE WHEN {_IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
                AVG(CASE WHEN {_IS_QUIZ} THEN score END) AS avg_quiz_score
         FROM learning_events
         WHERE created_at >= :start AND created_at < :end AND course_id IS NOT NULL
-        GROUP BY course_id""", params)
-    enrolled = _read(connection, """
+        GROUP BY course_id""",
+        params,
+    )
+    enrolled = _read(
+        connection,
+        """
         SELECT course_id,
                SUM(CASE WHEN enrolled_at >= :start AND enrolled_at < :end THEN 1 ELSE 0 END) AS enrollments,
                SUM(CASE WHEN completed_at >= :start AND completed_at < :end THEN 1 ELSE 0 END) AS completions,
                SUM(CASE WHEN enrolled_at IS NULL OR enrolled_at < :end THEN 1 ELSE 0 END) AS enrolled_total,
                SUM(CASE WHEN completed_at < :end THEN 1 ELSE 0 END) AS completed_total
         FROM enrollments
-        GROUP BY course_id""", params)
+        GROUP BY course_id""",
+        params,
+    )
     frame = events.merge(enrolled, on="course_id", how="outer")
-    counts = ["active_students", "lessons_completed", "enrollments", "completions", "enrolled_total", "completed_total"]
+    counts = [
+        "active_students",
+        "lessons_completed",
+        "enrollments",
+        "completions",
+        "enrolled_total",
+        "completed_total",
+    ]
     frame[counts] = frame[counts].fillna(0).astype("int64")
-    frame = frame[(frame.active_students > 0) | (frame.enrollments > 0) | (frame.completions > 0)].copy()
+    frame = frame[
+        (frame.active_students > 0) | (frame.enrollments > 0) | (frame.completions > 0)
+    ].copy()
     rate = frame.completed_total / frame.enrolled_total.where(frame.enrolled_total > 0)
     frame["completion_rate"] = rate.clip(upper=1.0)
     frame["avg_quiz_score"] = frame["avg_quiz_score"].astype("float64")
     frame["day"] = day
     frame["course_id"] = frame["course_id"].astype("int64")
-    columns = ["day", "course_id", "active_students", "lessons_completed", "enrollments", "completions",
-               "completion_rate", "avg_quiz_score"]
+    columns = [
+        "day",
+        "course_id",
+        "active_students",
+        "lessons_completed",
+        "enrollments",
+        "completions",
+        "completion_rate",
+        "avg_quiz_score",
+    ]
     return frame[columns].sort_values("course_id").reset_index(drop=True)
 
 
 def student_day_frame(connection: Connection, day: date) -> pd.DataFrame:
     """One row per student with learning events on `day` (UTC), in the table's columns."""
     start, end = utc_day_window(day)
-    frame = _read(connection, f"""
+    frame = _read(
+        connection,
+        f"""
         SELECT user_id,
                COUNT(DISTINCT course_id) AS courses_active,
                SUM(CASE WHEN {_IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
@@ -232,12 +274,16 @@ def student_day_frame(connection: Connection, day: date) -> pd.DataFrame:
         FROM learning_events
         WHERE created_at >= :start AND created_at < :end
         GROUP BY user_id
-        ORDER BY user_id""", {"start": start, "end": end})
+        ORDER BY user_id""",
+        {"start": start, "end": end},
+    )
     frame["day"] = day
     for column in ("user_id", "courses_active", "lessons_completed", "quizzes_taken"):
         frame[column] = frame[column].fillna(0).astype("int64")
     frame["avg_quiz_score"] = frame["avg_quiz_score"].astype("float64")
-    return frame[["day", "user_id", "courses_active", "lessons_completed", "quizzes_taken", "avg_quiz_score"]]
+    return frame[
+        ["day", "user_id", "courses_active", "lessons_completed", "quizzes_taken", "avg_quiz_score"]
+    ]
 
 
 def replace_day_rows(engine: Engine, table, day: date, frame: pd.DataFrame, now: datetime) -> int:
@@ -280,12 +326,21 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
     with engine.connect() as connection:
         frame = pd.read_sql(select(table).where(table.c.day == day), connection)
     bad_rate = int(((frame.completion_rate < 0) | (frame.completion_rate > 1)).sum())
-    negative = int((frame[["active_students", "lessons_completed", "enrollments", "completions"]] < 0).any(axis=1).sum())
-    bad_score = int(((frame.avg_quiz_score < 0)).sum())
+    negative = int(
+        (frame[["active_students", "lessons_completed", "enrollments", "completions"]] < 0)
+        .any(axis=1)
+        .sum()
+    )
+    bad_score = int((frame.avg_quiz_score < 0).sum())
     return dg.AssetCheckResult(
-        check_name="rates_and_counts_in_range", passed=bad_rate == 0 and negative == 0 and bad_score == 0,
-        metadata={"rows": len(frame), "rates_out_of_range": bad_rate, "negative_counts": negative,
-                  "negative_scores": bad_score},
+        check_name="rates_and_counts_in_range",
+        passed=bad_rate == 0 and negative == 0 and bad_score == 0,
+        metadata={
+            "rows": len(frame),
+            "rates_out_of_range": bad_rate,
+            "negative_counts": negative,
+            "negative_scores": bad_score,
+        },
     )
 
 
@@ -298,9 +353,14 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
     owners=OWNERS,
     tags={"domain": "learning"},
     description="Per course and UTC day: active students, lessons completed, enrollments, "
-                "completions, completion rate, average quiz score (table daily_course_analytics).",
-    check_specs=[dg.AssetCheckSpec("rates_and_counts_in_range", asset="daily_course_analytics",
-                                   description="Completion rate in [0, 1]; no negative counts or scores.")],
+    "completions, completion rate, average quiz score (table daily_course_analytics).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "rates_and_counts_in_range",
+            asset="daily_course_analytics",
+            description="Completion rate in [0, 1]; no negative counts or scores.",
+        )
+    ],
 )
 def daily_course_analytics(context: dg.AssetExecutionContext, database: Database):
     started, day = time.perf_counter(), parse_day(context.partition_key)
@@ -321,7 +381,7 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
     owners=OWNERS,
     tags={"domain": "learning"},
     description="Per student and UTC day: courses touched, lessons completed, quizzes taken, "
-                "average quiz score (table daily_student_analytics).",
+    "average quiz score (table daily_student_analytics).",
 )
 def daily_student_analytics(context: dg.AssetExecutionContext, database: Database):
     started, day = time.perf_counter(), parse_day(context.partition_key)
@@ -332,11 +392,14 @@ def daily_student_analytics(context: dg.AssetExecutionContext, database: Databas
 
 # --- weekly trend report --------------------------------------------------------------
 
+
 def _stored_days(connection: Connection, table, first: date, last: date) -> pd.DataFrame:
     return pd.read_sql(select(table).where(table.c.day >= first, table.c.day <= last), connection)
 
 
-def daily_rows_for(connection: Connection, days: list[date]) -> tuple[pd.DataFrame, pd.DataFrame, list[date]]:
+def daily_rows_for(
+    connection: Connection, days: list[date]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[date]]:
     """Course and student rows of `days`: the stored ones, and for a day with no stored
     rows the same figures computed from the source tables. Returns the days recomputed."""
     stored_courses = _stored_days(connection, schema.daily_course_analytics, days[0], days[-1])
@@ -349,8 +412,12 @@ def daily_rows_for(connection: Connection, days: list[date]) -> tuple[pd.DataFra
         if not (stored_students.day == day).any():
             student_parts.append(student_day_frame(connection, day))
             recomputed.add(day)
-    courses = pd.concat([p for p in course_parts if not p.empty] or [stored_courses], ignore_index=True)
-    students = pd.concat([p for p in student_parts if not p.empty] or [stored_students], ignore_index=True)
+    courses = pd.concat(
+        [p for p in course_parts if not p.empty] or [stored_courses], ignore_index=True
+    )
+    students = pd.concat(
+        [p for p in student_parts if not p.empty] or [stored_students], ignore_index=True
+    )
     return courses, students, sorted(recomputed)
 
 
@@ -386,10 +453,22 @@ def weekly_chart(this_week: pd.DataFrame, last_week: pd.DataFrame) -> bytes:
     figure = Figure(figsize=(9, 3.4), dpi=90)
     axes = figure.subplots(1, 2)
     labels = [d.strftime("%a") for d in this_week.index]
-    for ax, column, title in zip(axes, ("active_students", "lessons_completed"),
-                                 ("Active students per day", "Lessons completed per day")):
-        ax.plot(labels, last_week[column].to_numpy(), marker="o", linestyle="--", color="#9aa5b1", label="previous week")
-        ax.plot(labels, this_week[column].to_numpy(), marker="o", color="#2b6cb0", label="this week")
+    for ax, column, title in zip(
+        axes,
+        ("active_students", "lessons_completed"),
+        ("Active students per day", "Lessons completed per day"),
+    ):
+        ax.plot(
+            labels,
+            last_week[column].to_numpy(),
+            marker="o",
+            linestyle="--",
+            color="#9aa5b1",
+            label="previous week",
+        )
+        ax.plot(
+            labels, this_week[column].to_numpy(), marker="o", color="#2b6cb0", label="this week"
+        )
         ax.set_title(title, fontsize=10)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -423,48 +502,88 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
     current = week_metrics(in_week(courses, this_days), in_week(students, this_days))
     previous = week_metrics(in_week(courses, last_days), in_week(students, last_days))
     trends = pd.DataFrame(
-        [(name, fmt(current[name]), fmt(previous[name]), _arrow(percent_change(current[name], previous[name])))
-         for name in current],
+        [
+            (
+                name,
+                fmt(current[name]),
+                fmt(previous[name]),
+                _arrow(percent_change(current[name], previous[name])),
+            )
+            for name in current
+        ],
         columns=["metric", "this week", "previous week", "change"],
     )
-    top = (in_week(courses, this_days).groupby("course_id")
-           .agg(lessons_completed=("lessons_completed", "sum"), student_days=("active_students", "sum"),
-                completions=("completions", "sum"))
-           .reset_index()
-           .merge(titles.rename(columns={"id": "course_id"}), on="course_id", how="left")
-           .sort_values(["lessons_completed", "course_id"], ascending=[False, True]).head(10))
+    top = (
+        in_week(courses, this_days)
+        .groupby("course_id")
+        .agg(
+            lessons_completed=("lessons_completed", "sum"),
+            student_days=("active_students", "sum"),
+            completions=("completions", "sum"),
+        )
+        .reset_index()
+        .merge(titles.rename(columns={"id": "course_id"}), on="course_id", how="left")
+        .sort_values(["lessons_completed", "course_id"], ascending=[False, True])
+        .head(10)
+    )
     top = top[["course_id", "title", "lessons_completed", "student_days", "completions"]]
-    chart = weekly_chart(_daily_series(courses, students, this_days), _daily_series(courses, students, last_days))
+    chart = weekly_chart(
+        _daily_series(courses, students, this_days), _daily_series(courses, students, last_days)
+    )
     week_end = week_start + timedelta(days=6)
-    note = (f"_Computed from the source tables (daily partitions not materialized): "
-            f"{', '.join(d.isoformat() for d in recomputed)}._") if recomputed else ""
-    template = "\n\n".join(filter(None, [
-        f"# Weekly learning trends: {week_start:%a %Y-%m-%d} – {week_end:%a %Y-%m-%d} (UTC)",
-        markdown_table(trends),
-        "![Daily active students and lessons completed, this week vs previous]({chart:daily_activity})",
-        "## Top courses this week",
-        markdown_table(top),
-        note,
-    ]))
-    metrics = {"week_start": week_start.isoformat(), "this_week": current, "previous_week": previous,
-               "change_percent": {k: percent_change(current[k], previous[k]) for k in current},
-               "days_recomputed": [d.isoformat() for d in recomputed]}
-    return Report("weekly_trend_report", week_start.isoformat(), template, {"daily_activity": chart}, metrics)
+    note = (
+        (
+            f"_Computed from the source tables (daily partitions not materialized): "
+            f"{', '.join(d.isoformat() for d in recomputed)}._"
+        )
+        if recomputed
+        else ""
+    )
+    template = "\n\n".join(
+        filter(
+            None,
+            [
+                f"# Weekly learning trends: {week_start:%a %Y-%m-%d} – {week_end:%a %Y-%m-%d} (UTC)",
+                markdown_table(trends),
+                "![Daily active students and lessons completed, this week vs previous]({chart:daily_activity})",
+                "## Top courses this week",
+                markdown_table(top),
+                note,
+            ],
+        )
+    )
+    metrics = {
+        "week_start": week_start.isoformat(),
+        "this_week": current,
+        "previous_week": previous,
+        "change_percent": {k: percent_change(current[k], previous[k]) for k in current},
+        "days_recomputed": [d.isoformat() for d in recomputed],
+    }
+    return Report(
+        "weekly_trend_report", week_start.isoformat(), template, {"daily_activity": chart}, metrics
+    )
 
 
 @dg.asset(
     pool=asset_pool("weekly_trend_report"),
     partitions_def=WEEKLY_PARTITIONS,
     group_name="analytics",
-    deps=[dg.AssetKey("daily_course_analytics"), dg.AssetKey("daily_student_analytics"),
-          dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
+    deps=[
+        dg.AssetKey("daily_course_analytics"),
+        dg.AssetKey("daily_student_analytics"),
+        dg.AssetKey("learning_events"),
+        dg.AssetKey("enrollments"),
+        dg.AssetKey("courses"),
+    ],
     kinds={"pandas", "matplotlib"},
     owners=OWNERS,
     tags={"domain": "learning"},
     description="Week-over-week learning trends (weeks Sunday→Sunday UTC) as Markdown with a chart; "
-                "stored in analytics_reports and the object store under reports/.",
+    "stored in analytics_reports and the object store under reports/.",
 )
-def weekly_trend_report(context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore):
+def weekly_trend_report(
+    context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
+):
     started, week_start = time.perf_counter(), parse_day(context.partition_key)
     with transient_retries(context):
         report = build_weekly_report(database.engine, week_start)
@@ -480,6 +599,7 @@ def weekly_trend_report(context: dg.AssetExecutionContext, database: Database, o
 
 
 # --- monthly executive summary --------------------------------------------------------
+
 
 def month_window(month_start: date) -> tuple[datetime, datetime]:
     start = datetime(month_start.year, month_start.month, 1, tzinfo=timezone.utc)
@@ -520,15 +640,23 @@ def month_kpis(connection: Connection, start: datetime, end: datetime) -> dict:
                SUM(CASE WHEN {_IS_QUIZ} THEN 1 ELSE 0 END) AS quizzes_taken,
                AVG(CASE WHEN {_IS_QUIZ} THEN score END) AS avg_quiz_score
         FROM learning_events WHERE created_at >= :start AND created_at < :end""")
-    learning.update(one("""
+    learning.update(
+        one("""
         SELECT SUM(CASE WHEN enrolled_at >= :start AND enrolled_at < :end THEN 1 ELSE 0 END) AS new_enrollments,
                SUM(CASE WHEN completed_at >= :start AND completed_at < :end THEN 1 ELSE 0 END) AS completions
-        FROM enrollments"""))
+        FROM enrollments""")
+    )
     games = one("""
         SELECT COUNT(*) AS games_played, COUNT(DISTINCT player_address) AS players,
                COALESCE(MAX(score), 0) AS top_score
         FROM leaderboard_entries WHERE created_at >= :start AND created_at < :end""")
-    kpis = {"users": users, "revenue": revenue, "engagement": engagement, "learning": learning, "games": games}
+    kpis = {
+        "users": users,
+        "revenue": revenue,
+        "engagement": engagement,
+        "learning": learning,
+        "games": games,
+    }
     for section in kpis.values():
         for key, value in section.items():
             if value is None:
@@ -547,30 +675,38 @@ def month_daily_series(connection: Connection, start: datetime, end: datetime) -
     settled = "COALESCE(settled_at, created_at)"
     sources = {
         "signups": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM users "
-                   "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
         "revenue_cents": f"SELECT {day_sql(bind, settled)} AS day, SUM(amount_cents) AS n FROM payments "
-                         f"WHERE status = 'succeeded' AND {settled} >= :start AND {settled} < :end GROUP BY 1",
+        f"WHERE status = 'succeeded' AND {settled} >= :start AND {settled} < :end GROUP BY 1",
         "stream_events": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM stream_events "
-                         "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
         "learning_events": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM learning_events "
-                           "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
         "games_played": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM leaderboard_entries "
-                        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
     }
-    days = pd.date_range(start.date(), end.date() - timedelta(days=1), freq="D").strftime("%Y-%m-%d")
+    days = pd.date_range(start.date(), end.date() - timedelta(days=1), freq="D").strftime(
+        "%Y-%m-%d"
+    )
     series = {}
     for name, sql in sources.items():
         frame = _read(connection, sql, p)
-        series[name] = frame.set_index("day")["n"].reindex(days, fill_value=0).fillna(0).astype("int64")
+        series[name] = (
+            frame.set_index("day")["n"].reindex(days, fill_value=0).fillna(0).astype("int64")
+        )
     return pd.DataFrame(series, index=pd.Index(days, name="day"))
 
 
 def games_by_type(connection: Connection, start: datetime, end: datetime) -> pd.DataFrame:
-    return _read(connection, """
+    return _read(
+        connection,
+        """
         SELECT game_type, COUNT(*) AS games_played, COUNT(DISTINCT player_address) AS players,
                MAX(score) AS top_score
         FROM leaderboard_entries WHERE created_at >= :start AND created_at < :end
-        GROUP BY game_type ORDER BY games_played DESC, game_type""", {"start": start, "end": end})
+        GROUP BY game_type ORDER BY games_played DESC, game_type""",
+        {"start": start, "end": end},
+    )
 
 
 def monthly_charts(series: pd.DataFrame) -> dict[str, bytes]:
@@ -588,8 +724,18 @@ def monthly_charts(series: pd.DataFrame) -> dict[str, bytes]:
 
     activity = Figure(figsize=(9, 3.2), dpi=90)
     ax = activity.subplots()
-    for column, color in (("stream_events", "#c05621"), ("learning_events", "#2b6cb0"), ("games_played", "#6b46c1")):
-        ax.plot(labels, series[column].to_numpy(), marker=".", color=color, label=column.replace("_", " "))
+    for column, color in (
+        ("stream_events", "#c05621"),
+        ("learning_events", "#2b6cb0"),
+        ("games_played", "#6b46c1"),
+    ):
+        ax.plot(
+            labels,
+            series[column].to_numpy(),
+            marker=".",
+            color=color,
+            label=column.replace("_", " "),
+        )
     ax.set_title("Activity per day", fontsize=10)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -600,7 +746,9 @@ def monthly_charts(series: pd.DataFrame) -> dict[str, bytes]:
 
 def build_monthly_report(engine: Engine, month_start: date) -> Report:
     start, end = month_window(month_start)
-    previous_start = month_window(date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1))[0]
+    previous_start = month_window(
+        date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1)
+    )[0]
     with engine.connect() as connection:
         current = month_kpis(connection, start, end)
         previous = month_kpis(connection, previous_start, start)
@@ -610,40 +758,65 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
     for section, values in current.items():
         for name, value in values.items():
             before = previous[section][name]
-            rows.append((section, name, fmt(value), fmt(before), _arrow(percent_change(value, before))))
-    kpi_table = pd.DataFrame(rows, columns=["area", "kpi", "this month", "previous month", "change"])
+            rows.append(
+                (section, name, fmt(value), fmt(before), _arrow(percent_change(value, before)))
+            )
+    kpi_table = pd.DataFrame(
+        rows, columns=["area", "kpi", "this month", "previous month", "change"]
+    )
     revenue = current["revenue"]["revenue_cents"] / 100.0
-    headline = (f"**{current['users']['signups']:,}** signups · **{revenue:,.2f}** revenue from "
-                f"**{current['revenue']['payments_succeeded']:,}** payments · "
-                f"**{current['engagement']['stream_events']:,}** stream interactions · "
-                f"**{current['learning']['lessons_completed']:,}** lessons completed · "
-                f"**{current['games']['games_played']:,}** games played")
-    template = "\n\n".join([
-        f"# Executive summary: {start:%B %Y} (UTC)",
-        headline,
-        markdown_table(kpi_table),
-        "![Revenue and signups per day]({chart:revenue_signups})",
-        "![Activity per day]({chart:activity})",
-        "## Games by type",
-        markdown_table(by_game),
-    ])
+    headline = (
+        f"**{current['users']['signups']:,}** signups · **{revenue:,.2f}** revenue from "
+        f"**{current['revenue']['payments_succeeded']:,}** payments · "
+        f"**{current['engagement']['stream_events']:,}** stream interactions · "
+        f"**{current['learning']['lessons_completed']:,}** lessons completed · "
+        f"**{current['games']['games_played']:,}** games played"
+    )
+    template = "\n\n".join(
+        [
+            f"# Executive summary: {start:%B %Y} (UTC)",
+            headline,
+            markdown_table(kpi_table),
+            "![Revenue and signups per day]({chart:revenue_signups})",
+            "![Activity per day]({chart:activity})",
+            "## Games by type",
+            markdown_table(by_game),
+        ]
+    )
     metrics = {"month": start.strftime("%Y-%m"), "this_month": current, "previous_month": previous}
-    return Report("monthly_executive_summary", month_start.isoformat(), template, monthly_charts(series), metrics)
+    return Report(
+        "monthly_executive_summary",
+        month_start.isoformat(),
+        template,
+        monthly_charts(series),
+        metrics,
+    )
 
 
 @dg.asset(
     pool=asset_pool("monthly_executive_summary"),
     partitions_def=MONTHLY_PARTITIONS,
     group_name="analytics",
-    deps=[dg.AssetKey(name) for name in
-          ("users", "payments", "stream_events", "learning_events", "enrollments", "leaderboard_entries")],
+    deps=[
+        dg.AssetKey(name)
+        for name in (
+            "users",
+            "payments",
+            "stream_events",
+            "learning_events",
+            "enrollments",
+            "leaderboard_entries",
+        )
+    ],
     kinds={"pandas", "matplotlib"},
     owners=OWNERS,
     tags={"domain": "executive"},
     description="KPIs of the month (users, revenue, engagement, learning, games), month over month, as "
-                "Markdown with charts; stored in analytics_reports and the object store under reports/.",
+    "Markdown with charts; stored in analytics_reports and the object store under reports/.",
 )
-def monthly_executive_summary(context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore):
+def monthly_executive_summary(
+    context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
+):
     started, month_start = time.perf_counter(), parse_day(context.partition_key)
     with transient_retries(context):
         report = build_monthly_report(database.engine, month_start)
@@ -659,11 +832,14 @@ def monthly_executive_summary(context: dg.AssetExecutionContext, database: Datab
 
 # --- hourly platform metrics ------------------------------------------------------------
 
+
 def hour_metrics(connection: Connection, start: datetime, end: datetime) -> dict:
     """Platform figures of the hour [start, end). Depths are as at the end of the hour."""
     p = {"start": start, "end": end}
     settled = "COALESCE(settled_at, last_checked_at, created_at)"
-    row = connection.execute(text(f"""
+    row = (
+        connection.execute(
+            text(f"""
         SELECT
           (SELECT COUNT(*) FROM users WHERE created_at >= :start AND created_at < :end) AS signups,
           (SELECT COUNT(*) FROM sessions
@@ -682,7 +858,12 @@ def hour_metrics(connection: Connection, start: datetime, end: datetime) -> dict
                    OR (status = 'sent' AND sent_at >= :end))) AS email_queue_depth,
           (SELECT COUNT(*) FROM realtime_events
             WHERE created_at < :end AND (published_at IS NULL OR published_at >= :end)) AS realtime_outbox_depth
-    """), p).mappings().one()
+    """),
+            p,
+        )
+        .mappings()
+        .one()
+    )
     return {key: int(value or 0) for key, value in row.items()}
 
 
@@ -691,7 +872,9 @@ def failed_runs_in(instance: dg.DagsterInstance | None, start: datetime, end: da
     if instance is None:
         return 0
     return instance.get_runs_count(
-        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=start, updated_before=end)
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE], updated_after=start, updated_before=end
+        )
     )
 
 
@@ -711,13 +894,15 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
     pool=asset_pool("hourly_platform_metrics"),
     partitions_def=HOURLY_PARTITIONS,
     group_name="analytics",
-    deps=[dg.AssetKey(name) for name in
-          ("users", "sessions", "payments", "notification_email_queue", "realtime_events")],
+    deps=[
+        dg.AssetKey(name)
+        for name in ("users", "sessions", "payments", "notification_email_queue", "realtime_events")
+    ],
     kinds={"pandas", "sql"},
     owners=OWNERS,
     tags={"domain": "platform"},
     description="Per UTC hour: signups, active sessions, payments succeeded/failed and revenue, email "
-                "queue and real-time outbox depth, failed Dagster runs (table hourly_platform_metrics).",
+    "queue and real-time outbox depth, failed Dagster runs (table hourly_platform_metrics).",
 )
 def hourly_platform_metrics(context: dg.AssetExecutionContext, database: Database):
     started = time.perf_counter()
@@ -737,7 +922,12 @@ def hourly_platform_metrics(context: dg.AssetExecutionContext, database: Databas
     return dg.MaterializeResult(metadata=metadata)
 
 
-defs = dg.Definitions(assets=[
-    daily_course_analytics, daily_student_analytics, weekly_trend_report,
-    monthly_executive_summary, hourly_platform_metrics,
-])
+defs = dg.Definitions(
+    assets=[
+        daily_course_analytics,
+        daily_student_analytics,
+        weekly_trend_report,
+        monthly_executive_summary,
+        hourly_platform_metrics,
+    ]
+)

@@ -59,15 +59,20 @@ class BonusInputError(ValueError):
 
 # --- the rule -------------------------------------------------------------------------
 
+
 def sydney_day_window(day: str | date) -> tuple[date, datetime, datetime]:
     """The Sydney day `day` (YYYY-MM-DD) and its UTC window [start, end)."""
     if isinstance(day, str):
         try:
             day = date.fromisoformat(day)
         except ValueError:
-            raise BonusInputError(f"og_daily_bonus: partition {day!r} is not a YYYY-MM-DD day") from None
+            raise BonusInputError(
+                f"og_daily_bonus: partition {day!r} is not a YYYY-MM-DD day"
+            ) from None
     start = datetime(day.year, day.month, day.day, tzinfo=SYDNEY)
-    end = datetime.combine(date.fromordinal(day.toordinal() + 1), datetime.min.time(), tzinfo=SYDNEY)
+    end = datetime.combine(
+        date.fromordinal(day.toordinal() + 1), datetime.min.time(), tzinfo=SYDNEY
+    )
     return day, start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
@@ -212,7 +217,10 @@ def _credit_batch_postgres(engine: Engine, params: dict) -> dict:
     with engine.begin() as connection:
         params = dict(params, ids=list(params["ids"]))
         row = connection.execute(text(_POSTGRES_BATCH), params).mappings().one()
-        if row["ledger_rows"] != row["credited_users"] or row["ledger_coins"] != row["balance_increase"]:
+        if (
+            row["ledger_rows"] != row["credited_users"]
+            or row["ledger_coins"] != row["balance_increase"]
+        ):
             # A ledger row whose user is gone: refuse to leave ledger and balances apart.
             raise RuntimeError(
                 f"og_daily_bonus {params['day']}: {row['ledger_rows']} ledger rows but "
@@ -252,7 +260,9 @@ def credit_og_daily_bonus(
     `batch_size` eligible users. `max_batches` stops early (a resumable partial run)."""
     day, start, end = sydney_day_window(day)
     if start > now:
-        raise BonusInputError(f"og_daily_bonus: day {day} has not begun in Australia/Sydney (starts {start} UTC)")
+        raise BonusInputError(
+            f"og_daily_bonus: day {day} has not begun in Australia/Sydney (starts {start} UTC)"
+        )
     if batch_size <= 0:
         raise BonusInputError(f"og_daily_bonus: batch_size must be > 0, got {batch_size}")
     result = BonusResult(day=day.isoformat(), window_start=start, window_end=end)
@@ -263,9 +273,17 @@ def credit_og_daily_bonus(
     offsets = range(0, len(candidates), batch_size)
     for offset in offsets[:max_batches] if max_batches is not None else offsets:
         batch_started = time.perf_counter()
-        ids = candidates[offset:offset + batch_size]
-        row = credit_batch(engine, {"day": day.isoformat(), "now": now, "ids": ids,
-                                    "first_id": ids[0], "last_id": ids[-1]})
+        ids = candidates[offset : offset + batch_size]
+        row = credit_batch(
+            engine,
+            {
+                "day": day.isoformat(),
+                "now": now,
+                "ids": ids,
+                "first_id": ids[0],
+                "last_id": ids[-1],
+            },
+        )
         result.batches += 1
         result.eligible_seen += row["scanned"]
         result.zero_amount += row["zero_amount"]
@@ -273,10 +291,14 @@ def credit_og_daily_bonus(
         result.total_coins += int(row["ledger_coins"])
         result.balance_increase += int(row["balance_increase"])
         result.credited_per_batch.append(row["credited_users"])
-        result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - batch_started)
+        result.longest_batch_seconds = max(
+            result.longest_batch_seconds, time.perf_counter() - batch_started
+        )
         if progress:
-            progress(f"og_daily_bonus {day}: batch {result.batches} (users {ids[0]}..{ids[-1]}): "
-                     f"{row['credited_users']} credited ({row['ledger_coins']} coins)")
+            progress(
+                f"og_daily_bonus {day}: batch {result.batches} (users {ids[0]}..{ids[-1]}): "
+                f"{row['credited_users']} credited ({row['ledger_coins']} coins)"
+            )
     result.complete = result.batches == len(offsets)
     result.seconds = time.perf_counter() - started
     return result
@@ -386,13 +408,17 @@ def check_balances_cover_ledger(engine: Engine) -> dg.AssetCheckResult:
     if sample:
         metadata["sample"] = dg.MetadataValue.md(_markdown_table(sample))
     return dg.AssetCheckResult(
-        check_name="bonus_balances_cover_ledger", passed=passed, metadata=metadata,
+        check_name="bonus_balances_cover_ledger",
+        passed=passed,
+        metadata=metadata,
         severity=dg.AssetCheckSeverity.ERROR,
         description="no negative bonus balance; no balance below the OG bonus credits in its ledger",
     )
 
 
-def check_one_credit_per_user(state: DayState, result: BonusResult | None = None) -> dg.AssetCheckResult:
+def check_one_credit_per_user(
+    state: DayState, result: BonusResult | None = None
+) -> dg.AssetCheckResult:
     """Every active OG user of the day has exactly one ledger row of the right amount, and
     this run added to balances exactly what it wrote to the ledger."""
     missing, wrong = state.total("missing"), state.total("wrong_amount")
@@ -408,9 +434,13 @@ def check_one_credit_per_user(state: DayState, result: BonusResult | None = None
     }
     if result is not None:
         passed = passed and result.complete and result.total_coins == result.balance_increase
-        metadata.update(run_ledger_coins=result.total_coins, run_balance_increase=result.balance_increase)
+        metadata.update(
+            run_ledger_coins=result.total_coins, run_balance_increase=result.balance_increase
+        )
     return dg.AssetCheckResult(
-        check_name="one_credit_per_active_og_user", passed=passed, metadata=metadata,
+        check_name="one_credit_per_active_og_user",
+        passed=passed,
+        metadata=metadata,
         severity=dg.AssetCheckSeverity.ERROR,
         description="each active OG user has exactly one ledger row of the day with the rule's amount",
     )
@@ -427,9 +457,15 @@ def _markdown_table(rows: list[dict]) -> str:
 
 def _tier_preview(state: DayState) -> str:
     rows = [
-        {"tier": t["tier_id"], "level": t["level"], "price_coins": t["price_coins"],
-         "duration_days": t["duration_days"], "daily_amount": t["amount"], "users": t["users"],
-         "credited": t["ledger_rows"]}
+        {
+            "tier": t["tier_id"],
+            "level": t["level"],
+            "price_coins": t["price_coins"],
+            "duration_days": t["duration_days"],
+            "daily_amount": t["amount"],
+            "users": t["users"],
+            "credited": t["ledger_rows"],
+        }
         for t in state.tiers
     ]
     return _markdown_table(rows)
@@ -437,9 +473,14 @@ def _tier_preview(state: DayState) -> str:
 
 # --- the asset ------------------------------------------------------------------------
 
+
 class OgDailyBonusConfig(dg.Config):
-    batch_size: int = Field(default=20_000, gt=0, le=1_000_000, description="Users credited per transaction.")
-    dry_run: bool = Field(default=False, description="Report what would be credited; credit nothing.")
+    batch_size: int = Field(
+        default=20_000, gt=0, le=1_000_000, description="Users credited per transaction."
+    )
+    dry_run: bool = Field(
+        default=False, description="Report what would be credited; credit nothing."
+    )
 
 
 @dg.asset(
@@ -457,13 +498,21 @@ class OgDailyBonusConfig(dg.Config):
         "day (idempotency key og_daily_bonus:<user>:<day>) and a bonus:credited event, exactly once."
     ),
     check_specs=[
-        dg.AssetCheckSpec("bonus_balances_cover_ledger", asset="og_daily_bonus",
-                          description="No negative bonus balance; none below the OG bonus credits in its ledger."),
-        dg.AssetCheckSpec("one_credit_per_active_og_user", asset="og_daily_bonus",
-                          description="Each active OG user of the day has exactly one ledger row of the right amount."),
+        dg.AssetCheckSpec(
+            "bonus_balances_cover_ledger",
+            asset="og_daily_bonus",
+            description="No negative bonus balance; none below the OG bonus credits in its ledger.",
+        ),
+        dg.AssetCheckSpec(
+            "one_credit_per_active_og_user",
+            asset="og_daily_bonus",
+            description="Each active OG user of the day has exactly one ledger row of the right amount.",
+        ),
     ],
 )
-def og_daily_bonus(context: dg.AssetExecutionContext, config: OgDailyBonusConfig, database: Database):
+def og_daily_bonus(
+    context: dg.AssetExecutionContext, config: OgDailyBonusConfig, database: Database
+):
     day = context.partition_key
     engine = database.engine
     if config.dry_run:
@@ -507,7 +556,10 @@ def og_daily_bonus(context: dg.AssetExecutionContext, config: OgDailyBonusConfig
             "longest_transaction_s": round(result.longest_batch_seconds, 3),
             "preview": dg.MetadataValue.md(_tier_preview(state)),
         },
-        check_results=[check_balances_cover_ledger(engine), check_one_credit_per_user(state, result)],
+        check_results=[
+            check_balances_cover_ledger(engine),
+            check_one_credit_per_user(state, result),
+        ],
     )
 
 

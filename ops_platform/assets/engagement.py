@@ -57,7 +57,9 @@ def _stream_score_sql(bind) -> str:
 
 
 # Live streams, and streams that ended inside the window; not streams starting later.
-ELIGIBLE_STREAM_SQL = "(s.is_live OR s.ended_at >= :since) AND (s.started_at IS NULL OR s.started_at <= :now)"
+ELIGIBLE_STREAM_SQL = (
+    "(s.is_live OR s.ended_at >= :since) AND (s.started_at IS NULL OR s.started_at <= :now)"
+)
 
 
 def rank_streams(
@@ -77,7 +79,10 @@ def rank_streams(
         "now": now,
         "since": now - window,
         **decay_params(now, half_life),
-        **{f"w_{kind}": float(weights.get(kind, default)) for kind, default in STREAM_EVENT_WEIGHTS.items()},
+        **{
+            f"w_{kind}": float(weights.get(kind, default))
+            for kind, default in STREAM_EVENT_WEIGHTS.items()
+        },
     }
     connection.execute(text("DELETE FROM stream_rankings"))
     inserted = connection.execute(
@@ -107,16 +112,25 @@ def ranking_preview(connection: Connection, limit: int = 10) -> str:
     ).all()
     return markdown_table(
         ("rank", "stream", "title", "live", "score"),
-        [(rank, sid, title, "yes" if live else "no", float(score)) for rank, sid, title, live, score in rows],
+        [
+            (rank, sid, title, "yes" if live else "no", float(score))
+            for rank, sid, title, live, score in rows
+        ],
     )
 
 
 class StreamRankingsConfig(dg.Config):
-    window_hours: float = Field(default=24.0, gt=0, le=24 * 30, description="Trailing window of events.")
-    half_life_hours: float = Field(default=6.0, gt=0, description="An event's weight halves every half-life.")
+    window_hours: float = Field(
+        default=24.0, gt=0, le=24 * 30, description="Trailing window of events."
+    )
+    half_life_hours: float = Field(
+        default=6.0, gt=0, description="An event's weight halves every half-life."
+    )
     view_weight: float = Field(default=STREAM_EVENT_WEIGHTS["view"], ge=0)
     chat_weight: float = Field(default=STREAM_EVENT_WEIGHTS["chat"], ge=0)
-    gift_weight: float = Field(default=STREAM_EVENT_WEIGHTS["gift"], ge=0, description="Points per coin gifted.")
+    gift_weight: float = Field(
+        default=STREAM_EVENT_WEIGHTS["gift"], ge=0, description="Points per coin gifted."
+    )
     follow_weight: float = Field(default=STREAM_EVENT_WEIGHTS["follow"], ge=0)
     share_weight: float = Field(default=STREAM_EVENT_WEIGHTS["share"], ge=0)
     preview_rows: int = Field(default=10, ge=1, le=100)
@@ -144,15 +158,22 @@ def stream_rankings(
     now = utcnow()
     with transient_retries(context), database.begin() as connection:
         result = rank_streams(
-            connection, now, timedelta(hours=config.window_hours),
-            timedelta(hours=config.half_life_hours), config.weights(),
+            connection,
+            now,
+            timedelta(hours=config.window_hours),
+            timedelta(hours=config.half_life_hours),
+            config.weights(),
         )
     with database.connect() as connection:
         active, top_score = connection.execute(
-            text("SELECT SUM(CASE WHEN score > 0 THEN 1 ELSE 0 END), MAX(score) FROM stream_rankings")
+            text(
+                "SELECT SUM(CASE WHEN score > 0 THEN 1 ELSE 0 END), MAX(score) FROM stream_rankings"
+            )
         ).one()
         preview = ranking_preview(connection, config.preview_rows)
-    context.log.info(f"ranked {result.streams_ranked} streams ({active or 0} with activity) in {result.seconds:.2f}s")
+    context.log.info(
+        f"ranked {result.streams_ranked} streams ({active or 0} with activity) in {result.seconds:.2f}s"
+    )
     return dg.MaterializeResult(
         metadata={
             "row_count": result.streams_ranked,
@@ -183,7 +204,12 @@ def stream_ranks_dense_and_unique(database: Database) -> dg.AssetCheckResult:
     passed = rows == distinct_ranks and (rows == 0 or (low == 1 and high == rows))
     return dg.AssetCheckResult(
         passed=passed,
-        metadata={"rows": rows, "distinct_ranks": distinct_ranks, "min_rank": low or 0, "max_rank": high or 0},
+        metadata={
+            "rows": rows,
+            "distinct_ranks": distinct_ranks,
+            "min_rank": low or 0,
+            "max_rank": high or 0,
+        },
     )
 
 
@@ -191,12 +217,19 @@ def stream_ranks_dense_and_unique(database: Database) -> dg.AssetCheckResult:
     asset=stream_rankings,
     description="Exactly one row per stream that was live or recently ended when the ranking was computed.",
 )
-def one_ranking_row_per_stream(context: dg.AssetCheckExecutionContext, database: Database) -> dg.AssetCheckResult:
+def one_ranking_row_per_stream(
+    context: dg.AssetCheckExecutionContext, database: Database
+) -> dg.AssetCheckResult:
     with database.connect() as connection:
-        computed_at = as_utc(connection.execute(text("SELECT MAX(computed_at) FROM stream_rankings")).scalar())
+        computed_at = as_utc(
+            connection.execute(text("SELECT MAX(computed_at) FROM stream_rankings")).scalar()
+        )
         if computed_at is None:
             computed_at = utcnow()
-        params = {"now": computed_at, "since": computed_at - timedelta(hours=_latest_window_hours(context))}
+        params = {
+            "now": computed_at,
+            "since": computed_at - timedelta(hours=_latest_window_hours(context)),
+        }
         missing = connection.execute(
             text(f"""
                 SELECT COUNT(*) FROM streams AS s
@@ -239,14 +272,18 @@ def _trust_update_sql(bind) -> str:
     # SQLite: a correlated sum per user, served by ix_reputation_events_user_id.
     return f"""
         UPDATE users
-        SET trust_score = {clamp(f'''(:base + COALESCE((
+        SET trust_score = {
+        clamp(f'''(:base + COALESCE((
                 SELECT SUM({decayed}) FROM reputation_events AS r
-                WHERE r.user_id = users.id AND r.created_at <= :now), 0.0))''')},
+                WHERE r.user_id = users.id AND r.created_at <= :now), 0.0))''')
+    },
             trust_score_updated_at = :now
     """
 
 
-def update_trust_scores(connection: Connection, now: datetime, base_score: float, half_life: timedelta) -> int:
+def update_trust_scores(
+    connection: Connection, now: datetime, base_score: float, half_life: timedelta
+) -> int:
     """Set `trust_score` and `trust_score_updated_at` of every user as of `now`;
     returns the number of users updated."""
     if not 0 <= base_score <= 100:
@@ -266,26 +303,37 @@ def trust_summary(connection: Connection, limit: int = 10) -> tuple[dict, str]:
         """)
     ).one()
     top = connection.execute(
-        text("SELECT id, email, trust_score FROM users ORDER BY trust_score DESC, id LIMIT :n"), {"n": limit}
+        text("SELECT id, email, trust_score FROM users ORDER BY trust_score DESC, id LIMIT :n"),
+        {"n": limit},
     ).all()
     bottom = connection.execute(
-        text("SELECT id, email, trust_score FROM users ORDER BY trust_score, id LIMIT :n"), {"n": min(limit, 5)}
+        text("SELECT id, email, trust_score FROM users ORDER BY trust_score, id LIMIT :n"),
+        {"n": min(limit, 5)},
     ).all()
     figures = {
         "users": int(users or 0),
-        "min_score": float(low or 0), "avg_score": round(float(avg or 0), 3), "max_score": float(high or 0),
-        "users_at_0": int(at_zero or 0), "users_at_100": int(at_hundred or 0),
+        "min_score": float(low or 0),
+        "avg_score": round(float(avg or 0), 3),
+        "max_score": float(high or 0),
+        "users_at_0": int(at_zero or 0),
+        "users_at_100": int(at_hundred or 0),
     }
     preview = (
-        "**Highest trust**\n\n" + markdown_table(("user", "email", "trust"), [(i, e, float(s)) for i, e, s in top])
-        + "\n\n**Lowest trust**\n\n" + markdown_table(("user", "email", "trust"), [(i, e, float(s)) for i, e, s in bottom])
+        "**Highest trust**\n\n"
+        + markdown_table(("user", "email", "trust"), [(i, e, float(s)) for i, e, s in top])
+        + "\n\n**Lowest trust**\n\n"
+        + markdown_table(("user", "email", "trust"), [(i, e, float(s)) for i, e, s in bottom])
     )
     return figures, preview
 
 
 class TrustScoresConfig(dg.Config):
-    base_score: float = Field(default=50.0, ge=0, le=100, description="Score of a user without reputation events.")
-    half_life_days: float = Field(default=90.0, gt=0, description="A reputation event's weight halves every half-life.")
+    base_score: float = Field(
+        default=50.0, ge=0, le=100, description="Score of a user without reputation events."
+    )
+    half_life_days: float = Field(
+        default=90.0, gt=0, description="A reputation event's weight halves every half-life."
+    )
     preview_rows: int = Field(default=10, ge=1, le=100)
 
 
@@ -308,7 +356,9 @@ def user_trust_scores(
     now = utcnow()
     started = time.perf_counter()
     with transient_retries(context), database.begin() as connection:
-        updated = update_trust_scores(connection, now, config.base_score, timedelta(days=config.half_life_days))
+        updated = update_trust_scores(
+            connection, now, config.base_score, timedelta(days=config.half_life_days)
+        )
     seconds = time.perf_counter() - started
     with database.connect() as connection:
         figures, preview = trust_summary(connection, config.preview_rows)
@@ -330,9 +380,13 @@ def user_trust_scores(
 def trust_scores_within_range(database: Database) -> dg.AssetCheckResult:
     with database.connect() as connection:
         out_of_range = connection.execute(
-            text("SELECT COUNT(*) FROM users WHERE trust_score IS NULL OR trust_score < 0 OR trust_score > 100")
+            text(
+                "SELECT COUNT(*) FROM users WHERE trust_score IS NULL OR trust_score < 0 OR trust_score > 100"
+            )
         ).scalar()
-    return dg.AssetCheckResult(passed=out_of_range == 0, metadata={"users_out_of_range": out_of_range})
+    return dg.AssetCheckResult(
+        passed=out_of_range == 0, metadata={"users_out_of_range": out_of_range}
+    )
 
 
 @dg.asset_check(

@@ -29,7 +29,12 @@ from ops_platform.assets._sql_assets import OWNERS, markdown_table
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.db.schema import GAME_TYPES
-from ops_platform.jobs._common import MAX_TRANSIENT_RETRIES, backoff_seconds, is_transient, transient_retries
+from ops_platform.jobs._common import (
+    MAX_TRANSIENT_RETRIES,
+    backoff_seconds,
+    is_transient,
+    transient_retries,
+)
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool
 
@@ -41,11 +46,17 @@ PRIZE_POOLS_START_DATE = "2025-12-01"
 
 GAME_TYPE_PARTITIONS = dg.StaticPartitionsDefinition(list(GAME_TYPES))
 DAILY_POOL_PARTITIONS = dg.MultiPartitionsDefinition(
-    {"date": dg.DailyPartitionsDefinition(start_date=PRIZE_POOLS_START_DATE), "game_type": GAME_TYPE_PARTITIONS}
+    {
+        "date": dg.DailyPartitionsDefinition(start_date=PRIZE_POOLS_START_DATE),
+        "game_type": GAME_TYPE_PARTITIONS,
+    }
 )
 # Weeks start on Monday (day_offset=1); the date key is that Monday.
 WEEKLY_POOL_PARTITIONS = dg.MultiPartitionsDefinition(
-    {"date": dg.WeeklyPartitionsDefinition(start_date=PRIZE_POOLS_START_DATE, day_offset=1), "game_type": GAME_TYPE_PARTITIONS}
+    {
+        "date": dg.WeeklyPartitionsDefinition(start_date=PRIZE_POOLS_START_DATE, day_offset=1),
+        "game_type": GAME_TYPE_PARTITIONS,
+    }
 )
 
 
@@ -111,7 +122,9 @@ def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -
 
 def board_sizes(connection: Connection) -> dict[tuple[str, str], int]:
     rows = connection.execute(
-        text("SELECT game_type, period, COUNT(*) FROM leaderboard_standings GROUP BY game_type, period")
+        text(
+            "SELECT game_type, period, COUNT(*) FROM leaderboard_standings GROUP BY game_type, period"
+        )
     ).all()
     sizes = {(game, period): 0 for game in GAME_TYPES for period in BOARD_PERIODS}
     sizes.update({(game, period): count for game, period, count in rows})
@@ -145,7 +158,9 @@ class LeaderboardsConfig(dg.Config):
     ),
     metadata={"dagster/table_name": "leaderboard_standings"},
 )
-def leaderboards(context: dg.AssetExecutionContext, config: LeaderboardsConfig, database: Database) -> dg.MaterializeResult:
+def leaderboards(
+    context: dg.AssetExecutionContext, config: LeaderboardsConfig, database: Database
+) -> dg.MaterializeResult:
     now = utcnow()
     started = time.perf_counter()
     with transient_retries(context), database.begin() as connection:
@@ -163,14 +178,22 @@ def leaderboards(context: dg.AssetExecutionContext, config: LeaderboardsConfig, 
             "duration_s": round(seconds, 3),
             "computed_at": now.isoformat(),
             "board_sizes": dg.MetadataValue.md(
-                markdown_table(("game", "period", "players"), [(g, p, n) for (g, p), n in sorted(sizes.items())])
+                markdown_table(
+                    ("game", "period", "players"),
+                    [(g, p, n) for (g, p), n in sorted(sizes.items())],
+                )
             ),
-            "preview": dg.MetadataValue.md(f"Top 3 of every board as of {now:%Y-%m-%d %H:%M} UTC\n\n{preview}"),
+            "preview": dg.MetadataValue.md(
+                f"Top 3 of every board as of {now:%Y-%m-%d %H:%M} UTC\n\n{preview}"
+            ),
         }
     )
 
 
-@dg.asset_check(asset=leaderboards, description="Every game type × period board can be read (top entry query works).")
+@dg.asset_check(
+    asset=leaderboards,
+    description="Every game type × period board can be read (top entry query works).",
+)
 def every_board_readable(database: Database) -> dg.AssetCheckResult:
     unreadable: list[str] = []
     leaders = 0
@@ -186,7 +209,9 @@ def every_board_readable(database: Database) -> dg.AssetCheckResult:
                         {"game": game, "period": period},
                     ).first()
                     leaders += top is not None
-                except Exception as error:  # the check reports it, the asset stays readable otherwise
+                except (
+                    Exception
+                ) as error:  # the check reports it, the asset stays readable otherwise
                     connection.rollback()
                     unreadable.append(f"{game}/{period}: {error.__class__.__name__}")
     return dg.AssetCheckResult(
@@ -199,7 +224,9 @@ def every_board_readable(database: Database) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=leaderboards, description="On every board the ranks are 1..N with no gaps or duplicates.")
+@dg.asset_check(
+    asset=leaderboards, description="On every board the ranks are 1..N with no gaps or duplicates."
+)
 def leaderboard_ranks_dense(database: Database) -> dg.AssetCheckResult:
     with database.connect() as connection:
         rows = connection.execute(
@@ -246,7 +273,11 @@ ENTRIES_WITH_ARCHIVE = """(
 
 
 def _entries_source(start: datetime, now: datetime) -> str:
-    return ENTRIES_WITH_ARCHIVE if start < now - READ_ARCHIVE_FOR_PERIODS_OLDER_THAN else "leaderboard_entries"
+    return (
+        ENTRIES_WITH_ARCHIVE
+        if start < now - READ_ARCHIVE_FOR_PERIODS_OLDER_THAN
+        else "leaderboard_entries"
+    )
 
 
 def _finalize_sql(source: str) -> str:
@@ -285,7 +316,9 @@ def finalize_prize_pool(
     if period not in ("daily", "weekly"):
         raise ValueError(f"unknown prize pool period {period!r}; periods are daily, weekly")
     if end > now:
-        raise ValueError(f"the {period} {game_type} period starting {start:%Y-%m-%d} is not over until {end:%Y-%m-%d %H:%M} UTC")
+        raise ValueError(
+            f"the {period} {game_type} period starting {start:%Y-%m-%d} is not over until {end:%Y-%m-%d %H:%M} UTC"
+        )
     key = {"game_type": game_type, "period": period, "period_start": start.date()}
     connection.execute(
         text("""
@@ -296,7 +329,9 @@ def finalize_prize_pool(
         key,
     )
     source = _entries_source(start, now)
-    changed = connection.execute(text(_finalize_sql(source)), {**key, "start": start, "end": end, "now": now}).rowcount
+    changed = connection.execute(
+        text(_finalize_sql(source)), {**key, "start": start, "end": end, "now": now}
+    ).rowcount
     status, winner, score, amount, finalized_at = connection.execute(
         text("""
             SELECT status, winner_address, winning_score, total_amount, finalized_at FROM prize_pools
@@ -312,10 +347,16 @@ def finalize_prize_pool(
         {"game_type": game_type, "start": start, "end": end},
     ).scalar()
     return PoolResult(
-        game_type=game_type, period=period, period_start=start.date(), status=status,
-        winner_address=winner, winning_score=None if score is None else int(score),
-        total_amount=float(amount or 0), finalized_at=as_utc(finalized_at),
-        finalized_now=bool(changed), entries_in_period=int(entries),
+        game_type=game_type,
+        period=period,
+        period_start=start.date(),
+        status=status,
+        winner_address=winner,
+        winning_score=None if score is None else int(score),
+        total_amount=float(amount or 0),
+        finalized_at=as_utc(finalized_at),
+        finalized_now=bool(changed),
+        entries_in_period=int(entries),
     )
 
 
@@ -344,11 +385,21 @@ def _range_metadata(results: list[tuple[str, PoolResult]], seconds: float) -> di
         "with_winner": sum(r.status == "finalized" for _, r in results),
         "no_winner": sum(r.status == "no_winner" for _, r in results),
         "duration_s": round(seconds, 3),
-        "preview": dg.MetadataValue.md(markdown_table(
-            ("partition", "status", "winner", "score", "this run"),
-            [(key, r.status, r.winner_address, r.winning_score, "finalized" if r.finalized_now else "unchanged")
-             for key, r in results],
-        )),
+        "preview": dg.MetadataValue.md(
+            markdown_table(
+                ("partition", "status", "winner", "score", "this run"),
+                [
+                    (
+                        key,
+                        r.status,
+                        r.winner_address,
+                        r.winning_score,
+                        "finalized" if r.finalized_now else "unchanged",
+                    )
+                    for key, r in results
+                ],
+            )
+        ),
     }
 
 
@@ -369,12 +420,19 @@ def materialize_pools(
     failures: list[tuple[str, Exception]] = []
     for partition_key in context.partition_keys:
         keys = partitions_def.get_partition_key_from_str(partition_key).keys_by_dimension
-        game_type, window = keys["game_type"], time_dim.partitions_def.time_window_for_partition_key(keys[time_dim.name])
+        game_type, window = (
+            keys["game_type"],
+            time_dim.partitions_def.time_window_for_partition_key(keys[time_dim.name]),
+        )
         try:
             with database.begin() as connection:
-                result = finalize_prize_pool(connection, game_type, period, window.start, window.end, now)
+                result = finalize_prize_pool(
+                    connection, game_type, period, window.start, window.end, now
+                )
         except Exception as error:
-            context.log.error(f"{period} prize pool {partition_key} failed: {error.__class__.__name__}: {error}")
+            context.log.error(
+                f"{period} prize pool {partition_key} failed: {error.__class__.__name__}: {error}"
+            )
             failures.append((partition_key, error))
             continue
         if len(context.partition_keys) <= 10:  # a backfill's range is summed up below instead
@@ -391,20 +449,33 @@ def materialize_pools(
         )
     if failures:
         for partition_key, result, end in results:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=partition_key, metadata=_pool_metadata(result, end))
+            yield dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=partition_key,
+                metadata=_pool_metadata(result, end),
+            )
         _raise_for(context, period, failures, len(context.partition_keys))
     if len(results) == 1:
         _, result, end = results[0]
-        yield dg.MaterializeResult(metadata={**_pool_metadata(result, end), "duration_s": round(time.perf_counter() - started, 3)})
+        yield dg.MaterializeResult(
+            metadata={
+                **_pool_metadata(result, end),
+                "duration_s": round(time.perf_counter() - started, 3),
+            }
+        )
     else:
-        yield dg.MaterializeResult(metadata=_range_metadata([(k, r) for k, r, _ in results], time.perf_counter() - started))
+        yield dg.MaterializeResult(
+            metadata=_range_metadata([(k, r) for k, r, _ in results], time.perf_counter() - started)
+        )
 
 
 def _raise_for(context, period: str, failures: list[tuple[str, Exception]], total: int) -> None:
     transient = [error for _, error in failures if is_transient(error)]
     if len(transient) == len(failures) and context.retry_number < MAX_TRANSIENT_RETRIES:
         # Only lost connections and the like: retry the run (final pools are left alone).
-        raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=backoff_seconds(context.retry_number)) from transient[0]
+        raise dg.RetryRequested(
+            max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=backoff_seconds(context.retry_number)
+        ) from transient[0]
     listed = "; ".join(f"{key}: {error.__class__.__name__}: {error}" for key, error in failures)
     raise dg.Failure(
         description=f"{len(failures)} of {total} {period} prize pools failed (the others were finalized): {listed}",
@@ -412,7 +483,9 @@ def _raise_for(context, period: str, failures: list[tuple[str, Exception]], tota
     )
 
 
-def _pool_asset(name: str, period: str, partitions_def: dg.MultiPartitionsDefinition, description: str):
+def _pool_asset(
+    name: str, period: str, partitions_def: dg.MultiPartitionsDefinition, description: str
+):
     @dg.asset(
         name=name,
         pool=asset_pool(name),
@@ -433,13 +506,17 @@ def _pool_asset(name: str, period: str, partitions_def: dg.MultiPartitionsDefini
 
 
 daily_prize_pools = _pool_asset(
-    "daily_prize_pools", "daily", DAILY_POOL_PARTITIONS,
+    "daily_prize_pools",
+    "daily",
+    DAILY_POOL_PARTITIONS,
     "Finalizes each day's prize pool per game type with the day's top scorer (earliest score "
     "wins a tie); a day without scores is `no_winner`. Partitioned by UTC day × game type; a "
     "finalized pool is never changed again. Table `prize_pools` (period 'daily').",
 )
 weekly_prize_pools = _pool_asset(
-    "weekly_prize_pools", "weekly", WEEKLY_POOL_PARTITIONS,
+    "weekly_prize_pools",
+    "weekly",
+    WEEKLY_POOL_PARTITIONS,
     "Finalizes each week's (Monday to Monday, UTC) prize pool per game type with the week's "
     "top scorer (earliest score wins a tie); a week without scores is `no_winner`. Partitioned "
     "by week × game type; a finalized pool is never changed again. Table `prize_pools` (period 'weekly').",
@@ -478,7 +555,9 @@ def _one_winner_check(asset, period: str):
             "final_without_finalized_at": int(unstamped or 0),
             "duplicated_pools": int(duplicated or 0),
         }
-        return dg.AssetCheckResult(passed=not any(problems.values()), metadata={"pools": pools, **problems})
+        return dg.AssetCheckResult(
+            passed=not any(problems.values()), metadata={"pools": pools, **problems}
+        )
 
     return _check
 

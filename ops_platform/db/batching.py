@@ -138,14 +138,22 @@ def run_in_batches(
     while True:
         batch_started = time.perf_counter()
         with engine.begin() as connection:
-            selected, upper = connection.execute(bound, {**params, "_after": after, "_limit": batch_size}).one()
+            selected, upper = connection.execute(
+                bound, {**params, "_after": after, "_limit": batch_size}
+            ).one()
             if selected:
-                changed = step(connection, batch_where, {**params, "_after": after, "_upper": upper})
+                changed = step(
+                    connection, batch_where, {**params, "_after": after, "_upper": upper}
+                )
         elapsed = time.perf_counter() - batch_started
         if not selected:
             break
         for changed_label, count in changed.items():
-            table_of = table if changed_label == label else (tables or {}).get(changed_label, changed_label)
+            table_of = (
+                table
+                if changed_label == label
+                else (tables or {}).get(changed_label, changed_label)
+            )
             totals.add(changed_label, table_of, count)
         primary.batches += 1
         primary.longest_batch_seconds = max(primary.longest_batch_seconds, elapsed)
@@ -176,16 +184,20 @@ def dry_run_results(
     started = time.perf_counter()
     label = label or table
     with engine.connect() as connection:
-        results = [BatchResult(table=table, label=label, matched=count_rows(connection, table, where, params))]
-        for follower in followers:
-            follower_where = (
-                f"{follower.foreign_key} IN (SELECT {key} FROM {table} WHERE {where}) AND ({follower.where})"
+        results = [
+            BatchResult(
+                table=table, label=label, matched=count_rows(connection, table, where, params)
             )
-            results.append(BatchResult(
-                table=follower.table,
-                label=follower.name,
-                matched=count_rows(connection, follower.table, follower_where, params),
-            ))
+        ]
+        for follower in followers:
+            follower_where = f"{follower.foreign_key} IN (SELECT {key} FROM {table} WHERE {where}) AND ({follower.where})"
+            results.append(
+                BatchResult(
+                    table=follower.table,
+                    label=follower.name,
+                    matched=count_rows(connection, follower.table, follower_where, params),
+                )
+            )
     for result in results:
         result.seconds = time.perf_counter() - started
     return results
@@ -207,7 +219,11 @@ def delete_batch(
     """Delete the batch's rows and, in the same transaction, their dependent rows."""
     label = label or table
     if not dependents:
-        return {label: connection.execute(text(f"DELETE FROM {table} WHERE {batch_where}"), params).rowcount}
+        return {
+            label: connection.execute(
+                text(f"DELETE FROM {table} WHERE {batch_where}"), params
+            ).rowcount
+        }
     if is_postgres(connection):
         ctes = [f"gone AS (DELETE FROM {table} WHERE {batch_where} RETURNING {key})"]
         for n, dependent in enumerate(dependents):
@@ -215,16 +231,27 @@ def delete_batch(
                 f"d{n} AS (DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
                 f"(SELECT {key} FROM gone) AND ({dependent.where}) RETURNING 1)"
             )
-        counts = ", ".join(["(SELECT count(*) FROM gone)"] + [f"(SELECT count(*) FROM d{n})" for n in range(len(dependents))])
+        counts = ", ".join(
+            ["(SELECT count(*) FROM gone)"]
+            + [f"(SELECT count(*) FROM d{n})" for n in range(len(dependents))]
+        )
         row = connection.execute(text(f"WITH {', '.join(ctes)} SELECT {counts}"), params).one()
         return {label: row[0], **{d.name: row[n + 1] for n, d in enumerate(dependents)}}
     changed = {}
     for dependent in dependents:
-        changed[dependent.name] = connection.execute(text(
-            f"DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
-            f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({dependent.where})"
-        ), params).rowcount
-    return {label: connection.execute(text(f"DELETE FROM {table} WHERE {batch_where}"), params).rowcount, **changed}
+        changed[dependent.name] = connection.execute(
+            text(
+                f"DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
+                f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({dependent.where})"
+            ),
+            params,
+        ).rowcount
+    return {
+        label: connection.execute(
+            text(f"DELETE FROM {table} WHERE {batch_where}"), params
+        ).rowcount,
+        **changed,
+    }
 
 
 def update_batch(
@@ -244,11 +271,17 @@ def update_batch(
     label = label or table
     params = {**params, "_event": event.event if event else None}
     if not event and not followers:
-        return {label: connection.execute(text(f"UPDATE {table} SET {set_sql} WHERE {batch_where}"), params).rowcount}
+        return {
+            label: connection.execute(
+                text(f"UPDATE {table} SET {set_sql} WHERE {batch_where}"), params
+            ).rowcount
+        }
     payload = json_object_sql(connection, event.payload) if event else None
     insert_event = "INSERT INTO realtime_events (channel, event, payload, created_at) "
     if is_postgres(connection):
-        ctes = [f"changed AS (UPDATE {table} SET {set_sql} WHERE {batch_where} RETURNING {table}.*)"]
+        ctes = [
+            f"changed AS (UPDATE {table} SET {set_sql} WHERE {batch_where} RETURNING {table}.*)"
+        ]
         for n, follower in enumerate(followers):
             ctes.append(
                 f"f{n} AS (UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
@@ -259,10 +292,14 @@ def update_batch(
                 f"events AS ({insert_event}SELECT {event.channel_sql}, :_event, {payload}, :now "
                 f"FROM changed RETURNING 1)"
             )
-        counts = ["(SELECT count(*) FROM changed)"] + [f"(SELECT count(*) FROM f{n})" for n in range(len(followers))]
+        counts = ["(SELECT count(*) FROM changed)"] + [
+            f"(SELECT count(*) FROM f{n})" for n in range(len(followers))
+        ]
         if event:
             counts.append("(SELECT count(*) FROM events)")
-        row = connection.execute(text(f"WITH {', '.join(ctes)} SELECT {', '.join(counts)}"), params).one()
+        row = connection.execute(
+            text(f"WITH {', '.join(ctes)} SELECT {', '.join(counts)}"), params
+        ).one()
         changed = {label: row[0], **{f.name: row[n + 1] for n, f in enumerate(followers)}}
         if event:
             changed["realtime_events"] = row[-1]
@@ -271,17 +308,27 @@ def update_batch(
     # first; the first write takes the writer lock, so nothing changes in between.
     changed = {}
     for follower in followers:
-        changed[follower.name] = connection.execute(text(
-            f"UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
-            f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({follower.where})"
-        ), params).rowcount
+        changed[follower.name] = connection.execute(
+            text(
+                f"UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
+                f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({follower.where})"
+            ),
+            params,
+        ).rowcount
     if event:
-        changed["realtime_events"] = connection.execute(text(
-            f"{insert_event}SELECT {event.channel_sql}, :_event, {payload}, :now FROM {table} WHERE {batch_where}"
-        ), params).rowcount
-    updated = connection.execute(text(f"UPDATE {table} SET {set_sql} WHERE {batch_where}"), params).rowcount
+        changed["realtime_events"] = connection.execute(
+            text(
+                f"{insert_event}SELECT {event.channel_sql}, :_event, {payload}, :now FROM {table} WHERE {batch_where}"
+            ),
+            params,
+        ).rowcount
+    updated = connection.execute(
+        text(f"UPDATE {table} SET {set_sql} WHERE {batch_where}"), params
+    ).rowcount
     if event and changed["realtime_events"] != updated:
-        raise RuntimeError(f"{table}: {updated} rows updated but {changed['realtime_events']} events written")
+        raise RuntimeError(
+            f"{table}: {updated} rows updated but {changed['realtime_events']} events written"
+        )
     return {label: updated, **changed}
 
 
@@ -309,17 +356,23 @@ def move_batch(
     source_columns = ", ".join(columns)
     values = ", ".join([*columns, *extra.values()])
     if is_postgres(connection):
-        row = connection.execute(text(
-            f"WITH moved AS (DELETE FROM {source} WHERE {batch_where} RETURNING {source_columns}), "
-            f"copied AS (INSERT INTO {target} ({target_columns}) SELECT {values} FROM moved "
-            f"ON CONFLICT ({target_key}) DO NOTHING RETURNING 1) "
-            f"SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM copied)"
-        ), params).one()
+        row = connection.execute(
+            text(
+                f"WITH moved AS (DELETE FROM {source} WHERE {batch_where} RETURNING {source_columns}), "
+                f"copied AS (INSERT INTO {target} ({target_columns}) SELECT {values} FROM moved "
+                f"ON CONFLICT ({target_key}) DO NOTHING RETURNING 1) "
+                f"SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM copied)"
+            ),
+            params,
+        ).one()
         return {label: row[0], target: row[1]}
-    copied = connection.execute(text(
-        f"INSERT INTO {target} ({target_columns}) SELECT {values} FROM {source} "
-        f"WHERE {batch_where} ON CONFLICT ({target_key}) DO NOTHING"
-    ), params).rowcount
+    copied = connection.execute(
+        text(
+            f"INSERT INTO {target} ({target_columns}) SELECT {values} FROM {source} "
+            f"WHERE {batch_where} ON CONFLICT ({target_key}) DO NOTHING"
+        ),
+        params,
+    ).rowcount
     moved = connection.execute(text(f"DELETE FROM {source} WHERE {batch_where}"), params).rowcount
     return {label: moved, target: copied}
 
@@ -346,8 +399,17 @@ def delete_in_batches(
     if dry_run:
         return dry_run_results(engine, table, where, params, label=label)[0]
     [result] = run_in_batches(
-        engine, table, where, params,
-        lambda connection, batch_where, batch_params: delete_batch(connection, table, batch_where, batch_params, label=label),
-        batch_size=batch_size, progress=progress, label=label, key=key, verb="deleted",
+        engine,
+        table,
+        where,
+        params,
+        lambda connection, batch_where, batch_params: delete_batch(
+            connection, table, batch_where, batch_params, label=label
+        ),
+        batch_size=batch_size,
+        progress=progress,
+        label=label,
+        key=key,
+        verb="deleted",
     )
     return result

@@ -42,7 +42,9 @@ class Frame:
 @lru_cache(maxsize=None)
 def _time_of_day_text(suffix: str) -> np.ndarray:
     """'HH:MM:SS<suffix>' for every second of a day, indexed by second of the day."""
-    times = [f"{h:02d}:{m:02d}:{s:02d}{suffix}" for h in range(24) for m in range(60) for s in range(60)]
+    times = [
+        f"{h:02d}:{m:02d}:{s:02d}{suffix}" for h in range(24) for m in range(60) for s in range(60)
+    ]
     return np.array(times, dtype=object)
 
 
@@ -71,8 +73,9 @@ def _escape_copy_text(values: list) -> list:
     if not any(ch in joined for ch in "\\\t\n\r"):
         return values
     return [
-        None if v is None else
-        v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        None
+        if v is None
+        else v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
         for v in values
     ]
 
@@ -97,7 +100,11 @@ class _Formatter:
                     return self._dates(values)
                 return self._timestamps.format(values, self.null).tolist()
             if kind == "b":
-                return np.where(values, "t", "f").tolist() if self.copy_text else values.astype(np.int8).tolist()
+                return (
+                    np.where(values, "t", "f").tolist()
+                    if self.copy_text
+                    else values.astype(np.int8).tolist()
+                )
             if kind in "iu":
                 return list(map(str, values.tolist())) if self.copy_text else values.tolist()
             if kind == "f":
@@ -112,13 +119,17 @@ class _Formatter:
     def _masked_ints(self, values: np.ma.MaskedArray) -> list:
         mask = np.ma.getmaskarray(values)
         data = values.data.astype(np.int64)
-        out = np.array(list(map(str, data.tolist())) if self.copy_text else data.tolist(), dtype=object)
+        out = np.array(
+            list(map(str, data.tolist())) if self.copy_text else data.tolist(), dtype=object
+        )
         out[mask] = self.null
         return out.tolist()
 
     def _floats(self, values: np.ndarray) -> list:
         missing = np.isnan(values)
-        out = np.array(list(map(repr, values.tolist())) if self.copy_text else values.tolist(), dtype=object)
+        out = np.array(
+            list(map(repr, values.tolist())) if self.copy_text else values.tolist(), dtype=object
+        )
         out[missing] = self.null
         return out.tolist()
 
@@ -165,7 +176,9 @@ def copy_frame_postgres(dbapi_connection, frame: Frame, table=None, *, freeze: b
             if kinds:
                 copy.write(BINARY_SIGNATURE)
                 for start in range(0, len(frame), CHUNK_ROWS):
-                    copy.write(_binary_rows(frame, kinds, start, min(start + CHUNK_ROWS, len(frame))))
+                    copy.write(
+                        _binary_rows(frame, kinds, start, min(start + CHUNK_ROWS, len(frame)))
+                    )
                 copy.write(BINARY_TRAILER)
             else:
                 formatter = _Formatter(copy_text=True)
@@ -178,12 +191,29 @@ def copy_frame_postgres(dbapi_connection, frame: Frame, table=None, *, freeze: b
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no header extension
 BINARY_TRAILER = b"\xff\xff"
 PG_EPOCH_SECONDS = 946_684_800  # 2000-01-01, where Postgres counts timestamps and dates from
-_FIXED_WIDTH = {"int8": ">i8", "int4": ">i4", "float8": ">f8", "bool": "u1", "timestamp": ">i8", "date": ">i4"}
+_FIXED_WIDTH = {
+    "int8": ">i8",
+    "int4": ">i4",
+    "float8": ">f8",
+    "bool": "u1",
+    "timestamp": ">i8",
+    "date": ">i4",
+}
 
 
 def _binary_kinds(frame: Frame, table) -> list[str] | None:
     """The wire type of each frame column, or None when one is not supported (e.g. numeric)."""
-    from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, Integer, SmallInteger, String
+    from sqlalchemy import (
+        JSON,
+        BigInteger,
+        Boolean,
+        Date,
+        DateTime,
+        Float,
+        Integer,
+        SmallInteger,
+        String,
+    )
 
     kinds = []
     for name in frame.columns:
@@ -220,8 +250,14 @@ def _binary_field(values, kind: str) -> tuple[np.ndarray, np.ndarray]:
         except UnicodeEncodeError:
             raw = np.array([v.encode() for v in items], dtype="S")
         width = max(raw.dtype.itemsize, 1)
-        payload = raw.view(np.uint8).reshape(n, raw.dtype.itemsize) if raw.dtype.itemsize else np.zeros((n, 1), np.uint8)
-        lengths = np.char.str_len(raw).astype(np.int64) if raw.dtype.itemsize else np.zeros(n, np.int64)
+        payload = (
+            raw.view(np.uint8).reshape(n, raw.dtype.itemsize)
+            if raw.dtype.itemsize
+            else np.zeros((n, 1), np.uint8)
+        )
+        lengths = (
+            np.char.str_len(raw).astype(np.int64) if raw.dtype.itemsize else np.zeros(n, np.int64)
+        )
         return payload[:, :width], np.where(missing, -1, lengths)
     if isinstance(values, np.ma.MaskedArray):
         missing, data = np.ma.getmaskarray(values), values.data
@@ -248,7 +284,10 @@ def _binary_rows(frame: Frame, kinds: list[str], start: int, stop: int) -> bytes
     the kept bytes row by row: exactly the wire format, without a loop over rows.
     """
     n = stop - start
-    fields = [_binary_field(values[start:stop], kind) for values, kind in zip(frame.columns.values(), kinds)]
+    fields = [
+        _binary_field(values[start:stop], kind)
+        for values, kind in zip(frame.columns.values(), kinds)
+    ]
     width = 2 + sum(4 + payload.shape[1] for payload, _ in fields)
     matrix = np.zeros((n, width), dtype=np.uint8)
     keep = np.zeros((n, width), dtype=bool)
@@ -257,10 +296,10 @@ def _binary_rows(frame: Frame, kinds: list[str], start: int, stop: int) -> bytes
     offset = 2
     for payload, lengths in fields:
         size = payload.shape[1]
-        matrix[:, offset:offset + 4] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
-        matrix[:, offset + 4:offset + 4 + size] = payload
-        keep[:, offset:offset + 4] = True
-        keep[:, offset + 4:offset + 4 + size] = np.arange(size) < lengths[:, None]
+        matrix[:, offset : offset + 4] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
+        matrix[:, offset + 4 : offset + 4 + size] = payload
+        keep[:, offset : offset + 4] = True
+        keep[:, offset + 4 : offset + 4 + size] = np.arange(size) < lengths[:, None]
         offset += 4 + size
     return matrix[keep].tobytes()
 
@@ -279,4 +318,3 @@ def insert_frame_sqlite(dbapi_connection, frame: Frame) -> int:
     finally:
         cursor.close()
     return len(frame)
-

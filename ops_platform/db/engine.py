@@ -27,7 +27,12 @@ sqlite3.register_adapter(datetime, _adapt_datetime)
 def psycopg_url(url: str) -> str:
     """The SQLAlchemy URL of a Postgres server, on the psycopg 3 driver (the fast paths, such
     as COPY in the seed, use its API)."""
-    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url

@@ -61,8 +61,12 @@ users = Table(
     Column("og_tier_id", Id),
     Column("og_expires_at", Ts),
     Index("ix_users_email", "email"),
-    Index("ix_users_unverified", "created_at", postgresql_where=text("email_verified_at IS NULL"),
-          sqlite_where=text("email_verified_at IS NULL")),
+    Index(
+        "ix_users_unverified",
+        "created_at",
+        postgresql_where=text("email_verified_at IS NULL"),
+        sqlite_where=text("email_verified_at IS NULL"),
+    ),
     Index("ix_users_og", "og_level", "og_expires_at"),
 )
 
@@ -428,7 +432,9 @@ prize_pools = Table(
     Column("winner_address", String(64)),
     Column("winning_score", BigInteger),
     Column("finalized_at", Ts),
-    UniqueConstraint("game_type", "period", "period_start", name="uq_prize_pools_game_period_start"),
+    UniqueConstraint(
+        "game_type", "period", "period_start", name="uq_prize_pools_game_period_start"
+    ),
 )
 
 # --- learning (analytics) -------------------------------------------------------------
@@ -561,11 +567,37 @@ ops_job_locks = Table(
 )
 
 CONTRACT_TABLES = (
-    "users", "sessions", "refresh_tokens", "email_verification_tokens", "password_reset_tokens",
-    "secrets", "og_tiers", "coin_transactions", "payments", "projects", "project_team",
-    "project_payment_status", "payment_reminders", "deliverables", "notifications",
-    "notification_email_queue", "realtime_events", "streams", "stream_events",
-    "stream_rankings", "reputation_events", "thrones", "festivals", "gifts", "game_sessions",
-    "leaderboard_entries", "prize_pools", "courses", "enrollments", "learning_events",
-    "stored_files", "webhook_events", "security_alerts",
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "email_verification_tokens",
+    "password_reset_tokens",
+    "secrets",
+    "og_tiers",
+    "coin_transactions",
+    "payments",
+    "projects",
+    "project_team",
+    "project_payment_status",
+    "payment_reminders",
+    "deliverables",
+    "notifications",
+    "notification_email_queue",
+    "realtime_events",
+    "streams",
+    "stream_events",
+    "stream_rankings",
+    "reputation_events",
+    "thrones",
+    "festivals",
+    "gifts",
+    "game_sessions",
+    "leaderboard_entries",
+    "prize_pools",
+    "courses",
+    "enrollments",
+    "learning_events",
+    "stored_files",
+    "webhook_events",
+    "security_alerts",
 )

@@ -77,8 +77,14 @@ def _tables_to_empty(engine: Engine) -> list[str]:
     present = set(inspect(engine).get_table_names())
     missing = [name for name in schema.CONTRACT_TABLES if name not in present]
     if missing:
-        raise RuntimeError(f"the app database lacks tables {', '.join(missing)}: run `ops-platform db upgrade` first")
-    return [t.name for t in schema.metadata.sorted_tables if t.name in present and t.name not in KEPT_TABLES]
+        raise RuntimeError(
+            f"the app database lacks tables {', '.join(missing)}: run `ops-platform db upgrade` first"
+        )
+    return [
+        t.name
+        for t in schema.metadata.sorted_tables
+        if t.name in present and t.name not in KEPT_TABLES
+    ]
 
 
 def _frames(ctx: Context) -> Iterator[tuple[Frame, float]]:
@@ -92,8 +98,10 @@ def _frames(ctx: Context) -> Iterator[tuple[Frame, float]]:
 
 
 def _report(progress: Progress, frame: Frame, generated: float, loaded: float) -> None:
-    progress(f"  {frame.table:<26} {len(frame):>11,} rows  {generated + loaded:6.2f}s "
-             f"(generate {generated:.2f}s, load {loaded:.2f}s)")
+    progress(
+        f"  {frame.table:<26} {len(frame):>11,} rows  {generated + loaded:6.2f}s "
+        f"(generate {generated:.2f}s, load {loaded:.2f}s)"
+    )
 
 
 def _empty_counts() -> dict[str, int]:
@@ -101,22 +109,30 @@ def _empty_counts() -> dict[str, int]:
 
 
 # --- SQLite ---------------------------------------------------------------------------
-def _seed_sqlite(engine: Engine, ctx: Context, tables: list[str], progress: Progress) -> dict[str, int]:
+def _seed_sqlite(
+    engine: Engine, ctx: Context, tables: list[str], progress: Progress
+) -> dict[str, int]:
     counts = _empty_counts()
     with engine.begin() as connection:
         for name in tables:
             connection.execute(text(f'DELETE FROM "{name}"'))
         for frame, generated in _frames(ctx):
             started = time.perf_counter()
-            counts[frame.table] = insert_frame_sqlite(connection.connection.driver_connection, frame)
+            counts[frame.table] = insert_frame_sqlite(
+                connection.connection.driver_connection, frame
+            )
             _report(progress, frame, generated, time.perf_counter() - started)
     return counts
 
 
 # --- Postgres -------------------------------------------------------------------------
-def _seed_postgres(engine: Engine, ctx: Context, tables: list[str], progress: Progress) -> dict[str, int]:
+def _seed_postgres(
+    engine: Engine, ctx: Context, tables: list[str], progress: Progress
+) -> dict[str, int]:
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(_quote(t) for t in tables)} RESTART IDENTITY"))
+        connection.execute(
+            text(f"TRUNCATE {', '.join(_quote(t) for t in tables)} RESTART IDENTITY")
+        )
     counts = _empty_counts()
     # Frames are generated here, in order (later tables refer to earlier ones), while a
     # few connections load the ones already generated.
@@ -138,7 +154,9 @@ def _collect(done: set[Future], counts: dict[str, int]) -> None:
         counts[table] = rows
 
 
-def _load_postgres_table(engine: Engine, frame: Frame, generated: float, progress: Progress) -> tuple[str, int]:
+def _load_postgres_table(
+    engine: Engine, frame: Frame, generated: float, progress: Progress
+) -> tuple[str, int]:
     started = time.perf_counter()
     table = schema.metadata.tables[frame.table]
     # Building an index once after a big load is much cheaper than updating it per row.
@@ -150,11 +168,15 @@ def _load_postgres_table(engine: Engine, frame: Frame, generated: float, progres
         connection.execute(text(f"TRUNCATE {_quote(frame.table)}"))
         for index in indexes:
             connection.execute(text(f"DROP INDEX IF EXISTS {_quote(index.name)}"))
-        rows = copy_frame_postgres(connection.connection.driver_connection, frame, table, freeze=True)
+        rows = copy_frame_postgres(
+            connection.connection.driver_connection, frame, table, freeze=True
+        )
         for index in indexes:
             index.create(connection)
         if rows:
-            connection.execute(text(f"ANALYZE {_quote(frame.table)}"))  # good plans for the jobs' first runs
+            connection.execute(
+                text(f"ANALYZE {_quote(frame.table)}")
+            )  # good plans for the jobs' first runs
     _report(progress, frame, generated, time.perf_counter() - started)
     return frame.table, rows
 
@@ -166,10 +188,13 @@ def _reset_sequences(engine: Engine, counts: dict[str, int]) -> None:
             column = table.c.get("id")
             if table.name not in counts or column is None or not column.autoincrement:
                 continue
-            connection.execute(text(
-                f"SELECT setval(pg_get_serial_sequence(:table, 'id'), "
-                f"COALESCE((SELECT max(id) FROM {_quote(table.name)}), 0) + 1, false)"
-            ), {"table": _quote(table.name)})
+            connection.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence(:table, 'id'), "
+                    f"COALESCE((SELECT max(id) FROM {_quote(table.name)}), 0) + 1, false)"
+                ),
+                {"table": _quote(table.name)},
+            )
 
 
 def _quote(name: str) -> str:

@@ -15,7 +15,12 @@ from sqlalchemy import Engine
 
 from ops_platform.db.batching import BatchResult
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import DestructiveJobConfig, rows_metadata, singleton, transient_retries
+from ops_platform.jobs._common import (
+    DestructiveJobConfig,
+    rows_metadata,
+    singleton,
+    transient_retries,
+)
 from ops_platform.resources.database import Database
 
 
@@ -54,15 +59,23 @@ def run_rule_op(
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={
-                "skipped": "another run holds the lock", "dry_run": config.dry_run, "rows_changed": 0,
-            })
+            return dg.Output(
+                0,
+                metadata={
+                    "skipped": "another run holds the lock",
+                    "dry_run": config.dry_run,
+                    "rows_changed": 0,
+                },
+            )
         outcome = rule(database.engine, config, utcnow(), context.log.info)
-    metadata = rows_metadata(outcome.results, started, config.dry_run, **outcome.counts, **extra_metadata)
+    metadata = rows_metadata(
+        outcome.results, started, config.dry_run, **outcome.counts, **extra_metadata
+    )
     verb = "would change" if config.dry_run else "changed"
     per_label = ", ".join(f"{r.label}={r.matched}" for r in outcome.results) or "nothing to do"
     bad = ", ".join(f"{k}={v}" for k, v in outcome.counts.items() if v)
     context.log.info(
-        f"{context.job_name} {verb} {metadata['rows_matched']} rows ({per_label})" + (f"; {bad}" if bad else "")
+        f"{context.job_name} {verb} {metadata['rows_matched']} rows ({per_label})"
+        + (f"; {bad}" if bad else "")
     )
     return dg.Output(metadata["rows_changed"], metadata=metadata)

@@ -1,7 +1,6 @@
 """What every op-based job shares: run config base, transient retries, singleton lock,
 and the metadata that reports rows examined and changed."""
 
-
 import contextlib
 import random
 import time
@@ -46,8 +45,12 @@ def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
     except Exception as error:
         if is_transient(error) and context.retry_number < MAX_TRANSIENT_RETRIES:
             wait = backoff_seconds(context.retry_number)
-            context.log.warning(f"transient fault, retry {context.retry_number + 1} in {wait:.1f}s: {error}")
-            raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from error
+            context.log.warning(
+                f"transient fault, retry {context.retry_number + 1} in {wait:.1f}s: {error}"
+            )
+            raise dg.RetryRequested(
+                max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait
+            ) from error
         raise
 
 

@@ -114,7 +114,9 @@ class LogFolderError(ValueError):
 def check_log_root(log_dir: str | Path) -> Path:
     root = Path(log_dir).expanduser().resolve()
     if root == Path(root.anchor):
-        raise LogFolderError(f"log folder {log_dir!r} resolves to the filesystem root; refusing to prune it")
+        raise LogFolderError(
+            f"log folder {log_dir!r} resolves to the filesystem root; refusing to prune it"
+        )
     if root.exists() and not root.is_dir():
         raise LogFolderError(f"log folder {str(root)!r} (OPS_LOG_DIR) exists but is not a folder")
     return root
@@ -132,7 +134,9 @@ def scan(root: Path, plan: LogPlan) -> list[LogFile]:
     found = []
 
     def walk_error(error: OSError) -> None:
-        plan.problems.append(f"{_relative(root, error.filename)}: cannot list folder ({error.strerror})")
+        plan.problems.append(
+            f"{_relative(root, error.filename)}: cannot list folder ({error.strerror})"
+        )
 
     for directory, subdirs, names in os.walk(root, onerror=walk_error, followlinks=False):
         folder = Path(directory)
@@ -279,9 +283,12 @@ def gzip_file(source: Path, mtime: float) -> tuple[Path, int]:
     with os.fdopen(descriptor, "rb") as reader:
         handle, temporary = tempfile.mkstemp(dir=source.parent, prefix=TEMP_PREFIX)
         try:
-            with os.fdopen(handle, "wb") as raw, gzip.GzipFile(
-                filename=source.name, mode="wb", fileobj=raw, mtime=int(mtime)
-            ) as writer:
+            with (
+                os.fdopen(handle, "wb") as raw,
+                gzip.GzipFile(
+                    filename=source.name, mode="wb", fileobj=raw, mtime=int(mtime)
+                ) as writer,
+            ):
                 shutil.copyfileobj(reader, writer, 1024 * 1024)
             os.utime(temporary, (mtime, mtime))
             os.replace(temporary, target)
@@ -295,7 +302,10 @@ def gzip_file(source: Path, mtime: float) -> tuple[Path, int]:
 def rotation_name(path: Path, mtime: float) -> Path:
     stamp = datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     candidate, n = path.with_name(f"{path.name}.{stamp}"), 1
-    while any(p.exists() or p.is_symlink() for p in (candidate, candidate.with_name(candidate.name + ".gz"))):
+    while any(
+        p.exists() or p.is_symlink()
+        for p in (candidate, candidate.with_name(candidate.name + ".gz"))
+    ):
         candidate = path.with_name(f"{path.name}.{stamp}-{n}")
         n += 1
     return candidate
@@ -383,18 +393,25 @@ def prune_log_folder(
             result.notes.append(f"log folder {root} did not exist; created it, nothing to prune")
         return result
     plan = plan_pruning(
-        root, now,
-        retention_days=retention_days, compress_after_days=compress_after_days,
-        max_file_mb=max_file_mb, max_files_per_stream=max_files_per_stream,
+        root,
+        now,
+        retention_days=retention_days,
+        compress_after_days=compress_after_days,
+        max_file_mb=max_file_mb,
+        max_files_per_stream=max_files_per_stream,
     )
     if not dry_run:
         return apply_plan(plan, progress)
     return LogPruneResult(
         files_seen=plan.files_seen,
-        files_deleted=len(plan.delete_expired) + len(plan.delete_over_cap) + len(plan.delete_stale_temp),
+        files_deleted=len(plan.delete_expired)
+        + len(plan.delete_over_cap)
+        + len(plan.delete_stale_temp),
         files_compressed=len(plan.compress),
         files_rotated=len(plan.rotate),
-        bytes_freed=sum(log.size for log in plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp),
+        bytes_freed=sum(
+            log.size for log in plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp
+        ),
         symlinks_skipped=list(plan.symlinks_skipped),
         problems=list(plan.problems),
         notes=["dry run: counts are what a real run would do; bytes_freed counts deletions only"],

@@ -42,9 +42,12 @@ TOKEN_KINDS = tuple(TOKEN_TABLES)
 
 class TokenCleanupConfig(DestructiveJobConfig):
     kinds: list[str] = Field(
-        default=list(TOKEN_KINDS), description="Token kinds to clean: refresh, email_verification, password_reset."
+        default=list(TOKEN_KINDS),
+        description="Token kinds to clean: refresh, email_verification, password_reset.",
     )
-    refresh_retention_days: int = Field(default=7, ge=0, description="Refresh tokens are kept this long after expiry.")
+    refresh_retention_days: int = Field(
+        default=7, ge=0, description="Refresh tokens are kept this long after expiry."
+    )
     email_verification_retention_hours: int = Field(
         default=0, ge=0, description="Email verification tokens are kept this long after expiry."
     )
@@ -57,7 +60,9 @@ class TokenCleanupConfig(DestructiveJobConfig):
     def _known_kinds(cls, kinds: list[str]) -> list[str]:
         unknown = [kind for kind in kinds if kind not in TOKEN_KINDS]
         if unknown or not kinds:
-            raise ValueError(f"kinds {unknown or kinds!r} must be a non-empty list of {', '.join(TOKEN_KINDS)}")
+            raise ValueError(
+                f"kinds {unknown or kinds!r} must be a non-empty list of {', '.join(TOKEN_KINDS)}"
+            )
         return list(dict.fromkeys(kinds))
 
 
@@ -70,26 +75,46 @@ def token_retention(kind: str, config: TokenCleanupConfig) -> timedelta:
 
 
 def cleanup_tokens_in(
-    engine: Engine, config: TokenCleanupConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: TokenCleanupConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     """Delete each configured kind's tokens past expiry plus retention, in bounded batches."""
     outcome = RuleOutcome()
     for kind in config.kinds:
         table = TOKEN_TABLES[kind]
-        outcome.results.append(delete_in_batches(
-            engine, table, "expires_at < :cutoff", {"cutoff": now - token_retention(kind, config)},
-            batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label=f"{table}_expired",
-        ))
-        outcome.counts[f"{table}_skipped_null_expiry"] = count_rows(engine, table, "expires_at IS NULL", {})
+        outcome.results.append(
+            delete_in_batches(
+                engine,
+                table,
+                "expires_at < :cutoff",
+                {"cutoff": now - token_retention(kind, config)},
+                batch_size=config.batch_size,
+                dry_run=config.dry_run,
+                progress=log,
+                label=f"{table}_expired",
+            )
+        )
+        outcome.counts[f"{table}_skipped_null_expiry"] = count_rows(
+            engine, table, "expires_at IS NULL", {}
+        )
     return outcome
 
 
-@dg.op(description="Delete expired refresh, email verification and password reset tokens in bounded batches.")
-def cleanup_tokens(context: dg.OpExecutionContext, config: TokenCleanupConfig, database: Database) -> dg.Output[int]:
+@dg.op(
+    description="Delete expired refresh, email verification and password reset tokens in bounded batches."
+)
+def cleanup_tokens(
+    context: dg.OpExecutionContext, config: TokenCleanupConfig, database: Database
+) -> dg.Output[int]:
     return run_rule_op(context, database, config, cleanup_tokens_in, kinds=", ".join(config.kinds))
 
 
-@dg.job(tags=job_tags("token_cleanup"), description="Delete expired tokens past their retention (seeds 002, 003).")
+@dg.job(
+    tags=job_tags("token_cleanup"),
+    description="Delete expired tokens past their retention (seeds 002, 003).",
+)
 def token_cleanup():
     cleanup_tokens()
 
@@ -98,45 +123,73 @@ def token_cleanup():
 
 USER_DEPENDENTS = tuple(
     Follower(table=table, foreign_key="user_id", label=f"{table}_of_deleted_users")
-    for table in ("sessions", "refresh_tokens", "email_verification_tokens", "password_reset_tokens")
+    for table in (
+        "sessions",
+        "refresh_tokens",
+        "email_verification_tokens",
+        "password_reset_tokens",
+    )
 )
 UNVERIFIED = "email_verified_at IS NULL AND created_at < :cutoff"
 HOLDS_MONEY = "(coin_balance <> 0 OR bonus_balance <> 0)"
 
 
 class UnverifiedAccountCleanupConfig(DestructiveJobConfig):
-    retention_days: int = Field(default=30, ge=1, description="Delete accounts still unverified this long after sign-up.")
+    retention_days: int = Field(
+        default=30, ge=1, description="Delete accounts still unverified this long after sign-up."
+    )
 
 
 def cleanup_unverified_accounts_in(
-    engine: Engine, config: UnverifiedAccountCleanupConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: UnverifiedAccountCleanupConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     """Delete long-unverified users holding no coins, with their sessions and tokens."""
     where = f"{UNVERIFIED} AND NOT {HOLDS_MONEY}"
     params = {"cutoff": now - timedelta(days=config.retention_days)}
     if config.dry_run:
-        results = dry_run_results(engine, "users", where, params, label="users_unverified", followers=USER_DEPENDENTS)
+        results = dry_run_results(
+            engine, "users", where, params, label="users_unverified", followers=USER_DEPENDENTS
+        )
     else:
         results = run_in_batches(
-            engine, "users", where, params,
+            engine,
+            "users",
+            where,
+            params,
             lambda connection, batch_where, batch_params: delete_batch(
-                connection, "users", batch_where, batch_params, label="users_unverified", dependents=USER_DEPENDENTS,
+                connection,
+                "users",
+                batch_where,
+                batch_params,
+                label="users_unverified",
+                dependents=USER_DEPENDENTS,
             ),
-            batch_size=config.batch_size, progress=log, label="users_unverified", verb="deleted",
+            batch_size=config.batch_size,
+            progress=log,
+            label="users_unverified",
+            verb="deleted",
             tables={d.name: d.table for d in USER_DEPENDENTS},
         )
     kept = count_rows(engine, "users", f"{UNVERIFIED} AND {HOLDS_MONEY}", params)
     return RuleOutcome(results, {"users_skipped_holding_coins": kept})
 
 
-@dg.op(description="Delete accounts never verified within the retention, with their sessions and tokens.")
+@dg.op(
+    description="Delete accounts never verified within the retention, with their sessions and tokens."
+)
 def cleanup_unverified_accounts(
     context: dg.OpExecutionContext, config: UnverifiedAccountCleanupConfig, database: Database
 ) -> dg.Output[int]:
     return run_rule_op(context, database, config, cleanup_unverified_accounts_in)
 
 
-@dg.job(tags=job_tags("unverified_account_cleanup"), description="Delete accounts never verified after 30 days (seed 002).")
+@dg.job(
+    tags=job_tags("unverified_account_cleanup"),
+    description="Delete accounts never verified after 30 days (seed 002).",
+)
 def unverified_account_cleanup():
     cleanup_unverified_accounts()
 

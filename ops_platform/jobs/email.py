@@ -39,9 +39,13 @@ SERVER_RETRIES = 3  # run-level retries when the mail server cannot be reached
 
 class EmailQueueConfig(dg.Config):
     max_batches: int = Field(default=50, gt=0, le=100_000, description="Batches claimed per run.")
-    lease_seconds: int = Field(default=300, ge=10, description="A claim older than this is a crashed run's; it comes back.")
+    lease_seconds: int = Field(
+        default=300, ge=10, description="A claim older than this is a crashed run's; it comes back."
+    )
     max_attempts: int = Field(default=5, ge=1, description="Attempts before a batch is dead.")
-    dry_run: bool = Field(default=False, description="Count the due batches; claim and send nothing.")
+    dry_run: bool = Field(
+        default=False, description="Count the due batches; claim and send nothing."
+    )
 
 
 @dataclass
@@ -75,11 +79,14 @@ class EmailQueueResult:
             "released": self.released,
             "lease_lost": self.lease_lost,
             "duration_s": round(self.seconds, 3),
-            "mails_per_s": round(self.sent / self.seconds, 1) if self.seconds and self.sent else 0.0,
+            "mails_per_s": round(self.sent / self.seconds, 1)
+            if self.seconds and self.sent
+            else 0.0,
         }
 
 
 # --- which batches are due, and claiming them ----------------------------------------------
+
 
 def due_clause(now: datetime, lease_seconds: int):
     """Pending/failed batches whose time has come, and processing ones whose lease expired."""
@@ -90,7 +97,10 @@ def due_clause(now: datetime, lease_seconds: int):
     )
     abandoned = and_(
         queue.c.status == "processing",
-        or_(queue.c.claimed_at.is_(None), queue.c.claimed_at < now - timedelta(seconds=lease_seconds)),
+        or_(
+            queue.c.claimed_at.is_(None),
+            queue.c.claimed_at < now - timedelta(seconds=lease_seconds),
+        ),
     )
     return or_(waiting, abandoned)
 
@@ -104,7 +114,9 @@ def _connection(bind: Engine | Connection) -> Iterator[Connection]:
             yield connection
 
 
-def count_due(bind: Engine | Connection, now: datetime, lease_seconds: int = 300, cap: Optional[int] = None) -> int:
+def count_due(
+    bind: Engine | Connection, now: datetime, lease_seconds: int = 300, cap: Optional[int] = None
+) -> int:
     """Number of due batches (counting stops at `cap`, which keeps the backlog check cheap)."""
     due = select(queue.c.id).where(due_clause(now, lease_seconds))
     if cap is not None:
@@ -113,7 +125,9 @@ def count_due(bind: Engine | Connection, now: datetime, lease_seconds: int = 300
         return connection.execute(select(func.count()).select_from(due.subquery())).scalar_one()
 
 
-def claim_due_batches(engine: Engine, now: datetime, limit: int, lease_seconds: int = 300) -> list[ClaimedBatch]:
+def claim_due_batches(
+    engine: Engine, now: datetime, limit: int, lease_seconds: int = 300
+) -> list[ClaimedBatch]:
     """Claim up to `limit` due batches, oldest first: status `processing`, `claimed_at = now`,
     one more attempt. One statement, so no two callers ever get the same batch."""
     due = due_clause(now, lease_seconds)
@@ -130,7 +144,9 @@ def claim_due_batches(engine: Engine, now: datetime, limit: int, lease_seconds: 
         .where(queue.c.id == chosen.c.id, due)
         .values(status="processing", claimed_at=now, attempts=queue.c.attempts + 1)
         # The ids as text: a malformed value is a bad row to report, not a crash here.
-        .returning(queue.c.id, queue.c.user_id, cast(queue.c.notification_ids, Text), queue.c.attempts)
+        .returning(
+            queue.c.id, queue.c.user_id, cast(queue.c.notification_ids, Text), queue.c.attempts
+        )
     )
     with engine.begin() as connection:
         rows = connection.execute(statement).all()
@@ -138,6 +154,7 @@ def claim_due_batches(engine: Engine, now: datetime, limit: int, lease_seconds: 
 
 
 # --- building the messages ------------------------------------------------------------------
+
 
 class BadBatch(ValueError):
     """A batch that can never be sent as it is (missing user, address or notifications)."""
@@ -151,7 +168,9 @@ def parse_notification_ids(batch: ClaimedBatch) -> list[int]:
             value = json.loads(value)
         ids = [int(item) for item in value]
     except (TypeError, ValueError):
-        raise BadBatch(f"batch {batch.id}: notification_ids {raw!r} is not a JSON list of ids") from None
+        raise BadBatch(
+            f"batch {batch.id}: notification_ids {raw!r} is not a JSON list of ids"
+        ) from None
     if not ids:
         raise BadBatch(f"batch {batch.id}: notification_ids is empty")
     return ids
@@ -159,10 +178,12 @@ def parse_notification_ids(batch: ClaimedBatch) -> list[int]:
 
 def _chunks(values: list, size: int = 5000) -> Iterator[list]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
-def load_recipients_and_notifications(engine: Engine, batches: list[ClaimedBatch]) -> tuple[dict, dict]:
+def load_recipients_and_notifications(
+    engine: Engine, batches: list[ClaimedBatch]
+) -> tuple[dict, dict]:
     """Email address per user id and notification row per id, for every claimed batch at once."""
     user_ids = sorted({b.user_id for b in batches if b.user_id is not None})
     notification_ids: set[int] = set()
@@ -173,12 +194,18 @@ def load_recipients_and_notifications(engine: Engine, batches: list[ClaimedBatch
     n = schema.notifications
     with engine.connect() as connection:
         for chunk in _chunks(user_ids):
-            users.update(connection.execute(
-                select(schema.users.c.id, schema.users.c.email).where(schema.users.c.id.in_(chunk))
-            ).all())
+            users.update(
+                connection.execute(
+                    select(schema.users.c.id, schema.users.c.email).where(
+                        schema.users.c.id.in_(chunk)
+                    )
+                ).all()
+            )
         for chunk in _chunks(sorted(notification_ids)):
             for row in connection.execute(
-                select(n.c.id, n.c.user_id, n.c.title, n.c.body, n.c.created_at).where(n.c.id.in_(chunk))
+                select(n.c.id, n.c.user_id, n.c.title, n.c.body, n.c.created_at).where(
+                    n.c.id.in_(chunk)
+                )
             ):
                 notes[row.id] = row
     return users, notes
@@ -188,7 +215,9 @@ def batch_message_id(batch_id: int) -> str:
     return f"<notification-batch-{batch_id}@ops-platform>"
 
 
-def build_batch_email(batch: ClaimedBatch, users: dict, notes: dict, mail_from: str, now: datetime) -> EmailMessage:
+def build_batch_email(
+    batch: ClaimedBatch, users: dict, notes: dict, mail_from: str, now: datetime
+) -> EmailMessage:
     """One email listing the batch's notifications; raises BadBatch for a batch that cannot be sent."""
     if batch.user_id is None:
         raise BadBatch(f"batch {batch.id}: no user_id")
@@ -201,7 +230,9 @@ def build_batch_email(batch: ClaimedBatch, users: dict, notes: dict, mail_from: 
     wanted = parse_notification_ids(batch)
     found = [notes[i] for i in wanted if i in notes and notes[i].user_id in (None, batch.user_id)]
     if not found:
-        raise BadBatch(f"batch {batch.id}: none of notifications {wanted[:10]} exist for user {batch.user_id}")
+        raise BadBatch(
+            f"batch {batch.id}: none of notifications {wanted[:10]} exist for user {batch.user_id}"
+        )
 
     lines = []
     for note in found:
@@ -221,6 +252,7 @@ def build_batch_email(batch: ClaimedBatch, users: dict, notes: dict, mail_from: 
 
 # --- recording outcomes ------------------------------------------------------------------------
 
+
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff with jitter: about 1, 2, 4, 8… minutes, at most an hour."""
     ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0))
@@ -229,7 +261,9 @@ def retry_delay(attempts: int) -> timedelta:
 
 def _ours(batch: ClaimedBatch, claimed_at: datetime):
     """Still this run's claim: a batch re-claimed after lease expiry is not ours to mark."""
-    return and_(queue.c.id == batch.id, queue.c.status == "processing", queue.c.claimed_at == claimed_at)
+    return and_(
+        queue.c.id == batch.id, queue.c.status == "processing", queue.c.claimed_at == claimed_at
+    )
 
 
 @contextlib.contextmanager
@@ -247,7 +281,9 @@ def outcome_connection(engine: Engine) -> Iterator[Connection]:
             yield connection
         finally:
             if postgres:  # the connection goes back to the pool: restore the default
-                with contextlib.suppress(SQLAlchemyError):  # a broken connection is discarded anyway
+                with contextlib.suppress(
+                    SQLAlchemyError
+                ):  # a broken connection is discarded anyway
                     connection.execute(text("RESET synchronous_commit"))
 
 
@@ -265,25 +301,44 @@ def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
         raise
 
 
-def mark_sent(bind: Engine | Connection, batch: ClaimedBatch, claimed_at: datetime, sent_at: datetime) -> bool:
+def mark_sent(
+    bind: Engine | Connection, batch: ClaimedBatch, claimed_at: datetime, sent_at: datetime
+) -> bool:
     with _transaction(bind) as connection:
-        return connection.execute(
-            update(queue).where(_ours(batch, claimed_at)).values(
-                status="sent", sent_at=sent_at, error_message=None, next_attempt_at=None,
-                message_id=batch_message_id(batch.id),
-            )
-        ).rowcount == 1
+        return (
+            connection.execute(
+                update(queue)
+                .where(_ours(batch, claimed_at))
+                .values(
+                    status="sent",
+                    sent_at=sent_at,
+                    error_message=None,
+                    next_attempt_at=None,
+                    message_id=batch_message_id(batch.id),
+                )
+            ).rowcount
+            == 1
+        )
 
 
-def mark_failed(bind: Engine | Connection, batch: ClaimedBatch, claimed_at: datetime, now: datetime,
-                error: str, max_attempts: int, permanent: bool) -> Optional[str]:
+def mark_failed(
+    bind: Engine | Connection,
+    batch: ClaimedBatch,
+    claimed_at: datetime,
+    now: datetime,
+    error: str,
+    max_attempts: int,
+    permanent: bool,
+) -> Optional[str]:
     """`failed` with a backoff, or `dead` after the last attempt; the error is kept either way.
     Returns the new status, or None if the claim was lost."""
     status = "dead" if permanent or batch.attempts >= max_attempts else "failed"
     values = {"status": status, "error_message": error[:2000]}
     values["next_attempt_at"] = now + retry_delay(batch.attempts) if status == "failed" else None
     with _transaction(bind) as connection:
-        changed = connection.execute(update(queue).where(_ours(batch, claimed_at)).values(**values)).rowcount
+        changed = connection.execute(
+            update(queue).where(_ours(batch, claimed_at)).values(**values)
+        ).rowcount
     return status if changed == 1 else None
 
 
@@ -294,13 +349,17 @@ def release(bind: Engine | Connection, batches: list[ClaimedBatch], claimed_at: 
     with _transaction(bind) as connection:
         return connection.execute(
             update(queue)
-            .where(queue.c.id.in_([b.id for b in batches]), queue.c.status == "processing",
-                   queue.c.claimed_at == claimed_at)
+            .where(
+                queue.c.id.in_([b.id for b in batches]),
+                queue.c.status == "processing",
+                queue.c.claimed_at == claimed_at,
+            )
             .values(status="pending", claimed_at=None, attempts=queue.c.attempts - 1)
         ).rowcount
 
 
 # --- the rule -------------------------------------------------------------------------------------
+
 
 def process_email_queue_in(
     engine: Engine,
@@ -332,6 +391,7 @@ def process_email_queue_in(
         return now + timedelta(seconds=time.monotonic() - started)
 
     with outcome_connection(engine) as marks:
+
         def record_failure(batch: ClaimedBatch, error: str, permanent: bool) -> None:
             status = mark_failed(marks, batch, claimed_at, at(), error, max_attempts, permanent)
             if status is None:
@@ -357,12 +417,14 @@ def process_email_queue_in(
                 # The message in hand may be what makes the server hang up: it pays an attempt.
                 if down.during_send:
                     record_failure(batch, str(down), permanent=False)
-                    rest = batches[position + 1:]
+                    rest = batches[position + 1 :]
                 else:
                     rest = batches[position:]
                 result.released += release(marks, rest, claimed_at)
                 result.seconds = time.monotonic() - started
-                log(f"mail server unavailable after {result.sent} sent; {result.released} batches handed back: {down}")
+                log(
+                    f"mail server unavailable after {result.sent} sent; {result.released} batches handed back: {down}"
+                )
                 raise
             except MailError as error:
                 record_failure(batch, str(error), permanent=error.permanent)
@@ -376,6 +438,7 @@ def process_email_queue_in(
 
 
 # --- Dagster -------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _single_run(context: dg.OpExecutionContext, database: Database) -> Iterator[bool]:
@@ -397,22 +460,36 @@ def process_email_queue(
     if config.dry_run:
         due = count_due(database.engine, now, config.lease_seconds)
         result = EmailQueueResult(due=due)
-        context.log.info(f"dry run: {due} batches due; a run would send up to {min(due, config.max_batches)}")
-        return dg.Output(0, metadata={**result.metadata(dry_run=True), "would_send": min(due, config.max_batches)})
+        context.log.info(
+            f"dry run: {due} batches due; a run would send up to {min(due, config.max_batches)}"
+        )
+        return dg.Output(
+            0,
+            metadata={**result.metadata(dry_run=True), "would_send": min(due, config.max_batches)},
+        )
     with transient_retries(context), _single_run(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another email_queue run is sending", "sent": 0})
+            return dg.Output(
+                0, metadata={"skipped": "another email_queue run is sending", "sent": 0}
+            )
         try:
             result = process_email_queue_in(
-                database.engine, mailer, now, max_batches=config.max_batches,
-                lease_seconds=config.lease_seconds, max_attempts=config.max_attempts, log=context.log.warning,
+                database.engine,
+                mailer,
+                now,
+                max_batches=config.max_batches,
+                lease_seconds=config.lease_seconds,
+                max_attempts=config.max_attempts,
+                log=context.log.warning,
             )
         except MailServerUnavailable as down:
             if context.retry_number < SERVER_RETRIES:
                 wait = backoff_seconds(context.retry_number, base=10)
                 context.log.warning(f"{down}; retry {context.retry_number + 1} in {wait:.0f}s")
                 raise dg.RetryRequested(max_retries=SERVER_RETRIES, seconds_to_wait=wait) from down
-            raise dg.Failure(description=f"mail server unavailable ({mailer.target}): {down}") from down
+            raise dg.Failure(
+                description=f"mail server unavailable ({mailer.target}): {down}"
+            ) from down
     for error in result.errors[:20]:
         context.log.warning(error)
     context.log.info(

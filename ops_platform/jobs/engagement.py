@@ -40,20 +40,48 @@ from ops_platform.schedules.catalog import job_tags
 ACTIVE_THEME_KEY = "active_theme"
 
 
-def _with_events(engine: Engine, table: str, where: str, params: dict, label: str, event: OutboxEvent,
-                 config: DestructiveJobConfig, set_sql: str, followers: tuple[Follower, ...] = (),
-                 log: Callable[[str], None] | None = None) -> list[BatchResult]:
+def _with_events(
+    engine: Engine,
+    table: str,
+    where: str,
+    params: dict,
+    label: str,
+    event: OutboxEvent,
+    config: DestructiveJobConfig,
+    set_sql: str,
+    followers: tuple[Follower, ...] = (),
+    log: Callable[[str], None] | None = None,
+) -> list[BatchResult]:
     """Update the rows matching `where` in batches, with followers and one event per row."""
     if config.dry_run:
         results = dry_run_results(engine, table, where, params, label=label, followers=followers)
-        results.append(BatchResult(table="realtime_events", label=f"{label}_events", matched=results[0].matched))
+        results.append(
+            BatchResult(
+                table="realtime_events", label=f"{label}_events", matched=results[0].matched
+            )
+        )
         return results
     results = run_in_batches(
-        engine, table, where, params,
-        lambda connection, batch_where, batch_params: _rename_events(update_batch(
-            connection, table, set_sql, batch_where, batch_params, label=label, event=event, followers=followers,
-        ), label),
-        batch_size=config.batch_size, progress=log, label=label,
+        engine,
+        table,
+        where,
+        params,
+        lambda connection, batch_where, batch_params: _rename_events(
+            update_batch(
+                connection,
+                table,
+                set_sql,
+                batch_where,
+                batch_params,
+                label=label,
+                event=event,
+                followers=followers,
+            ),
+            label,
+        ),
+        batch_size=config.batch_size,
+        progress=log,
+        label=label,
         tables={**{f.name: f.table for f in followers}, f"{label}_events": "realtime_events"},
     )
     return results
@@ -71,7 +99,12 @@ def _rename_events(changed: dict[str, int], label: str) -> dict[str, int]:
 THRONE_EXPIRED = OutboxEvent(
     event="throne:expired",
     channel_sql="COALESCE('stream:' || CAST(stream_id AS VARCHAR(20)), 'thrones')",
-    payload={"throneId": "id", "streamId": "stream_id", "holderId": "holder_id", "totalCoins": "total_coins"},
+    payload={
+        "throneId": "id",
+        "streamId": "stream_id",
+        "holderId": "holder_id",
+        "totalCoins": "total_coins",
+    },
 )
 
 
@@ -80,22 +113,37 @@ class ThroneExpiryConfig(DestructiveJobConfig):
 
 
 def expire_thrones_in(
-    engine: Engine, config: ThroneExpiryConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: ThroneExpiryConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     results = _with_events(
-        engine, "thrones", "is_active AND expires_at <= :now", {"now": now}, "thrones_expired",
-        THRONE_EXPIRED, config, "is_active = false", log=log,
+        engine,
+        "thrones",
+        "is_active AND expires_at <= :now",
+        {"now": now},
+        "thrones_expired",
+        THRONE_EXPIRED,
+        config,
+        "is_active = false",
+        log=log,
     )
     bad = count_rows(engine, "thrones", "is_active AND expires_at IS NULL", {})
     return RuleOutcome(results, {"thrones_skipped_null_expiry": bad})
 
 
 @dg.op(description="Deactivate thrones past expires_at and write a throne:expired event for each.")
-def expire_thrones(context: dg.OpExecutionContext, config: ThroneExpiryConfig, database: Database) -> dg.Output[int]:
+def expire_thrones(
+    context: dg.OpExecutionContext, config: ThroneExpiryConfig, database: Database
+) -> dg.Output[int]:
     return run_rule_op(context, database, config, expire_thrones_in)
 
 
-@dg.job(tags=job_tags("throne_expiry"), description="Deactivate expired thrones and publish throne:expired (seed 001).")
+@dg.job(
+    tags=job_tags("throne_expiry"),
+    description="Deactivate expired thrones and publish throne:expired (seed 001).",
+)
 def throne_expiry():
     expire_thrones()
 
@@ -112,14 +160,22 @@ def festival_rules(now: datetime):
     """(label, WHERE, set, event, gift follower) for activation, then for the end."""
     return [
         (
-            "festivals_activated", f"NOT is_active AND {IN_WINDOW}", "is_active = true",
+            "festivals_activated",
+            f"NOT is_active AND {IN_WINDOW}",
+            "is_active = true",
             OutboxEvent("festival:activated", "'festivals'", FESTIVAL_PAYLOAD),
-            Follower("gifts", "festival_id", "is_active = true", "NOT is_active", label="gifts_activated"),
+            Follower(
+                "gifts", "festival_id", "is_active = true", "NOT is_active", label="gifts_activated"
+            ),
         ),
         (
-            "festivals_ended", f"is_active AND {ENDED}", "is_active = false",
+            "festivals_ended",
+            f"is_active AND {ENDED}",
+            "is_active = false",
             OutboxEvent("festival:ended", "'festivals'", FESTIVAL_PAYLOAD),
-            Follower("gifts", "festival_id", "is_active = false", "is_active", label="gifts_deactivated"),
+            Follower(
+                "gifts", "festival_id", "is_active = false", "is_active", label="gifts_deactivated"
+            ),
         ),
     ]
 
@@ -131,10 +187,13 @@ class FestivalActivationConfig(DestructiveJobConfig):
 def active_theme(connection: Connection, now: datetime) -> str | None:
     """Theme of the festival in its window (after the rules ran, every such festival is
     active); of overlapping ones, the most recently started one with a theme."""
-    return connection.execute(text(
-        f"SELECT theme FROM festivals WHERE {IN_WINDOW} AND theme IS NOT NULL "
-        "ORDER BY start_at DESC, id DESC LIMIT 1"
-    ), {"now": now}).scalar()
+    return connection.execute(
+        text(
+            f"SELECT theme FROM festivals WHERE {IN_WINDOW} AND theme IS NOT NULL "
+            "ORDER BY start_at DESC, id DESC LIMIT 1"
+        ),
+        {"now": now},
+    ).scalar()
 
 
 def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchResult:
@@ -150,36 +209,56 @@ def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchRe
         result.matched = 1
         if dry_run:
             return result
-        connection.execute(text(
-            "INSERT INTO app_state (key, value, updated_at) VALUES (:key, :value, :now) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
-        ), {"key": ACTIVE_THEME_KEY, "value": theme, "now": now})
+        connection.execute(
+            text(
+                "INSERT INTO app_state (key, value, updated_at) VALUES (:key, :value, :now) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            ),
+            {"key": ACTIVE_THEME_KEY, "value": theme, "now": now},
+        )
         result.changed = 1
     return result
 
 
 def activate_festivals_in(
-    engine: Engine, config: FestivalActivationConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: FestivalActivationConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     params = {"now": now}
     outcome = RuleOutcome()
     for label, where, set_sql, event, gifts in festival_rules(now):
         outcome.results += _with_events(
-            engine, "festivals", where, params, label, event, config, set_sql, (gifts,), log=log,
+            engine,
+            "festivals",
+            where,
+            params,
+            label,
+            event,
+            config,
+            set_sql,
+            (gifts,),
+            log=log,
         )
     outcome.results.append(record_active_theme(engine, now, config.dry_run))
     outcome.counts["festivals_skipped_bad_window"] = count_rows(engine, "festivals", BAD_WINDOW, {})
     return outcome
 
 
-@dg.op(description="Activate festivals in their window and end past ones, with their gifts, theme and events.")
+@dg.op(
+    description="Activate festivals in their window and end past ones, with their gifts, theme and events."
+)
 def activate_festivals(
     context: dg.OpExecutionContext, config: FestivalActivationConfig, database: Database
 ) -> dg.Output[int]:
     return run_rule_op(context, database, config, activate_festivals_in)
 
 
-@dg.job(tags=job_tags("festival_activation"), description="Activate and end festivals and their gifts and theme (seed 001).")
+@dg.job(
+    tags=job_tags("festival_activation"),
+    description="Activate and end festivals and their gifts and theme (seed 001).",
+)
 def festival_activation():
     activate_festivals()
 

@@ -51,8 +51,8 @@ class OrphanResult:
     pages: int = 0
     referenced: int = 0
     within_grace: int = 0
-    moved: int = 0            # copied to trash and removed from uploads
-    resumed: int = 0          # trash copy already there (a run died half way): upload removed
+    moved: int = 0  # copied to trash and removed from uploads
+    resumed: int = 0  # trash copy already there (a run died half way): upload removed
     bytes_moved: int = 0
     trash_listed: int = 0
     trash_purged: int = 0
@@ -84,8 +84,9 @@ def referenced_keys(engine: Engine, keys: list[str]) -> set[str]:
         statement = text("SELECT DISTINCT s3_key FROM stored_files WHERE s3_key = ANY(:keys)")
         params = {"keys": list(keys)}
     else:
-        statement = text("SELECT DISTINCT s3_key FROM stored_files WHERE s3_key IN :keys").bindparams(
-            bindparam("keys", expanding=True))
+        statement = text(
+            "SELECT DISTINCT s3_key FROM stored_files WHERE s3_key IN :keys"
+        ).bindparams(bindparam("keys", expanding=True))
         params = {"keys": list(keys)}
     with engine.connect() as connection:
         return set(connection.execute(statement, params).scalars())
@@ -101,7 +102,11 @@ def _trash_one(store: ObjectStore, info: ObjectInfo, trash_key: str) -> str:
 
 
 def _move_page_to_trash(
-    store: ObjectStore, orphans: list[ObjectInfo], trash_prefix: str, dry_run: bool, result: OrphanResult,
+    store: ObjectStore,
+    orphans: list[ObjectInfo],
+    trash_prefix: str,
+    dry_run: bool,
+    result: OrphanResult,
     workers: int = 1,
 ) -> None:
     """Copy every orphan of the page to the trash (`workers` requests at a time), then
@@ -111,7 +116,10 @@ def _move_page_to_trash(
         result.bytes_moved += sum(info.size for info in orphans)
         return
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [(info, pool.submit(_trash_one, store, info, trash_prefix + info.key)) for info in orphans]
+        futures = [
+            (info, pool.submit(_trash_one, store, info, trash_prefix + info.key))
+            for info in orphans
+        ]
     copied: list[ObjectInfo] = []
     transient: TransientObjectStoreError | None = None
     for info, future in futures:
@@ -165,15 +173,19 @@ def clean_orphaned_files(
                 result.within_grace += 1
             else:
                 candidates.append(info)
-        referenced = referenced_keys(engine, [info.key for info in candidates]) if candidates else set()
+        referenced = (
+            referenced_keys(engine, [info.key for info in candidates]) if candidates else set()
+        )
         result.reference_queries += bool(candidates)
         result.referenced += sum(1 for info in candidates if info.key in referenced)
         orphans = [info for info in candidates if info.key not in referenced]
         if orphans:
             _move_page_to_trash(store, orphans, trash_prefix, dry_run, result, workers)
         if progress:
-            progress(f"orphaned_file_cleanup: {result.uploads_listed} uploads listed, "
-                     f"{result.moved + result.resumed} moved to trash")
+            progress(
+                f"orphaned_file_cleanup: {result.uploads_listed} uploads listed, "
+                f"{result.moved + result.resumed} moved to trash"
+            )
 
     purge_cutoff = now - trash_retention
     for page in store.list_pages(trash_prefix, page_size):
@@ -197,18 +209,25 @@ def object_store_retries(context: dg.OpExecutionContext) -> Iterator[None]:
         if context.retry_number >= MAX_TRANSIENT_RETRIES:
             raise
         wait = backoff_seconds(context.retry_number, base=5.0)
-        context.log.warning(f"object store unavailable, retry {context.retry_number + 1} in {wait:.1f}s: {error}")
+        context.log.warning(
+            f"object store unavailable, retry {context.retry_number + 1} in {wait:.1f}s: {error}"
+        )
         raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from error
 
 
 class OrphanedFileCleanupConfig(DestructiveJobConfig):
-    grace_days: float = Field(default=7, ge=0, description="Unreferenced uploads younger than this are kept.")
-    trash_retention_days: float = Field(default=30, gt=0, description="Trash older than this is purged.")
+    grace_days: float = Field(
+        default=7, ge=0, description="Unreferenced uploads younger than this are kept."
+    )
+    trash_retention_days: float = Field(
+        default=30, gt=0, description="Trash older than this is purged."
+    )
     workers: int = Field(default=8, ge=1, le=64, description="Copy requests in flight at once.")
 
 
-def orphan_metadata(result: OrphanResult, config: OrphanedFileCleanupConfig, store: ObjectStore,
-                    started: float) -> dict:
+def orphan_metadata(
+    result: OrphanResult, config: OrphanedFileCleanupConfig, store: ObjectStore, started: float
+) -> dict:
     metadata = {
         "dry_run": config.dry_run,
         "store": store.describe(),
@@ -232,23 +251,45 @@ def orphan_metadata(result: OrphanResult, config: OrphanedFileCleanupConfig, sto
     }
     if result.skipped:
         shown = result.skipped[:MAX_LISTED]
-        more = f"\n- … and {len(result.skipped) - len(shown)} more" if len(result.skipped) > len(shown) else ""
-        metadata["skipped_objects"] = dg.MetadataValue.md("\n".join(f"- `{item}`" for item in shown) + more)
+        more = (
+            f"\n- … and {len(result.skipped) - len(shown)} more"
+            if len(result.skipped) > len(shown)
+            else ""
+        )
+        metadata["skipped_objects"] = dg.MetadataValue.md(
+            "\n".join(f"- `{item}`" for item in shown) + more
+        )
     return metadata
 
 
-@dg.op(description="Move unreferenced uploads older than the grace period to the trash; purge old trash.")
+@dg.op(
+    description="Move unreferenced uploads older than the grace period to the trash; purge old trash."
+)
 def move_orphaned_files_to_trash(
-    context: dg.OpExecutionContext, config: OrphanedFileCleanupConfig, database: Database, object_store: ObjectStore
+    context: dg.OpExecutionContext,
+    config: OrphanedFileCleanupConfig,
+    database: Database,
+    object_store: ObjectStore,
 ) -> dg.Output[int]:
     started = time.perf_counter()
-    with transient_retries(context), object_store_retries(context), singleton(context, database) as acting:
+    with (
+        transient_retries(context),
+        object_store_retries(context),
+        singleton(context, database) as acting,
+    ):
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another run holds the lock", "rows_changed": 0})
+            return dg.Output(
+                0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
+            )
         result = clean_orphaned_files(
-            database.engine, object_store, utcnow(),
-            grace=timedelta(days=config.grace_days), trash_retention=timedelta(days=config.trash_retention_days),
-            page_size=config.batch_size, workers=config.workers, dry_run=config.dry_run,
+            database.engine,
+            object_store,
+            utcnow(),
+            grace=timedelta(days=config.grace_days),
+            trash_retention=timedelta(days=config.trash_retention_days),
+            page_size=config.batch_size,
+            workers=config.workers,
+            dry_run=config.dry_run,
             progress=context.log.info,
         )
     for item in result.skipped[:MAX_LISTED]:
@@ -264,7 +305,10 @@ def move_orphaned_files_to_trash(
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
-@dg.job(tags=job_tags("orphaned_file_cleanup"), description="Weekly: unreferenced uploads to the trash, old trash purged (seed 000).")
+@dg.job(
+    tags=job_tags("orphaned_file_cleanup"),
+    description="Weekly: unreferenced uploads to the trash, old trash purged (seed 000).",
+)
 def orphaned_file_cleanup():
     move_orphaned_files_to_trash()
 

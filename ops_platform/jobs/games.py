@@ -45,34 +45,65 @@ ENTRY_COLUMNS = ("id", "session_id", "game_type", "player_address", "score", "cr
 
 
 class GameCleanupConfig(DestructiveJobConfig):
-    session_expiry_minutes: int = Field(default=30, ge=1, description="Expire sessions active longer than this.")
-    archive_leaderboards: bool = Field(default=True, description="Move old leaderboard entries to the archive.")
-    leaderboard_archive_age_days: int = Field(default=90, ge=1, description="Archive entries older than this.")
+    session_expiry_minutes: int = Field(
+        default=30, ge=1, description="Expire sessions active longer than this."
+    )
+    archive_leaderboards: bool = Field(
+        default=True, description="Move old leaderboard entries to the archive."
+    )
+    leaderboard_archive_age_days: int = Field(
+        default=90, ge=1, description="Archive entries older than this."
+    )
 
 
-def expire_game_sessions(engine: Engine, config: GameCleanupConfig, now: datetime, log=None) -> list[BatchResult]:
+def expire_game_sessions(
+    engine: Engine, config: GameCleanupConfig, now: datetime, log=None
+) -> list[BatchResult]:
     params = {"now": now, "started_cutoff": now - timedelta(minutes=config.session_expiry_minutes)}
     if config.dry_run:
-        return dry_run_results(engine, "game_sessions", STALE_SESSION, params, label="game_sessions_expired")
+        return dry_run_results(
+            engine, "game_sessions", STALE_SESSION, params, label="game_sessions_expired"
+        )
     return run_in_batches(
-        engine, "game_sessions", STALE_SESSION, params,
+        engine,
+        "game_sessions",
+        STALE_SESSION,
+        params,
         lambda connection, batch_where, batch_params: update_batch(
-            connection, "game_sessions", "status = 'expired', ended_at = :now", batch_where, batch_params,
+            connection,
+            "game_sessions",
+            "status = 'expired', ended_at = :now",
+            batch_where,
+            batch_params,
             label="game_sessions_expired",
         ),
-        batch_size=config.batch_size, progress=log, label="game_sessions_expired", verb="expired",
+        batch_size=config.batch_size,
+        progress=log,
+        label="game_sessions_expired",
+        verb="expired",
     )
 
 
 def delete_orphaned_entries(engine: Engine, config: GameCleanupConfig, log=None) -> BatchResult:
     return delete_in_batches(
-        engine, "leaderboard_entries", ORPHANED_ENTRY, {},
-        batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label="leaderboard_entries_orphaned",
+        engine,
+        "leaderboard_entries",
+        ORPHANED_ENTRY,
+        {},
+        batch_size=config.batch_size,
+        dry_run=config.dry_run,
+        progress=log,
+        label="leaderboard_entries_orphaned",
     )
 
 
-def archive_old_entries(engine: Engine, config: GameCleanupConfig, now: datetime, log=None) -> list[BatchResult]:
-    params = {"now": now, "archive_cutoff": now - timedelta(days=config.leaderboard_archive_age_days)}
+def archive_old_entries(
+    engine: Engine, config: GameCleanupConfig, now: datetime, log=None
+) -> list[BatchResult]:
+    params = {
+        "now": now,
+        "archive_cutoff": now - timedelta(days=config.leaderboard_archive_age_days),
+    }
     if config.dry_run:
         # The real run deletes orphans first, so they are not archived.
         where = excluding(OLD_ENTRY, [ORPHANED_ENTRY])
@@ -80,24 +111,42 @@ def archive_old_entries(engine: Engine, config: GameCleanupConfig, now: datetime
             f"{where} AND NOT EXISTS (SELECT 1 FROM leaderboard_entries_archive a "
             "WHERE a.id = leaderboard_entries.id)"
         )
-        moved = dry_run_results(engine, "leaderboard_entries", where, params, label="leaderboard_entries_archived")
+        moved = dry_run_results(
+            engine, "leaderboard_entries", where, params, label="leaderboard_entries_archived"
+        )
         copied = BatchResult(
-            table="leaderboard_entries_archive", label="leaderboard_entries_archive",
+            table="leaderboard_entries_archive",
+            label="leaderboard_entries_archive",
             matched=count_rows(engine, "leaderboard_entries", not_yet_archived, params),
         )
         return [*moved, copied]
     return run_in_batches(
-        engine, "leaderboard_entries", OLD_ENTRY, params,
+        engine,
+        "leaderboard_entries",
+        OLD_ENTRY,
+        params,
         lambda connection, batch_where, batch_params: move_batch(
-            connection, "leaderboard_entries", "leaderboard_entries_archive", ENTRY_COLUMNS, batch_where,
-            batch_params, label="leaderboard_entries_archived", extra={"archived_at": ":now"},
+            connection,
+            "leaderboard_entries",
+            "leaderboard_entries_archive",
+            ENTRY_COLUMNS,
+            batch_where,
+            batch_params,
+            label="leaderboard_entries_archived",
+            extra={"archived_at": ":now"},
         ),
-        batch_size=config.batch_size, progress=log, label="leaderboard_entries_archived", verb="archived",
+        batch_size=config.batch_size,
+        progress=log,
+        label="leaderboard_entries_archived",
+        verb="archived",
     )
 
 
 def cleanup_games_in(
-    engine: Engine, config: GameCleanupConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: GameCleanupConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     outcome = RuleOutcome()
     outcome.results += expire_game_sessions(engine, config, now, log)
@@ -105,26 +154,35 @@ def cleanup_games_in(
     if config.archive_leaderboards:
         outcome.results += archive_old_entries(engine, config, now, log)
     statuses = ", ".join(f"'{status}'" for status in GAME_STATUSES)
-    outcome.counts.update({
-        "game_sessions_skipped_null_started_at": count_rows(
-            engine, "game_sessions", "status = 'active' AND started_at IS NULL", {}
-        ),
-        "game_sessions_skipped_unknown_status": count_rows(
-            engine, "game_sessions", f"status NOT IN ({statuses})", {}
-        ),
-        "leaderboard_entries_kept_null_session": count_rows(
-            engine, "leaderboard_entries", "session_id IS NULL", {}
-        ),
-    })
+    outcome.counts.update(
+        {
+            "game_sessions_skipped_null_started_at": count_rows(
+                engine, "game_sessions", "status = 'active' AND started_at IS NULL", {}
+            ),
+            "game_sessions_skipped_unknown_status": count_rows(
+                engine, "game_sessions", f"status NOT IN ({statuses})", {}
+            ),
+            "leaderboard_entries_kept_null_session": count_rows(
+                engine, "leaderboard_entries", "session_id IS NULL", {}
+            ),
+        }
+    )
     return outcome
 
 
-@dg.op(description="Expire stale game sessions, delete orphaned leaderboard entries, archive old ones.")
-def cleanup_games(context: dg.OpExecutionContext, config: GameCleanupConfig, database: Database) -> dg.Output[int]:
+@dg.op(
+    description="Expire stale game sessions, delete orphaned leaderboard entries, archive old ones."
+)
+def cleanup_games(
+    context: dg.OpExecutionContext, config: GameCleanupConfig, database: Database
+) -> dg.Output[int]:
     return run_rule_op(context, database, config, cleanup_games_in)
 
 
-@dg.job(tags=job_tags("game_cleanup"), description="Expire stale game sessions and tidy leaderboards (seed 004).")
+@dg.job(
+    tags=job_tags("game_cleanup"),
+    description="Expire stale game sessions and tidy leaderboards (seed 004).",
+)
 def game_cleanup():
     cleanup_games()
 

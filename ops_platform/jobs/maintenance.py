@@ -36,11 +36,17 @@ def _skipped_output(reason: str = "another run holds the lock") -> dg.Output[int
 
 
 class LogPruningConfig(DestructiveJobConfig):
-    log_dir: str = Field(default="", description="Log folder; empty means OPS_LOG_DIR (default <OPS_DATA_DIR>/logs).")
+    log_dir: str = Field(
+        default="", description="Log folder; empty means OPS_LOG_DIR (default <OPS_DATA_DIR>/logs)."
+    )
     retention_days: float = Field(default=30, gt=0, description="Delete log files older than this.")
-    compress_after_days: float = Field(default=1, ge=0, description="Gzip log files older than this.")
+    compress_after_days: float = Field(
+        default=1, ge=0, description="Gzip log files older than this."
+    )
     max_file_mb: float = Field(default=100, gt=0, description="Rotate live files larger than this.")
-    max_files_per_stream: int = Field(default=10, ge=1, description="Rotated files kept per log stream.")
+    max_files_per_stream: int = Field(
+        default=10, ge=1, description="Rotated files kept per log stream."
+    )
 
 
 def _bullets(items: list[str]) -> dg.MetadataValue:
@@ -49,7 +55,9 @@ def _bullets(items: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(f"- `{item}`" for item in shown) + more)
 
 
-def log_pruning_metadata(result: LogPruneResult, config: LogPruningConfig, log_dir: str, started: float) -> dict:
+def log_pruning_metadata(
+    result: LogPruneResult, config: LogPruningConfig, log_dir: str, started: float
+) -> dict:
     metadata = {
         "dry_run": config.dry_run,
         "log_dir": log_dir,
@@ -74,17 +82,23 @@ def log_pruning_metadata(result: LogPruneResult, config: LogPruningConfig, log_d
 
 
 @dg.op(description="Gzip, rotate, cap and delete log files in the log folder.")
-def prune_logs(context: dg.OpExecutionContext, config: LogPruningConfig, database: Database) -> dg.Output[int]:
+def prune_logs(
+    context: dg.OpExecutionContext, config: LogPruningConfig, database: Database
+) -> dg.Output[int]:
     started = time.perf_counter()
     log_dir = config.log_dir or str(load_settings().log_dir)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return _skipped_output()
         result = prune_log_folder(
-            log_dir, utcnow(),
-            retention_days=config.retention_days, compress_after_days=config.compress_after_days,
-            max_file_mb=config.max_file_mb, max_files_per_stream=config.max_files_per_stream,
-            dry_run=config.dry_run, progress=context.log.info,
+            log_dir,
+            utcnow(),
+            retention_days=config.retention_days,
+            compress_after_days=config.compress_after_days,
+            max_file_mb=config.max_file_mb,
+            max_files_per_stream=config.max_files_per_stream,
+            dry_run=config.dry_run,
+            progress=context.log.info,
         )
     for note in result.notes:
         context.log.info(note)
@@ -100,7 +114,10 @@ def prune_logs(context: dg.OpExecutionContext, config: LogPruningConfig, databas
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
-@dg.job(tags=job_tags("log_pruning"), description="Daily: compress, rotate and prune the log folder (seed 002).")
+@dg.job(
+    tags=job_tags("log_pruning"),
+    description="Daily: compress, rotate and prune the log folder (seed 002).",
+)
 def log_pruning():
     prune_logs()
 
@@ -148,17 +165,21 @@ def tables_needing_vacuum(
     transaction somewhere (see the idle-in-transaction report); vacuuming again would not
     free them, so those tables wait until the re-vacuum interval has passed."""
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT relname, n_live_tup, n_dead_tup, "
-            "COALESCE(n_dead_tup::float8 / NULLIF(n_live_tup + n_dead_tup, 0), 0) AS dead_ratio, "
-            "GREATEST(last_vacuum, last_autovacuum) AS last_vacuumed "
-            "FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC, relname"
-        )).all()
+        rows = connection.execute(
+            text(
+                "SELECT relname, n_live_tup, n_dead_tup, "
+                "COALESCE(n_dead_tup::float8 / NULLIF(n_live_tup + n_dead_tup, 0), 0) AS dead_ratio, "
+                "GREATEST(last_vacuum, last_autovacuum) AS last_vacuumed "
+                "FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC, relname"
+            )
+        ).all()
     due, recent = [], []
     for row in rows:
         if row.n_dead_tup < min_dead_tuples or row.dead_ratio < threshold:
             continue
-        outcome = VacuumOutcome(row.relname, row.n_live_tup, row.n_dead_tup, round(row.dead_ratio, 4))
+        outcome = VacuumOutcome(
+            row.relname, row.n_live_tup, row.n_dead_tup, round(row.dead_ratio, 4)
+        )
         if row.last_vacuumed is not None and row.last_vacuumed >= vacuumed_since:
             outcome.status = f"not again: vacuumed at {row.last_vacuumed:%Y-%m-%d %H:%M:%S}Z, an older transaction holds its dead tuples"
             recent.append(outcome)
@@ -167,8 +188,9 @@ def tables_needing_vacuum(
     return len(rows), due, recent
 
 
-def vacuum_tables(engine: Engine, outcomes: list[VacuumOutcome], lock_timeout_s: float,
-                  progress=None) -> list[str]:
+def vacuum_tables(
+    engine: Engine, outcomes: list[VacuumOutcome], lock_timeout_s: float, progress=None
+) -> list[str]:
     """`VACUUM (ANALYZE)` each table outside any transaction (VACUUM refuses to run inside
     one); a table whose lock cannot be had in time is skipped, not waited for."""
     problems = []
@@ -181,7 +203,9 @@ def vacuum_tables(engine: Engine, outcomes: list[VacuumOutcome], lock_timeout_s:
             _vacuum_each(connection, schema_name, quote, outcomes, problems, progress)
         finally:
             if not connection.invalidated:
-                connection.execute(text("RESET lock_timeout"))  # the connection goes back to the pool
+                connection.execute(
+                    text("RESET lock_timeout")
+                )  # the connection goes back to the pool
     return problems
 
 
@@ -189,7 +213,9 @@ def _vacuum_each(connection, schema_name, quote, outcomes, problems, progress) -
     for outcome in outcomes:
         started = time.perf_counter()
         try:
-            connection.execute(text(f"VACUUM (ANALYZE) {quote(schema_name)}.{quote(outcome.table)}"))
+            connection.execute(
+                text(f"VACUUM (ANALYZE) {quote(schema_name)}.{quote(outcome.table)}")
+            )
         except DBAPIError as error:
             if error.connection_invalidated:
                 raise  # lost connection: a transient fault for the op's retry
@@ -200,16 +226,20 @@ def _vacuum_each(connection, schema_name, quote, outcomes, problems, progress) -
         outcome.seconds = round(time.perf_counter() - started, 3)
         outcome.status = "vacuumed"
         if progress:
-            progress(f"database_maintenance: VACUUM (ANALYZE) {outcome.table} in {outcome.seconds}s")
+            progress(
+                f"database_maintenance: VACUUM (ANALYZE) {outcome.table} in {outcome.seconds}s"
+            )
 
 
 def sqlite_maintenance(engine: Engine, dry_run: bool) -> MaintenanceResult:
     result = MaintenanceResult(backend="sqlite", note=SQLITE_NOTE)
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as connection:
-        result.tables_checked = connection.execute(text(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )).scalar_one()
+        result.tables_checked = connection.execute(
+            text(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ).scalar_one()
         result.sqlite_pages = connection.execute(text("PRAGMA page_count")).scalar_one()
         result.sqlite_free_pages = connection.execute(text("PRAGMA freelist_count")).scalar_one()
         if dry_run:
@@ -238,7 +268,8 @@ def maintain_database(
     result = MaintenanceResult(backend="postgresql")
     now = now or utcnow()
     result.tables_checked, result.outcomes, result.recently_vacuumed = tables_needing_vacuum(
-        engine, dead_ratio_threshold, min_dead_tuples, now - timedelta(hours=revacuum_after_hours))
+        engine, dead_ratio_threshold, min_dead_tuples, now - timedelta(hours=revacuum_after_hours)
+    )
     if dry_run:
         for outcome in result.outcomes:
             outcome.status = "would vacuum"
@@ -255,60 +286,104 @@ def _md_cell(value) -> str:
 def _md_table(rows: list[dict], empty: str) -> str:
     if not rows:
         return empty
-    return tabulate([{k: _md_cell(v) for k, v in row.items()} for row in rows], headers="keys", tablefmt="github")
+    return tabulate(
+        [{k: _md_cell(v) for k, v in row.items()} for row in rows],
+        headers="keys",
+        tablefmt="github",
+    )
 
 
-def activity_report(engine: Engine, now: datetime, long_query_seconds: float, query_chars: int = 120) -> dict:
+def activity_report(
+    engine: Engine, now: datetime, long_query_seconds: float, query_chars: int = 120
+) -> dict:
     """Connections by state, idle-in-transaction sessions and long-running queries of the
     current database, from pg_stat_activity (Postgres only)."""
     with engine.connect() as connection:
         max_connections = int(connection.execute(text("SHOW max_connections")).scalar_one())
-        by_state = [dict(row._mapping) for row in connection.execute(text(
-            "SELECT COALESCE(state, 'background') AS state, count(*) AS connections FROM pg_stat_activity "
-            "WHERE datname = current_database() GROUP BY 1 ORDER BY 2 DESC, 1"
-        ))]
-        idle_in_transaction = [dict(row._mapping) for row in connection.execute(text(
-            "SELECT pid, usename AS \"user\", application_name AS application, state, "
-            "round(EXTRACT(EPOCH FROM (:now - state_change))::numeric, 1) AS seconds_in_state, "
-            "left(query, :chars) AS last_query FROM pg_stat_activity "
-            "WHERE datname = current_database() AND state LIKE 'idle in transaction%' "
-            "ORDER BY state_change LIMIT :limit"
-        ), {"now": now, "chars": query_chars, "limit": MAX_LISTED})]
-        long_running = [dict(row._mapping) for row in connection.execute(text(
-            "SELECT pid, usename AS \"user\", application_name AS application, "
-            "round(EXTRACT(EPOCH FROM (:now - query_start))::numeric, 1) AS seconds_running, "
-            "wait_event_type, left(query, :chars) AS query FROM pg_stat_activity "
-            "WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() "
-            "AND query_start < :cutoff ORDER BY query_start LIMIT :limit"
-        ), {"now": now, "cutoff": now - timedelta(seconds=long_query_seconds), "chars": query_chars,
-            "limit": MAX_LISTED})]
+        by_state = [
+            dict(row._mapping)
+            for row in connection.execute(
+                text(
+                    "SELECT COALESCE(state, 'background') AS state, count(*) AS connections FROM pg_stat_activity "
+                    "WHERE datname = current_database() GROUP BY 1 ORDER BY 2 DESC, 1"
+                )
+            )
+        ]
+        idle_in_transaction = [
+            dict(row._mapping)
+            for row in connection.execute(
+                text(
+                    'SELECT pid, usename AS "user", application_name AS application, state, '
+                    "round(EXTRACT(EPOCH FROM (:now - state_change))::numeric, 1) AS seconds_in_state, "
+                    "left(query, :chars) AS last_query FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND state LIKE 'idle in transaction%' "
+                    "ORDER BY state_change LIMIT :limit"
+                ),
+                {"now": now, "chars": query_chars, "limit": MAX_LISTED},
+            )
+        ]
+        long_running = [
+            dict(row._mapping)
+            for row in connection.execute(
+                text(
+                    'SELECT pid, usename AS "user", application_name AS application, '
+                    "round(EXTRACT(EPOCH FROM (:now - query_start))::numeric, 1) AS seconds_running, "
+                    "wait_event_type, left(query, :chars) AS query FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() "
+                    "AND query_start < :cutoff ORDER BY query_start LIMIT :limit"
+                ),
+                {
+                    "now": now,
+                    "cutoff": now - timedelta(seconds=long_query_seconds),
+                    "chars": query_chars,
+                    "limit": MAX_LISTED,
+                },
+            )
+        ]
     total = sum(row["connections"] for row in by_state)
     return {
         "connections_total": total,
         "max_connections": max_connections,
-        "connection_usage_pct": round(100.0 * total / max_connections, 1) if max_connections else 0.0,
+        "connection_usage_pct": round(100.0 * total / max_connections, 1)
+        if max_connections
+        else 0.0,
         "idle_in_transaction": len(idle_in_transaction),
         "long_running_queries": len(long_running),
         "connections_by_state": dg.MetadataValue.md(_md_table(by_state, "_no connections_")),
         "idle_in_transaction_sessions": dg.MetadataValue.md(
-            _md_table(idle_in_transaction, "_no session idle in a transaction_")),
+            _md_table(idle_in_transaction, "_no session idle in a transaction_")
+        ),
         "long_running_query_list": dg.MetadataValue.md(
-            _md_table(long_running, f"_no query running over {long_query_seconds:g} s_")),
+            _md_table(long_running, f"_no query running over {long_query_seconds:g} s_")
+        ),
     }
 
 
 class DatabaseMaintenanceConfig(DestructiveJobConfig):
-    dead_ratio_threshold: float = Field(default=0.1, ge=0, le=1,
-                                        description="Vacuum tables with n_dead_tup/(n_live_tup+n_dead_tup) at least this.")
-    min_dead_tuples: int = Field(default=50, ge=0, description="…and at least this many dead tuples.")
-    long_query_seconds: float = Field(default=300, gt=0, description="Report active queries running longer.")
-    lock_timeout_seconds: float = Field(default=10, gt=0, description="Skip a table whose lock is not had in time.")
-    revacuum_after_hours: float = Field(default=6, ge=0,
-                                        description="A table vacuumed more recently is not vacuumed again.")
+    dead_ratio_threshold: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Vacuum tables with n_dead_tup/(n_live_tup+n_dead_tup) at least this.",
+    )
+    min_dead_tuples: int = Field(
+        default=50, ge=0, description="…and at least this many dead tuples."
+    )
+    long_query_seconds: float = Field(
+        default=300, gt=0, description="Report active queries running longer."
+    )
+    lock_timeout_seconds: float = Field(
+        default=10, gt=0, description="Skip a table whose lock is not had in time."
+    )
+    revacuum_after_hours: float = Field(
+        default=6, ge=0, description="A table vacuumed more recently is not vacuumed again."
+    )
 
 
-@dg.op(description="VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
-                   "ANALYZE on SQLite.")
+@dg.op(
+    description="VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
+    "ANALYZE on SQLite."
+)
 def maintain_app_database(
     context: dg.OpExecutionContext, config: DatabaseMaintenanceConfig, database: Database
 ) -> dg.Output[int]:
@@ -318,11 +393,19 @@ def maintain_app_database(
             return _skipped_output()
         engine = database.engine
         result = maintain_database(
-            engine, dead_ratio_threshold=config.dead_ratio_threshold, min_dead_tuples=config.min_dead_tuples,
-            lock_timeout_s=config.lock_timeout_seconds, revacuum_after_hours=config.revacuum_after_hours,
-            dry_run=config.dry_run, progress=context.log.info,
+            engine,
+            dead_ratio_threshold=config.dead_ratio_threshold,
+            min_dead_tuples=config.min_dead_tuples,
+            lock_timeout_s=config.lock_timeout_seconds,
+            revacuum_after_hours=config.revacuum_after_hours,
+            dry_run=config.dry_run,
+            progress=context.log.info,
         )
-        report = activity_report(engine, utcnow(), config.long_query_seconds) if result.backend == "postgresql" else {}
+        report = (
+            activity_report(engine, utcnow(), config.long_query_seconds)
+            if result.backend == "postgresql"
+            else {}
+        )
 
     planned = len(result.outcomes)
     metadata = {
@@ -339,10 +422,13 @@ def maintain_app_database(
         **report,
     }
     if result.backend == "postgresql":
-        metadata["vacuum"] = dg.MetadataValue.md(_md_table(
-            [vars(outcome) for outcome in result.outcomes + result.recently_vacuumed],
-            f"_no table over a {config.dead_ratio_threshold:g} dead-tuple ratio "
-            f"with {config.min_dead_tuples}+ dead tuples_"))
+        metadata["vacuum"] = dg.MetadataValue.md(
+            _md_table(
+                [vars(outcome) for outcome in result.outcomes + result.recently_vacuumed],
+                f"_no table over a {config.dead_ratio_threshold:g} dead-tuple ratio "
+                f"with {config.min_dead_tuples}+ dead tuples_",
+            )
+        )
     else:
         metadata["note"] = result.note
         metadata["sqlite_pages"] = result.sqlite_pages
@@ -363,7 +449,11 @@ def maintain_app_database(
 
 # --- database_maintenance: the Dagster instance -------------------------------------------
 
-FINISHED_RUN_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+FINISHED_RUN_STATUSES = [
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+]
 
 
 @dataclass
@@ -373,44 +463,67 @@ class RunPruneResult:
     unfinished_old: int = 0  # old runs still queued/started: left alone, counted
 
 
-def prune_runs(instance: dg.DagsterInstance, cutoff: datetime, *, batch_size: int = 500,
-               dry_run: bool = False, progress=None) -> RunPruneResult:
+def prune_runs(
+    instance: dg.DagsterInstance,
+    cutoff: datetime,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress=None,
+) -> RunPruneResult:
     """Delete finished runs created before `cutoff`, with their event logs (delete_run)."""
     result = RunPruneResult()
     finished = dg.RunsFilter(created_before=cutoff, statuses=FINISHED_RUN_STATUSES)
-    result.unfinished_old = instance.get_runs_count(dg.RunsFilter(created_before=cutoff)) - instance.get_runs_count(finished)
+    result.unfinished_old = instance.get_runs_count(
+        dg.RunsFilter(created_before=cutoff)
+    ) - instance.get_runs_count(finished)
     if dry_run:
         result.matched = instance.get_runs_count(finished)
         return result
     while True:
-        records = instance.get_run_records(filters=finished, limit=min(batch_size, 500), ascending=True)
+        records = instance.get_run_records(
+            filters=finished, limit=min(batch_size, 500), ascending=True
+        )
         if not records:
             break
         for record in records:
             instance.delete_run(record.dagster_run.run_id)
         result.deleted += len(records)
         if progress:
-            progress(f"database_maintenance: deleted {result.deleted} Dagster runs created before {cutoff:%Y-%m-%d}")
+            progress(
+                f"database_maintenance: deleted {result.deleted} Dagster runs created before {cutoff:%Y-%m-%d}"
+            )
     result.matched = result.deleted
     return result
 
 
 class RunPruningConfig(DestructiveJobConfig):
-    run_retention_days: float = Field(default=90, ge=1, description="Delete finished Dagster runs older than this.")
+    run_retention_days: float = Field(
+        default=90, ge=1, description="Delete finished Dagster runs older than this."
+    )
 
 
 @dg.op(description="Delete finished Dagster runs (and their event logs) older than the retention.")
-def prune_dagster_runs(context: dg.OpExecutionContext, config: RunPruningConfig, database: Database) -> dg.Output[int]:
+def prune_dagster_runs(
+    context: dg.OpExecutionContext, config: RunPruningConfig, database: Database
+) -> dg.Output[int]:
     started = time.perf_counter()
     cutoff = utcnow() - timedelta(days=config.run_retention_days)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return _skipped_output()
-        result = prune_runs(context.instance, cutoff, batch_size=config.batch_size,
-                            dry_run=config.dry_run, progress=context.log.info)
+        result = prune_runs(
+            context.instance,
+            cutoff,
+            batch_size=config.batch_size,
+            dry_run=config.dry_run,
+            progress=context.log.info,
+        )
     verb = "would delete" if config.dry_run else "deleted"
-    context.log.info(f"database_maintenance {verb} {result.matched} Dagster runs created before {cutoff:%Y-%m-%d %H:%M}Z; "
-                     f"{result.unfinished_old} old unfinished runs left alone")
+    context.log.info(
+        f"database_maintenance {verb} {result.matched} Dagster runs created before {cutoff:%Y-%m-%d %H:%M}Z; "
+        f"{result.unfinished_old} old unfinished runs left alone"
+    )
     metadata = {
         "dry_run": config.dry_run,
         "runs_created_before": cutoff.isoformat(),

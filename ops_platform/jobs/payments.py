@@ -20,7 +20,6 @@ checks record one check. The provider is asked in parallel (`concurrency` thread
 outcomes are written with one statement per kind of outcome.
 """
 
-
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -76,7 +75,9 @@ class PendingPayment:
 @dataclass
 class CheckReport:
     checked: int = 0
-    outcomes: Counter = field(default_factory=Counter)  # succeeded/failed/canceled/expired/pending/error
+    outcomes: Counter = field(
+        default_factory=Counter
+    )  # succeeded/failed/canceled/expired/pending/error
     written: int = 0  # payments updated (0 in a dry run)
     unchanged: int = 0  # outcomes not written: another writer changed the payment first
     unavailable: int = 0  # errors that were the provider being unreachable
@@ -92,7 +93,11 @@ class CheckReport:
         return self
 
     def metadata(self) -> dict:
-        metadata = {"checked": self.checked, "rows_changed": self.written, "unchanged": self.unchanged}
+        metadata = {
+            "checked": self.checked,
+            "rows_changed": self.written,
+            "unchanged": self.unchanged,
+        }
         for outcome in ("succeeded", "failed", "canceled", "expired", "pending", "error"):
             metadata[outcome if outcome != "error" else "errors"] = self.outcomes.get(outcome, 0)
         if self.errors:
@@ -101,6 +106,7 @@ class CheckReport:
 
 
 # --- the schedule ----------------------------------------------------------------------------
+
 
 def next_check_offset(elapsed_s: float) -> float:
     """Seconds after creation of the first check slot strictly after `elapsed_s`."""
@@ -112,17 +118,27 @@ def next_check_offset(elapsed_s: float) -> float:
 
 def next_check_time(created_at: datetime, now: datetime, expire_after: timedelta) -> datetime:
     elapsed = (now - created_at).total_seconds()
-    return min(created_at + timedelta(seconds=next_check_offset(elapsed)), created_at + expire_after)
+    return min(
+        created_at + timedelta(seconds=next_check_offset(elapsed)), created_at + expire_after
+    )
 
 
 def decide(
-    payment: PendingPayment, answer: ProviderStatus | ProviderError, now: datetime, expire_after: timedelta
+    payment: PendingPayment,
+    answer: ProviderStatus | ProviderError,
+    now: datetime,
+    expire_after: timedelta,
 ) -> tuple[str, dict]:
     """(outcome, parameters of the update that records it) for one check."""
     expired = now >= payment.created_at + expire_after
     if isinstance(answer, ProviderError):
         if expired and isinstance(answer, PaymentNotFound):
-            return "expired", {"id": payment.id, "status": "expired", "now": now, "error": str(answer)}
+            return "expired", {
+                "id": payment.id,
+                "status": "expired",
+                "now": now,
+                "error": str(answer),
+            }
         return "error", _reschedule(payment, now, expire_after, error=str(answer))
     if answer.status in FINAL_STATUSES:
         return answer.status, {"id": payment.id, "status": answer.status, "now": now, "error": None}
@@ -131,7 +147,9 @@ def decide(
     return "pending", _reschedule(payment, now, expire_after, error=None)
 
 
-def _reschedule(payment: PendingPayment, now: datetime, expire_after: timedelta, error: Optional[str]) -> dict:
+def _reschedule(
+    payment: PendingPayment, now: datetime, expire_after: timedelta, error: Optional[str]
+) -> dict:
     return {
         "id": payment.id,
         "now": now,
@@ -143,11 +161,17 @@ def _reschedule(payment: PendingPayment, now: datetime, expire_after: timedelta,
 
 # --- reading ---------------------------------------------------------------------------------
 
+
 def _pending(row) -> PendingPayment:
     return PendingPayment(row.id, row.provider_ref, as_utc(row.created_at), row.check_count)
 
 
-_COLUMNS = (schema.payments.c.id, schema.payments.c.provider_ref, schema.payments.c.created_at, schema.payments.c.check_count)
+_COLUMNS = (
+    schema.payments.c.id,
+    schema.payments.c.provider_ref,
+    schema.payments.c.created_at,
+    schema.payments.c.check_count,
+)
 
 
 def due_condition(now: datetime):
@@ -155,14 +179,22 @@ def due_condition(now: datetime):
     p = schema.payments.c
     return and_(
         p.status == "pending",
-        or_(p.next_check_at <= now, and_(p.next_check_at.is_(None), p.created_at <= now - FIRST_CHECK_DELAY)),
+        or_(
+            p.next_check_at <= now,
+            and_(p.next_check_at.is_(None), p.created_at <= now - FIRST_CHECK_DELAY),
+        ),
     )
 
 
 def load_due(engine: Engine, now: datetime, limit: int) -> list[PendingPayment]:
     """Due pending payments, longest overdue first, at most `limit`."""
     p = schema.payments.c
-    query = select(*_COLUMNS).where(due_condition(now)).order_by(func.coalesce(p.next_check_at, p.created_at), p.id).limit(limit)
+    query = (
+        select(*_COLUMNS)
+        .where(due_condition(now))
+        .order_by(func.coalesce(p.next_check_at, p.created_at), p.id)
+        .limit(limit)
+    )
     with engine.connect() as connection:
         return [_pending(row) for row in connection.execute(query)]
 
@@ -173,13 +205,18 @@ def load_pending(engine: Engine, ids: Iterable[int]) -> list[PendingPayment]:
     found: list[PendingPayment] = []
     with engine.connect() as connection:
         for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
-            query = select(*_COLUMNS).where(schema.payments.c.id.in_(chunk), schema.payments.c.status == "pending")
-            found.extend(_pending(row) for row in connection.execute(query.order_by(schema.payments.c.id)))
+            chunk = ids[start : start + 1000]
+            query = select(*_COLUMNS).where(
+                schema.payments.c.id.in_(chunk), schema.payments.c.status == "pending"
+            )
+            found.extend(
+                _pending(row) for row in connection.execute(query.order_by(schema.payments.c.id))
+            )
     return found
 
 
 # --- checking --------------------------------------------------------------------------------
+
 
 def ask_provider(
     provider: PaymentProvider, payments: Sequence[PendingPayment], concurrency: int
@@ -194,7 +231,9 @@ def ask_provider(
 
     if provider.is_simulator or concurrency <= 1 or len(payments) <= 1:
         return [ask(payment) for payment in payments]
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(payments)), thread_name_prefix="payment-check") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(concurrency, len(payments)), thread_name_prefix="payment-check"
+    ) as pool:
         return list(pool.map(ask, payments))
 
 
@@ -234,29 +273,54 @@ def check_payments(
 
 
 def check_due_payments(
-    engine: Engine, provider: PaymentProvider, *, payment_ids: Sequence[int] = (), max_payments: int = 500,
-    batch_size: int = 100, now: Optional[datetime] = None, log: Optional[Callable[[str], None]] = None, **options,
+    engine: Engine,
+    provider: PaymentProvider,
+    *,
+    payment_ids: Sequence[int] = (),
+    max_payments: int = 500,
+    batch_size: int = 100,
+    now: Optional[datetime] = None,
+    log: Optional[Callable[[str], None]] = None,
+    **options,
 ) -> CheckReport:
     """`payment_status_check`: the given payments still pending, or with none given every
     due pending payment (at most `max_payments`), in batches of `batch_size`."""
-    payments = load_pending(engine, payment_ids) if payment_ids else load_due(engine, now or utcnow(), max_payments)
+    payments = (
+        load_pending(engine, payment_ids)
+        if payment_ids
+        else load_due(engine, now or utcnow(), max_payments)
+    )
     report = CheckReport()
     for start in range(0, len(payments), batch_size):
-        report.merge(check_payments(engine, provider, payments[start:start + batch_size], now=now, **options))
+        report.merge(
+            check_payments(
+                engine, provider, payments[start : start + batch_size], now=now, **options
+            )
+        )
         if log:
             log(f"checked {report.checked} of {len(payments)} payments")
     return report
 
 
 def sweep_pending(
-    engine: Engine, provider: PaymentProvider, *, batch_size: int = 200, now: Optional[datetime] = None,
-    log: Optional[Callable[[str], None]] = None, **options,
+    engine: Engine,
+    provider: PaymentProvider,
+    *,
+    batch_size: int = 200,
+    now: Optional[datetime] = None,
+    log: Optional[Callable[[str], None]] = None,
+    **options,
 ) -> CheckReport:
     """`payment_status_sweep`: every pending payment, in id order, `batch_size` at a time."""
     p = schema.payments.c
     report, after = CheckReport(), 0
     while True:
-        query = select(*_COLUMNS).where(p.status == "pending", p.id > after).order_by(p.id).limit(batch_size)
+        query = (
+            select(*_COLUMNS)
+            .where(p.status == "pending", p.id > after)
+            .order_by(p.id)
+            .limit(batch_size)
+        )
         with engine.connect() as connection:
             batch = [_pending(row) for row in connection.execute(query)]
         if not batch:
@@ -269,19 +333,35 @@ def sweep_pending(
 
 # --- Dagster ---------------------------------------------------------------------------------
 
+
 class PaymentCheckOptions(DestructiveJobConfig):
-    batch_size: int = Field(default=100, gt=0, le=10_000, description="Payments per provider round and transaction.")
-    expire_after_minutes: int = Field(default=DEFAULT_EXPIRE_MINUTES, gt=0, description="A payment still pending this long after creation expires.")
-    concurrency: int = Field(default=8, ge=1, le=64, description="Parallel requests to the provider.")
+    batch_size: int = Field(
+        default=100, gt=0, le=10_000, description="Payments per provider round and transaction."
+    )
+    expire_after_minutes: int = Field(
+        default=DEFAULT_EXPIRE_MINUTES,
+        gt=0,
+        description="A payment still pending this long after creation expires.",
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=64, description="Parallel requests to the provider."
+    )
 
 
 class PaymentCheckConfig(PaymentCheckOptions):
-    payment_ids: list[int] = Field(default_factory=list, description="Payments to check (the sensor passes the due ones); empty: every due payment.")
-    max_payments: int = Field(default=500, gt=0, description="Bound on due payments checked when no ids are given.")
+    payment_ids: list[int] = Field(
+        default_factory=list,
+        description="Payments to check (the sensor passes the due ones); empty: every due payment.",
+    )
+    max_payments: int = Field(
+        default=500, gt=0, description="Bound on due payments checked when no ids are given."
+    )
 
 
 class PaymentSweepConfig(PaymentCheckOptions):
-    batch_size: int = Field(default=200, gt=0, le=10_000, description="Payments per provider round and transaction.")
+    batch_size: int = Field(
+        default=200, gt=0, le=10_000, description="Payments per provider round and transaction."
+    )
 
 
 def _options(config: PaymentCheckOptions) -> dict:
@@ -297,33 +377,57 @@ def _log_errors(context: dg.OpExecutionContext, report: CheckReport) -> None:
         context.log.warning(message)
 
 
-@dg.op(description="Ask the provider about due (or given) pending payments and record each outcome.")
+@dg.op(
+    description="Ask the provider about due (or given) pending payments and record each outcome."
+)
 def check_payment_status(
-    context: dg.OpExecutionContext, config: PaymentCheckConfig, database: Database, payments: PaymentProvider
+    context: dg.OpExecutionContext,
+    config: PaymentCheckConfig,
+    database: Database,
+    payments: PaymentProvider,
 ) -> dg.Output[int]:
     started = time.perf_counter()
     with transient_retries(context):
         report = check_due_payments(
-            database.engine, payments, payment_ids=config.payment_ids, max_payments=config.max_payments,
-            batch_size=config.batch_size, log=context.log.info, **_options(config),
+            database.engine,
+            payments,
+            payment_ids=config.payment_ids,
+            max_payments=config.max_payments,
+            batch_size=config.batch_size,
+            log=context.log.info,
+            **_options(config),
         )
     _log_errors(context, report)
-    context.log.info(f"payment_status_check: {dict(report.outcomes) or 'nothing due'}"
-                     f"{' (dry run, nothing written)' if config.dry_run else ''}")
-    metadata = report.metadata() | {"dry_run": config.dry_run, "duration_s": round(time.perf_counter() - started, 3)}
+    context.log.info(
+        f"payment_status_check: {dict(report.outcomes) or 'nothing due'}"
+        f"{' (dry run, nothing written)' if config.dry_run else ''}"
+    )
+    metadata = report.metadata() | {
+        "dry_run": config.dry_run,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
     return dg.Output(report.written, metadata=metadata)
 
 
 @dg.op(description="Check every pending payment with the provider, in batches.")
 def sweep_pending_payments(
-    context: dg.OpExecutionContext, config: PaymentSweepConfig, database: Database, payments: PaymentProvider
+    context: dg.OpExecutionContext,
+    config: PaymentSweepConfig,
+    database: Database,
+    payments: PaymentProvider,
 ) -> dg.Output[int]:
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another sweep holds the lock", "rows_changed": 0})
+            return dg.Output(
+                0, metadata={"skipped": "another sweep holds the lock", "rows_changed": 0}
+            )
         report = sweep_pending(
-            database.engine, payments, batch_size=config.batch_size, log=context.log.info, **_options(config)
+            database.engine,
+            payments,
+            batch_size=config.batch_size,
+            log=context.log.info,
+            **_options(config),
         )
     _log_errors(context, report)
     if report.checked and report.unavailable == report.checked:
@@ -332,17 +436,28 @@ def sweep_pending_payments(
             description=f"payment provider unavailable: all {report.checked} checks failed; first: {report.errors[0]}",
             metadata=report.metadata(),
         )
-    context.log.info(f"payment_status_sweep: {report.checked} pending payments checked: {dict(report.outcomes)}")
-    metadata = report.metadata() | {"dry_run": config.dry_run, "duration_s": round(time.perf_counter() - started, 3)}
+    context.log.info(
+        f"payment_status_sweep: {report.checked} pending payments checked: {dict(report.outcomes)}"
+    )
+    metadata = report.metadata() | {
+        "dry_run": config.dry_run,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
     return dg.Output(report.written, metadata=metadata)
 
 
-@dg.job(tags=job_tags("payment_status_check"), description="Check due pending payments with the provider (sensor-driven).")
+@dg.job(
+    tags=job_tags("payment_status_check"),
+    description="Check due pending payments with the provider (sensor-driven).",
+)
 def payment_status_check():
     check_payment_status()
 
 
-@dg.job(tags=job_tags("payment_status_sweep"), description="Check every pending payment with the provider, in batches.")
+@dg.job(
+    tags=job_tags("payment_status_sweep"),
+    description="Check every pending payment with the provider, in batches.",
+)
 def payment_status_sweep():
     sweep_pending_payments()
 

@@ -16,7 +16,13 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
 
-from ops_platform.db.batching import count_rows, delete_in_batches, dry_run_results, run_in_batches, update_batch
+from ops_platform.db.batching import (
+    count_rows,
+    delete_in_batches,
+    dry_run_results,
+    run_in_batches,
+    update_batch,
+)
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
@@ -24,16 +30,27 @@ from ops_platform.schedules.catalog import job_tags
 
 
 class TeamMemberCleanupConfig(DestructiveJobConfig):
-    retention_days: int = Field(default=90, ge=0, description="Hard-delete members removed longer ago than this.")
+    retention_days: int = Field(
+        default=90, ge=0, description="Hard-delete members removed longer ago than this."
+    )
 
 
 def cleanup_team_members_in(
-    engine: Engine, config: TeamMemberCleanupConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: TeamMemberCleanupConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     params = {"cutoff": now - timedelta(days=config.retention_days)}
     result = delete_in_batches(
-        engine, "project_team", "removed_at IS NOT NULL AND removed_at < :cutoff", params,
-        batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label="project_team_removed",
+        engine,
+        "project_team",
+        "removed_at IS NOT NULL AND removed_at < :cutoff",
+        params,
+        batch_size=config.batch_size,
+        dry_run=config.dry_run,
+        progress=log,
+        label="project_team_removed",
     )
     recently_removed = count_rows(engine, "project_team", "removed_at >= :cutoff", params)
     return RuleOutcome([result], {"project_team_removed_within_retention": recently_removed})
@@ -46,7 +63,10 @@ def cleanup_team_members(
     return run_rule_op(context, database, config, cleanup_team_members_in)
 
 
-@dg.job(tags=job_tags("team_member_cleanup"), description="Hard-delete team members removed over 90 days ago (seed 003).")
+@dg.job(
+    tags=job_tags("team_member_cleanup"),
+    description="Hard-delete team members removed over 90 days ago (seed 003).",
+)
 def team_member_cleanup():
     cleanup_team_members()
 
@@ -70,12 +90,17 @@ def deliverable_rules(now: datetime, access_days: int) -> list[tuple[str, str, d
 
 class DeliverableExpiryConfig(DestructiveJobConfig):
     access_days: int = Field(
-        default=365, ge=1, description="Deliverables without expires_at expire this long after delivered_at."
+        default=365,
+        ge=1,
+        description="Deliverables without expires_at expire this long after delivered_at.",
     )
 
 
 def expire_deliverables_in(
-    engine: Engine, config: DeliverableExpiryConfig, now: datetime, log: Callable[[str], None] | None = None
+    engine: Engine,
+    config: DeliverableExpiryConfig,
+    now: datetime,
+    log: Callable[[str], None] | None = None,
 ) -> RuleOutcome:
     outcome = RuleOutcome()
     for label, where, params in deliverable_rules(now, config.access_days):
@@ -83,11 +108,22 @@ def expire_deliverables_in(
             outcome.results += dry_run_results(engine, "deliverables", where, params, label=label)
             continue
         outcome.results += run_in_batches(
-            engine, "deliverables", where, params,
+            engine,
+            "deliverables",
+            where,
+            params,
             lambda connection, batch_where, batch_params, label=label: update_batch(
-                connection, "deliverables", "status = 'expired'", batch_where, batch_params, label=label,
+                connection,
+                "deliverables",
+                "status = 'expired'",
+                batch_where,
+                batch_params,
+                label=label,
             ),
-            batch_size=config.batch_size, progress=log, label=label, verb="expired",
+            batch_size=config.batch_size,
+            progress=log,
+            label=label,
+            verb="expired",
         )
     outcome.counts["deliverables_skipped_no_expiry"] = count_rows(
         engine, "deliverables", f"{NOT_EXPIRED} AND expires_at IS NULL AND delivered_at IS NULL", {}
@@ -102,7 +138,10 @@ def expire_deliverables(
     return run_rule_op(context, database, config, expire_deliverables_in)
 
 
-@dg.job(tags=job_tags("deliverable_expiry"), description="Mark deliverables past expires_at as expired (seed 003).")
+@dg.job(
+    tags=job_tags("deliverable_expiry"),
+    description="Mark deliverables past expires_at as expired (seed 003).",
+)
 def deliverable_expiry():
     expire_deliverables()
 

@@ -17,7 +17,6 @@ message = JSON `{"event", "payload", "id", "created_at"}` — in id order, then 
   reports how many events wait, and succeeds.
 """
 
-
 import json
 import time
 from dataclasses import dataclass, field
@@ -54,7 +53,12 @@ def message_for(row) -> str:
     payload = json.loads(row.payload) if row.payload else None
     created_at = as_utc(row.created_at)
     return json.dumps(
-        {"event": row.event, "payload": payload, "id": row.id, "created_at": created_at.isoformat() if created_at else None},
+        {
+            "event": row.event,
+            "payload": payload,
+            "id": row.id,
+            "created_at": created_at.isoformat() if created_at else None,
+        },
         separators=(",", ":"),
     )
 
@@ -113,7 +117,8 @@ def publish_outbox(
             publisher.publish_many(messages)
             if ids:
                 connection.execute(
-                    update(events).where(e.id.in_(bindparam("ids", expanding=True)), e.published_at.is_(None))
+                    update(events)
+                    .where(e.id.in_(bindparam("ids", expanding=True)), e.published_at.is_(None))
                     .values(published_at=now()),
                     {"ids": ids},
                 )
@@ -126,47 +131,76 @@ def publish_outbox(
 
 
 class RealtimePublishConfig(dg.Config):
-    batch_size: int = Field(default=500, gt=0, le=10_000, description="Events per pipeline and transaction.")
+    batch_size: int = Field(
+        default=500, gt=0, le=10_000, description="Events per pipeline and transaction."
+    )
     max_events: int = Field(default=50_000, gt=0, description="At most this many events per run.")
 
 
-@dg.op(description="Publish the realtime_events outbox to Redis pub/sub in order and mark the rows published.")
+@dg.op(
+    description="Publish the realtime_events outbox to Redis pub/sub in order and mark the rows published."
+)
 def publish_realtime_events(
-    context: dg.OpExecutionContext, config: RealtimePublishConfig, database: Database, realtime: RealtimePublisher
+    context: dg.OpExecutionContext,
+    config: RealtimePublishConfig,
+    database: Database,
+    realtime: RealtimePublisher,
 ) -> dg.Output[int]:
     started = time.perf_counter()
     if not realtime.enabled:
         waiting = count_unpublished(database.engine)
-        context.log.info(f"no Redis configured (OPS_REDIS_URL is not set): {waiting} realtime events stay in the outbox")
-        return dg.Output(0, metadata={"published": 0, "waiting": waiting, "redis": "not configured"})
+        context.log.info(
+            f"no Redis configured (OPS_REDIS_URL is not set): {waiting} realtime events stay in the outbox"
+        )
+        return dg.Output(
+            0, metadata={"published": 0, "waiting": waiting, "redis": "not configured"}
+        )
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return dg.Output(0, metadata={"published": 0, "skipped": "another run holds the lock"})
         try:
             report = publish_outbox(
-                database.engine, realtime, batch_size=config.batch_size, max_events=config.max_events, log=context.log.debug
+                database.engine,
+                realtime,
+                batch_size=config.batch_size,
+                max_events=config.max_events,
+                log=context.log.debug,
             )
         except RealtimeUnavailable as error:
             if context.retry_number < MAX_TRANSIENT_RETRIES:
                 wait = backoff_seconds(context.retry_number)
-                context.log.warning(f"{error}; unpublished events stay in the outbox, retry in {wait:.1f}s")
-                raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from error
+                context.log.warning(
+                    f"{error}; unpublished events stay in the outbox, retry in {wait:.1f}s"
+                )
+                raise dg.RetryRequested(
+                    max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait
+                ) from error
             raise
     if report.skipped_bad:
-        context.log.warning(f"{len(report.skipped_bad)} realtime events cannot be published and stay in the outbox: "
-                            f"ids {report.skipped_bad[:20]}")
-    context.log.info(f"published {report.published} realtime events to {realtime.safe_url} in {report.batches} batches; "
-                     f"{report.waiting} still waiting")
-    return dg.Output(report.published, metadata={
-        "published": report.published,
-        "batches": report.batches,
-        "skipped_bad_rows": len(report.skipped_bad),
-        "waiting": report.waiting,
-        "duration_s": round(time.perf_counter() - started, 3),
-    })
+        context.log.warning(
+            f"{len(report.skipped_bad)} realtime events cannot be published and stay in the outbox: "
+            f"ids {report.skipped_bad[:20]}"
+        )
+    context.log.info(
+        f"published {report.published} realtime events to {realtime.safe_url} in {report.batches} batches; "
+        f"{report.waiting} still waiting"
+    )
+    return dg.Output(
+        report.published,
+        metadata={
+            "published": report.published,
+            "batches": report.batches,
+            "skipped_bad_rows": len(report.skipped_bad),
+            "waiting": report.waiting,
+            "duration_s": round(time.perf_counter() - started, 3),
+        },
+    )
 
 
-@dg.job(tags=job_tags("realtime_publish"), description="Publish the realtime_events outbox to Redis pub/sub.")
+@dg.job(
+    tags=job_tags("realtime_publish"),
+    description="Publish the realtime_events outbox to Redis pub/sub.",
+)
 def realtime_publish():
     publish_realtime_events()
 

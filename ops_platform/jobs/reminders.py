@@ -31,8 +31,12 @@ KIND = "BALANCE_DUE"
 
 
 class ReminderConfig(dg.Config):
-    dry_run: bool = Field(default=False, description="Report what would be sent; insert and send nothing.")
-    overdue_days: int = Field(default=3, ge=0, description="Days after the advance payment before reminding.")
+    dry_run: bool = Field(
+        default=False, description="Report what would be sent; insert and send nothing."
+    )
+    overdue_days: int = Field(
+        default=3, ge=0, description="Days after the advance payment before reminding."
+    )
 
 
 @dataclass
@@ -77,7 +81,12 @@ OVERDUE_PROJECTS = """
 
 
 def _params(now: datetime, overdue_days: int) -> dict:
-    return {"cutoff": now - timedelta(days=overdue_days), "today": now.date(), "now": now, "kind": KIND}
+    return {
+        "cutoff": now - timedelta(days=overdue_days),
+        "today": now.date(),
+        "now": now,
+        "kind": KIND,
+    }
 
 
 def queue_todays_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
@@ -85,26 +94,34 @@ def queue_todays_reminders(engine: Engine, now: datetime, overdue_days: int = 3)
     Returns (overdue projects, rows inserted)."""
     params = _params(now, overdue_days)
     with engine.begin() as connection:
-        eligible = connection.execute(text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params).scalar_one()
-        inserted = connection.execute(text(
-            "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for, reminder_date) "
-            f"SELECT o.project_id, :kind, 'PENDING', o.email, :now, :today FROM ({OVERDUE_PROJECTS}) o WHERE true "
-            "ON CONFLICT (project_id, kind, reminder_date) DO NOTHING"
-        ), params).rowcount
+        eligible = connection.execute(
+            text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
+        ).scalar_one()
+        inserted = connection.execute(
+            text(
+                "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for, reminder_date) "
+                f"SELECT o.project_id, :kind, 'PENDING', o.email, :now, :today FROM ({OVERDUE_PROJECTS}) o WHERE true "
+                "ON CONFLICT (project_id, kind, reminder_date) DO NOTHING"
+            ),
+            params,
+        ).rowcount
     return eligible, inserted
 
 
 def todays_reminders(engine: Engine, today: date) -> list:
     """Today's reminders with what the email says and whether the balance is still due."""
     with engine.connect() as connection:
-        return connection.execute(text(
-            "SELECT r.id, r.project_id, r.status, r.recipient_email, p.name AS project_name, "
-            "       s.advance_paid_at, COALESCE(s.balance_paid, false) AS balance_paid "
-            "FROM payment_reminders r "
-            "LEFT JOIN projects p ON p.id = r.project_id "
-            "LEFT JOIN project_payment_status s ON s.project_id = r.project_id "
-            "WHERE r.kind = :kind AND r.reminder_date = :today ORDER BY r.id"
-        ), {"kind": KIND, "today": today}).all()
+        return connection.execute(
+            text(
+                "SELECT r.id, r.project_id, r.status, r.recipient_email, p.name AS project_name, "
+                "       s.advance_paid_at, COALESCE(s.balance_paid, false) AS balance_paid "
+                "FROM payment_reminders r "
+                "LEFT JOIN projects p ON p.id = r.project_id "
+                "LEFT JOIN project_payment_status s ON s.project_id = r.project_id "
+                "WHERE r.kind = :kind AND r.reminder_date = :today ORDER BY r.id"
+            ),
+            {"kind": KIND, "today": today},
+        ).all()
 
 
 def reminder_message_id(reminder_id: int) -> str:
@@ -130,10 +147,18 @@ def build_reminder_email(row, mail_from: str, now: datetime) -> EmailMessage:
 
 def _mark(engine: Engine, reminder_id: int, status: str, *, sent_at=None, error=None) -> None:
     with engine.begin() as connection:
-        connection.execute(text(
-            "UPDATE payment_reminders SET status = :status, sent_at = :sent_at, error_message = :error "
-            "WHERE id = :id AND status IN ('PENDING', 'FAILED')"
-        ), {"id": reminder_id, "status": status, "sent_at": sent_at, "error": error[:2000] if error else None})
+        connection.execute(
+            text(
+                "UPDATE payment_reminders SET status = :status, sent_at = :sent_at, error_message = :error "
+                "WHERE id = :id AND status IN ('PENDING', 'FAILED')"
+            ),
+            {
+                "id": reminder_id,
+                "status": status,
+                "sent_at": sent_at,
+                "error": error[:2000] if error else None,
+            },
+        )
 
 
 def send_payment_reminders(
@@ -180,16 +205,23 @@ def send_payment_reminders(
     return result
 
 
-def preview_payment_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
+def preview_payment_reminders(
+    engine: Engine, now: datetime, overdue_days: int = 3
+) -> tuple[int, int]:
     """Dry run: (overdue projects, reminders a run would send today)."""
     params = _params(now, overdue_days)
     with engine.connect() as connection:
-        eligible = connection.execute(text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params).scalar_one()
-        would_send = connection.execute(text(
-            f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o "
-            "WHERE NOT EXISTS (SELECT 1 FROM payment_reminders r WHERE r.project_id = o.project_id "
-            "AND r.kind = :kind AND r.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
-        ), params).scalar_one()
+        eligible = connection.execute(
+            text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
+        ).scalar_one()
+        would_send = connection.execute(
+            text(
+                f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o "
+                "WHERE NOT EXISTS (SELECT 1 FROM payment_reminders r WHERE r.project_id = o.project_id "
+                "AND r.kind = :kind AND r.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
+            ),
+            params,
+        ).scalar_one()
     return eligible, would_send
 
 
@@ -200,21 +232,32 @@ def send_overdue_payment_reminders(
     started, now = time.perf_counter(), utcnow()
     if config.dry_run:
         eligible, would_send = preview_payment_reminders(database.engine, now, config.overdue_days)
-        context.log.info(f"dry run: {eligible} overdue projects, {would_send} reminders would be sent")
-        return dg.Output(0, metadata={**ReminderResult(eligible=eligible).metadata(True, time.perf_counter() - started),
-                                      "would_send": would_send})
+        context.log.info(
+            f"dry run: {eligible} overdue projects, {would_send} reminders would be sent"
+        )
+        return dg.Output(
+            0,
+            metadata={
+                **ReminderResult(eligible=eligible).metadata(True, time.perf_counter() - started),
+                "would_send": would_send,
+            },
+        )
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return dg.Output(0, metadata={"skipped": "another run holds the lock", "sent": 0})
-        result = send_payment_reminders(database.engine, mailer, now, overdue_days=config.overdue_days,
-                                        log=context.log.warning)
+        result = send_payment_reminders(
+            database.engine, mailer, now, overdue_days=config.overdue_days, log=context.log.warning
+        )
     metadata = result.metadata(False, time.perf_counter() - started)
-    context.log.info(f"overdue_payment_reminders: {result.sent} sent, {result.failed} failed, "
-                     f"{result.already_sent_today} already sent today, via {mailer.target}")
+    context.log.info(
+        f"overdue_payment_reminders: {result.sent} sent, {result.failed} failed, "
+        f"{result.already_sent_today} already sent today, via {mailer.target}"
+    )
     if result.failed:
         # Visible as a failed run (and alerted); a re-run retries exactly the FAILED rows.
         raise dg.Failure(
-            description=f"{result.failed} payment reminders could not be sent: " + "; ".join(result.errors[:5]),
+            description=f"{result.failed} payment reminders could not be sent: "
+            + "; ".join(result.errors[:5]),
             metadata=metadata,
         )
     return dg.Output(result.sent, metadata=metadata)

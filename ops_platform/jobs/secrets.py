@@ -105,9 +105,9 @@ def load_cipher(env: dict | None = None, data_dir: Path | None = None) -> Secret
 
 @dataclass
 class RotationResult:
-    rotated: int = 0            # secrets that got a new version
-    new_versions: int = 0       # rows inserted (less than rotated only under a race)
-    superseded: int = 0         # expired active rows that already had a newer version
+    rotated: int = 0  # secrets that got a new version
+    new_versions: int = 0  # rows inserted (less than rotated only under a race)
+    superseded: int = 0  # expired active rows that already had a newer version
     retired: int = 0
     skipped_unknown_status: int = 0
     skipped_null_expiry: int = 0
@@ -136,7 +136,9 @@ _RETIRABLE = (
 
 
 def _count(connection: Connection, where: str, params: dict) -> int:
-    return connection.execute(text(f"SELECT count(*) FROM secrets s WHERE {where}"), params).scalar_one()
+    return connection.execute(
+        text(f"SELECT count(*) FROM secrets s WHERE {where}"), params
+    ).scalar_one()
 
 
 def _insert_ignoring_duplicates(connection: Connection, rows: list[dict]) -> int:
@@ -145,24 +147,31 @@ def _insert_ignoring_duplicates(connection: Connection, rows: list[dict]) -> int
         return 0
     insert = postgres_insert if is_postgres(connection) else sqlite_insert
     statement = (
-        insert(schema.secrets).values(rows)
+        insert(schema.secrets)
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["name", "version"])
         .returning(schema.secrets.c.id)  # counted by RETURNING: rowcount is not reliable here
     )
     return len(connection.execute(statement).all())
 
 
-def _update_in_batches(engine: Engine, set_sql: str, where: str, params: dict, batch_size: int,
-                       result: RotationResult) -> int:
+def _update_in_batches(
+    engine: Engine, set_sql: str, where: str, params: dict, batch_size: int, result: RotationResult
+) -> int:
     changed = 0
     while True:
         started = time.perf_counter()
         with engine.begin() as connection:
-            count = connection.execute(text(
-                f"UPDATE secrets SET {set_sql} WHERE id IN "
-                f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id LIMIT :batch_size)"
-            ), {**params, "batch_size": batch_size}).rowcount
-        result.longest_transaction_s = max(result.longest_transaction_s, time.perf_counter() - started)
+            count = connection.execute(
+                text(
+                    f"UPDATE secrets SET {set_sql} WHERE id IN "
+                    f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id LIMIT :batch_size)"
+                ),
+                {**params, "batch_size": batch_size},
+            ).rowcount
+        result.longest_transaction_s = max(
+            result.longest_transaction_s, time.perf_counter() - started
+        )
         if count <= 0:
             return changed
         changed += count
@@ -188,31 +197,49 @@ def rotate_secrets(
     params = {"now": now, "fallback_cutoff": now - grace}
     with engine.connect() as connection:
         result.skipped_unknown_status = _count(
-            connection, "s.status IS NULL OR s.status NOT IN ('active', 'retiring', 'retired')", {})
-        result.skipped_null_expiry = _count(connection, "s.status = 'active' AND s.expires_at IS NULL", {})
+            connection, "s.status IS NULL OR s.status NOT IN ('active', 'retiring', 'retired')", {}
+        )
+        result.skipped_null_expiry = _count(
+            connection, "s.status = 'active' AND s.expires_at IS NULL", {}
+        )
         result.skipped_retiring_without_dates = _count(
-            connection, "s.status = 'retiring' AND s.retire_after IS NULL AND s.rotated_at IS NULL", {})
+            connection,
+            "s.status = 'retiring' AND s.retire_after IS NULL AND s.rotated_at IS NULL",
+            {},
+        )
         if dry_run:
             result.rotated = _count(connection, _LATEST_EXPIRED, params)
             result.new_versions = result.rotated
             result.superseded = _count(connection, _SUPERSEDED, params)
             result.retired = _count(connection, _RETIRABLE, params)
-            result.names_rotated = list(connection.execute(text(
-                f"SELECT s.name FROM secrets s WHERE {_LATEST_EXPIRED} ORDER BY s.name LIMIT {MAX_LISTED}"
-            ), params).scalars())
+            result.names_rotated = list(
+                connection.execute(
+                    text(
+                        f"SELECT s.name FROM secrets s WHERE {_LATEST_EXPIRED} ORDER BY s.name LIMIT {MAX_LISTED}"
+                    ),
+                    params,
+                ).scalars()
+            )
             return result
     if cipher is None:
         raise ValueError("rotate_secrets needs a cipher unless dry_run")
 
     # Retire first what is past its grace period, so this run's rotations (retire_after in
     # the future) are not touched and a second run changes nothing.
-    result.retired = _update_in_batches(engine, "status = 'retired'", _RETIRABLE, params, batch_size, result)
+    result.retired = _update_in_batches(
+        engine, "status = 'retired'", _RETIRABLE, params, batch_size, result
+    )
     if result.retired and progress:
         progress(f"secret_rotation: retired {result.retired} versions past their grace period")
     retiring = {"now": now, "retire_after": now + grace}
     result.superseded = _update_in_batches(
-        engine, "status = 'retiring', rotated_at = :now, retire_after = :retire_after",
-        _SUPERSEDED, {**params, **retiring}, batch_size, result)
+        engine,
+        "status = 'retiring', rotated_at = :now, retire_after = :retire_after",
+        _SUPERSEDED,
+        {**params, **retiring},
+        batch_size,
+        result,
+    )
 
     rotation_batches = 0
     while True:
@@ -220,31 +247,45 @@ def rotate_secrets(
         with engine.begin() as connection:
             # Claim: only a row still 'active' can be claimed, so a concurrent run that
             # picked the same rows gets none of them.
-            claimed = connection.execute(text(
-                "UPDATE secrets SET status = 'retiring', rotated_at = :now, retire_after = :retire_after "
-                f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
-                "ORDER BY s.id LIMIT :batch_size) RETURNING name, version"
-            ), {**params, **retiring, "batch_size": batch_size}).all()
+            claimed = connection.execute(
+                text(
+                    "UPDATE secrets SET status = 'retiring', rotated_at = :now, retire_after = :retire_after "
+                    f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
+                    "ORDER BY s.id LIMIT :batch_size) RETURNING name, version"
+                ),
+                {**params, **retiring, "batch_size": batch_size},
+            ).all()
             rows = [
                 {
-                    "name": name, "version": version + 1, "status": "active",
+                    "name": name,
+                    "version": version + 1,
+                    "status": "active",
                     "value_ciphertext": cipher.encrypt(new_value()),
-                    "created_at": now, "expires_at": now + validity,
+                    "created_at": now,
+                    "expires_at": now + validity,
                 }
                 for name, version in claimed
             ]
             for start in range(0, len(rows), 1000):
-                result.new_versions += _insert_ignoring_duplicates(connection, rows[start:start + 1000])
-        result.longest_transaction_s = max(result.longest_transaction_s, time.perf_counter() - started)
+                result.new_versions += _insert_ignoring_duplicates(
+                    connection, rows[start : start + 1000]
+                )
+        result.longest_transaction_s = max(
+            result.longest_transaction_s, time.perf_counter() - started
+        )
         if not claimed:
             break
         rotation_batches += 1
         result.batches += 1
         result.rotated += len(claimed)
         if len(result.names_rotated) < MAX_LISTED:
-            result.names_rotated.extend(sorted(name for name, _ in claimed)[: MAX_LISTED - len(result.names_rotated)])
+            result.names_rotated.extend(
+                sorted(name for name, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
+            )
         if progress:
-            progress(f"secret_rotation: rotated {result.rotated} secrets in {rotation_batches} batches")
+            progress(
+                f"secret_rotation: rotated {result.rotated} secrets in {rotation_batches} batches"
+            )
         if len(claimed) < batch_size:
             break
     return result
@@ -254,11 +295,15 @@ def rotate_secrets(
 
 
 class SecretRotationConfig(DestructiveJobConfig):
-    grace_hours: float = Field(default=24, gt=0, description="How long a rotated-out version stays valid.")
+    grace_hours: float = Field(
+        default=24, gt=0, description="How long a rotated-out version stays valid."
+    )
     validity_days: float = Field(default=90, gt=0, description="Expiry of a new version.")
 
 
-def rotation_metadata(result: RotationResult, config: SecretRotationConfig, key_source: str, started: float) -> dict:
+def rotation_metadata(
+    result: RotationResult, config: SecretRotationConfig, key_source: str, started: float
+) -> dict:
     changed = 0 if config.dry_run else result.rows_changed
     metadata = {
         "dry_run": config.dry_run,
@@ -288,15 +333,26 @@ def rotate_expired_secrets(
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another run holds the lock", "rows_changed": 0})
+            return dg.Output(
+                0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
+            )
         cipher = None if config.dry_run else load_cipher()
         result = rotate_secrets(
-            database.engine, utcnow(),
-            grace=timedelta(hours=config.grace_hours), validity=timedelta(days=config.validity_days),
-            batch_size=config.batch_size, dry_run=config.dry_run, cipher=cipher, progress=context.log.info,
+            database.engine,
+            utcnow(),
+            grace=timedelta(hours=config.grace_hours),
+            validity=timedelta(days=config.validity_days),
+            batch_size=config.batch_size,
+            dry_run=config.dry_run,
+            cipher=cipher,
+            progress=context.log.info,
         )
     key_source = cipher.source if cipher else "not needed (dry run)"
-    skipped = result.skipped_unknown_status + result.skipped_null_expiry + result.skipped_retiring_without_dates
+    skipped = (
+        result.skipped_unknown_status
+        + result.skipped_null_expiry
+        + result.skipped_retiring_without_dates
+    )
     verb = "would rotate" if config.dry_run else "rotated"
     context.log.info(
         f"secret_rotation {verb} {result.rotated} secrets, {result.superseded} superseded versions to retiring, "
@@ -306,7 +362,10 @@ def rotate_expired_secrets(
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
-@dg.job(tags=job_tags("secret_rotation"), description="Daily: rotate expired secrets with a grace period (seed 002).")
+@dg.job(
+    tags=job_tags("secret_rotation"),
+    description="Daily: rotate expired secrets with a grace period (seed 002).",
+)
 def secret_rotation():
     rotate_expired_secrets()
 

@@ -16,7 +16,6 @@ an alert cannot be delivered nothing is recorded, and the next run raises it aga
 Detection is set-based (GROUP BY … HAVING over the window, served by the received_at index).
 """
 
-
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -42,9 +41,15 @@ MAX_SINGLE_ALERTS = 10  # beyond this, one summary alert for the rest
 
 class SecurityMonitorConfig(dg.Config):
     window_minutes: int = Field(default=15, gt=0, le=7 * 24 * 60, description="Look-back window.")
-    invalid_signature_threshold: int = Field(default=5, gt=0, description="Invalid signatures per source IP in the window.")
-    burst_threshold: int = Field(default=100, gt=0, description="Requests per source IP in the window.")
-    ongoing_windows: int = Field(default=2, gt=0, description="A finding seen within this many windows is ongoing, not new.")
+    invalid_signature_threshold: int = Field(
+        default=5, gt=0, description="Invalid signatures per source IP in the window."
+    )
+    burst_threshold: int = Field(
+        default=100, gt=0, description="Requests per source IP in the window."
+    )
+    ongoing_windows: int = Field(
+        default=2, gt=0, description="A finding seen within this many windows is ongoing, not new."
+    )
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ class Finding:
             return f"{d['invalid_signatures']} webhook events with invalid signatures from {d['source_ip']}"
         if self.kind == "request_burst":
             return f"Burst of {d['requests']} webhook requests from {d['source_ip']}"
-        return f"Webhook event {d['event_id']} ({d['provider']}) received {d['times_received']} times"
+        return (
+            f"Webhook event {d['event_id']} ({d['provider']}) received {d['times_received']} times"
+        )
 
 
 @dataclass
@@ -84,84 +91,141 @@ def _escalated(count: int, threshold: int, base: str, higher: str) -> str:
     return higher if count >= threshold * ESCALATION_FACTOR else base
 
 
-def detect_findings(connection: Connection, now: datetime, config: SecurityMonitorConfig) -> list[Finding]:
+def detect_findings(
+    connection: Connection, now: datetime, config: SecurityMonitorConfig
+) -> list[Finding]:
     """Every finding in the window ending at `now`, in a stable order."""
     w = schema.webhook_events.c
     since = now - timedelta(minutes=config.window_minutes)
     in_window = (w.received_at > since, w.received_at <= now)
-    window = {"window_minutes": config.window_minutes, "window_start": since.isoformat(), "window_end": now.isoformat()}
+    window = {
+        "window_minutes": config.window_minutes,
+        "window_start": since.isoformat(),
+        "window_end": now.isoformat(),
+    }
     findings: list[Finding] = []
 
     invalid = connection.execute(
-        select(w.source_ip, func.count().label("n"), func.count(func.distinct(w.provider)).label("providers"),
-               func.min(w.received_at).label("first"), func.max(w.received_at).label("last"))
+        select(
+            w.source_ip,
+            func.count().label("n"),
+            func.count(func.distinct(w.provider)).label("providers"),
+            func.min(w.received_at).label("first"),
+            func.max(w.received_at).label("last"),
+        )
         .where(*in_window, w.signature_valid.is_(False), w.source_ip.is_not(None))
         .group_by(w.source_ip)
         .having(func.count() >= config.invalid_signature_threshold)
         .order_by(w.source_ip)
     )
     for row in invalid:
-        findings.append(Finding(
-            "invalid_signatures",
-            _escalated(row.n, config.invalid_signature_threshold, "high", "critical"),
-            f"invalid_signatures:{row.source_ip}",
-            {"source_ip": row.source_ip, "invalid_signatures": row.n, "threshold": config.invalid_signature_threshold,
-             "providers": row.providers, "first_seen": _iso(row.first), "last_seen": _iso(row.last), **window},
-        ))
+        findings.append(
+            Finding(
+                "invalid_signatures",
+                _escalated(row.n, config.invalid_signature_threshold, "high", "critical"),
+                f"invalid_signatures:{row.source_ip}",
+                {
+                    "source_ip": row.source_ip,
+                    "invalid_signatures": row.n,
+                    "threshold": config.invalid_signature_threshold,
+                    "providers": row.providers,
+                    "first_seen": _iso(row.first),
+                    "last_seen": _iso(row.last),
+                    **window,
+                },
+            )
+        )
 
     bursts = connection.execute(
-        select(w.source_ip, func.count().label("n"),
-               func.sum(case((w.signature_valid.is_(False), 1), else_=0)).label("invalid"),
-               func.min(w.received_at).label("first"), func.max(w.received_at).label("last"))
+        select(
+            w.source_ip,
+            func.count().label("n"),
+            func.sum(case((w.signature_valid.is_(False), 1), else_=0)).label("invalid"),
+            func.min(w.received_at).label("first"),
+            func.max(w.received_at).label("last"),
+        )
         .where(*in_window, w.source_ip.is_not(None))
         .group_by(w.source_ip)
         .having(func.count() >= config.burst_threshold)
         .order_by(w.source_ip)
     )
     for row in bursts:
-        findings.append(Finding(
-            "request_burst",
-            _escalated(row.n, config.burst_threshold, "medium", "high"),
-            f"request_burst:{row.source_ip}",
-            {"source_ip": row.source_ip, "requests": row.n, "invalid_signatures": int(row.invalid or 0),
-             "threshold": config.burst_threshold, "first_seen": _iso(row.first), "last_seen": _iso(row.last), **window},
-        ))
+        findings.append(
+            Finding(
+                "request_burst",
+                _escalated(row.n, config.burst_threshold, "medium", "high"),
+                f"request_burst:{row.source_ip}",
+                {
+                    "source_ip": row.source_ip,
+                    "requests": row.n,
+                    "invalid_signatures": int(row.invalid or 0),
+                    "threshold": config.burst_threshold,
+                    "first_seen": _iso(row.first),
+                    "last_seen": _iso(row.last),
+                    **window,
+                },
+            )
+        )
 
     provider = func.coalesce(w.provider, "")
     replays = connection.execute(
-        select(provider.label("provider"), w.event_id, func.count().label("n"),
-               func.count(func.distinct(w.source_ip)).label("sources"),
-               func.min(w.source_ip).label("a_source"),
-               func.min(w.received_at).label("first"), func.max(w.received_at).label("last"))
+        select(
+            provider.label("provider"),
+            w.event_id,
+            func.count().label("n"),
+            func.count(func.distinct(w.source_ip)).label("sources"),
+            func.min(w.source_ip).label("a_source"),
+            func.min(w.received_at).label("first"),
+            func.max(w.received_at).label("last"),
+        )
         .where(*in_window, w.event_id.is_not(None))
         .group_by(provider, w.event_id)
         .having(func.count() > 1)
         .order_by(provider, w.event_id)
     )
     for row in replays:
-        findings.append(Finding(
-            "replayed_event", "high", f"replayed_event:{row.provider}:{row.event_id}",
-            {"provider": row.provider or None, "event_id": row.event_id, "times_received": row.n,
-             "source_ips": row.sources, "example_source_ip": row.a_source,
-             "first_seen": _iso(row.first), "last_seen": _iso(row.last), **window},
-        ))
+        findings.append(
+            Finding(
+                "replayed_event",
+                "high",
+                f"replayed_event:{row.provider}:{row.event_id}",
+                {
+                    "provider": row.provider or None,
+                    "event_id": row.event_id,
+                    "times_received": row.n,
+                    "source_ips": row.sources,
+                    "example_source_ip": row.a_source,
+                    "first_seen": _iso(row.first),
+                    "last_seen": _iso(row.last),
+                    **window,
+                },
+            )
+        )
     return findings
 
 
-def _ongoing_fingerprints(connection: Connection, fingerprints: list[str], since: datetime) -> set[str]:
+def _ongoing_fingerprints(
+    connection: Connection, fingerprints: list[str], since: datetime
+) -> set[str]:
     a = schema.security_alerts.c
     found: set[str] = set()
     for start in range(0, len(fingerprints), 500):
-        chunk = fingerprints[start:start + 500]
-        found.update(connection.execute(
-            select(a.fingerprint).where(a.fingerprint.in_(chunk), a.last_seen_at >= since)
-        ).scalars())
+        chunk = fingerprints[start : start + 500]
+        found.update(
+            connection.execute(
+                select(a.fingerprint).where(a.fingerprint.in_(chunk), a.last_seen_at >= since)
+            ).scalars()
+        )
     return found
 
 
-def record_findings(connection: Connection, findings: list[Finding], now: datetime, ongoing_since: datetime) -> MonitorReport:
+def record_findings(
+    connection: Connection, findings: list[Finding], now: datetime, ongoing_since: datetime
+) -> MonitorReport:
     """Insert the new findings, refresh the ongoing ones; returns which were which."""
-    ongoing_prints = _ongoing_fingerprints(connection, [f.fingerprint for f in findings], ongoing_since)
+    ongoing_prints = _ongoing_fingerprints(
+        connection, [f.fingerprint for f in findings], ongoing_since
+    )
     report = MonitorReport(
         new=[f for f in findings if f.fingerprint not in ongoing_prints],
         ongoing=[f for f in findings if f.fingerprint in ongoing_prints],
@@ -170,38 +234,66 @@ def record_findings(connection: Connection, findings: list[Finding], now: dateti
     if report.ongoing:
         refresh = (
             alerts.update()
-            .where(alerts.c.fingerprint == bindparam("fp"), alerts.c.last_seen_at >= bindparam("since"))
-            .values(last_seen_at=bindparam("seen"), details=bindparam("new_details", type_=alerts.c.details.type))
+            .where(
+                alerts.c.fingerprint == bindparam("fp"), alerts.c.last_seen_at >= bindparam("since")
+            )
+            .values(
+                last_seen_at=bindparam("seen"),
+                details=bindparam("new_details", type_=alerts.c.details.type),
+            )
         )
-        connection.execute(refresh, [
-            {"fp": f.fingerprint, "since": ongoing_since, "seen": now, "new_details": f.details} for f in report.ongoing
-        ])
+        connection.execute(
+            refresh,
+            [
+                {"fp": f.fingerprint, "since": ongoing_since, "seen": now, "new_details": f.details}
+                for f in report.ongoing
+            ],
+        )
     if report.new:
-        connection.execute(insert(alerts), [
-            {"kind": f.kind, "severity": f.severity, "details": f.details, "fingerprint": f.fingerprint,
-             "created_at": now, "last_seen_at": now}
-            for f in report.new
-        ])
+        connection.execute(
+            insert(alerts),
+            [
+                {
+                    "kind": f.kind,
+                    "severity": f.severity,
+                    "details": f.details,
+                    "fingerprint": f.fingerprint,
+                    "created_at": now,
+                    "last_seen_at": now,
+                }
+                for f in report.new
+            ],
+        )
     return report
 
 
 def alert_text(finding: Finding) -> str:
-    return "\n".join(f"{key}: {value}" for key, value in finding.details.items() if value is not None)
+    return "\n".join(
+        f"{key}: {value}" for key, value in finding.details.items() if value is not None
+    )
 
 
 def send_alerts(alerts: Alerts, new: list[Finding]) -> int:
     """One alert per new finding (the first few), then one summary for the rest."""
     for finding in new[:MAX_SINGLE_ALERTS]:
-        alerts.send(f"Webhook security: {finding.title}", alert_text(finding), ALERT_SEVERITY[finding.severity])
+        alerts.send(
+            f"Webhook security: {finding.title}",
+            alert_text(finding),
+            ALERT_SEVERITY[finding.severity],
+        )
     rest = new[MAX_SINGLE_ALERTS:]
     if rest:
         worst = max(rest, key=lambda f: list(ALERT_SEVERITY).index(f.severity))
         lines = "\n".join(f"- [{f.severity}] {f.title}" for f in rest)
-        alerts.send(f"Webhook security: {len(rest)} more findings", lines, ALERT_SEVERITY[worst.severity])
+        alerts.send(
+            f"Webhook security: {len(rest)} more findings", lines, ALERT_SEVERITY[worst.severity]
+        )
     return min(len(new), MAX_SINGLE_ALERTS) + bool(rest)
 
 
-def monitor_webhooks(engine: Engine, alerts: Alerts, now: datetime, config: SecurityMonitorConfig) -> MonitorReport:
+def monitor_webhooks(
+    engine: Engine, alerts: Alerts, now: datetime, config: SecurityMonitorConfig
+) -> MonitorReport:
     """Detect, record and alert, in one transaction (an undelivered alert records nothing)."""
     with engine.begin() as connection:
         findings = detect_findings(connection, now, config)
@@ -211,9 +303,14 @@ def monitor_webhooks(engine: Engine, alerts: Alerts, now: datetime, config: Secu
     return report
 
 
-@dg.op(description="Find invalid-signature floods, request bursts and replayed events in recent webhooks; record and alert.")
+@dg.op(
+    description="Find invalid-signature floods, request bursts and replayed events in recent webhooks; record and alert."
+)
 def monitor_webhook_security(
-    context: dg.OpExecutionContext, config: SecurityMonitorConfig, database: Database, alerts: Alerts
+    context: dg.OpExecutionContext,
+    config: SecurityMonitorConfig,
+    database: Database,
+    alerts: Alerts,
 ) -> dg.Output[int]:
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
@@ -222,8 +319,10 @@ def monitor_webhook_security(
         report = monitor_webhooks(database.engine, alerts, utcnow(), config)
     for finding in report.new:
         context.log.warning(f"new {finding.kind} ({finding.severity}): {finding.title}")
-    context.log.info(f"webhook_security_monitor: {len(report.new)} new findings, {len(report.ongoing)} ongoing "
-                     f"in the last {config.window_minutes} min; {report.alerts_sent} alerts sent")
+    context.log.info(
+        f"webhook_security_monitor: {len(report.new)} new findings, {len(report.ongoing)} ongoing "
+        f"in the last {config.window_minutes} min; {report.alerts_sent} alerts sent"
+    )
     kinds = Counter(finding.kind for finding in report.findings)
     metadata = {
         "findings": len(report.new),
@@ -234,11 +333,16 @@ def monitor_webhook_security(
         **{f"{kind}_findings": count for kind, count in kinds.items()},
     }
     if report.new:
-        metadata["new_findings"] = dg.MetadataValue.md("\n".join(f"- [{f.severity}] {f.title}" for f in report.new))
+        metadata["new_findings"] = dg.MetadataValue.md(
+            "\n".join(f"- [{f.severity}] {f.title}" for f in report.new)
+        )
     return dg.Output(len(report.new), metadata=metadata)
 
 
-@dg.job(tags=job_tags("webhook_security_monitor"), description="Webhook attack patterns → security_alerts and an alert.")
+@dg.job(
+    tags=job_tags("webhook_security_monitor"),
+    description="Webhook attack patterns → security_alerts and an alert.",
+)
 def webhook_security_monitor():
     monitor_webhook_security()
 

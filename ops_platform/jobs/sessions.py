@@ -8,7 +8,6 @@
 User sessions with no `expires_at` are bad rows: never deleted by expiry, counted.
 """
 
-
 import time
 from datetime import datetime, timedelta
 import dagster as dg
@@ -17,7 +16,12 @@ from sqlalchemy import Engine
 
 from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches, excluding
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import DestructiveJobConfig, rows_metadata, singleton, transient_retries
+from ops_platform.jobs._common import (
+    DestructiveJobConfig,
+    rows_metadata,
+    singleton,
+    transient_retries,
+)
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags
 
@@ -30,7 +34,9 @@ SESSION_BATCH_SIZE = 50_000
 
 
 class SessionCleanupConfig(DestructiveJobConfig):
-    batch_size: int = Field(default=SESSION_BATCH_SIZE, gt=0, le=1_000_000, description="Rows per transaction.")
+    batch_size: int = Field(
+        default=SESSION_BATCH_SIZE, gt=0, le=1_000_000, description="Rows per transaction."
+    )
     mode: str = Field(default="light", description="light | deep | safety_net")
     revoked_retention_days: int = Field(default=7, ge=0)
     idle_retention_days: int = Field(default=30, ge=1)
@@ -44,26 +50,34 @@ class SessionCleanupConfig(DestructiveJobConfig):
         return value
 
 
-def session_rules(mode: str, now: datetime, config: SessionCleanupConfig) -> list[tuple[str, str, dict]]:
+def session_rules(
+    mode: str, now: datetime, config: SessionCleanupConfig
+) -> list[tuple[str, str, dict]]:
     """(label, WHERE clause, parameters) of each rule the mode applies, in order."""
     rules = [("sessions_expired", "expires_at < :now", {"now": now})]
     if mode in ("deep", "safety_net"):
-        rules.append((
-            "sessions_revoked",
-            "revoked_at IS NOT NULL AND revoked_at < :revoked_cutoff",
-            {"revoked_cutoff": now - timedelta(days=config.revoked_retention_days)},
-        ))
-        rules.append((
-            "sessions_idle",
-            "last_seen_at < :idle_cutoff",
-            {"idle_cutoff": now - timedelta(days=config.idle_retention_days)},
-        ))
+        rules.append(
+            (
+                "sessions_revoked",
+                "revoked_at IS NOT NULL AND revoked_at < :revoked_cutoff",
+                {"revoked_cutoff": now - timedelta(days=config.revoked_retention_days)},
+            )
+        )
+        rules.append(
+            (
+                "sessions_idle",
+                "last_seen_at < :idle_cutoff",
+                {"idle_cutoff": now - timedelta(days=config.idle_retention_days)},
+            )
+        )
     if mode == "safety_net":
-        rules.append((
-            "sessions_player_stale",
-            "kind = 'player' AND COALESCE(last_seen_at, created_at) < :player_cutoff",
-            {"player_cutoff": now - timedelta(days=config.player_retention_days)},
-        ))
+        rules.append(
+            (
+                "sessions_player_stale",
+                "kind = 'player' AND COALESCE(last_seen_at, created_at) < :player_cutoff",
+                {"player_cutoff": now - timedelta(days=config.player_retention_days)},
+            )
+        )
     return rules
 
 
@@ -82,25 +96,43 @@ def cleanup_sessions_in(
             # A real run deletes rule by rule, so a row is counted by the first rule it matches.
             where = excluding(where, [earlier for _, earlier, _ in rules[:n]])
             params = {name: value for _, _, p in rules[: n + 1] for name, value in p.items()}
-        results.append(delete_in_batches(
-            engine, "sessions", where, params,
-            batch_size=config.batch_size, dry_run=config.dry_run, progress=log, label=label,
-        ))
+        results.append(
+            delete_in_batches(
+                engine,
+                "sessions",
+                where,
+                params,
+                batch_size=config.batch_size,
+                dry_run=config.dry_run,
+                progress=log,
+                label=label,
+            )
+        )
     skipped = count_rows(engine, "sessions", "expires_at IS NULL AND kind <> 'player'", {})
     return results, skipped
 
 
 @dg.op(description="Delete expired, revoked, idle and stale player sessions in bounded batches.")
-def cleanup_sessions(context: dg.OpExecutionContext, config: SessionCleanupConfig, database: Database) -> dg.Output[int]:
+def cleanup_sessions(
+    context: dg.OpExecutionContext, config: SessionCleanupConfig, database: Database
+) -> dg.Output[int]:
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another run holds the lock", "rows_changed": 0})
-        results, skipped = cleanup_sessions_in(database.engine, config, utcnow(), log=context.log.info)
-    metadata = rows_metadata(results, started, config.dry_run, mode=config.mode, skipped_null_expiry=skipped)
+            return dg.Output(
+                0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
+            )
+        results, skipped = cleanup_sessions_in(
+            database.engine, config, utcnow(), log=context.log.info
+        )
+    metadata = rows_metadata(
+        results, started, config.dry_run, mode=config.mode, skipped_null_expiry=skipped
+    )
     verb = "would delete" if config.dry_run else "deleted"
-    context.log.info(f"session_cleanup ({config.mode}) {verb} {metadata['rows_matched']} sessions; "
-                     f"{skipped} user sessions without expiry skipped")
+    context.log.info(
+        f"session_cleanup ({config.mode}) {verb} {metadata['rows_matched']} sessions; "
+        f"{skipped} user sessions without expiry skipped"
+    )
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 

@@ -32,7 +32,12 @@ log = logging.getLogger("ops_platform.alerts")
 SEVERITIES = ("info", "warning", "error", "critical")
 # Slack attachment colours per severity.
 COLOURS = {"info": "#439FE0", "warning": "#F2C744", "error": "#E01E5A", "critical": "#8B0000"}
-LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+LOG_LEVELS = {
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 class AlertDeliveryError(RuntimeError):
@@ -70,7 +75,9 @@ class Alerts(dg.ConfigurableResource):
 
     @property
     def channels(self) -> list[str]:
-        return [name for name, on in (("webhook", self.webhook_url), ("email", self.email_to)) if on] or ["log"]
+        return [
+            name for name, on in (("webhook", self.webhook_url), ("email", self.email_to)) if on
+        ] or ["log"]
 
     def send(self, title: str, text: str, severity: str = "error") -> list[str]:
         """Deliver one alert; returns the channels that took it."""
@@ -94,7 +101,12 @@ class Alerts(dg.ConfigurableResource):
     def _append_to_log(self, title: str, text: str, severity: str) -> None:
         path = Path(self.log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = {"at": datetime.now(timezone.utc).isoformat(), "severity": severity, "title": title, "text": text}
+        line = {
+            "at": datetime.now(timezone.utc).isoformat(),
+            "severity": severity,
+            "title": title,
+            "text": text,
+        }
         with path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(line) + "\n")
 
@@ -106,7 +118,10 @@ class Alerts(dg.ConfigurableResource):
                 # Exponential backoff with jitter.
                 time.sleep(self.retry_base_s * 2 ** (attempt - 1) * random.uniform(1, 1.5))
             request = urlrequest.Request(
-                self.webhook_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+                self.webhook_url,
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
             )
             try:
                 with urlrequest.urlopen(request, timeout=self.timeout_s) as response:
@@ -129,11 +144,15 @@ class Alerts(dg.ConfigurableResource):
             body=text + "\n",
             date=datetime.now(timezone.utc),
         )
-        with Mailer(smtp_url=self.smtp_url, mail_from=self.mail_from, outbox_dir=self.outbox_dir) as mailer:
+        with Mailer(
+            smtp_url=self.smtp_url, mail_from=self.mail_from, outbox_dir=self.outbox_dir
+        ) as mailer:
             try:
                 mailer.send(message)
             except MailError as error:
-                raise AlertDeliveryError(f"alert email to {self.email_to} failed: {error}") from error
+                raise AlertDeliveryError(
+                    f"alert email to {self.email_to} failed: {error}"
+                ) from error
 
 
 def build_alerts(settings) -> Alerts:

@@ -62,9 +62,13 @@ class Database(dg.ConfigurableResource):
         Raises `JobAlreadyRunning` if another run holds it.
         """
         if self.is_postgres:
-            key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+            key = int.from_bytes(
+                hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+            )
             with self.engine.connect() as connection:
-                got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                got = connection.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": key}
+                ).scalar()
                 connection.commit()
                 if not got:
                     raise JobAlreadyRunning(f"{name} is already running (advisory lock held)")

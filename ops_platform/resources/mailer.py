@@ -73,7 +73,9 @@ class SmtpSettings:
             raise ValueError(f"OPS_SMTP_URL={_redact(url)!r} has no host")
         query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
         implicit_tls = parsed.scheme == "smtps"
-        starttls = parse_bool("OPS_SMTP_URL starttls", query["starttls"]) if "starttls" in query else None
+        starttls = (
+            parse_bool("OPS_SMTP_URL starttls", query["starttls"]) if "starttls" in query else None
+        )
         if implicit_tls and starttls:
             raise ValueError("OPS_SMTP_URL: smtps:// is already TLS; drop ?starttls=true")
         try:
@@ -110,7 +112,9 @@ def _one_line(value: str) -> str:
     return " ".join(str(value).split())
 
 
-def plain_text_email(*, message_id: str, sender: str, to: str, subject: str, body: str, date: datetime) -> EmailMessage:
+def plain_text_email(
+    *, message_id: str, sender: str, to: str, subject: str, body: str, date: datetime
+) -> EmailMessage:
     """A text/plain UTF-8 message. Built with the compat32 policy: the default policy's
     header parsing cost more CPU per mail than the SMTP exchange itself."""
     message = EmailMessage(policy=compat32)
@@ -142,7 +146,9 @@ class SmtpTransport:
         s = self.settings
         try:
             if s.implicit_tls:
-                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=s.tls_context())
+                client = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=s.tls_context()
+                )
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             client.ehlo()
@@ -158,11 +164,15 @@ class SmtpTransport:
             if s.username:
                 client.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as error:
-            raise MailServerUnavailable(f"SMTP login to {s.host}:{s.port} refused: {error.smtp_code} {_text(error.smtp_error)}") from error
+            raise MailServerUnavailable(
+                f"SMTP login to {s.host}:{s.port} refused: {error.smtp_code} {_text(error.smtp_error)}"
+            ) from error
         except (OSError, smtplib.SMTPException) as error:
             if isinstance(error, MailServerUnavailable):
                 raise
-            raise MailServerUnavailable(f"cannot reach SMTP server {s.host}:{s.port}: {error}") from error
+            raise MailServerUnavailable(
+                f"cannot reach SMTP server {s.host}:{s.port}: {error}"
+            ) from error
         self.connections_opened += 1
         return client
 
@@ -176,10 +186,17 @@ class SmtpTransport:
             # SMTPException derives from OSError: the refusals must be caught first.
             except smtplib.SMTPRecipientsRefused as error:
                 codes = [code for code, _ in error.recipients.values()]
-                detail = "; ".join(f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in error.recipients.items())
-                raise MailError(f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)) from error
+                detail = "; ".join(
+                    f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in error.recipients.items()
+                )
+                raise MailError(
+                    f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)
+                ) from error
             except smtplib.SMTPResponseException as error:
-                raise MailError(f"SMTP {error.smtp_code} {_text(error.smtp_error)}", permanent=error.smtp_code >= 500) from error
+                raise MailError(
+                    f"SMTP {error.smtp_code} {_text(error.smtp_error)}",
+                    permanent=error.smtp_code >= 500,
+                ) from error
             except smtplib.SMTPServerDisconnected as error:
                 lost = error
             except smtplib.SMTPException as error:
@@ -259,7 +276,9 @@ class Mailer(dg.ConfigurableResource):
     def send(self, message: EmailMessage) -> None:
         """Deliver one message. Raises `MailError` (per message) or `MailServerUnavailable`."""
         if "Message-ID" not in message:
-            raise ValueError("a message needs a Message-ID set by the caller (it identifies duplicates)")
+            raise ValueError(
+                "a message needs a Message-ID set by the caller (it identifies duplicates)"
+            )
         if "From" not in message:
             message["From"] = self.mail_from
         self._get_transport().send(message)
@@ -283,4 +302,8 @@ def build_mailer(settings) -> Mailer:
     """SMTP when `OPS_SMTP_URL` is set, else the outbox folder (`OPS_OUTBOX_DIR`)."""
     if settings.smtp_url:
         SmtpSettings.from_url(settings.smtp_url)  # a malformed URL fails at load, not mid-run
-    return Mailer(smtp_url=settings.smtp_url, mail_from=settings.mail_from, outbox_dir=str(settings.outbox_dir))
+    return Mailer(
+        smtp_url=settings.smtp_url,
+        mail_from=settings.mail_from,
+        outbox_dir=str(settings.outbox_dir),
+    )

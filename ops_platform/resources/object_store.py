@@ -42,12 +42,25 @@ DEFAULT_PAGE_SIZE = 1000  # the most keys one ListObjectsV2 page returns
 # Error codes S3 (and compatible stores) answer when the fault is on their side or
 # momentary: worth another try.
 TRANSIENT_S3_CODES = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException",
-    "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
-    "LimitExceededException", "RequestThrottled", "SlowDown", "EC2ThrottledException",
-    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
-    "InternalError", "ServiceUnavailable", "InternalFailure",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "EC2ThrottledException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
+    "InternalError",
+    "ServiceUnavailable",
+    "InternalFailure",
 }
 
 
@@ -79,16 +92,20 @@ def check_key(key: str) -> str:
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class ObjectStore(dg.ConfigurableResource):
     """Interface every object store implements; jobs annotate their parameter with it."""
 
-    uploads_prefix: str = Field(default="uploads/", description="Where the app stores user uploads.")
+    uploads_prefix: str = Field(
+        default="uploads/", description="Where the app stores user uploads."
+    )
     trash_prefix: str = Field(default="trash/", description="Where orphaned uploads are moved.")
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
         raise NotImplementedError
 
     def get_bytes(self, key: str) -> bytes:
@@ -101,7 +118,9 @@ class ObjectStore(dg.ConfigurableResource):
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None
 
-    def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
+    def list_pages(
+        self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[list[ObjectInfo]]:
         raise NotImplementedError
 
     def copy(self, src_key: str, dst_key: str) -> None:
@@ -131,9 +150,15 @@ class LocalObjectStore(ObjectStore):
         return Path(self.root, *check_key(key).split("/"))
 
     def uri(self, key: str) -> str:
-        return Path(self.root, key).resolve().as_uri() if key else Path(self.root).resolve().as_uri() + "/"
+        return (
+            Path(self.root, key).resolve().as_uri()
+            if key
+            else Path(self.root).resolve().as_uri() + "/"
+        )
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
         # Local files carry no content type; the key's extension says enough.
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +189,9 @@ class LocalObjectStore(ObjectStore):
             return None
         return ObjectInfo(key, datetime.fromtimestamp(info.st_mtime, tz=timezone.utc), info.st_size)
 
-    def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
+    def list_pages(
+        self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[list[ObjectInfo]]:
         root = Path(self.root)
         if not root.is_dir():
             return
@@ -255,7 +282,9 @@ class S3ObjectStore(ObjectStore):
 
     bucket: str
     s3: S3Resource
-    retry_attempts: int = Field(default=4, ge=1, description="Our own attempts per call, on top of botocore's.")
+    retry_attempts: int = Field(
+        default=4, ge=1, description="Our own attempts per call, on top of botocore's."
+    )
     retry_base_seconds: float = Field(default=0.5, gt=0)
     retry_cap_seconds: float = Field(default=20.0, gt=0)
 
@@ -282,20 +311,33 @@ class S3ObjectStore(ObjectStore):
                     raise TransientObjectStoreError(
                         f"{what} on s3://{self.bucket} still failing after {self.retry_attempts} attempts: {error}"
                     ) from error
-                time.sleep(random.uniform(0, min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)))
+                time.sleep(
+                    random.uniform(
+                        0, min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)
+                    )
+                )
         raise AssertionError("unreachable")
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
         check_key(key)
-        self._call(f"put {key}", lambda: self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type))
+        self._call(
+            f"put {key}",
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+            ),
+        )
         return self.uri(key)
 
     def get_bytes(self, key: str) -> bytes:
         check_key(key)
         try:
             # Fetch and read in one attempt: a body cut off half way is fetched again.
-            return self._call(f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            return self._call(
+                f"get {key}",
+                lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(),
+            )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise ObjectStoreError(f"no object {key!r} in s3://{self.bucket}") from None
@@ -304,14 +346,18 @@ class S3ObjectStore(ObjectStore):
     def stat(self, key: str) -> Optional[ObjectInfo]:
         check_key(key)
         try:
-            head = self._call(f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+            head = self._call(
+                f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key)
+            )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return ObjectInfo(key, head["LastModified"].astimezone(timezone.utc), head["ContentLength"])
 
-    def list_pages(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[ObjectInfo]]:
+    def list_pages(
+        self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[list[ObjectInfo]]:
         # ListObjectsV2 page by page (MaxKeys, ContinuationToken) — what boto3's paginator
         # does, but each page request goes through _call, so a throttled page is retried
         # from its own token instead of ending (or restarting) the listing.
@@ -334,16 +380,23 @@ class S3ObjectStore(ObjectStore):
     def copy(self, src_key: str, dst_key: str) -> None:
         check_key(src_key)
         check_key(dst_key)
-        self._call(f"copy {src_key}", lambda: self.client.copy_object(
-            Bucket=self.bucket, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key}))
+        self._call(
+            f"copy {src_key}",
+            lambda: self.client.copy_object(
+                Bucket=self.bucket, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key}
+            ),
+        )
 
     def delete_many(self, keys: list[str]) -> int:
         deleted = 0
         for chunk in _chunks(list(keys), S3_DELETE_BATCH):
-            response = self._call(f"delete {len(chunk)} objects", lambda: self.client.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": False},
-            ))
+            response = self._call(
+                f"delete {len(chunk)} objects",
+                lambda: self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": False},
+                ),
+            )
             errors = response.get("Errors", [])
             if errors:
                 first = errors[0]
@@ -357,7 +410,10 @@ class S3ObjectStore(ObjectStore):
 
 def build_object_store(settings) -> ObjectStore:
     """S3 when `OPS_S3_BUCKET` is set, else the local folder (`OPS_OBJECT_STORE_DIR`)."""
-    prefixes = {"uploads_prefix": settings.s3_uploads_prefix, "trash_prefix": settings.s3_trash_prefix}
+    prefixes = {
+        "uploads_prefix": settings.s3_uploads_prefix,
+        "trash_prefix": settings.s3_trash_prefix,
+    }
     if settings.s3_bucket:
         return S3ObjectStore(
             bucket=settings.s3_bucket,

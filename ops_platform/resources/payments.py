@@ -79,19 +79,29 @@ def parse_status_body(provider_ref: str, body: bytes) -> ProviderStatus:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         snippet = body[:80].decode("utf-8", "replace")
-        raise ProviderError(provider_ref, f"malformed JSON in the answer ({error.__class__.__name__}: {error}; body starts {snippet!r})") from None
+        raise ProviderError(
+            provider_ref,
+            f"malformed JSON in the answer ({error.__class__.__name__}: {error}; body starts {snippet!r})",
+        ) from None
     if not isinstance(document, dict):
-        raise ProviderError(provider_ref, f"answer is a JSON {type(document).__name__}, expected an object")
+        raise ProviderError(
+            provider_ref, f"answer is a JSON {type(document).__name__}, expected an object"
+        )
     status = document.get("status")
     if status not in STATUSES:
-        raise ProviderError(provider_ref, f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        raise ProviderError(
+            provider_ref, f"unknown status {status!r}; expected one of {', '.join(STATUSES)}"
+        )
     reference = document.get("reference", provider_ref)
     if reference != provider_ref:
-        raise ProviderError(provider_ref, f"answer is about reference {reference!r}, not the one asked for")
+        raise ProviderError(
+            provider_ref, f"answer is about reference {reference!r}, not the one asked for"
+        )
     return ProviderStatus(reference=provider_ref, status=status, raw=document)
 
 
 # --- simulator ------------------------------------------------------------------------------
+
 
 def _hash(provider_ref: str) -> int:
     return int.from_bytes(hashlib.blake2b(provider_ref.encode(), digest_size=8).digest(), "big")
@@ -126,7 +136,7 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         prefix = "/payments/"
         if not self.path.startswith(prefix):
             return self._answer(404, {"error": "not found"})
-        reference = unquote(self.path[len(prefix):])
+        reference = unquote(self.path[len(prefix) :])
         with self.server.lock:
             attempt = self.server.attempts.get(reference, 0)
             self.server.attempts[reference] = attempt + 1
@@ -168,10 +178,13 @@ def serve_simulator(host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
 
 # --- the resource ---------------------------------------------------------------------------
 
+
 class PaymentProvider(dg.ConfigurableResource):
     """Payment status by provider reference: HTTP client of `OPS_PAYMENTS_URL`, or the simulator."""
 
-    url: Optional[str] = Field(default=None, description="Provider base URL; None: the built-in simulator.")
+    url: Optional[str] = Field(
+        default=None, description="Provider base URL; None: the built-in simulator."
+    )
     api_key: Optional[str] = Field(default=None, description="Sent as a Bearer token when set.")
     connect_timeout_s: float = Field(default=3.0, gt=0)
     read_timeout_s: float = Field(default=10.0, gt=0)
@@ -213,7 +226,9 @@ class PaymentProvider(dg.ConfigurableResource):
                     maxsize=self.max_connections,
                     block=False,
                     retries=False,  # our own loop retries, with jitter and clear errors
-                    timeout=urllib3.Timeout(connect=self.connect_timeout_s, read=self.read_timeout_s),
+                    timeout=urllib3.Timeout(
+                        connect=self.connect_timeout_s, read=self.read_timeout_s
+                    ),
                 )
             return self._pool
 
@@ -233,7 +248,9 @@ class PaymentProvider(dg.ConfigurableResource):
             if attempt:
                 time.sleep(self._backoff(attempt - 1))
             try:
-                response = self._http().request("GET", url, headers=self._headers(), preload_content=True)
+                response = self._http().request(
+                    "GET", url, headers=self._headers(), preload_content=True
+                )
             except urllib3.exceptions.TimeoutError as error:
                 last_problem = f"timed out ({error.__class__.__name__})"
                 continue
@@ -247,11 +264,17 @@ class PaymentProvider(dg.ConfigurableResource):
             if response.status in RETRYABLE_HTTP:
                 last_problem = f"HTTP {response.status}"
                 continue
-            raise ProviderError(provider_ref, f"unexpected HTTP {response.status}: {response.data[:120]!r}")
-        raise ProviderUnavailable(provider_ref, f"{last_problem} after {self.max_retries + 1} attempts")
+            raise ProviderError(
+                provider_ref, f"unexpected HTTP {response.status}: {response.data[:120]!r}"
+            )
+        raise ProviderUnavailable(
+            provider_ref, f"{last_problem} after {self.max_retries + 1} attempts"
+        )
 
 
 def build_payments(settings, env=None) -> PaymentProvider:
     """The provider from the environment: `OPS_PAYMENTS_URL` (+ `OPS_PAYMENTS_API_KEY`), or the simulator."""
     env = os.environ if env is None else env
-    return PaymentProvider(url=settings.payments_url, api_key=env.get("OPS_PAYMENTS_API_KEY") or None)
+    return PaymentProvider(
+        url=settings.payments_url, api_key=env.get("OPS_PAYMENTS_API_KEY") or None
+    )

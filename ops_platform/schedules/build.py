@@ -37,14 +37,24 @@ CATCHUP_INTERVAL_S = 120
 
 def default_status(settings: Settings, group: str) -> dg.DefaultScheduleStatus:
     """`OPS_ENABLE_<GROUP>=false` makes the group's schedules default to stopped."""
-    return dg.DefaultScheduleStatus.RUNNING if settings.group_enabled(group) else dg.DefaultScheduleStatus.STOPPED
+    return (
+        dg.DefaultScheduleStatus.RUNNING
+        if settings.group_enabled(group)
+        else dg.DefaultScheduleStatus.STOPPED
+    )
 
 
 def default_sensor_status(settings: Settings, group: str) -> dg.DefaultSensorStatus:
-    return dg.DefaultSensorStatus.RUNNING if settings.group_enabled(group) else dg.DefaultSensorStatus.STOPPED
+    return (
+        dg.DefaultSensorStatus.RUNNING
+        if settings.group_enabled(group)
+        else dg.DefaultSensorStatus.STOPPED
+    )
 
 
-def asset_job(asset: dg.AssetsDefinition | dg.AssetSpec, asset_name: str) -> dg.UnresolvedAssetJobDefinition:
+def asset_job(
+    asset: dg.AssetsDefinition | dg.AssetSpec, asset_name: str
+) -> dg.UnresolvedAssetJobDefinition:
     """The job that materializes one scheduled asset (and its checks), tagged from its table row."""
     partitions_def = getattr(asset, "partitions_def", None)
     return dg.define_asset_job(
@@ -65,7 +75,11 @@ def _time_and_static(partitions_def: dg.PartitionsDefinition):
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         time_dim = partitions_def.time_window_dimension
         static_dim = next(d for d in partitions_def.partitions_defs if d.name != time_dim.name)
-        return time_dim.partitions_def, time_dim.name, (static_dim.name, static_dim.partitions_def.get_partition_keys())
+        return (
+            time_dim.partitions_def,
+            time_dim.name,
+            (static_dim.name, static_dim.partitions_def.get_partition_keys()),
+        )
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         return partitions_def, None, (None, ())
     raise TypeError(f"unsupported partitions definition {type(partitions_def).__name__}")
@@ -89,12 +103,16 @@ def is_time_partitioned(partitions_def: dg.PartitionsDefinition | None) -> bool:
         return True
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         kinds = [type(d.partitions_def) for d in partitions_def.partitions_defs]
-        return sum(issubclass(k, dg.TimeWindowPartitionsDefinition) for k in kinds) == 1 and sum(
-            issubclass(k, dg.StaticPartitionsDefinition) for k in kinds) == 1
+        return (
+            sum(issubclass(k, dg.TimeWindowPartitionsDefinition) for k in kinds) == 1
+            and sum(issubclass(k, dg.StaticPartitionsDefinition) for k in kinds) == 1
+        )
     return False
 
 
-def last_partition_keys(partitions_def: dg.PartitionsDefinition, at: datetime) -> list[str | dg.MultiPartitionKey]:
+def last_partition_keys(
+    partitions_def: dg.PartitionsDefinition, at: datetime
+) -> list[str | dg.MultiPartitionKey]:
     """Partition keys a tick at `at` should materialize: the latest complete period
     (for every static key of a time × static multi-partition)."""
     time_def, _, _ = _time_and_static(partitions_def)
@@ -136,12 +154,17 @@ def catchup_partition_keys(
             break
         oldest = previous
     with dg.partition_loading_context(effective_dt=newest.end):
-        time_keys = time_def.get_partition_keys_in_time_window(dg.TimeWindow(oldest.start, newest.end))
+        time_keys = time_def.get_partition_keys_in_time_window(
+            dg.TimeWindow(oldest.start, newest.end)
+        )
     return [str(key) for key in _with_static_keys(partitions_def, time_keys)]
 
 
 def unmaterialized_partitions(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, keys: Sequence[str]
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    keys: Sequence[str],
 ) -> tuple[list[str], int]:
     """(keys never materialized nor attempted, in the given order; number of failed ones).
     A partition in progress (queued or running: its runs log planned materializations when
@@ -153,14 +176,17 @@ def unmaterialized_partitions(
 
 
 # --- schedules and sensors -----------------------------------------------------------------
-def _schedule_for_row(row: ScheduleRow, job, partitions_def, settings: Settings) -> dg.ScheduleDefinition:
+def _schedule_for_row(
+    row: ScheduleRow, job, partitions_def, settings: Settings
+) -> dg.ScheduleDefinition:
     common = dict(
         name=row.name,
         cron_schedule=row.cron,
         execution_timezone=row.timezone,
         job=job,
         default_status=default_status(settings, row.group),
-        description=row.description or f"{row.target}: {row.cron} ({row.timezone}), tier {row.tier}",
+        description=row.description
+        or f"{row.target}: {row.cron} ({row.timezone}), tier {row.tier}",
     )
     if partitions_def is None:
         return dg.ScheduleDefinition(run_config=dict(row.run_config), **common)
@@ -169,7 +195,9 @@ def _schedule_for_row(row: ScheduleRow, job, partitions_def, settings: Settings)
         at = context.scheduled_execution_time
         for key in last_partition_keys(partitions_def, at):
             # One run per partition; the run key makes a re-evaluated tick a no-op.
-            yield dg.RunRequest(run_key=f"{row.name}:{key}", partition_key=key, run_config=dict(row.run_config))
+            yield dg.RunRequest(
+                run_key=f"{row.name}:{key}", partition_key=key, run_config=dict(row.run_config)
+            )
 
     return dg.ScheduleDefinition(execution_fn=execution_fn, **common)
 
@@ -186,19 +214,29 @@ def catchup_sensor(
         now = sensor_now()
         # The cursor keeps when the sensor first ran: partitions due before that (history from
         # before go-live, or a sensor reset) are a backfill by hand, not a catch-up.
-        watching_since = datetime.fromisoformat(json.loads(context.cursor)["watching_since"]) if context.cursor else now
+        watching_since = (
+            datetime.fromisoformat(json.loads(context.cursor)["watching_since"])
+            if context.cursor
+            else now
+        )
         cursor = json.dumps({"watching_since": watching_since.isoformat()})
-        keys = catchup_partition_keys(partitions_def, row, now, watching_since, lookback=CATCHUP_LOOKBACK)
-        missing, failed = unmaterialized_partitions(context.instance, asset_key, partitions_def, keys)
+        keys = catchup_partition_keys(
+            partitions_def, row, now, watching_since, lookback=CATCHUP_LOOKBACK
+        )
+        missing, failed = unmaterialized_partitions(
+            context.instance, asset_key, partitions_def, keys
+        )
         if not missing:
             note = f"; {failed} failed (re-run them by hand)" if failed else ""
             return dg.SensorResult(
                 skip_reason=f"all {len(keys)} partitions due since {watching_since:%Y-%m-%d %H:%M} UTC "
-                            f"(at most {CATCHUP_LOOKBACK.days} days back) are materialized or in progress{note}",
+                f"(at most {CATCHUP_LOOKBACK.days} days back) are materialized or in progress{note}",
                 cursor=cursor,
             )
         batch = missing[:CATCHUP_MAX_REQUESTS_PER_TICK]
-        context.log.info(f"{asset_name}: {len(missing)} missed partitions, requesting {len(batch)} from {batch[0]}")
+        context.log.info(
+            f"{asset_name}: {len(missing)} missed partitions, requesting {len(batch)} from {batch[0]}"
+        )
         requests = [
             dg.RunRequest(
                 run_key=f"{asset_name}:{key}",
@@ -229,7 +267,11 @@ def sensor_now() -> datetime:
     return utcnow()
 
 
-def catchup_sensors(assets: Mapping[str, dg.AssetsDefinition], settings: Settings, jobs: Mapping[str, object] | None = None) -> list[dg.SensorDefinition]:
+def catchup_sensors(
+    assets: Mapping[str, dg.AssetsDefinition],
+    settings: Settings,
+    jobs: Mapping[str, object] | None = None,
+) -> list[dg.SensorDefinition]:
     """A catch-up sensor for every scheduled asset with time partitions."""
     sensors = []
     for name in sorted(scheduled_targets()):
@@ -238,7 +280,9 @@ def catchup_sensors(assets: Mapping[str, dg.AssetsDefinition], settings: Setting
             continue
         partitions_def = getattr(asset, "partitions_def", None)
         if is_time_partitioned(partitions_def):
-            sensors.append(catchup_sensor(name, partitions_def, settings, job=(jobs or {}).get(name)))
+            sensors.append(
+                catchup_sensor(name, partitions_def, settings, job=(jobs or {}).get(name))
+            )
     return sensors
 
 

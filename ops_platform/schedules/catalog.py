@@ -51,41 +51,276 @@ def _token_kinds(*kinds: str) -> dict:
 
 SCHEDULES: tuple[ScheduleRow, ...] = (
     # --- assets -------------------------------------------------------------------------
-    ScheduleRow("stream_rankings_every_10_min", "stream_rankings", "asset", "*/10 * * * *", "medium", "engagement", 8 * MIN),
-    ScheduleRow("user_trust_scores_every_30_min", "user_trust_scores", "asset", "*/30 * * * *", "medium", "engagement", 20 * MIN),
-    ScheduleRow("leaderboards_hourly", "leaderboards", "asset", "0 * * * *", "medium", "games", 20 * MIN),
-    ScheduleRow("daily_prize_pools_daily", "daily_prize_pools", "asset", "0 0 * * *", "high", "games", 30 * MIN),
-    ScheduleRow("weekly_prize_pools_weekly", "weekly_prize_pools", "asset", "0 0 * * 1", "high", "games", 30 * MIN),
-    ScheduleRow("og_daily_bonus_daily", "og_daily_bonus", "asset", "5 0 * * *", "high", "engagement", 1 * HOUR, timezone="Australia/Sydney"),
-    ScheduleRow("daily_course_analytics_daily", "daily_course_analytics", "asset", "0 0 * * *", "low", "analytics", 1 * HOUR),
-    ScheduleRow("daily_student_analytics_daily", "daily_student_analytics", "asset", "0 0 * * *", "low", "analytics", 1 * HOUR),
-    ScheduleRow("weekly_trend_report_weekly", "weekly_trend_report", "asset", "0 1 * * 0", "low", "analytics", 1 * HOUR),
-    ScheduleRow("monthly_executive_summary_monthly", "monthly_executive_summary", "asset", "0 2 1 * *", "low", "analytics", 2 * HOUR),
-    ScheduleRow("hourly_platform_metrics_hourly", "hourly_platform_metrics", "asset", "0 * * * *", "low", "analytics", 30 * MIN),
+    ScheduleRow(
+        "stream_rankings_every_10_min",
+        "stream_rankings",
+        "asset",
+        "*/10 * * * *",
+        "medium",
+        "engagement",
+        8 * MIN,
+    ),
+    ScheduleRow(
+        "user_trust_scores_every_30_min",
+        "user_trust_scores",
+        "asset",
+        "*/30 * * * *",
+        "medium",
+        "engagement",
+        20 * MIN,
+    ),
+    ScheduleRow(
+        "leaderboards_hourly", "leaderboards", "asset", "0 * * * *", "medium", "games", 20 * MIN
+    ),
+    ScheduleRow(
+        "daily_prize_pools_daily",
+        "daily_prize_pools",
+        "asset",
+        "0 0 * * *",
+        "high",
+        "games",
+        30 * MIN,
+    ),
+    ScheduleRow(
+        "weekly_prize_pools_weekly",
+        "weekly_prize_pools",
+        "asset",
+        "0 0 * * 1",
+        "high",
+        "games",
+        30 * MIN,
+    ),
+    ScheduleRow(
+        "og_daily_bonus_daily",
+        "og_daily_bonus",
+        "asset",
+        "5 0 * * *",
+        "high",
+        "engagement",
+        1 * HOUR,
+        timezone="Australia/Sydney",
+    ),
+    ScheduleRow(
+        "daily_course_analytics_daily",
+        "daily_course_analytics",
+        "asset",
+        "0 0 * * *",
+        "low",
+        "analytics",
+        1 * HOUR,
+    ),
+    ScheduleRow(
+        "daily_student_analytics_daily",
+        "daily_student_analytics",
+        "asset",
+        "0 0 * * *",
+        "low",
+        "analytics",
+        1 * HOUR,
+    ),
+    ScheduleRow(
+        "weekly_trend_report_weekly",
+        "weekly_trend_report",
+        "asset",
+        "0 1 * * 0",
+        "low",
+        "analytics",
+        1 * HOUR,
+    ),
+    ScheduleRow(
+        "monthly_executive_summary_monthly",
+        "monthly_executive_summary",
+        "asset",
+        "0 2 1 * *",
+        "low",
+        "analytics",
+        2 * HOUR,
+    ),
+    ScheduleRow(
+        "hourly_platform_metrics_hourly",
+        "hourly_platform_metrics",
+        "asset",
+        "0 * * * *",
+        "low",
+        "analytics",
+        30 * MIN,
+    ),
     # --- cleanup and expiry ---------------------------------------------------------------
-    ScheduleRow("session_cleanup_light", "session_cleanup", "job", "0 */2 * * *", "high", "cleanup", 30 * MIN, run_config=_mode("light")),
-    ScheduleRow("session_cleanup_deep", "session_cleanup", "job", "0 */12 * * *", "high", "cleanup", 1 * HOUR, run_config=_mode("deep")),
-    ScheduleRow("session_cleanup_safety_net", "session_cleanup", "job", "30 3 * * 0", "high", "cleanup", 2 * HOUR, run_config=_mode("safety_net")),
-    ScheduleRow("token_cleanup_daily", "token_cleanup", "job", "0 3 * * *", "high", "cleanup", 1 * HOUR, run_config=_token_kinds("refresh")),
-    ScheduleRow("token_cleanup_email_verification_weekly", "token_cleanup", "job", "0 4 * * 0", "high", "cleanup", 1 * HOUR, run_config=_token_kinds("email_verification")),
-    ScheduleRow("token_cleanup_password_reset_weekly", "token_cleanup", "job", "10 4 * * 0", "high", "cleanup", 1 * HOUR, run_config=_token_kinds("password_reset")),
-    ScheduleRow("unverified_account_cleanup_daily", "unverified_account_cleanup", "job", "0 3 * * *", "high", "cleanup", 1 * HOUR),
-    ScheduleRow("team_member_cleanup_daily", "team_member_cleanup", "job", "0 2 * * *", "medium", "cleanup", 30 * MIN),
-    ScheduleRow("deliverable_expiry_daily", "deliverable_expiry", "job", "0 5 * * *", "medium", "cleanup", 30 * MIN),
-    ScheduleRow("throne_expiry_every_5_min", "throne_expiry", "job", "*/5 * * * *", "medium", "engagement", 4 * MIN),
-    ScheduleRow("festival_activation_hourly", "festival_activation", "job", "0 * * * *", "medium", "engagement", 15 * MIN),
-    ScheduleRow("game_cleanup_daily", "game_cleanup", "job", "0 3 * * *", "medium", "games", 1 * HOUR),
-    ScheduleRow("log_pruning_daily", "log_pruning", "job", "0 4 * * *", "medium", "maintenance", 30 * MIN),
-    ScheduleRow("secret_rotation_daily", "secret_rotation", "job", "0 5 * * *", "high", "security", 15 * MIN),
-    ScheduleRow("orphaned_file_cleanup_weekly", "orphaned_file_cleanup", "job", "0 2 * * 6", "medium", "cleanup", 3 * HOUR),
-    ScheduleRow("database_maintenance_weekly", "database_maintenance", "job", "0 3 * * 0", "medium", "maintenance", 3 * HOUR),
+    ScheduleRow(
+        "session_cleanup_light",
+        "session_cleanup",
+        "job",
+        "0 */2 * * *",
+        "high",
+        "cleanup",
+        30 * MIN,
+        run_config=_mode("light"),
+    ),
+    ScheduleRow(
+        "session_cleanup_deep",
+        "session_cleanup",
+        "job",
+        "0 */12 * * *",
+        "high",
+        "cleanup",
+        1 * HOUR,
+        run_config=_mode("deep"),
+    ),
+    ScheduleRow(
+        "session_cleanup_safety_net",
+        "session_cleanup",
+        "job",
+        "30 3 * * 0",
+        "high",
+        "cleanup",
+        2 * HOUR,
+        run_config=_mode("safety_net"),
+    ),
+    ScheduleRow(
+        "token_cleanup_daily",
+        "token_cleanup",
+        "job",
+        "0 3 * * *",
+        "high",
+        "cleanup",
+        1 * HOUR,
+        run_config=_token_kinds("refresh"),
+    ),
+    ScheduleRow(
+        "token_cleanup_email_verification_weekly",
+        "token_cleanup",
+        "job",
+        "0 4 * * 0",
+        "high",
+        "cleanup",
+        1 * HOUR,
+        run_config=_token_kinds("email_verification"),
+    ),
+    ScheduleRow(
+        "token_cleanup_password_reset_weekly",
+        "token_cleanup",
+        "job",
+        "10 4 * * 0",
+        "high",
+        "cleanup",
+        1 * HOUR,
+        run_config=_token_kinds("password_reset"),
+    ),
+    ScheduleRow(
+        "unverified_account_cleanup_daily",
+        "unverified_account_cleanup",
+        "job",
+        "0 3 * * *",
+        "high",
+        "cleanup",
+        1 * HOUR,
+    ),
+    ScheduleRow(
+        "team_member_cleanup_daily",
+        "team_member_cleanup",
+        "job",
+        "0 2 * * *",
+        "medium",
+        "cleanup",
+        30 * MIN,
+    ),
+    ScheduleRow(
+        "deliverable_expiry_daily",
+        "deliverable_expiry",
+        "job",
+        "0 5 * * *",
+        "medium",
+        "cleanup",
+        30 * MIN,
+    ),
+    ScheduleRow(
+        "throne_expiry_every_5_min",
+        "throne_expiry",
+        "job",
+        "*/5 * * * *",
+        "medium",
+        "engagement",
+        4 * MIN,
+    ),
+    ScheduleRow(
+        "festival_activation_hourly",
+        "festival_activation",
+        "job",
+        "0 * * * *",
+        "medium",
+        "engagement",
+        15 * MIN,
+    ),
+    ScheduleRow(
+        "game_cleanup_daily", "game_cleanup", "job", "0 3 * * *", "medium", "games", 1 * HOUR
+    ),
+    ScheduleRow(
+        "log_pruning_daily", "log_pruning", "job", "0 4 * * *", "medium", "maintenance", 30 * MIN
+    ),
+    ScheduleRow(
+        "secret_rotation_daily", "secret_rotation", "job", "0 5 * * *", "high", "security", 15 * MIN
+    ),
+    ScheduleRow(
+        "orphaned_file_cleanup_weekly",
+        "orphaned_file_cleanup",
+        "job",
+        "0 2 * * 6",
+        "medium",
+        "cleanup",
+        3 * HOUR,
+    ),
+    ScheduleRow(
+        "database_maintenance_weekly",
+        "database_maintenance",
+        "job",
+        "0 3 * * 0",
+        "medium",
+        "maintenance",
+        3 * HOUR,
+    ),
     # --- outside world ----------------------------------------------------------------------
-    ScheduleRow("email_queue_every_minute", "email_queue", "job", "* * * * *", "high", "email", 5 * MIN),
-    ScheduleRow("payment_status_check_sensor", "payment_status_check", "job", None, "critical", "payments", 5 * MIN),
-    ScheduleRow("payment_status_sweep_every_30_min", "payment_status_sweep", "job", "*/30 * * * *", "critical", "payments", 25 * MIN),
-    ScheduleRow("overdue_payment_reminders_daily", "overdue_payment_reminders", "job", "0 10 * * *", "critical", "payments", 30 * MIN),
-    ScheduleRow("webhook_security_monitor_every_15_min", "webhook_security_monitor", "job", "*/15 * * * *", "high", "security", 10 * MIN),
-    ScheduleRow("realtime_publish_sensor", "realtime_publish", "job", None, "high", "engagement", 5 * MIN),
+    ScheduleRow(
+        "email_queue_every_minute", "email_queue", "job", "* * * * *", "high", "email", 5 * MIN
+    ),
+    ScheduleRow(
+        "payment_status_check_sensor",
+        "payment_status_check",
+        "job",
+        None,
+        "critical",
+        "payments",
+        5 * MIN,
+    ),
+    ScheduleRow(
+        "payment_status_sweep_every_30_min",
+        "payment_status_sweep",
+        "job",
+        "*/30 * * * *",
+        "critical",
+        "payments",
+        25 * MIN,
+    ),
+    ScheduleRow(
+        "overdue_payment_reminders_daily",
+        "overdue_payment_reminders",
+        "job",
+        "0 10 * * *",
+        "critical",
+        "payments",
+        30 * MIN,
+    ),
+    ScheduleRow(
+        "webhook_security_monitor_every_15_min",
+        "webhook_security_monitor",
+        "job",
+        "*/15 * * * *",
+        "high",
+        "security",
+        10 * MIN,
+    ),
+    ScheduleRow(
+        "realtime_publish_sensor", "realtime_publish", "job", None, "high", "engagement", 5 * MIN
+    ),
 )
 
 
@@ -97,7 +332,9 @@ def row_for(target: str) -> ScheduleRow:
     """The governing row of a job or asset: the one with the longest max runtime."""
     rows = rows_for(target)
     if not rows:
-        raise KeyError(f"{target!r} has no row in the schedule table (ops_platform/schedules/catalog.py)")
+        raise KeyError(
+            f"{target!r} has no row in the schedule table (ops_platform/schedules/catalog.py)"
+        )
     return max(rows, key=lambda row: row.max_runtime_s)
 
 
@@ -108,13 +345,27 @@ def row_for(target: str) -> ScheduleRow:
 # design). Not retried: frequent jobs (the next tick comes in minutes) and jobs that talk
 # to the outside world (mail, payment provider, real-time channel, secret rotation), whose
 # leases and claims already recover a crashed run's work.
-RETRY_CRASHED_RUNS = frozenset({
-    "session_cleanup", "token_cleanup", "unverified_account_cleanup", "team_member_cleanup",
-    "deliverable_expiry", "game_cleanup", "log_pruning", "orphaned_file_cleanup",
-    "database_maintenance", "daily_prize_pools", "weekly_prize_pools", "og_daily_bonus",
-    "daily_course_analytics", "daily_student_analytics", "weekly_trend_report",
-    "monthly_executive_summary", "hourly_platform_metrics",
-})
+RETRY_CRASHED_RUNS = frozenset(
+    {
+        "session_cleanup",
+        "token_cleanup",
+        "unverified_account_cleanup",
+        "team_member_cleanup",
+        "deliverable_expiry",
+        "game_cleanup",
+        "log_pruning",
+        "orphaned_file_cleanup",
+        "database_maintenance",
+        "daily_prize_pools",
+        "weekly_prize_pools",
+        "og_daily_bonus",
+        "daily_course_analytics",
+        "daily_student_analytics",
+        "weekly_trend_report",
+        "monthly_executive_summary",
+        "hourly_platform_metrics",
+    }
+)
 
 
 def job_tags(target: str) -> dict[str, str]:

@@ -13,4 +13,8 @@ ACTIVE_STATUSES = [
 
 def job_run_active(instance: dg.DagsterInstance, job_name: str) -> bool:
     """Is a run of `job_name` queued or running? Sensors then skip, so a job never overlaps."""
-    return bool(instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1))
+    return bool(
+        instance.get_run_records(
+            dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1
+        )
+    )

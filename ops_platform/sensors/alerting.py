@@ -35,9 +35,14 @@ _settings = load_settings()
 
 # --- failed runs ------------------------------------------------------------------------------
 
-def failure_streak(instance: dg.DagsterInstance, job_name: str, run_id: str, lookback: int = 20) -> int:
+
+def failure_streak(
+    instance: dg.DagsterInstance, job_name: str, run_id: str, lookback: int = 20
+) -> int:
     """Consecutive failures of `job_name` ending with run `run_id` (newest finished runs first)."""
-    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=lookback)
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=lookback
+    )
     runs = [record.dagster_run for record in records]
     start = next((i for i, run in enumerate(runs) if run.run_id == run_id), 0)
     streak = 0
@@ -88,6 +93,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
 
 # --- email backlog ----------------------------------------------------------------------------
 
+
 def _state(cursor: Optional[str]) -> dict:
     try:
         return json.loads(cursor) if cursor else {}
@@ -117,12 +123,15 @@ def email_backlog_sensor(context: dg.SensorEvaluationContext, database: Database
         context.update_cursor(json.dumps({"over": True, "since": now.isoformat()}))
         return dg.SkipReason(f"alerted: {total} batches due")
     if not over and state.get("over"):
-        alerts.send("Email backlog cleared", f"{due} batches due, under {BACKLOG_THRESHOLD:,} again", "info")
+        alerts.send(
+            "Email backlog cleared", f"{due} batches due, under {BACKLOG_THRESHOLD:,} again", "info"
+        )
         context.update_cursor(json.dumps({"over": False}))
     return dg.SkipReason(f"{due if not over else f'over {BACKLOG_THRESHOLD}'} batches due")
 
 
 # --- stalled cleanups -------------------------------------------------------------------------
+
 
 def run_rows_changed(instance: dg.DagsterInstance, run_id: str) -> Optional[int]:
     """Sum of `rows_changed` over the run's outputs; None when the run does not tell (no such
@@ -143,7 +152,9 @@ def _value(entry):
     return getattr(entry, "value", entry)
 
 
-def zero_change_days(instance: dg.DagsterInstance, job_name: str, lookback: int = STALL_LOOKBACK_RUNS) -> int:
+def zero_change_days(
+    instance: dg.DagsterInstance, job_name: str, lookback: int = STALL_LOOKBACK_RUNS
+) -> int:
     """Distinct UTC days of the job's latest successful runs that all changed 0 rows
     (walking back from the newest until a run changed something)."""
     records = instance.get_run_records(
@@ -188,4 +199,6 @@ def stalled_cleanup_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
     return dg.SkipReason(f"stalled: {', '.join(stalled) or 'none'}")
 
 
-defs = dg.Definitions(sensors=[run_failure_alert_sensor, email_backlog_sensor, stalled_cleanup_sensor])
+defs = dg.Definitions(
+    sensors=[run_failure_alert_sensor, email_backlog_sensor, stalled_cleanup_sensor]
+)

@@ -37,37 +37,55 @@ def _read_cursor(cursor: str | None) -> dict[int, tuple[int, float]]:
 
 
 def _write_cursor(launched: dict[int, tuple[int, float]]) -> str:
-    return json.dumps({"launched": {str(pid): [count, at] for pid, (count, at) in sorted(launched.items())}})
+    return json.dumps(
+        {"launched": {str(pid): [count, at] for pid, (count, at) in sorted(launched.items())}}
+    )
 
 
 def plan_checks(
-    due: list[PendingPayment], launched: dict[int, tuple[int, float]], now: datetime, truncated: bool,
-    per_run: int = PAYMENTS_PER_RUN, max_runs: int = RUNS_PER_TICK,
+    due: list[PendingPayment],
+    launched: dict[int, tuple[int, float]],
+    now: datetime,
+    truncated: bool,
+    per_run: int = PAYMENTS_PER_RUN,
+    max_runs: int = RUNS_PER_TICK,
 ) -> tuple[list[dg.RunRequest], dict[int, tuple[int, float]]]:
     """Run requests for the due checks not launched yet, and the cursor's new content."""
     stamp = now.timestamp()
 
     def in_flight(payment: PendingPayment) -> bool:
         previous = launched.get(payment.id)
-        return previous is not None and previous[0] == payment.check_count and stamp - previous[1] < RELAUNCH_AFTER_S
+        return (
+            previous is not None
+            and previous[0] == payment.check_count
+            and stamp - previous[1] < RELAUNCH_AFTER_S
+        )
 
     fresh = [payment for payment in due if not in_flight(payment)][: per_run * max_runs]
     requests = []
     for start in range(0, len(fresh), per_run):
-        group = fresh[start:start + per_run]
+        group = fresh[start : start + per_run]
         checks = ",".join(f"{p.id}@{p.check_count}" for p in group)
-        requests.append(dg.RunRequest(
-            run_key=f"payment_checks:{checks}",
-            run_config={"ops": {"check_payment_status": {"config": {"payment_ids": [p.id for p in group]}}}},
-            tags={"ops/payment_checks": str(len(group))},
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"payment_checks:{checks}",
+                run_config={
+                    "ops": {
+                        "check_payment_status": {"config": {"payment_ids": [p.id for p in group]}}
+                    }
+                },
+                tags={"ops/payment_checks": str(len(group))},
+            )
+        )
 
     # Keep what is still in flight: launched checks of payments still due with the same
     # count. When the due list was cut short, a launched payment may just be beyond it.
     due_counts = {p.id: p.check_count for p in due}
     kept = {
-        pid: entry for pid, entry in launched.items()
-        if stamp - entry[1] < RELAUNCH_AFTER_S and (due_counts.get(pid) == entry[0] or (truncated and pid not in due_counts))
+        pid: entry
+        for pid, entry in launched.items()
+        if stamp - entry[1] < RELAUNCH_AFTER_S
+        and (due_counts.get(pid) == entry[0] or (truncated and pid not in due_counts))
     }
     kept.update({p.id: (p.check_count, stamp) for p in fresh})
     return requests, kept
@@ -90,8 +108,10 @@ def payment_status_check_sensor(context: dg.SensorEvaluationContext, database: D
     if not requests:
         reason = "no payment check is due" if not due else f"{len(due)} due checks already launched"
         return dg.SensorResult(skip_reason=reason, cursor=cursor)
-    context.log.info(f"launching {sum(len(r.run_config['ops']['check_payment_status']['config']['payment_ids']) for r in requests)} "
-                     f"payment checks in {len(requests)} runs")
+    context.log.info(
+        f"launching {sum(len(r.run_config['ops']['check_payment_status']['config']['payment_ids']) for r in requests)} "
+        f"payment checks in {len(requests)} runs"
+    )
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 

@@ -26,9 +26,13 @@ INTERVAL_SECONDS = 3
     default_status=default_sensor_status(load_settings(), row_for("realtime_publish").group),
     description="Requests a realtime_publish run when events wait in the outbox and none is queued or running.",
 )
-def realtime_publish_sensor(context: dg.SensorEvaluationContext, database: Database, realtime: RealtimePublisher):
+def realtime_publish_sensor(
+    context: dg.SensorEvaluationContext, database: Database, realtime: RealtimePublisher
+):
     if not realtime.enabled:
-        return dg.SkipReason("no Redis configured (OPS_REDIS_URL is not set): realtime events stay in the outbox")
+        return dg.SkipReason(
+            "no Redis configured (OPS_REDIS_URL is not set): realtime events stay in the outbox"
+        )
     newest = max_unpublished_id(database.engine)
     if newest is None:
         return dg.SkipReason("no unpublished realtime event")

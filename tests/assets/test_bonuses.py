@@ -41,28 +41,34 @@ def og_users(engine):
     later = NOW + timedelta(days=3)
     tiers = [
         {"id": 1, "level": 1, "price_coins": 1000, "duration_days": 30},  # 20.0   -> 20
-        {"id": 2, "level": 2, "price_coins": 2999, "duration_days": 7},   # 257.05 -> 257
-        {"id": 3, "level": 3, "price_coins": 5, "duration_days": 7},      # 0.43   -> 0
-        {"id": 4, "level": 2, "price_coins": 9999, "duration_days": 1},   # 5999.4 -> 5999
-        {"id": 5, "level": 4, "price_coins": 100, "duration_days": 0},    # bad tier
+        {"id": 2, "level": 2, "price_coins": 2999, "duration_days": 7},  # 257.05 -> 257
+        {"id": 3, "level": 3, "price_coins": 5, "duration_days": 7},  # 0.43   -> 0
+        {"id": 4, "level": 2, "price_coins": 9999, "duration_days": 1},  # 5999.4 -> 5999
+        {"id": 5, "level": 4, "price_coins": 100, "duration_days": 0},  # bad tier
     ]
 
     def user(id, level, tier, expires, bonus=0):
-        return {"id": id, "email": f"u{id}@example.com", "og_level": level, "og_tier_id": tier,
-                "og_expires_at": expires, "bonus_balance": bonus}
+        return {
+            "id": id,
+            "email": f"u{id}@example.com",
+            "og_level": level,
+            "og_tier_id": tier,
+            "og_expires_at": expires,
+            "bonus_balance": bonus,
+        }
 
     users = [
         user(1, 1, 1, later, bonus=100),
-        user(2, 2, None, later),                              # no tier id: lowest tier of level 2
+        user(2, 2, None, later),  # no tier id: lowest tier of level 2
         user(3, 2, 4, later),
-        user(4, 1, 1, NOW - timedelta(days=1)),               # expired
-        user(5, 0, 1, later),                                 # not OG (level 0)
-        user(6, 3, 3, later),                                 # amount rounds down to 0
-        user(7, 4, 5, later),                                 # tier with 0 days: skipped
-        user(8, 1, 1, NOW - timedelta(seconds=1)),            # expired a second ago
-        user(9, 1, 1, NOW + timedelta(hours=1)),              # expires within the hour: still active
-        user(10, 1, 99, later),                               # unknown tier: skipped
-        user(11, 1, 1, None),                                 # no expiry: not active
+        user(4, 1, 1, NOW - timedelta(days=1)),  # expired
+        user(5, 0, 1, later),  # not OG (level 0)
+        user(6, 3, 3, later),  # amount rounds down to 0
+        user(7, 4, 5, later),  # tier with 0 days: skipped
+        user(8, 1, 1, NOW - timedelta(seconds=1)),  # expired a second ago
+        user(9, 1, 1, NOW + timedelta(hours=1)),  # expires within the hour: still active
+        user(10, 1, 99, later),  # unknown tier: skipped
+        user(11, 1, 1, None),  # no expiry: not active
         user(12, 0, None, None, bonus=50),
     ]
     with engine.begin() as connection:
@@ -73,26 +79,43 @@ def og_users(engine):
 
 def balances(engine) -> dict[int, int]:
     with engine.connect() as connection:
-        return dict(connection.execute(text("SELECT id, bonus_balance FROM users ORDER BY id")).all())
+        return dict(
+            connection.execute(text("SELECT id, bonus_balance FROM users ORDER BY id")).all()
+        )
 
 
 def ledger(engine) -> list[tuple]:
     with engine.connect() as connection:
-        return [tuple(r) for r in connection.execute(text(
-            "SELECT user_id, kind, amount, balance, idempotency_key FROM coin_transactions ORDER BY user_id"))]
+        return [
+            tuple(r)
+            for r in connection.execute(
+                text(
+                    "SELECT user_id, kind, amount, balance, idempotency_key FROM coin_transactions ORDER BY user_id"
+                )
+            )
+        ]
 
 
 def events(engine) -> list[tuple]:
     with engine.connect() as connection:
-        return [tuple(r) for r in connection.execute(text(
-            "SELECT channel, event FROM realtime_events ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in connection.execute(
+                text("SELECT channel, event FROM realtime_events ORDER BY id")
+            )
+        ]
 
 
 def assert_credited_once(engine):
     assert balances(engine) == {**EXPECTED, **UNTOUCHED}
     assert ledger(engine) == [
-        (user_id, "og_daily_bonus", EXPECTED[user_id] - (100 if user_id == 1 else 0), "bonus",
-         f"og_daily_bonus:{user_id}:{DAY}")
+        (
+            user_id,
+            "og_daily_bonus",
+            EXPECTED[user_id] - (100 if user_id == 1 else 0),
+            "bonus",
+            f"og_daily_bonus:{user_id}:{DAY}",
+        )
         for user_id in sorted(EXPECTED)
     ]
     assert sorted(events(engine)) == sorted((f"user:{u}", "bonus:credited") for u in EXPECTED)
@@ -110,10 +133,20 @@ def test_exact_amounts_and_only_active_og_users(og_users):
 def test_bonus_event_payload(og_users):
     credit_og_daily_bonus(og_users, DAY, now=NOW)
     with og_users.connect() as connection:
-        payload = connection.execute(
-            schema.realtime_events.select().where(schema.realtime_events.c.channel == "user:3")
-        ).mappings().one()["payload"]
-    assert payload == {"user_id": 3, "amount": 5999, "bonus_balance": 5999, "day": DAY, "kind": "og_daily_bonus"}
+        payload = (
+            connection.execute(
+                schema.realtime_events.select().where(schema.realtime_events.c.channel == "user:3")
+            )
+            .mappings()
+            .one()["payload"]
+        )
+    assert payload == {
+        "user_id": 3,
+        "amount": 5999,
+        "bonus_balance": 5999,
+        "day": DAY,
+        "kind": "og_daily_bonus",
+    }
 
 
 def test_second_run_credits_nothing_more(og_users):
@@ -157,10 +190,14 @@ def test_concurrent_materializations_credit_each_user_once(og_users, database):
     results = []
 
     def run():
-        results.append(dg.materialize(
-            [og_daily_bonus], partition_key=DAY, resources={"database": database},
-            run_config={"ops": {"og_daily_bonus": {"config": {"batch_size": 1}}}},
-        ))
+        results.append(
+            dg.materialize(
+                [og_daily_bonus],
+                partition_key=DAY,
+                resources={"database": database},
+                run_config={"ops": {"og_daily_bonus": {"config": {"batch_size": 1}}}},
+            )
+        )
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
@@ -168,7 +205,10 @@ def test_concurrent_materializations_credit_each_user_once(og_users, database):
     for thread in threads:
         thread.join(timeout=120)
     assert len(results) == 2 and all(r.success for r in results)
-    credited = [r.asset_materializations_for_node("og_daily_bonus")[0].metadata["credited"].value for r in results]
+    credited = [
+        r.asset_materializations_for_node("og_daily_bonus")[0].metadata["credited"].value
+        for r in results
+    ]
     assert sum(credited) == 4
     assert_credited_once(og_users)
 
@@ -204,7 +244,9 @@ def test_crash_inside_a_batch_leaves_nothing_half_done(og_users):
 
 def test_asset_metadata_checks_and_rerun(og_users, database):
     run_config = {"ops": {"og_daily_bonus": {"config": {"batch_size": 2}}}}
-    first = dg.materialize([og_daily_bonus], partition_key=DAY, resources={"database": database}, run_config=run_config)
+    first = dg.materialize(
+        [og_daily_bonus], partition_key=DAY, resources={"database": database}, run_config=run_config
+    )
     assert first.success
     metadata = first.asset_materializations_for_node("og_daily_bonus")[0].metadata
     assert metadata["credited"].value == 4
@@ -214,7 +256,9 @@ def test_asset_metadata_checks_and_rerun(og_users, database):
     assert all(check.passed for check in first.get_asset_check_evaluations())
     assert_credited_once(og_users)
 
-    second = dg.materialize([og_daily_bonus], partition_key=DAY, resources={"database": database}, run_config=run_config)
+    second = dg.materialize(
+        [og_daily_bonus], partition_key=DAY, resources={"database": database}, run_config=run_config
+    )
     metadata = second.asset_materializations_for_node("og_daily_bonus")[0].metadata
     assert metadata["credited"].value == 0 and metadata["already_credited"].value == 4
     assert all(check.passed for check in second.get_asset_check_evaluations())
@@ -223,7 +267,9 @@ def test_asset_metadata_checks_and_rerun(og_users, database):
 
 def test_dry_run_credits_nothing(og_users, database):
     result = dg.materialize(
-        [og_daily_bonus], partition_key=DAY, resources={"database": database},
+        [og_daily_bonus],
+        partition_key=DAY,
+        resources={"database": database},
         run_config={"ops": {"og_daily_bonus": {"config": {"dry_run": True}}}},
     )
     metadata = result.asset_materializations_for_node("og_daily_bonus")[0].metadata
@@ -232,10 +278,13 @@ def test_dry_run_credits_nothing(og_users, database):
     assert ledger(og_users) == [] and balances(og_users)[3] == 0
 
 
-@pytest.mark.parametrize("corruption", [
-    "UPDATE users SET bonus_balance = bonus_balance - 1 WHERE id = 3",   # a credit lost
-    "UPDATE users SET bonus_balance = -5 WHERE id = 12",                 # negative balance
-])
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        "UPDATE users SET bonus_balance = bonus_balance - 1 WHERE id = 3",  # a credit lost
+        "UPDATE users SET bonus_balance = -5 WHERE id = 12",  # negative balance
+    ],
+)
 def test_ledger_check_fails_on_corrupted_balance(og_users, corruption):
     credit_og_daily_bonus(og_users, DAY, now=NOW)
     assert check_balances_cover_ledger(og_users).passed
@@ -249,8 +298,15 @@ def test_ledger_check_only_vouches_for_its_own_credits(og_users):
     compared with the balance; this asset's credits are."""
     credit_og_daily_bonus(og_users, DAY, now=NOW)
     with og_users.begin() as connection:
-        connection.execute(insert(schema.coin_transactions).values(
-            user_id=12, kind="og_daily_bonus", amount=500, balance="bonus", idempotency_key="import:1"))
+        connection.execute(
+            insert(schema.coin_transactions).values(
+                user_id=12,
+                kind="og_daily_bonus",
+                amount=500,
+                balance="bonus",
+                idempotency_key="import:1",
+            )
+        )
     check = check_balances_cover_ledger(og_users)
     assert check.passed and check.metadata["credited_users_all_days"].value == 4
 
@@ -282,11 +338,30 @@ def test_day_not_begun_and_malformed_day_are_clear_errors(engine):
 
 # --- Sydney days across daylight saving ---------------------------------------------------
 
-@pytest.mark.parametrize("day, start_utc, end_utc, hours", [
-    ("2026-04-05", datetime(2026, 4, 4, 13, tzinfo=UTC), datetime(2026, 4, 5, 14, tzinfo=UTC), 25),
-    ("2026-10-04", datetime(2026, 10, 3, 14, tzinfo=UTC), datetime(2026, 10, 4, 13, tzinfo=UTC), 23),
-    ("2026-07-01", datetime(2026, 6, 30, 14, tzinfo=UTC), datetime(2026, 7, 1, 14, tzinfo=UTC), 24),
-])
+
+@pytest.mark.parametrize(
+    "day, start_utc, end_utc, hours",
+    [
+        (
+            "2026-04-05",
+            datetime(2026, 4, 4, 13, tzinfo=UTC),
+            datetime(2026, 4, 5, 14, tzinfo=UTC),
+            25,
+        ),
+        (
+            "2026-10-04",
+            datetime(2026, 10, 3, 14, tzinfo=UTC),
+            datetime(2026, 10, 4, 13, tzinfo=UTC),
+            23,
+        ),
+        (
+            "2026-07-01",
+            datetime(2026, 6, 30, 14, tzinfo=UTC),
+            datetime(2026, 7, 1, 14, tzinfo=UTC),
+            24,
+        ),
+    ],
+)
 def test_partition_utc_window_across_dst(day, start_utc, end_utc, hours):
     _, start, end = sydney_day_window(day)
     assert (start, end) == (start_utc, end_utc)
@@ -295,19 +370,29 @@ def test_partition_utc_window_across_dst(day, start_utc, end_utc, hours):
     assert end - start == timedelta(hours=hours)
 
 
-@pytest.mark.parametrize("tick, expected", [
-    (datetime(2026, 4, 5, 0, 5, tzinfo=SYDNEY), "2026-04-05"),     # DST ends later that day
-    (datetime(2026, 10, 4, 0, 5, tzinfo=SYDNEY), "2026-10-04"),    # DST starts later that day
-    (datetime(2026, 4, 6, 0, 5, tzinfo=SYDNEY), "2026-04-06"),     # first tick after the change
-    (datetime(2026, 10, 5, 0, 5, tzinfo=SYDNEY), "2026-10-05"),
-])
+@pytest.mark.parametrize(
+    "tick, expected",
+    [
+        (datetime(2026, 4, 5, 0, 5, tzinfo=SYDNEY), "2026-04-05"),  # DST ends later that day
+        (datetime(2026, 10, 4, 0, 5, tzinfo=SYDNEY), "2026-10-04"),  # DST starts later that day
+        (datetime(2026, 4, 6, 0, 5, tzinfo=SYDNEY), "2026-04-06"),  # first tick after the change
+        (datetime(2026, 10, 5, 0, 5, tzinfo=SYDNEY), "2026-10-05"),
+    ],
+)
 def test_schedule_tick_credits_the_sydney_day_just_begun(tick, expected):
     jobs, schedules = build_schedules({}, {"og_daily_bonus": og_daily_bonus}, load_settings({}))
-    defs = dg.Definitions(assets=[og_daily_bonus], jobs=jobs, schedules=schedules,
-                          resources={"database": Database(url="sqlite://")})
+    defs = dg.Definitions(
+        assets=[og_daily_bonus],
+        jobs=jobs,
+        schedules=schedules,
+        resources={"database": Database(url="sqlite://")},
+    )
     repository = defs.get_repository_def()
     schedule = repository.get_schedule_def("og_daily_bonus_daily")
-    assert (schedule.cron_schedule, schedule.execution_timezone) == ("5 0 * * *", "Australia/Sydney")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == (
+        "5 0 * * *",
+        "Australia/Sydney",
+    )
     context = dg.build_schedule_context(scheduled_execution_time=tick, repository_def=repository)
     [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == expected
@@ -316,11 +401,22 @@ def test_schedule_tick_credits_the_sydney_day_just_begun(tick, expected):
 def test_expiry_exactly_at_run_time_is_not_active(engine):
     """`og_expires_at > now`: an OG membership ending at the instant of the run is over."""
     with engine.begin() as connection:
-        connection.execute(insert(schema.og_tiers).values(id=1, level=1, price_coins=1000, duration_days=30))
-        connection.execute(insert(schema.users), [
-            {"id": 1, "email": "a@x", "og_level": 1, "og_tier_id": 1, "og_expires_at": NOW},
-            {"id": 2, "email": "b@x", "og_level": 1, "og_tier_id": 1, "og_expires_at": NOW + timedelta(microseconds=1)},
-        ])
+        connection.execute(
+            insert(schema.og_tiers).values(id=1, level=1, price_coins=1000, duration_days=30)
+        )
+        connection.execute(
+            insert(schema.users),
+            [
+                {"id": 1, "email": "a@x", "og_level": 1, "og_tier_id": 1, "og_expires_at": NOW},
+                {
+                    "id": 2,
+                    "email": "b@x",
+                    "og_level": 1,
+                    "og_tier_id": 1,
+                    "og_expires_at": NOW + timedelta(microseconds=1),
+                },
+            ],
+        )
     result = credit_og_daily_bonus(engine, DAY, now=NOW)
     assert result.credited_users == 1 and balances(engine) == {1: 0, 2: 20}
 

@@ -31,25 +31,48 @@ def _stream_fixture(engine, now):
     streams = [
         {"id": 1, "title": "one", "is_live": True, "started_at": now - 3 * H},
         {"id": 2, "title": "two", "is_live": True, "started_at": now - 20 * H},
-        {"id": 3, "title": "three", "is_live": False, "started_at": now - 9 * H, "ended_at": now - 2 * H},
-        {"id": 4, "title": "ended days ago", "is_live": False, "started_at": now - 4 * D, "ended_at": now - 3 * D},
+        {
+            "id": 3,
+            "title": "three",
+            "is_live": False,
+            "started_at": now - 9 * H,
+            "ended_at": now - 2 * H,
+        },
+        {
+            "id": 4,
+            "title": "ended days ago",
+            "is_live": False,
+            "started_at": now - 4 * D,
+            "ended_at": now - 3 * D,
+        },
         {"id": 5, "title": "quiet", "is_live": True, "started_at": now - H},
         {"id": 6, "title": "six", "is_live": True, "started_at": now - 8 * H},
     ]
     streams = [{"ended_at": None, **stream} for stream in streams]  # executemany needs every key
 
     def event(stream, kind, age, value=1.0):
-        return {"stream_id": stream, "user_id": 1, "kind": kind, "value": value, "created_at": now - age}
+        return {
+            "stream_id": stream,
+            "user_id": 1,
+            "kind": kind,
+            "value": value,
+            "created_at": now - age,
+        }
 
     events = [
         # stream 1: three fresh views (3) + a chat one half-life old (2 × ½) = 4
-        event(1, "view", timedelta(0)), event(1, "view", timedelta(0)), event(1, "view", timedelta(0)),
+        event(1, "view", timedelta(0)),
+        event(1, "view", timedelta(0)),
+        event(1, "view", timedelta(0)),
         event(1, "chat", 6 * H),
         # stream 2: a 10-coin gift two half-lives old (10 × ¼) + a fresh follow (5) = 7.5
-        event(2, "gift", 12 * H, value=10), event(2, "follow", timedelta(0)),
+        event(2, "gift", 12 * H, value=10),
+        event(2, "follow", timedelta(0)),
         # stream 3: a share one half-life old (3 × ½) = 1.5; outside the window, unknown kind and
         # negative value count for nothing
-        event(3, "share", 6 * H), event(3, "view", 30 * H, value=100), event(3, "like", H, value=50),
+        event(3, "share", 6 * H),
+        event(3, "view", 30 * H, value=100),
+        event(3, "like", H, value=50),
         event(3, "view", H, value=-5),
         # stream 4 ended outside the window: not ranked
         event(4, "view", 3 * D + H),
@@ -86,10 +109,13 @@ def test_rank_streams_exact_scores_and_ranks(engine):
 def test_rank_streams_replaces_the_previous_ranking(engine):
     _stream_fixture(engine, NOW)
     with engine.begin() as connection:
-        connection.execute(insert(schema.stream_rankings), [
-            {"stream_id": 4, "score": 99.0, "rank": 1, "computed_at": NOW - D},
-            {"stream_id": 77, "score": 1.0, "rank": 2, "computed_at": NOW - D},
-        ])
+        connection.execute(
+            insert(schema.stream_rankings),
+            [
+                {"stream_id": 4, "score": 99.0, "rank": 1, "computed_at": NOW - D},
+                {"stream_id": 77, "score": 1.0, "rank": 2, "computed_at": NOW - D},
+            ],
+        )
         rank_streams(connection, NOW, window=24 * H, half_life=6 * H)
     assert set(_rankings(engine)) == set(EXPECTED_RANKS)
 
@@ -144,7 +170,10 @@ HALF_LIFE = timedelta(days=90)
 
 
 def _trust_fixture(engine, now):
-    users = [{"id": i, "email": f"u{i}@example.com", "trust_score": 50.0, "trust_score_updated_at": None} for i in range(1, 8)]
+    users = [
+        {"id": i, "email": f"u{i}@example.com", "trust_score": 50.0, "trust_score_updated_at": None}
+        for i in range(1, 8)
+    ]
     users[6]["trust_score"] = 12.0  # user 7: an old value from another system
     users[6]["trust_score_updated_at"] = now - 400 * D
 
@@ -152,13 +181,13 @@ def _trust_fixture(engine, now):
         return {"user_id": user, "kind": kind, "weight": weight, "created_at": now - age}
 
     events = [
-        rep(2, 10, timedelta(0)),                      # 50 + 10 = 60
-        rep(3, 20, 2 * HALF_LIFE),                     # 50 + 20 × ¼ = 55
-        rep(3, -8, HALF_LIFE, kind="report"),          # … − 8 × ½ = 51
-        rep(4, 100, timedelta(0)),                     # 150 → clamped to 100
-        rep(5, -80, timedelta(0), kind="report"),      # −30 → clamped to 0
-        rep(6, 40, -D),                                # in the future: ignored → 50
-        rep(7, 5, 10_000 * D),                         # decayed to nothing → 50
+        rep(2, 10, timedelta(0)),  # 50 + 10 = 60
+        rep(3, 20, 2 * HALF_LIFE),  # 50 + 20 × ¼ = 55
+        rep(3, -8, HALF_LIFE, kind="report"),  # … − 8 × ½ = 51
+        rep(4, 100, timedelta(0)),  # 150 → clamped to 100
+        rep(5, -80, timedelta(0), kind="report"),  # −30 → clamped to 0
+        rep(6, 40, -D),  # in the future: ignored → 50
+        rep(7, 5, 10_000 * D),  # decayed to nothing → 50
     ]
     with engine.begin() as connection:
         connection.execute(insert(schema.users), users)
@@ -170,7 +199,11 @@ EXPECTED_TRUST = {1: 50.0, 2: 60.0, 3: 51.0, 4: 100.0, 5: 0.0, 6: 50.0, 7: 50.0}
 
 def _trust(engine):
     with engine.connect() as connection:
-        rows = connection.execute(select(schema.users.c.id, schema.users.c.trust_score, schema.users.c.trust_score_updated_at)).all()
+        rows = connection.execute(
+            select(
+                schema.users.c.id, schema.users.c.trust_score, schema.users.c.trust_score_updated_at
+            )
+        ).all()
     return {row.id: (row.trust_score, as_utc(row.trust_score_updated_at)) for row in rows}
 
 
@@ -223,7 +256,9 @@ def test_trust_checks_catch_out_of_range_and_stale_users(engine, database):
     _trust_fixture(engine, utcnow())
     dg.materialize([user_trust_scores], resources={"database": database})
     with engine.begin() as connection:
-        connection.execute(update(schema.users).where(schema.users.c.id == 2).values(trust_score=140.0))
+        connection.execute(
+            update(schema.users).where(schema.users.c.id == 2).values(trust_score=140.0)
+        )
         connection.execute(insert(schema.users), [{"id": 8, "email": "new@example.com"}])
     result = dg.materialize(
         [user_trust_scores, trust_scores_within_range, trust_scores_updated_for_every_user],
@@ -240,9 +275,17 @@ def test_trust_checks_catch_out_of_range_and_stale_users(engine, database):
 def test_decay_matches_the_half_life_formula(engine):
     with engine.begin() as connection:
         connection.execute(insert(schema.users), [{"id": 1, "email": "a@example.com"}])
-        connection.execute(insert(schema.reputation_events), [
-            {"user_id": 1, "kind": "endorsement", "weight": 30, "created_at": NOW - timedelta(days=33, hours=5)},
-        ])
+        connection.execute(
+            insert(schema.reputation_events),
+            [
+                {
+                    "user_id": 1,
+                    "kind": "endorsement",
+                    "weight": 30,
+                    "created_at": NOW - timedelta(days=33, hours=5),
+                },
+            ],
+        )
         update_trust_scores(connection, NOW, base_score=40, half_life=HALF_LIFE)
     age_days = 33 + 5 / 24
     expected = 40 + 30 * math.pow(0.5, age_days / 90)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from sqlalchemy import insert, select, text
 
 from ops_platform.assets import games
@@ -35,23 +38,36 @@ NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the week began Mon
 def _entries(engine, rows):
     """rows: (game_type, player, score, created_at)"""
     with engine.begin() as connection:
-        connection.execute(insert(schema.leaderboard_entries), [
-            {"session_id": None, "game_type": g, "player_address": p, "score": s, "created_at": t} for g, p, s, t in rows
-        ])
+        connection.execute(
+            insert(schema.leaderboard_entries),
+            [
+                {
+                    "session_id": None,
+                    "game_type": g,
+                    "player_address": p,
+                    "score": s,
+                    "created_at": t,
+                }
+                for g, p, s, t in rows
+            ],
+        )
 
 
 def _leaderboard_fixture(engine, now):
-    _entries(engine, [
-        ("snake", "alice", 100, now - H),          # today, after bob's equal score
-        ("snake", "alice", 120, now - 3 * D),      # Sunday: before this week
-        ("snake", "bob", 100, now - 2 * H),        # today, first to reach 100
-        ("snake", "carol", 90, now - D),           # yesterday, this week
-        ("snake", "carol", 20, now - 2 * H),       # today, worse than her best
-        ("snake", "dave", 200, now - 30 * D),      # all time only
-        ("snake", "eve", 500, now + H),            # in the future: not yet
-        ("tetris", "frank", 10, now - H),
-        ("chess", "gus", 999, now - H),            # not an arcade game type: ignored
-    ])
+    _entries(
+        engine,
+        [
+            ("snake", "alice", 100, now - H),  # today, after bob's equal score
+            ("snake", "alice", 120, now - 3 * D),  # Sunday: before this week
+            ("snake", "bob", 100, now - 2 * H),  # today, first to reach 100
+            ("snake", "carol", 90, now - D),  # yesterday, this week
+            ("snake", "carol", 20, now - 2 * H),  # today, worse than her best
+            ("snake", "dave", 200, now - 30 * D),  # all time only
+            ("snake", "eve", 500, now + H),  # in the future: not yet
+            ("tetris", "frank", 10, now - H),
+            ("chess", "gus", 999, now - H),  # not an arcade game type: ignored
+        ],
+    )
 
 
 EXPECTED_BOARDS = {
@@ -67,7 +83,9 @@ EXPECTED_BOARDS = {
 def _boards(engine):
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT game_type, period, rank, player_address, score, period_start FROM leaderboard_standings ORDER BY game_type, period, rank")
+            text(
+                "SELECT game_type, period, rank, player_address, score, period_start FROM leaderboard_standings ORDER BY game_type, period, rank"
+            )
         ).all()
     boards: dict = {}
     for game, period, rank, player, score, _ in rows:
@@ -106,7 +124,8 @@ def _checks(result):
 def test_leaderboards_asset_metadata_and_checks(engine, database):
     _leaderboard_fixture(engine, utcnow())
     result = dg.materialize(
-        [leaderboards, every_board_readable, leaderboard_ranks_dense], resources={"database": database}
+        [leaderboards, every_board_readable, leaderboard_ranks_dense],
+        resources={"database": database},
     )
     assert result.success
     # The asset's clock is the real one: which boards hold today's and this week's scores
@@ -128,7 +147,11 @@ def test_leaderboard_dense_check_catches_a_gap(engine, database):
     _leaderboard_fixture(engine, utcnow())
     dg.materialize([leaderboards], resources={"database": database})
     with engine.begin() as connection:
-        connection.execute(text("DELETE FROM leaderboard_standings WHERE game_type = 'snake' AND period = 'alltime' AND rank = 2"))
+        connection.execute(
+            text(
+                "DELETE FROM leaderboard_standings WHERE game_type = 'snake' AND period = 'alltime' AND rank = 2"
+            )
+        )
     result = dg.materialize(
         [leaderboards, every_board_readable, leaderboard_ranks_dense],
         resources={"database": database},
@@ -145,30 +168,53 @@ JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _pool_fixture(engine):
-    _entries(engine, [
-        ("snake", "p1", 500, JAN1 + 10 * H),
-        ("snake", "p2", 500, JAN1 + 9 * H),              # same score, earlier: wins
-        ("snake", "p3", 400, JAN1 + 8 * H),
-        ("snake", "late", 900, JAN1 + D),                # 2026-01-02 00:00: next day
-        ("snake", "early", 999, JAN1 - timedelta(seconds=1)),  # 2025-12-31
-        ("pong", "p4", 70, JAN1 + 23 * H),
-        ("breakout", "p5", 9_999, JAN1 + H),
-        ("space_invaders", "p6", 1, JAN1 + timedelta(hours=23, minutes=59, seconds=59)),
-        # tetris: no games that day
-    ])
+    _entries(
+        engine,
+        [
+            ("snake", "p1", 500, JAN1 + 10 * H),
+            ("snake", "p2", 500, JAN1 + 9 * H),  # same score, earlier: wins
+            ("snake", "p3", 400, JAN1 + 8 * H),
+            ("snake", "late", 900, JAN1 + D),  # 2026-01-02 00:00: next day
+            ("snake", "early", 999, JAN1 - timedelta(seconds=1)),  # 2025-12-31
+            ("pong", "p4", 70, JAN1 + 23 * H),
+            ("breakout", "p5", 9_999, JAN1 + H),
+            ("space_invaders", "p6", 1, JAN1 + timedelta(hours=23, minutes=59, seconds=59)),
+            # tetris: no games that day
+        ],
+    )
     with engine.begin() as connection:
-        connection.execute(insert(schema.prize_pools), [
-            {"game_type": "pong", "period": "daily", "period_start": date(2026, 1, 1), "total_amount": 12.5,
-             "status": "open", "winner_address": None, "winning_score": None, "finalized_at": None},
-            {"game_type": "breakout", "period": "daily", "period_start": date(2026, 1, 1), "total_amount": 3,
-             "status": "finalized", "winner_address": "earlier-winner", "winning_score": 1,
-             "finalized_at": JAN1 + D + 5 * timedelta(minutes=1)},
-        ])
+        connection.execute(
+            insert(schema.prize_pools),
+            [
+                {
+                    "game_type": "pong",
+                    "period": "daily",
+                    "period_start": date(2026, 1, 1),
+                    "total_amount": 12.5,
+                    "status": "open",
+                    "winner_address": None,
+                    "winning_score": None,
+                    "finalized_at": None,
+                },
+                {
+                    "game_type": "breakout",
+                    "period": "daily",
+                    "period_start": date(2026, 1, 1),
+                    "total_amount": 3,
+                    "status": "finalized",
+                    "winner_address": "earlier-winner",
+                    "winning_score": 1,
+                    "finalized_at": JAN1 + D + 5 * timedelta(minutes=1),
+                },
+            ],
+        )
 
 
 def _pools(engine, period="daily"):
     with engine.connect() as connection:
-        rows = connection.execute(select(schema.prize_pools).where(schema.prize_pools.c.period == period)).all()
+        rows = connection.execute(
+            select(schema.prize_pools).where(schema.prize_pools.c.period == period)
+        ).all()
     return {(row.game_type, str(row.period_start)): row for row in rows}
 
 
@@ -182,7 +228,9 @@ EXPECTED_JAN1 = {
 
 
 def _materialize_pool(database, partition_key, instance=None, asset=daily_prize_pools):
-    return dg.materialize([asset], resources={"database": database}, partition_key=partition_key, instance=instance)
+    return dg.materialize(
+        [asset], resources={"database": database}, partition_key=partition_key, instance=instance
+    )
 
 
 def test_daily_pools_exact_winners_ties_and_no_winner(engine, database):
@@ -191,9 +239,13 @@ def test_daily_pools_exact_winners_ties_and_no_winner(engine, database):
         result = _materialize_pool(database, f"2026-01-01|{game}")
         assert result.success
     pools = _pools(engine)
-    assert {g: (p.status, p.winner_address, p.winning_score) for (g, _), p in pools.items()} == EXPECTED_JAN1
+    assert {
+        g: (p.status, p.winner_address, p.winning_score) for (g, _), p in pools.items()
+    } == EXPECTED_JAN1
     assert float(pools[("pong", "2026-01-01")].total_amount) == 12.5  # the app's funding is kept
-    assert float(pools[("tetris", "2026-01-01")].total_amount) == 0   # created: the app never opened it
+    assert (
+        float(pools[("tetris", "2026-01-01")].total_amount) == 0
+    )  # created: the app never opened it
     assert as_utc(pools[("breakout", "2026-01-01")].finalized_at) == JAN1 + D + timedelta(minutes=5)
     assert all(p.finalized_at is not None for p in pools.values())
 
@@ -217,13 +269,24 @@ def test_rematerializing_never_changes_the_winner(engine, database):
     _materialize_pool(database, "2026-01-01|tetris")
     before = _pools(engine)
     # Late scores arrive for the finalized day, and for the no-winner day.
-    _entries(engine, [("snake", "cheater", 10_000, JAN1 + 12 * H), ("tetris", "late", 5, JAN1 + 12 * H)])
+    _entries(
+        engine, [("snake", "cheater", 10_000, JAN1 + 12 * H), ("tetris", "late", 5, JAN1 + 12 * H)]
+    )
     result = _materialize_pool(database, "2026-01-01|snake")
     _materialize_pool(database, "2026-01-01|tetris")
     after = _pools(engine)
     for key in (("snake", "2026-01-01"), ("tetris", "2026-01-01")):
-        assert (after[key].status, after[key].winner_address, after[key].winning_score, after[key].finalized_at) == (
-            before[key].status, before[key].winner_address, before[key].winning_score, before[key].finalized_at)
+        assert (
+            after[key].status,
+            after[key].winner_address,
+            after[key].winning_score,
+            after[key].finalized_at,
+        ) == (
+            before[key].status,
+            before[key].winner_address,
+            before[key].winning_score,
+            before[key].finalized_at,
+        )
     [materialization] = result.asset_materializations_for_node("daily_prize_pools")
     assert materialization.metadata["finalized_now"].value is False
 
@@ -233,13 +296,30 @@ def test_old_periods_also_read_the_archive(engine, database):
     _pool_fixture(engine)
     with engine.begin() as connection:
         first_id = connection.execute(text("SELECT MIN(id) FROM leaderboard_entries")).scalar()
-        connection.execute(insert(schema.leaderboard_entries_archive), [
-            {"id": 9_001, "session_id": None, "game_type": "snake", "player_address": "archived-champion",
-             "score": 600, "created_at": JAN1 + 11 * H, "archived_at": JAN1 + 91 * D},
-            # Copied but not yet deleted from the live table (an archive batch in flight): counted once.
-            {"id": first_id, "session_id": None, "game_type": "snake", "player_address": "p1",
-             "score": 500, "created_at": JAN1 + 10 * H, "archived_at": JAN1 + 91 * D},
-        ])
+        connection.execute(
+            insert(schema.leaderboard_entries_archive),
+            [
+                {
+                    "id": 9_001,
+                    "session_id": None,
+                    "game_type": "snake",
+                    "player_address": "archived-champion",
+                    "score": 600,
+                    "created_at": JAN1 + 11 * H,
+                    "archived_at": JAN1 + 91 * D,
+                },
+                # Copied but not yet deleted from the live table (an archive batch in flight): counted once.
+                {
+                    "id": first_id,
+                    "session_id": None,
+                    "game_type": "snake",
+                    "player_address": "p1",
+                    "score": 500,
+                    "created_at": JAN1 + 10 * H,
+                    "archived_at": JAN1 + 91 * D,
+                },
+            ],
+        )
     result = _materialize_pool(database, "2026-01-01|snake")
     pool = _pools(engine)[("snake", "2026-01-01")]
     assert (pool.winner_address, pool.winning_score) == ("archived-champion", 600)
@@ -249,10 +329,14 @@ def test_old_periods_also_read_the_archive(engine, database):
 
 def test_yesterdays_pool_as_the_schedule_runs_it(engine, database):
     yesterday = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - D
-    _entries(engine, [
-        ("pong", "steady", 11, yesterday + H), ("pong", "quick", 11, yesterday + timedelta(minutes=30)),
-        ("pong", "today", 99, yesterday + D + timedelta(seconds=1)),
-    ])
+    _entries(
+        engine,
+        [
+            ("pong", "steady", 11, yesterday + H),
+            ("pong", "quick", 11, yesterday + timedelta(minutes=30)),
+            ("pong", "today", 99, yesterday + D + timedelta(seconds=1)),
+        ],
+    )
     assert _materialize_pool(database, f"{yesterday:%Y-%m-%d}|pong").success
     pool = _pools(engine)[("pong", f"{yesterday:%Y-%m-%d}")]
     assert (pool.status, pool.winner_address, pool.winning_score) == ("finalized", "quick", 11)
@@ -260,16 +344,23 @@ def test_yesterdays_pool_as_the_schedule_runs_it(engine, database):
 
 def test_weekly_pool_covers_monday_to_monday(engine, database):
     monday = datetime(2026, 1, 5, tzinfo=UTC)
-    _entries(engine, [
-        ("tetris", "first-minute", 50, monday),
-        ("tetris", "sunday-night", 80, monday + 7 * D - timedelta(microseconds=1)),
-        ("tetris", "next-week", 900, monday + 7 * D),
-        ("tetris", "last-week", 900, monday - timedelta(microseconds=1)),
-    ])
+    _entries(
+        engine,
+        [
+            ("tetris", "first-minute", 50, monday),
+            ("tetris", "sunday-night", 80, monday + 7 * D - timedelta(microseconds=1)),
+            ("tetris", "next-week", 900, monday + 7 * D),
+            ("tetris", "last-week", 900, monday - timedelta(microseconds=1)),
+        ],
+    )
     result = _materialize_pool(database, "2026-01-05|tetris", asset=weekly_prize_pools)
     assert result.success
     pool = _pools(engine, "weekly")[("tetris", "2026-01-05")]
-    assert (pool.status, pool.winner_address, pool.winning_score) == ("finalized", "sunday-night", 80)
+    assert (pool.status, pool.winner_address, pool.winning_score) == (
+        "finalized",
+        "sunday-night",
+        80,
+    )
     assert _pools(engine, "daily") == {}
 
 
@@ -285,8 +376,14 @@ def test_one_game_failing_does_not_stop_the_others(engine, database, monkeypatch
     monkeypatch.setattr(games, "finalize_prize_pool", pong_breaks)
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
-            [daily_prize_pools], resources={"database": database}, instance=instance, raise_on_error=False,
-            tags={ASSET_PARTITION_RANGE_START_TAG: "2026-01-01|snake", ASSET_PARTITION_RANGE_END_TAG: "2026-01-01|space_invaders"},
+            [daily_prize_pools],
+            resources={"database": database},
+            instance=instance,
+            raise_on_error=False,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: "2026-01-01|snake",
+                ASSET_PARTITION_RANGE_END_TAG: "2026-01-01|space_invaders",
+            },
         )
         assert not result.success
         [failure] = [e for e in result.all_events if e.is_step_failure]
@@ -315,15 +412,24 @@ def test_backfill_of_a_month_in_one_ranged_run(engine, database):
     _entries(engine, [("tetris", "mid-month", 42, datetime(2026, 1, 15, 12, tzinfo=UTC))])
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
-            [daily_prize_pools], resources={"database": database}, instance=instance,
-            tags={ASSET_PARTITION_RANGE_START_TAG: "2026-01-01|snake", ASSET_PARTITION_RANGE_END_TAG: "2026-01-31|space_invaders"},
+            [daily_prize_pools],
+            resources={"database": database},
+            instance=instance,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: "2026-01-01|snake",
+                ASSET_PARTITION_RANGE_END_TAG: "2026-01-31|space_invaders",
+            },
         )
         assert result.success
         materialized = instance.get_materialized_partitions(daily_prize_pools.key)
     assert len(materialized) == 31 * 5
     pools = _pools(engine)
     assert len(pools) == 31 * 5
-    assert {g: (p.status, p.winner_address, p.winning_score) for (g, d), p in pools.items() if d == "2026-01-01"} == EXPECTED_JAN1
+    assert {
+        g: (p.status, p.winner_address, p.winning_score)
+        for (g, d), p in pools.items()
+        if d == "2026-01-01"
+    } == EXPECTED_JAN1
     assert pools[("tetris", "2026-01-15")].winner_address == "mid-month"
     # Finalized: four on Jan 1, snake on Jan 2 ("late"), tetris on Jan 15; the rest had no games.
     assert sum(p.status == "no_winner" for p in pools.values()) == 31 * 5 - 6
@@ -346,13 +452,27 @@ def test_backfill_partition_by_partition(engine, database):
 def test_one_winner_check(engine, database):
     _pool_fixture(engine)
     with engine.begin() as connection:
-        connection.execute(insert(schema.prize_pools), [
-            {"game_type": "snake", "period": "daily", "period_start": date(2025, 12, 20), "total_amount": 1,
-             "status": "finalized", "winner_address": None, "winning_score": None, "finalized_at": JAN1},
-        ])
+        connection.execute(
+            insert(schema.prize_pools),
+            [
+                {
+                    "game_type": "snake",
+                    "period": "daily",
+                    "period_start": date(2025, 12, 20),
+                    "total_amount": 1,
+                    "status": "finalized",
+                    "winner_address": None,
+                    "winning_score": None,
+                    "finalized_at": JAN1,
+                },
+            ],
+        )
     result = dg.materialize(
-        [daily_prize_pools, *games.defs.asset_checks], resources={"database": database}, partition_key="2026-01-01|snake",
-        selection=dg.AssetSelection.assets(daily_prize_pools) | dg.AssetSelection.checks_for_assets(daily_prize_pools),
+        [daily_prize_pools, *games.defs.asset_checks],
+        resources={"database": database},
+        partition_key="2026-01-01|snake",
+        selection=dg.AssetSelection.assets(daily_prize_pools)
+        | dg.AssetSelection.checks_for_assets(daily_prize_pools),
     )
     [check] = result.get_asset_check_evaluations()
     assert not check.passed
@@ -371,22 +491,32 @@ def _tick(schedule_name, at):
 
 def test_daily_schedule_finalizes_yesterday_for_every_game():
     requests = _tick("daily_prize_pools_daily", datetime(2026, 1, 2, tzinfo=UTC))
-    assert sorted(str(r.partition_key) for r in requests) == sorted(f"2026-01-01|{g}" for g in GAME_TYPES)
+    assert sorted(str(r.partition_key) for r in requests) == sorted(
+        f"2026-01-01|{g}" for g in GAME_TYPES
+    )
     assert len({r.run_key for r in requests}) == 5
 
 
 def test_weekly_schedule_on_monday_finalizes_last_week():
     requests = _tick("weekly_prize_pools_weekly", datetime(2026, 1, 12, tzinfo=UTC))
-    assert sorted(str(r.partition_key) for r in requests) == sorted(f"2026-01-05|{g}" for g in GAME_TYPES)
+    assert sorted(str(r.partition_key) for r in requests) == sorted(
+        f"2026-01-05|{g}" for g in GAME_TYPES
+    )
 
 
 def test_asset_jobs_carry_their_checks():
     from ops_platform.definitions import defs
 
     repo = defs.get_repository_def()
-    check_names = {key.name for key in repo.get_job("daily_prize_pools_job").asset_layer.asset_graph.asset_check_keys}
+    check_names = {
+        key.name
+        for key in repo.get_job("daily_prize_pools_job").asset_layer.asset_graph.asset_check_keys
+    }
     assert "one_winner_per_finalized_pool" in check_names
-    check_names = {key.name for key in repo.get_job("leaderboards_job").asset_layer.asset_graph.asset_check_keys}
+    check_names = {
+        key.name
+        for key in repo.get_job("leaderboards_job").asset_layer.asset_graph.asset_check_keys
+    }
     assert {"every_board_readable", "leaderboard_ranks_dense"} <= check_names
 
 
@@ -404,12 +534,29 @@ def test_cli_partition_range_backfills(tmp_path):
     _pool_fixture(engine)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {**os.environ, "OPS_DATABASE_URL": db_url, "OPS_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(home)}
+    env = {
+        **os.environ,
+        "OPS_DATABASE_URL": db_url,
+        "OPS_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(home),
+    }
     dagster = Path(sys.executable).with_name("dagster")
     completed = subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "ops_platform.definitions", "--select", "daily_prize_pools",
-         "--partition-range", "2026-01-01|snake...2026-01-03|space_invaders"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "ops_platform.definitions",
+            "--select",
+            "daily_prize_pools",
+            "--partition-range",
+            "2026-01-01|snake...2026-01-03|space_invaders",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     pools = _pools(engine)

@@ -21,7 +21,16 @@ from typing import Callable, Mapping, TypeVar
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "test-artifacts"
-GROUPS = ("cleanup", "email", "payments", "analytics", "games", "engagement", "security", "maintenance")
+GROUPS = (
+    "cleanup",
+    "email",
+    "payments",
+    "analytics",
+    "games",
+    "engagement",
+    "security",
+    "maintenance",
+)
 
 T = TypeVar("T")
 
@@ -43,7 +52,11 @@ class Process:
     def start(self) -> "Process":
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
-            self.args, env=dict(self.env), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            self.args,
+            env=dict(self.env),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed as a whole
         )
         log.close()
@@ -120,18 +133,24 @@ def grpc_ok(port: int) -> bool:
     return DagsterGrpcClient(port=port, host="127.0.0.1").ping("e2e") is not None
 
 
-def base_env(dagster_home: Path, data_dir: Path, app_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def base_env(
+    dagster_home: Path, data_dir: Path, app_url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment of every process: the instance, the app database, embedded peers, and
     every group's schedules and sensors off by default (the tests start what they need)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPS_", "DAGSTER_"))}
-    env.update({
-        "DAGSTER_HOME": str(dagster_home),
-        "OPS_DATABASE_URL": app_url,
-        "OPS_DATA_DIR": str(data_dir),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "PYTHONUNBUFFERED": "1",
-        **{f"OPS_ENABLE_{group.upper()}": "false" for group in GROUPS},
-    })
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("OPS_", "DAGSTER_"))
+    }
+    env.update(
+        {
+            "DAGSTER_HOME": str(dagster_home),
+            "OPS_DATABASE_URL": app_url,
+            "OPS_DATA_DIR": str(data_dir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+            **{f"OPS_ENABLE_{group.upper()}": "false" for group in GROUPS},
+        }
+    )
     env.update(extra or {})
     return env
 

@@ -23,14 +23,29 @@ from sqlalchemy import create_engine, insert, text
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.db.migrate import upgrade
-from tests.e2e._processes import ARTIFACTS, BIN, Process, base_env, free_port, http_ok, keep_logs, wait_for
+from tests.e2e._processes import (
+    ARTIFACTS,
+    BIN,
+    Process,
+    base_env,
+    free_port,
+    http_ok,
+    keep_logs,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SHOTS = ARTIFACTS / "browser"
 UI_TIMEOUT_MS = 120_000  # generous: the UI compiles the whole asset graph on a busy machine
@@ -61,13 +76,32 @@ def _seed_users(app_url: str) -> None:
     now = utcnow()
     engine = create_engine(app_url)
     with engine.begin() as connection:
-        connection.execute(insert(schema.users), [
-            {"id": i, "email": f"user{i}@example.com", "created_at": now - timedelta(days=30)} for i in (1, 2, 3)
-        ])
-        connection.execute(insert(schema.reputation_events), [
-            {"id": 1, "user_id": 1, "kind": "endorsement", "weight": 20, "created_at": now - timedelta(days=1)},
-            {"id": 2, "user_id": 2, "kind": "report", "weight": -30, "created_at": now - timedelta(days=1)},
-        ])
+        connection.execute(
+            insert(schema.users),
+            [
+                {"id": i, "email": f"user{i}@example.com", "created_at": now - timedelta(days=30)}
+                for i in (1, 2, 3)
+            ],
+        )
+        connection.execute(
+            insert(schema.reputation_events),
+            [
+                {
+                    "id": 1,
+                    "user_id": 1,
+                    "kind": "endorsement",
+                    "weight": 20,
+                    "created_at": now - timedelta(days=1),
+                },
+                {
+                    "id": 2,
+                    "user_id": 2,
+                    "kind": "report",
+                    "weight": -30,
+                    "created_at": now - timedelta(days=1),
+                },
+            ],
+        )
     engine.dispose()
 
 
@@ -84,14 +118,35 @@ def webserver(tmp_path_factory):
 
     port = free_port()
     env = base_env(home, tmp / "data", app_url)
-    process = Process("dagster-webserver", [
-        str(BIN / "dagster-webserver"), "-m", "ops_platform.definitions", "-h", "127.0.0.1", "-p", str(port),
-    ], env, tmp / "webserver.log").start()
+    process = Process(
+        "dagster-webserver",
+        [
+            str(BIN / "dagster-webserver"),
+            "-m",
+            "ops_platform.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env,
+        tmp / "webserver.log",
+    ).start()
     try:
-        wait_for("the webserver", lambda: http_ok(f"http://127.0.0.1:{port}/server_info"), 240,
-                 interval_s=1, diagnostics=process.tail)
+        wait_for(
+            "the webserver",
+            lambda: http_ok(f"http://127.0.0.1:{port}/server_info"),
+            240,
+            interval_s=1,
+            diagnostics=process.tail,
+        )
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            yield {"url": f"http://127.0.0.1:{port}", "instance": instance, "app_url": app_url, "process": process}
+            yield {
+                "url": f"http://127.0.0.1:{port}",
+                "instance": instance,
+                "app_url": app_url,
+                "process": process,
+            }
     finally:
         process.stop()
         keep_logs([process], "browser")
@@ -104,7 +159,9 @@ def page(webserver):
     expect.set_options(timeout=UI_TIMEOUT_MS)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             page = browser.new_page(viewport={"width": 1920, "height": 1200})
             page.set_default_timeout(UI_TIMEOUT_MS)
@@ -118,7 +175,9 @@ def _show_upstream_of(page, asset: str) -> None:
     page.locator(".CodeMirror").first.click()
     page.keyboard.type(f'+key:"{asset}"')
     page.keyboard.press("Enter")
-    page.get_by_text(asset, exact=True).or_(page.locator('[aria-label="unfold_more"]')).first.wait_for()
+    page.get_by_text(asset, exact=True).or_(
+        page.locator('[aria-label="unfold_more"]')
+    ).first.wait_for()
     for _ in range(10):  # collapsed group nodes carry an "unfold" toggle
         toggles = page.locator('[aria-label="unfold_more"]')
         if toggles.count() == 0:
@@ -129,7 +188,8 @@ def _show_upstream_of(page, asset: str) -> None:
 
 def _ui_runs(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
     return [
-        record for record in instance.get_run_records()
+        record
+        for record in instance.get_run_records()
         if dg.AssetKey("user_trust_scores") in (record.dagster_run.asset_selection or ())
     ]
 
@@ -153,12 +213,19 @@ def test_lineage_and_materialize_from_the_ui(webserver, page):
     expect(page.get_by_text(re.compile(r"Launched run"))).to_be_visible()
     page.screenshot(path=str(SHOTS / "materialize_launched.png"))
 
-    [run] = wait_for("the run launched from the UI", lambda: _ui_runs(instance), 60, diagnostics=webserver["process"].tail)
+    [run] = wait_for(
+        "the run launched from the UI",
+        lambda: _ui_runs(instance),
+        60,
+        diagnostics=webserver["process"].tail,
+    )
     run_id = run.dagster_run.run_id
     finished = wait_for(
         f"run {run_id} to finish",
         lambda: (r := instance.get_run_record_by_id(run_id)).dagster_run.is_finished and r,
-        420, interval_s=1, diagnostics=webserver["process"].tail,
+        420,
+        interval_s=1,
+        diagnostics=webserver["process"].tail,
     )
     assert finished.dagster_run.status == dg.DagsterRunStatus.SUCCESS, webserver["process"].tail()
 

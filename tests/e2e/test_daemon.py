@@ -39,7 +39,17 @@ from ops_platform.db.engine import utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.resources.payments import simulated_status
 from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES, postgres_available
-from tests.e2e._processes import BIN, REPO, Process, base_env, free_port, grpc_ok, http_ok, keep_logs, wait_for
+from tests.e2e._processes import (
+    BIN,
+    REPO,
+    Process,
+    base_env,
+    free_port,
+    grpc_ok,
+    http_ok,
+    keep_logs,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -107,11 +117,18 @@ class Stack:
     def start_daemon(self) -> None:
         started = time.time()
         self.processes["daemon"] = Process(
-            "dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)],
-            self.env, self.log_dir / "daemon.log",
+            "dagster-daemon",
+            [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)],
+            self.env,
+            self.log_dir / "daemon.log",
         ).start()
-        wait_for("the daemon's heartbeats", lambda: self._daemon_beating_since(started), 180,
-                 interval_s=1, diagnostics=self.diagnostics)
+        wait_for(
+            "the daemon's heartbeats",
+            lambda: self._daemon_beating_since(started),
+            180,
+            interval_s=1,
+            diagnostics=self.diagnostics,
+        )
 
     def _daemon_beating_since(self, started: float) -> bool:
         beats = self.instance.get_daemon_heartbeats()
@@ -123,12 +140,20 @@ class Stack:
 
     # -- GraphQL ----------------------------------------------------------------------------
     def start_schedule(self, name: str) -> None:
-        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "scheduleName": name}
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "scheduleName": name,
+        }
         result = self.client._execute(START_SCHEDULE, {"selector": selector})["startSchedule"]
         assert result.get("scheduleState", {}).get("status") == "RUNNING", result
 
     def start_sensor(self, name: str) -> None:
-        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": name,
+        }
         result = self.client._execute(START_SENSOR, {"selector": selector})["startSensor"]
         assert result.get("sensorState", {}).get("status") == "RUNNING", result
 
@@ -138,10 +163,15 @@ class Stack:
         result = self.client._execute(STOP_SCHEDULE, variables)["stopRunningSchedule"]
         assert result.get("scheduleState", {}).get("status") == "STOPPED", result
 
-    def submit(self, job_name: str, run_config: dict | None = None, tags: dict | None = None) -> str:
+    def submit(
+        self, job_name: str, run_config: dict | None = None, tags: dict | None = None
+    ) -> str:
         return self.client.submit_job_execution(
-            job_name, repository_location_name=LOCATION, repository_name=REPOSITORY,
-            run_config=run_config or {}, tags=tags or {},
+            job_name,
+            repository_location_name=LOCATION,
+            repository_name=REPOSITORY,
+            run_config=run_config or {},
+            tags=tags or {},
         )
 
     # -- instance ---------------------------------------------------------------------------
@@ -152,11 +182,15 @@ class Stack:
         record = wait_for(
             f"run {run_id} to finish",
             lambda: (r := self.record(run_id)).dagster_run.status in FINISHED and r,
-            timeout_s, interval_s=1, diagnostics=self.diagnostics,
+            timeout_s,
+            interval_s=1,
+            diagnostics=self.diagnostics,
         )
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, (
             f"run {run_id} of {record.dagster_run.job_name} ended {record.dagster_run.status}:\n"
-            + self.run_errors(run_id) + "\n" + self.diagnostics()
+            + self.run_errors(run_id)
+            + "\n"
+            + self.diagnostics()
         )
         return record
 
@@ -172,7 +206,11 @@ class Stack:
         return list(self.instance.get_run_records(dg.RunsFilter(**filters)))
 
     def instigator_state(self, kind: InstigatorType, name: str):
-        return next(s for s in self.instance.all_instigator_state(instigator_type=kind) if s.instigator_name == name)
+        return next(
+            s
+            for s in self.instance.all_instigator_state(instigator_type=kind)
+            if s.instigator_name == name
+        )
 
     def ticks(self, kind: InstigatorType, name: str):
         state = self.instigator_state(kind, name)
@@ -234,11 +272,16 @@ def stack(tmp_path_factory):
         "DAGSTER_PG_PASSWORD": database_url.password or "",
         "DAGSTER_PG_DB": db_name,
     }
-    env = base_env(home, tmp / "data", app_url, {
-        **instance_env,
-        "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-        "DAGSTER_CODE_SERVER_PORT": str(grpc_port),
-    })
+    env = base_env(
+        home,
+        tmp / "data",
+        app_url,
+        {
+            **instance_env,
+            "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+            "DAGSTER_CODE_SERVER_PORT": str(grpc_port),
+        },
+    )
 
     stack = None
     with pytest.MonkeyPatch.context() as patch:
@@ -252,18 +295,51 @@ def stack(tmp_path_factory):
             instance.get_daemon_heartbeats()
             stack = Stack(instance, app_url, tmp / "data", env, workspace, web_port, log_dir)
 
-            stack.processes["code_server"] = Process("code-server", [
-                str(BIN / "dagster"), "api", "grpc", "-m", "ops_platform.definitions",
-                "-h", "127.0.0.1", "-p", str(grpc_port),
-            ], env, log_dir / "code_server.log").start()
-            wait_for("the gRPC code server", lambda: grpc_ok(grpc_port), 180, interval_s=1,
-                     diagnostics=stack.diagnostics)
-            stack.processes["webserver"] = Process("dagster-webserver", [
-                str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(web_port),
-            ], env, log_dir / "webserver.log").start()
+            stack.processes["code_server"] = Process(
+                "code-server",
+                [
+                    str(BIN / "dagster"),
+                    "api",
+                    "grpc",
+                    "-m",
+                    "ops_platform.definitions",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(grpc_port),
+                ],
+                env,
+                log_dir / "code_server.log",
+            ).start()
+            wait_for(
+                "the gRPC code server",
+                lambda: grpc_ok(grpc_port),
+                180,
+                interval_s=1,
+                diagnostics=stack.diagnostics,
+            )
+            stack.processes["webserver"] = Process(
+                "dagster-webserver",
+                [
+                    str(BIN / "dagster-webserver"),
+                    "-w",
+                    str(workspace),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(web_port),
+                ],
+                env,
+                log_dir / "webserver.log",
+            ).start()
             stack.start_daemon()
-            wait_for("the webserver", lambda: http_ok(f"http://127.0.0.1:{web_port}/server_info"), 180,
-                     interval_s=1, diagnostics=stack.diagnostics)
+            wait_for(
+                "the webserver",
+                lambda: http_ok(f"http://127.0.0.1:{web_port}/server_info"),
+                180,
+                interval_s=1,
+                diagnostics=stack.diagnostics,
+            )
             yield stack
         finally:
             if stack is not None:
@@ -275,6 +351,7 @@ def stack(tmp_path_factory):
 
 
 # --- app data helpers -----------------------------------------------------------------------
+
 
 def provider_ref(*answers: str) -> str:
     """A reference the payment simulator answers with `answers` on successive checks."""
@@ -289,17 +366,27 @@ def insert_payment(stack: Stack, payment_id: int, ref: str) -> None:
     """A payment created now: its checks are due 5, 10, 15 s… from now."""
     engine = stack.app
     with engine.begin() as connection:
-        connection.execute(insert(schema.payments).values(
-            id=payment_id, provider_ref=ref, user_id=1, amount_cents=1500, currency="USD",
-            status="pending", created_at=utcnow(), check_count=0,
-        ))
+        connection.execute(
+            insert(schema.payments).values(
+                id=payment_id,
+                provider_ref=ref,
+                user_id=1,
+                amount_cents=1500,
+                currency="USD",
+                status="pending",
+                created_at=utcnow(),
+                check_count=0,
+            )
+        )
     engine.dispose()
 
 
 def payment(stack: Stack, payment_id: int):
     engine = stack.app
     with engine.connect() as connection:
-        row = connection.execute(select(schema.payments).where(schema.payments.c.id == payment_id)).one()
+        row = connection.execute(
+            select(schema.payments).where(schema.payments.c.id == payment_id)
+        ).one()
     engine.dispose()
     return row
 
@@ -345,23 +432,37 @@ def assert_cursor_kept(ticks, killed_at: float, restarted_at: float) -> None:
 def assert_no_overlap(records: list[dg.RunRecord]) -> None:
     spans = sorted((r.start_time, r.end_time, r.dagster_run.run_id) for r in records)
     for (start_a, end_a, id_a), (start_b, _, id_b) in zip(spans, spans[1:]):
-        assert end_a <= start_b, f"runs {id_a} and {id_b} overlapped: {id_a} ended {end_a}, {id_b} started {start_b}"
+        assert end_a <= start_b, (
+            f"runs {id_a} and {id_b} overlapped: {id_a} ended {end_a}, {id_b} started {start_b}"
+        )
 
 
 # --- the checks -----------------------------------------------------------------------------
+
 
 @pytest.mark.timeout(900)  # includes starting the stack
 def test_a_run_launched_through_graphql_is_queued_and_succeeds(stack):
     now = utcnow()
     engine = stack.app
     with engine.begin() as connection:
-        connection.execute(insert(schema.sessions), [
-            {"id": i, "user_id": i, "kind": "user", "created_at": now - timedelta(days=3),
-             "last_seen_at": now - timedelta(days=1), "expires_at": now + timedelta(days=1 - 2 * (i % 2))}
-            for i in range(1, 7)
-        ])
+        connection.execute(
+            insert(schema.sessions),
+            [
+                {
+                    "id": i,
+                    "user_id": i,
+                    "kind": "user",
+                    "created_at": now - timedelta(days=3),
+                    "last_seen_at": now - timedelta(days=1),
+                    "expires_at": now + timedelta(days=1 - 2 * (i % 2)),
+                }
+                for i in range(1, 7)
+            ],
+        )
 
-    run_id = stack.submit("session_cleanup", {"ops": {"cleanup_sessions": {"config": {"mode": "light"}}}})
+    run_id = stack.submit(
+        "session_cleanup", {"ops": {"cleanup_sessions": {"config": {"mode": "light"}}}}
+    )
     record = stack.wait_finished(run_id)
 
     enqueued = stack.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
@@ -379,8 +480,13 @@ def test_a_sensor_tick_launches_a_run_that_succeeds(stack):
     stack.start_sensor(PAYMENT_SENSOR)
     insert_payment(stack, 101, provider_ref("succeeded"))
 
-    settled = wait_for("payment 101 to settle", lambda: (p := payment(stack, 101)).status != "pending" and p,
-                       400, interval_s=1, diagnostics=stack.diagnostics)
+    settled = wait_for(
+        "payment 101 to settle",
+        lambda: (p := payment(stack, 101)).status != "pending" and p,
+        400,
+        interval_s=1,
+        diagnostics=stack.diagnostics,
+    )
     assert settled.status == "succeeded" and settled.check_count == 1
 
     [run] = [r for r in payment_runs(stack) if carries(r, 101)]
@@ -395,23 +501,35 @@ def test_a_schedule_tick_launches_a_run_that_succeeds(stack):
     engine = stack.app
     with engine.begin() as connection:
         connection.execute(insert(schema.users).values(id=501, email="e2e-reader@example.com"))
-        connection.execute(insert(schema.notifications).values(id=501, user_id=501, title="Welcome", body="hello"))
-        connection.execute(insert(schema.notification_email_queue).values(
-            id=501, user_id=501, notification_ids=[501], scheduled_for=now - timedelta(minutes=1),
-            status="pending", attempts=0,
-        ))
+        connection.execute(
+            insert(schema.notifications).values(id=501, user_id=501, title="Welcome", body="hello")
+        )
+        connection.execute(
+            insert(schema.notification_email_queue).values(
+                id=501,
+                user_id=501,
+                notification_ids=[501],
+                scheduled_for=now - timedelta(minutes=1),
+                status="pending",
+                attempts=0,
+            )
+        )
 
     stack.start_schedule(EMAIL_SCHEDULE)  # "* * * * *": its next tick is at most a minute away
     scheduled = wait_for(
         "a run of the every-minute schedule",
         lambda: stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE}),
-        300, interval_s=2, diagnostics=stack.diagnostics,
+        300,
+        interval_s=2,
+        diagnostics=stack.diagnostics,
     )
     first = min(scheduled, key=lambda r: r.create_timestamp)
     stack.wait_finished(first.dagster_run.run_id)
 
     with engine.connect() as connection:
-        status = connection.execute(text("SELECT status FROM notification_email_queue WHERE id = 501")).scalar()
+        status = connection.execute(
+            text("SELECT status FROM notification_email_queue WHERE id = 501")
+        ).scalar()
     engine.dispose()
     assert status == "sent"
     assert list((stack.data_dir / "outbox").glob("*.eml")), "no mail in the outbox"
@@ -422,8 +540,13 @@ def test_daemon_killed_and_restarted_keeps_cursors_and_duplicates_nothing(stack)
     # A payment the provider reports pending twice, then succeeded: three checks, 5-10 s
     # apart, launched by the sensor across the crash.
     insert_payment(stack, 202, provider_ref("pending", "pending", "succeeded"))
-    wait_for("the first check of payment 202", lambda: any(carries(r, 202) for r in payment_runs(stack)),
-             400, interval_s=0.5, diagnostics=stack.diagnostics)
+    wait_for(
+        "the first check of payment 202",
+        lambda: any(carries(r, 202) for r in payment_runs(stack)),
+        400,
+        interval_s=0.5,
+        diagnostics=stack.diagnostics,
+    )
 
     stack.kill_daemon()
     killed_at = time.time()
@@ -433,17 +556,26 @@ def test_daemon_killed_and_restarted_keeps_cursors_and_duplicates_nothing(stack)
     low = stack.submit("session_cleanup", tags={"dagster/priority": "10"})
     high = stack.submit("session_cleanup", tags={"dagster/priority": "100"})
     time.sleep(3)
-    assert {stack.record(low).dagster_run.status, stack.record(high).dagster_run.status} == {dg.DagsterRunStatus.QUEUED}
+    assert {stack.record(low).dagster_run.status, stack.record(high).dagster_run.status} == {
+        dg.DagsterRunStatus.QUEUED
+    }
 
     restarted_at = time.time()
     stack.start_daemon()
 
     low_record, high_record = stack.wait_finished(low, 600), stack.wait_finished(high, 600)
-    assert high_record.start_time < low_record.start_time, "the queue did not start the higher priority first"
+    assert high_record.start_time < low_record.start_time, (
+        "the queue did not start the higher priority first"
+    )
     assert_no_overlap([low_record, high_record])
 
-    settled = wait_for("payment 202 to settle", lambda: (p := payment(stack, 202)).status != "pending" and p,
-                       600, interval_s=1, diagnostics=stack.diagnostics)
+    settled = wait_for(
+        "payment 202 to settle",
+        lambda: (p := payment(stack, 202)).status != "pending" and p,
+        600,
+        interval_s=1,
+        diagnostics=stack.diagnostics,
+    )
     assert settled.status == "succeeded" and settled.check_count == 3
 
     # Exactly one run per check, and per run key, across the crash.
@@ -458,14 +590,23 @@ def test_daemon_killed_and_restarted_keeps_cursors_and_duplicates_nothing(stack)
     # The schedule ticks again after the restart, and no tick time ever got two runs.
     wait_for(
         "a schedule tick after the restart",
-        lambda: [r for r in stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE})
-                 if r.create_timestamp.timestamp() > killed_at],
-        400, interval_s=2, diagnostics=stack.diagnostics,
+        lambda: [
+            r
+            for r in stack.runs(
+                job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE}
+            )
+            if r.create_timestamp.timestamp() > killed_at
+        ],
+        400,
+        interval_s=2,
+        diagnostics=stack.diagnostics,
     )
     scheduled = stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE})
     per_tick = Counter(r.dagster_run.tags[SCHEDULED_EXECUTION_TIME_TAG] for r in scheduled)
     assert all(count == 1 for count in per_tick.values()), per_tick
-    tick_times = Counter(tick.timestamp for tick in stack.ticks(InstigatorType.SCHEDULE, EMAIL_SCHEDULE))
+    tick_times = Counter(
+        tick.timestamp for tick in stack.ticks(InstigatorType.SCHEDULE, EMAIL_SCHEDULE)
+    )
     assert all(count == 1 for count in tick_times.values()), tick_times
     stack.stop_schedule(EMAIL_SCHEDULE)  # quiet from here on: a run a minute is load
     for r in stack.runs(job_name="email_queue", tags={"dagster/schedule_name": EMAIL_SCHEDULE}):
@@ -485,10 +626,15 @@ def test_two_launches_of_a_singleton_job_never_run_at_once(stack):
 
 @pytest.mark.timeout(400)
 def test_status_cli_reads_the_instance(stack):
-    if stack.instigator_state(InstigatorType.SCHEDULE, EMAIL_SCHEDULE).status == InstigatorStatus.RUNNING:
+    if (
+        stack.instigator_state(InstigatorType.SCHEDULE, EMAIL_SCHEDULE).status
+        == InstigatorStatus.RUNNING
+    ):
         stack.stop_schedule(EMAIL_SCHEDULE)  # already stopped unless the restart test failed early
     command = [str(BIN / "python"), "-m", "ops_platform.cli", "status", "--json", "--last", "10"]
-    output = subprocess.run(command, env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    output = subprocess.run(
+        command, env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=180
+    )
     assert output.returncode == 0, output.stderr
     rows = {row["job"]: row for row in json.loads(output.stdout)}
 
@@ -502,8 +648,12 @@ def test_status_cli_reads_the_instance(stack):
     assert email["schedule_on"] is False and email["next_tick"] is None, email
     assert email["last_run_status"] == "SUCCESS" and email["consecutive_failures"] == 0
 
-    table = subprocess.run(command[:-3], env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert table.returncode == 0 and "session_cleanup" in table.stdout and "next tick" in table.stdout
+    table = subprocess.run(
+        command[:-3], env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=180
+    )
+    assert (
+        table.returncode == 0 and "session_cleanup" in table.stdout and "next tick" in table.stdout
+    )
 
 
 @pytest.mark.timeout(180)
@@ -512,6 +662,10 @@ def test_definitions_validate_from_the_cli(tmp_path):
     env = base_env(tmp_path / "dagster_home", tmp_path / "data", f"sqlite:///{tmp_path / 'app.db'}")
     result = subprocess.run(
         [str(BIN / "dagster"), "definitions", "validate", "-m", "ops_platform.definitions"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=170,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
     )
     assert result.returncode == 0, result.stdout + result.stderr

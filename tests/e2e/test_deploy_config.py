@@ -16,8 +16,11 @@ from ops_platform.definitions import defs
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 INSTANCE_ENV = {
-    "DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
-    "DAGSTER_PG_PASSWORD": "secret", "DAGSTER_PG_DB": "dagster",
+    "DAGSTER_PG_HOST": "db.internal",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USER": "dagster",
+    "DAGSTER_PG_PASSWORD": "secret",
+    "DAGSTER_PG_DB": "dagster",
     "DAGSTER_COMPUTE_LOGS_BUCKET": "ops-dagster-logs",
 }
 
@@ -39,7 +42,11 @@ def test_instance_files_are_valid(name, tmp_path, instance_env):
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_monitoring"]["enabled"] is True
-    assert config["run_retries"] == {"enabled": True, "max_retries": 0, "retry_on_asset_or_op_failure": False}
+    assert config["run_retries"] == {
+        "enabled": True,
+        "max_retries": 0,
+        "retry_on_asset_or_op_failure": False,
+    }
     assert config["telemetry"]["enabled"] is False
 
 
@@ -57,7 +64,10 @@ def test_s3_variant_differs_only_by_compute_logs(instance_env):
     base, variant = load("dagster.yaml"), load("dagster.s3-logs.yaml")
     logs = variant.pop("compute_logs")
     assert variant == base and "compute_logs" not in base
-    assert (logs["module"], logs["class"]) == ("dagster_aws.s3.compute_log_manager", "S3ComputeLogManager")
+    assert (logs["module"], logs["class"]) == (
+        "dagster_aws.s3.compute_log_manager",
+        "S3ComputeLogManager",
+    )
     result = process_config(S3ComputeLogManager.config_type(), logs["config"])
     assert result.success, result.errors
     assert result.value["bucket"] == "ops-dagster-logs"
@@ -66,7 +76,11 @@ def test_s3_variant_differs_only_by_compute_logs(instance_env):
 def test_queue_limits():
     concurrency = load("dagster.yaml")["concurrency"]
     limits = concurrency["runs"]["tag_concurrency_limits"]
-    assert {"key": "ops/singleton", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    assert {
+        "key": "ops/singleton",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    } in limits
     capped = {limit["value"]: limit["limit"] for limit in limits if limit["key"] == "ops/group"}
     assert capped["analytics"] == 2 and capped["maintenance"] == 1
     # UI materializations carry no job tags: one slot per asset pool keeps them single.

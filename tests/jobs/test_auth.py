@@ -19,21 +19,34 @@ from tests.jobs.cleanup_helpers import Crash, ago, ahead, at, crash_after_first_
 
 TOKENS = {
     # table: {id: expires_at}; ids ending in 1 are past expiry + retention (deleted).
-    "refresh_tokens": {11: ago(days=8), 12: ago(days=6), 13: ahead(days=1), 14: None, 15: ago(days=30)},
+    "refresh_tokens": {
+        11: ago(days=8),
+        12: ago(days=6),
+        13: ahead(days=1),
+        14: None,
+        15: ago(days=30),
+    },
     "password_reset_tokens": {21: ago(hours=25), 22: ago(hours=23), 23: ahead(hours=1), 24: None},
     "email_verification_tokens": {31: ago(minutes=1), 33: ahead(days=1), 34: None},
 }
-GONE = {"refresh_tokens": {11, 15}, "password_reset_tokens": {21}, "email_verification_tokens": {31}}
+GONE = {
+    "refresh_tokens": {11, 15},
+    "password_reset_tokens": {21},
+    "email_verification_tokens": {31},
+}
 
 
 @pytest.fixture
 def tokens(engine):
     with engine.begin() as connection:
         for table, rows in TOKENS.items():
-            connection.execute(insert(schema.metadata.tables[table]), [
-                {"id": id, "user_id": 1, "token_hash": f"h{id}", "expires_at": at(expires)}
-                for id, expires in rows.items()
-            ])
+            connection.execute(
+                insert(schema.metadata.tables[table]),
+                [
+                    {"id": id, "user_id": 1, "token_hash": f"h{id}", "expires_at": at(expires)}
+                    for id, expires in rows.items()
+                ],
+            )
     return engine
 
 
@@ -42,7 +55,10 @@ def _token_ids(engine):
 
 
 def _expected_after(kinds=("refresh_tokens", "password_reset_tokens", "email_verification_tokens")):
-    return {table: set(rows) - (GONE[table] if table in kinds else set()) for table, rows in TOKENS.items()}
+    return {
+        table: set(rows) - (GONE[table] if table in kinds else set())
+        for table, rows in TOKENS.items()
+    }
 
 
 def _tokens(database, **config):
@@ -65,7 +81,12 @@ def test_one_kind_per_schedule(tokens, database):
 
 
 def test_retention_overrides(tokens, database):
-    _tokens(database, kinds=["refresh", "password_reset"], refresh_retention_days=0, password_reset_retention_hours=0)
+    _tokens(
+        database,
+        kinds=["refresh", "password_reset"],
+        refresh_retention_days=0,
+        password_reset_retention_hours=0,
+    )
     remaining = _token_ids(tokens)
     assert remaining["refresh_tokens"] == {13, 14}
     assert remaining["password_reset_tokens"] == {23, 24}
@@ -117,12 +138,12 @@ def test_unknown_token_kind_is_a_clear_error(tmp_path):
 
 USERS = [
     # id, created, verified, coins
-    (1, ago(days=31), None, 0),            # deleted
-    (2, ago(days=29), None, 0),            # too recent: kept
-    (3, ago(days=100), ago(days=99), 0),   # verified: kept
-    (4, ago(days=40), None, 500),          # holds coins: kept and counted
-    (5, ago(days=35), None, 0),            # deleted
-    (6, ago(days=60), None, 0),            # deleted
+    (1, ago(days=31), None, 0),  # deleted
+    (2, ago(days=29), None, 0),  # too recent: kept
+    (3, ago(days=100), ago(days=99), 0),  # verified: kept
+    (4, ago(days=40), None, 500),  # holds coins: kept and counted
+    (5, ago(days=35), None, 0),  # deleted
+    (6, ago(days=60), None, 0),  # deleted
 ]
 DELETED_USERS = {1, 5, 6}
 
@@ -130,19 +151,45 @@ DELETED_USERS = {1, 5, 6}
 @pytest.fixture
 def accounts(engine):
     with engine.begin() as connection:
-        connection.execute(insert(schema.users), [
-            {"id": id, "email": f"u{id}@example.com", "created_at": at(created), "email_verified_at": at(verified),
-             "coin_balance": coins}
-            for id, created, verified, coins in USERS
-        ])
+        connection.execute(
+            insert(schema.users),
+            [
+                {
+                    "id": id,
+                    "email": f"u{id}@example.com",
+                    "created_at": at(created),
+                    "email_verified_at": at(verified),
+                    "coin_balance": coins,
+                }
+                for id, created, verified, coins in USERS
+            ],
+        )
         # Two sessions and one token of each kind per user.
-        connection.execute(insert(schema.sessions), [
-            {"id": user * 10 + n, "user_id": user, "expires_at": at(ahead(days=1))} for user in range(1, 7) for n in (1, 2)
-        ])
-        for table in (schema.refresh_tokens, schema.email_verification_tokens, schema.password_reset_tokens):
-            connection.execute(insert(table), [
-                {"id": user, "user_id": user, "token_hash": "h", "expires_at": at(ahead(days=1))} for user in range(1, 7)
-            ])
+        connection.execute(
+            insert(schema.sessions),
+            [
+                {"id": user * 10 + n, "user_id": user, "expires_at": at(ahead(days=1))}
+                for user in range(1, 7)
+                for n in (1, 2)
+            ],
+        )
+        for table in (
+            schema.refresh_tokens,
+            schema.email_verification_tokens,
+            schema.password_reset_tokens,
+        ):
+            connection.execute(
+                insert(table),
+                [
+                    {
+                        "id": user,
+                        "user_id": user,
+                        "token_hash": "h",
+                        "expires_at": at(ahead(days=1)),
+                    }
+                    for user in range(1, 7)
+                ],
+            )
     return engine
 
 
@@ -150,8 +197,14 @@ def _user_rows(engine):
     return {
         "users": ids(engine, schema.users),
         "sessions": {id // 10 for id in ids(engine, schema.sessions)},
-        **{t.name: ids(engine, t) for t in (schema.refresh_tokens, schema.email_verification_tokens,
-                                              schema.password_reset_tokens)},
+        **{
+            t.name: ids(engine, t)
+            for t in (
+                schema.refresh_tokens,
+                schema.email_verification_tokens,
+                schema.password_reset_tokens,
+            )
+        },
     }
 
 

@@ -20,10 +20,12 @@ from tests.conftest import POSTGRES_URL
 
 def _run(database, instance=None, maintain=None, prune=None):
     return database_maintenance.execute_in_process(
-        run_config={"ops": {
-            "maintain_app_database": {"config": maintain or {}},
-            "prune_dagster_runs": {"config": prune or {}},
-        }},
+        run_config={
+            "ops": {
+                "maintain_app_database": {"config": maintain or {}},
+                "prune_dagster_runs": {"config": prune or {}},
+            }
+        },
         resources={"database": database},
         instance=instance,
         raise_on_error=False,
@@ -31,7 +33,9 @@ def _run(database, instance=None, maintain=None, prune=None):
 
 
 def _metadata(result, op):
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT" and e.step_key == op]
+    [output] = [
+        e for e in result.all_events if e.event_type_value == "STEP_OUTPUT" and e.step_key == op
+    ]
     return {k: v.value for k, v in output.event_specific_data.metadata.items()}
 
 
@@ -56,18 +60,28 @@ def _flush_stats(connection):
 
 def _table_stats(engine, table):
     with engine.connect() as connection:
-        return connection.execute(text(
-            "SELECT n_live_tup, n_dead_tup, last_vacuum, last_analyze FROM pg_stat_user_tables "
-            "WHERE schemaname = current_schema() AND relname = :t"), {"t": table}).one()
+        return connection.execute(
+            text(
+                "SELECT n_live_tup, n_dead_tup, last_vacuum, last_analyze FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() AND relname = :t"
+            ),
+            {"t": table},
+        ).one()
 
 
 def _older_snapshot_exists(engine):
     """Another session of the database holds a snapshot: VACUUM may not free dead tuples
     newer than it (other work shares the test server)."""
     with engine.connect() as connection:
-        return connection.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()")).scalar_one() > 0
+        return (
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+            > 0
+        )
 
 
 def _wait_for(predicate, seconds=10.0):
@@ -86,10 +100,17 @@ def dead_tuples(pg_database):
     with engine.connect() as connection:
         for table in ("notifications", "courses"):  # only this job vacuums them during the test
             connection.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
-        connection.execute(text(
-            "INSERT INTO notifications (user_id, title, body, created_at) "
-            "SELECT g % 100, 'title ' || g, 'body', now() FROM generate_series(1, 4000) g"))
-        connection.execute(text("INSERT INTO courses (title) SELECT 'course ' || g FROM generate_series(1, 1000) g"))
+        connection.execute(
+            text(
+                "INSERT INTO notifications (user_id, title, body, created_at) "
+                "SELECT g % 100, 'title ' || g, 'body', now() FROM generate_series(1, 4000) g"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO courses (title) SELECT 'course ' || g FROM generate_series(1, 1000) g"
+            )
+        )
         connection.commit()
         connection.execute(text("DELETE FROM notifications WHERE id % 4 <> 0"))
         connection.execute(text("DELETE FROM courses WHERE id <= 10"))
@@ -106,7 +127,9 @@ def other_schema_with_dead_tuples():
     engine = create_engine(psycopg_url(POSTGRES_URL))
     with engine.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        connection.execute(text(f'CREATE TABLE "{schema}".junk AS SELECT g AS id FROM generate_series(1, 2000) g'))
+        connection.execute(
+            text(f'CREATE TABLE "{schema}".junk AS SELECT g AS id FROM generate_series(1, 2000) g')
+        )
         connection.commit()
         connection.execute(text(f'DELETE FROM "{schema}".junk'))
         connection.commit()
@@ -134,14 +157,20 @@ def test_postgres_vacuums_tables_past_the_threshold(dead_tuples, other_schema_wi
         assert stats.n_dead_tup < 100
     assert _table_stats(engine, "courses").last_vacuum is None
     with engine.connect() as connection:
-        other = connection.execute(text(
-            "SELECT last_vacuum FROM pg_stat_user_tables WHERE schemaname = :s AND relname = 'junk'"),
-            {"s": other_schema_with_dead_tuples}).scalar_one()
+        other = connection.execute(
+            text(
+                "SELECT last_vacuum FROM pg_stat_user_tables WHERE schemaname = :s AND relname = 'junk'"
+            ),
+            {"s": other_schema_with_dead_tuples},
+        ).scalar_one()
     assert other is None
 
     # The activity report is there, as Markdown tables.
     assert metadata["connections_total"] >= 1 and metadata["max_connections"] > 0
-    assert "| state" in metadata["connections_by_state"] and "active" in metadata["connections_by_state"]
+    assert (
+        "| state" in metadata["connections_by_state"]
+        and "active" in metadata["connections_by_state"]
+    )
     assert "idle_in_transaction" in metadata and "long_running_queries" in metadata
 
 
@@ -163,14 +192,21 @@ def test_postgres_report_lists_idle_in_transaction_and_long_queries(pg_database)
     thread = threading.Thread(target=sleep_long)
     thread.start()
     try:
+
         def sleeping_long_enough():
             if "pid" not in sleeper_pid:
                 return False
             with engine.connect() as connection:
-                return connection.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND state = 'active' "
-                    "AND query_start < clock_timestamp() - interval '1.5 seconds'"), {"pid": sleeper_pid["pid"]}
-                ).scalar_one() == 1
+                return (
+                    connection.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND state = 'active' "
+                            "AND query_start < clock_timestamp() - interval '1.5 seconds'"
+                        ),
+                        {"pid": sleeper_pid["pid"]},
+                    ).scalar_one()
+                    == 1
+                )
 
         assert _wait_for(sleeping_long_enough, seconds=20)
         result = _run(pg_database, maintain={"long_query_seconds": 1})
@@ -181,7 +217,9 @@ def test_postgres_report_lists_idle_in_transaction_and_long_queries(pg_database)
         assert "pg_sleep(30)" in metadata["long_running_query_list"]
     finally:
         with engine.connect() as connection:
-            connection.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": sleeper_pid.get("pid", 0)})
+            connection.execute(
+                text("SELECT pg_cancel_backend(:pid)"), {"pid": sleeper_pid.get("pid", 0)}
+            )
         thread.join()
         idle.close()
         other.dispose()
@@ -197,7 +235,9 @@ def test_postgres_dry_run_vacuums_nothing(dead_tuples):
 
 def test_postgres_second_run_changes_nothing(dead_tuples):
     assert _metadata(_run(dead_tuples), "maintain_app_database")["rows_changed"] == 1
-    assert _wait_for(lambda: _table_stats(dead_tuples.engine, "notifications").last_vacuum is not None)
+    assert _wait_for(
+        lambda: _table_stats(dead_tuples.engine, "notifications").last_vacuum is not None
+    )
     second = _metadata(_run(dead_tuples), "maintain_app_database")
     assert second["rows_changed"] == 0 and second["tables_vacuumed"] == 0
 
@@ -223,7 +263,9 @@ def test_postgres_dead_tuples_surviving_a_recent_vacuum_wait(dead_tuples):
         assert "not again: vacuumed at" in second["vacuum"]
         snapshot.rollback()
     holder.dispose()
-    again = _metadata(_run(dead_tuples, maintain={"revacuum_after_hours": 0}), "maintain_app_database")
+    again = _metadata(
+        _run(dead_tuples, maintain={"revacuum_after_hours": 0}), "maintain_app_database"
+    )
     assert again["tables_vacuumed"] >= 1
 
 
@@ -275,8 +317,12 @@ def test_sqlite_dry_run_says_what_it_would_do(sqlite_database):
     metadata = _metadata(_run(sqlite_database, maintain={"dry_run": True}), "maintain_app_database")
     assert metadata["note"].startswith("dry run: would run ANALYZE")
     with sqlite_database.connect() as connection:
-        assert connection.execute(text(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar_one() == 0
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            ).scalar_one()
+            == 0
+        )
 
 
 # --- Dagster run pruning ----------------------------------------------------------------
@@ -295,21 +341,31 @@ def _tiny_job():
 def _age_run(instance, run_id, days):
     created = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=days)
     with instance.run_storage.connect() as connection:
-        connection.execute(RunsTable.update().where(RunsTable.c.run_id == run_id).values(create_timestamp=created))
+        connection.execute(
+            RunsTable.update().where(RunsTable.c.run_id == run_id).values(create_timestamp=created)
+        )
 
 
 @pytest.fixture
 def instance_with_runs():
     with dg.instance_for_test() as instance:
         runs = []
-        for status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS):
+        for status in (
+            dg.DagsterRunStatus.SUCCESS,
+            dg.DagsterRunStatus.FAILURE,
+            dg.DagsterRunStatus.SUCCESS,
+        ):
             run = dg.DagsterRun(job_name="some_job", run_id=str(uuid.uuid4()), status=status)
             instance.add_run(run)
             runs.append(run.run_id)
-        runs[0] = _tiny_job.execute_in_process(instance=instance).run_id  # one with a real event log
+        runs[0] = _tiny_job.execute_in_process(
+            instance=instance
+        ).run_id  # one with a real event log
         _age_run(instance, runs[0], 91)
         _age_run(instance, runs[1], 120)
-        stuck = dg.DagsterRun(job_name="some_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+        stuck = dg.DagsterRun(
+            job_name="some_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
         instance.add_run(stuck)
         _age_run(instance, stuck.run_id, 200)
         yield instance, runs, stuck.run_id
@@ -337,13 +393,25 @@ def test_run_pruning_dry_run_and_second_run(instance_with_runs, sqlite_database)
     dry = _run(sqlite_database, instance=instance, prune={"dry_run": True})
     assert _metadata(dry, "prune_dagster_runs")["runs_matched"] == 2
     assert _run_ids(instance) == before | {dry.run_id}
-    assert _metadata(_run(sqlite_database, instance=instance), "prune_dagster_runs")["runs_deleted"] == 2
-    assert _metadata(_run(sqlite_database, instance=instance), "prune_dagster_runs")["runs_deleted"] == 0
+    assert (
+        _metadata(_run(sqlite_database, instance=instance), "prune_dagster_runs")["runs_deleted"]
+        == 2
+    )
+    assert (
+        _metadata(_run(sqlite_database, instance=instance), "prune_dagster_runs")["runs_deleted"]
+        == 0
+    )
 
 
 def test_run_retention_boundary(instance_with_runs):
     instance, runs, stuck = instance_with_runs
     now = datetime.now(timezone.utc)
     assert prune_runs(instance, now - timedelta(days=120, minutes=1), dry_run=True).matched == 0
-    assert prune_runs(instance, now - timedelta(days=91) + timedelta(minutes=1), dry_run=True).matched == 2
-    assert prune_runs(instance, now - timedelta(days=91) - timedelta(minutes=1), dry_run=True).matched == 1
+    assert (
+        prune_runs(instance, now - timedelta(days=91) + timedelta(minutes=1), dry_run=True).matched
+        == 2
+    )
+    assert (
+        prune_runs(instance, now - timedelta(days=91) - timedelta(minutes=1), dry_run=True).matched
+        == 1
+    )

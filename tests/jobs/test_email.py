@@ -35,10 +35,17 @@ def seed_batches(engine, count, *, now=None, start=1, **overrides):
             {"id": 2 * i - 1, "user_id": i, "title": f"Hello {i}", "body": "first"},
             {"id": 2 * i, "user_id": i, "title": f"Update {i}", "body": "second"},
         ]
-        batches.append({
-            "id": i, "user_id": i, "notification_ids": [2 * i - 1, 2 * i],
-            "scheduled_for": now - timedelta(minutes=1), "status": "pending", "attempts": 0, **overrides,
-        })
+        batches.append(
+            {
+                "id": i,
+                "user_id": i,
+                "notification_ids": [2 * i - 1, 2 * i],
+                "scheduled_for": now - timedelta(minutes=1),
+                "status": "pending",
+                "attempts": 0,
+                **overrides,
+            }
+        )
     with engine.begin() as connection:
         connection.execute(insert(schema.users), users)
         connection.execute(insert(schema.notifications), notes)
@@ -68,8 +75,12 @@ def test_due_batches_are_sent_once_over_one_connection(engine, database):
     seed_batches(engine, 30, now=now)
     seed_batches(engine, 2, now=now + timedelta(hours=1), start=31)  # not yet due
     with engine.begin() as connection:
-        connection.execute(update(queue).where(queue.c.id == 32).values(scheduled_for=now + timedelta(hours=1)))
-        connection.execute(update(queue).where(queue.c.id == 31).values(scheduled_for=now + timedelta(hours=1)))
+        connection.execute(
+            update(queue).where(queue.c.id == 32).values(scheduled_for=now + timedelta(hours=1))
+        )
+        connection.execute(
+            update(queue).where(queue.c.id == 31).values(scheduled_for=now + timedelta(hours=1))
+        )
     with smtp_server() as (url, handler):
         result = run_job(database, Mailer(smtp_url=url, mail_from="ops@example.com"))
     assert result.success
@@ -137,8 +148,12 @@ def test_bad_rows_are_dead_with_a_clear_error_and_do_not_stop_the_run(engine, da
         connection.execute(update(queue).where(queue.c.id == 1).values(user_id=999))
         connection.execute(update(schema.users).where(schema.users.c.id == 2).values(email=""))
         connection.execute(update(queue).where(queue.c.id == 3).values(notification_ids=[]))
-        connection.execute(update(queue).where(queue.c.id == 4).values(notification_ids="not a list"))
-        connection.execute(update(queue).where(queue.c.id == 5).values(notification_ids=[11, 12]))  # user 6's
+        connection.execute(
+            update(queue).where(queue.c.id == 4).values(notification_ids="not a list")
+        )
+        connection.execute(
+            update(queue).where(queue.c.id == 5).values(notification_ids=[11, 12])
+        )  # user 6's
     with smtp_server() as (url, handler):
         result = run_job(database, Mailer(smtp_url=url))
     assert result.success
@@ -176,8 +191,12 @@ def test_a_crashed_runs_batch_comes_back_after_the_lease(engine):
     now = utcnow()
     seed_batches(engine, 2, status="processing", attempts=1)
     with engine.begin() as connection:
-        connection.execute(update(queue).where(queue.c.id == 1).values(claimed_at=now - timedelta(minutes=10)))
-        connection.execute(update(queue).where(queue.c.id == 2).values(claimed_at=now - timedelta(minutes=1)))
+        connection.execute(
+            update(queue).where(queue.c.id == 1).values(claimed_at=now - timedelta(minutes=10))
+        )
+        connection.execute(
+            update(queue).where(queue.c.id == 2).values(claimed_at=now - timedelta(minutes=1))
+        )
     with smtp_server() as (url, handler), Mailer(smtp_url=url) as mailer:
         result = process_email_queue_in(engine, mailer, now, lease_seconds=300)
     assert result.sent == 1
@@ -248,7 +267,9 @@ def test_bad_config_is_rejected(database):
 
 def test_due_sensor_requests_one_run_when_mail_is_due_and_none_is_active(engine, database):
     def tick(instance):
-        with dg.build_sensor_context(instance=instance, resources={"database": database}) as context:
+        with dg.build_sensor_context(
+            instance=instance, resources={"database": database}
+        ) as context:
             return email_queue_due_sensor.evaluate_tick(context)
 
     with dg.DagsterInstance.ephemeral() as instance:

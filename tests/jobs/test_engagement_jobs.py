@@ -16,16 +16,24 @@ from ops_platform.jobs.engagement import (
     festival_activation,
     throne_expiry,
 )
-from tests.jobs.cleanup_helpers import Crash, ago, ahead, at, column, crash_after_first_batch, run_job
+from tests.jobs.cleanup_helpers import (
+    Crash,
+    ago,
+    ahead,
+    at,
+    column,
+    crash_after_first_batch,
+    run_job,
+)
 
 THRONES = [
     # id, stream_id, expires_at, is_active
-    (1, 10, ago(minutes=1), True),    # expires
+    (1, 10, ago(minutes=1), True),  # expires
     (2, 10, ahead(minutes=5), True),  # live
-    (3, 11, ago(days=1), False),      # already inactive: untouched, no event
-    (4, 12, None, True),              # bad row: no expiry
-    (5, None, ago(hours=1), True),    # expires; no stream → channel "thrones"
-    (6, 9, ago(days=2), True),        # expires
+    (3, 11, ago(days=1), False),  # already inactive: untouched, no event
+    (4, 12, None, True),  # bad row: no expiry
+    (5, None, ago(hours=1), True),  # expires; no stream → channel "thrones"
+    (6, 9, ago(days=2), True),  # expires
 ]
 EXPIRING = {1, 5, 6}
 
@@ -41,11 +49,21 @@ def _events(engine, event=None):
 @pytest.fixture
 def thrones(engine):
     with engine.begin() as connection:
-        connection.execute(insert(schema.thrones), [
-            {"id": id, "stream_id": stream, "holder_id": 100 + id, "total_coins": 1000 * id,
-             "started_at": at(ago(hours=3)), "expires_at": at(expires), "is_active": active}
-            for id, stream, expires, active in THRONES
-        ])
+        connection.execute(
+            insert(schema.thrones),
+            [
+                {
+                    "id": id,
+                    "stream_id": stream,
+                    "holder_id": 100 + id,
+                    "total_coins": 1000 * id,
+                    "started_at": at(ago(hours=3)),
+                    "expires_at": at(expires),
+                    "is_active": active,
+                }
+                for id, stream, expires, active in THRONES
+            ],
+        )
     return engine
 
 
@@ -67,7 +85,12 @@ def test_expired_thrones_deactivated_with_one_event_each(thrones, database):
     events = {e["payload"]["throneId"]: e for e in _events(thrones)}
     assert set(events) == EXPIRING
     assert events[1]["event"] == "throne:expired" and events[1]["channel"] == "stream:10"
-    assert events[1]["payload"] == {"throneId": 1, "streamId": 10, "holderId": 101, "totalCoins": 1000}
+    assert events[1]["payload"] == {
+        "throneId": 1,
+        "streamId": 10,
+        "holderId": 101,
+        "totalCoins": 1000,
+    }
     assert events[5]["channel"] == "thrones" and events[5]["payload"]["streamId"] is None
     assert all(e["published_at"] is None for e in events.values())
 
@@ -112,17 +135,23 @@ def test_throne_concurrent_run_does_not_act(thrones, database):
 
 FESTIVALS = [
     # id, theme, start_at, end_at, is_active
-    (1, "halloween", ago(days=2), ahead(days=5), False),   # in window: activated
-    (2, "summer", ago(days=30), ago(days=1), True),        # ended: deactivated
+    (1, "halloween", ago(days=2), ahead(days=5), False),  # in window: activated
+    (2, "summer", ago(days=30), ago(days=1), True),  # ended: deactivated
     (3, "spring", ahead(days=10), ahead(days=20), False),  # future: untouched
-    (4, "winter", ago(days=5), ahead(days=5), True),       # in window, already active: no event
-    (5, "broken", None, ahead(days=5), False),             # bad row: no start
-    (6, "old", ago(days=90), ago(days=60), False),         # ended long ago, already inactive
-    (7, "backwards", ahead(days=5), ago(days=5), False),   # bad row: ends before it starts
+    (4, "winter", ago(days=5), ahead(days=5), True),  # in window, already active: no event
+    (5, "broken", None, ahead(days=5), False),  # bad row: no start
+    (6, "old", ago(days=90), ago(days=60), False),  # ended long ago, already inactive
+    (7, "backwards", ahead(days=5), ago(days=5), False),  # bad row: ends before it starts
 ]
 GIFTS = [
     # id, festival_id, is_active
-    (11, 1, False), (12, 1, True), (21, 2, True), (22, 2, True), (31, 3, True), (41, 4, False), (61, 6, False),
+    (11, 1, False),
+    (12, 1, True),
+    (21, 2, True),
+    (22, 2, True),
+    (31, 3, True),
+    (41, 4, False),
+    (61, 6, False),
     (90, None, True),
 ]
 
@@ -130,22 +159,39 @@ GIFTS = [
 @pytest.fixture
 def festivals(engine):
     with engine.begin() as connection:
-        connection.execute(insert(schema.festivals), [
-            {"id": id, "name": f"Festival {id}", "theme": theme, "start_at": at(start), "end_at": at(end), "is_active": active}
-            for id, theme, start, end, active in FESTIVALS
-        ])
-        connection.execute(insert(schema.gifts), [
-            {"id": id, "name": f"gift {id}", "festival_id": festival, "is_active": active}
-            for id, festival, active in GIFTS
-        ])
+        connection.execute(
+            insert(schema.festivals),
+            [
+                {
+                    "id": id,
+                    "name": f"Festival {id}",
+                    "theme": theme,
+                    "start_at": at(start),
+                    "end_at": at(end),
+                    "is_active": active,
+                }
+                for id, theme, start, end, active in FESTIVALS
+            ],
+        )
+        connection.execute(
+            insert(schema.gifts),
+            [
+                {"id": id, "name": f"gift {id}", "festival_id": festival, "is_active": active}
+                for id, festival, active in GIFTS
+            ],
+        )
     return engine
 
 
 def _festival_state(engine):
-    festivals = {id for id, active in column(engine, schema.festivals, "is_active").items() if active}
+    festivals = {
+        id for id, active in column(engine, schema.festivals, "is_active").items() if active
+    }
     gifts = {id for id, active in column(engine, schema.gifts, "is_active").items() if active}
     with engine.connect() as connection:
-        theme = connection.execute(text("SELECT value FROM app_state WHERE key = 'active_theme'")).first()
+        theme = connection.execute(
+            text("SELECT value FROM app_state WHERE key = 'active_theme'")
+        ).first()
     return festivals, gifts, theme[0] if theme else "<unset>"
 
 
@@ -164,7 +210,10 @@ def test_festivals_follow_their_window_with_gifts_theme_and_events(festivals, da
     assert metadata["festivals_skipped_bad_window"] == 2
     assert changed == 1 + 1 + 1 + 2 + 1 + 1 + 1  # festivals, gifts, events, theme
     events = _events(festivals)
-    assert [(e["event"], e["payload"]["festivalId"]) for e in events] == [("festival:activated", 1), ("festival:ended", 2)]
+    assert [(e["event"], e["payload"]["festivalId"]) for e in events] == [
+        ("festival:activated", 1),
+        ("festival:ended", 2),
+    ]
     assert events[0]["channel"] == "festivals"
     assert events[0]["payload"] == {"festivalId": 1, "name": "Festival 1", "theme": "halloween"}
 

@@ -11,7 +11,11 @@ from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files, orphaned_file_cleanup
-from ops_platform.resources.object_store import LocalObjectStore, ObjectStoreError, TransientObjectStoreError
+from ops_platform.resources.object_store import (
+    LocalObjectStore,
+    ObjectStoreError,
+    TransientObjectStoreError,
+)
 from tests.s3_server import s3_endpoint, store  # noqa: F401 (shared fixtures)
 
 ORPHANS = ["uploads/orphan1.png", "uploads/sub/orphan2.txt"]
@@ -28,9 +32,13 @@ def uploads(store, engine):
     for key in ORPHANS + REFERENCED + OUTSIDE:
         store.put_bytes(key, _content(key))
     with engine.begin() as connection:
-        connection.execute(insert(schema.stored_files), [
-            {"s3_key": key, "owner_id": 1, "created_at": utcnow()} for key in REFERENCED + REFERENCED[:1]
-        ])
+        connection.execute(
+            insert(schema.stored_files),
+            [
+                {"s3_key": key, "owner_id": 1, "created_at": utcnow()}
+                for key in REFERENCED + REFERENCED[:1]
+            ],
+        )
     return store
 
 
@@ -40,7 +48,9 @@ def _keys(store):
 
 def _run(database, store, **config):
     return orphaned_file_cleanup.execute_in_process(
-        run_config={"ops": {"move_orphaned_files_to_trash": {"config": {"grace_days": 0, **config}}}},
+        run_config={
+            "ops": {"move_orphaned_files_to_trash": {"config": {"grace_days": 0, **config}}}
+        },
         resources={"database": database, "object_store": store},
         raise_on_error=False,
     )
@@ -54,7 +64,9 @@ def _metadata(result):
 def test_grace_and_trash_boundaries(uploads, engine):
     store = uploads
     t0 = utcnow()
-    inside_grace = clean_orphaned_files(engine, store, t0 + timedelta(days=7) - timedelta(minutes=1))
+    inside_grace = clean_orphaned_files(
+        engine, store, t0 + timedelta(days=7) - timedelta(minutes=1)
+    )
     assert inside_grace.files_changed == 0 and inside_grace.within_grace == 4
 
     moved = clean_orphaned_files(engine, store, t0 + timedelta(days=7, minutes=1))
@@ -89,7 +101,11 @@ def test_dry_run_changes_nothing(uploads, database):
     result = _run(database, uploads, dry_run=True)
     assert result.success and _keys(uploads) == before
     metadata = _metadata(result)
-    assert metadata["moved_to_trash"] == 2 and metadata["rows_changed"] == 0 and metadata["rows_matched"] == 2
+    assert (
+        metadata["moved_to_trash"] == 2
+        and metadata["rows_changed"] == 0
+        and metadata["rows_matched"] == 2
+    )
 
 
 def test_second_run_changes_nothing(uploads, database):
@@ -109,7 +125,9 @@ def test_crash_between_copy_and_delete_loses_nothing(uploads, database, monkeypa
     monkeypatch.setattr(store_class, "delete_many", killed)
     assert not _run(database, uploads).success
     keys = set(_keys(uploads))
-    assert set(ORPHANS) <= keys and {f"trash/{k}" for k in ORPHANS} <= keys  # copied, not yet deleted
+    assert (
+        set(ORPHANS) <= keys and {f"trash/{k}" for k in ORPHANS} <= keys
+    )  # copied, not yet deleted
 
     monkeypatch.setattr(store_class, "delete_many", real_delete)
     result = _run(database, uploads)
@@ -161,7 +179,9 @@ def test_reference_check_is_one_query_per_page(store, engine):
     for key in keys:
         store.put_bytes(key, b"x")
     with engine.begin() as connection:
-        connection.execute(insert(schema.stored_files), [{"s3_key": key, "owner_id": 1} for key in keys[::2]])
+        connection.execute(
+            insert(schema.stored_files), [{"s3_key": key, "owner_id": 1} for key in keys[::2]]
+        )
     statements = []
 
     def record(conn, cursor, statement, *args):
@@ -178,7 +198,9 @@ def test_reference_check_is_one_query_per_page(store, engine):
 
 
 def test_overlapping_prefixes_are_a_clear_error(tmp_path, engine):
-    store = LocalObjectStore(root=str(tmp_path), uploads_prefix="uploads/", trash_prefix="uploads/trash/")
+    store = LocalObjectStore(
+        root=str(tmp_path), uploads_prefix="uploads/", trash_prefix="uploads/trash/"
+    )
     with pytest.raises(ValueError, match="overlap"):
         clean_orphaned_files(engine, store, utcnow())
 

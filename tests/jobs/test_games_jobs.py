@@ -10,23 +10,23 @@ from tests.jobs.cleanup_helpers import Crash, ago, at, column, ids, run_job
 
 SESSIONS = [
     # id, status, started_at
-    (1, "active", ago(minutes=31)),    # expires
-    (2, "active", ago(minutes=29)),    # still playing
-    (3, "completed", ago(hours=2)),    # untouched
-    (4, "active", None),               # bad row: no start
-    (5, "paused", ago(days=1)),        # bad row: unknown status
-    (6, "active", ago(days=3)),        # expires
+    (1, "active", ago(minutes=31)),  # expires
+    (2, "active", ago(minutes=29)),  # still playing
+    (3, "completed", ago(hours=2)),  # untouched
+    (4, "active", None),  # bad row: no start
+    (5, "paused", ago(days=1)),  # bad row: unknown status
+    (6, "active", ago(days=3)),  # expires
 ]
 ENTRIES = [
     # id, session_id, created_at
-    (101, 1, ago(hours=1)),     # kept
-    (102, 999, ago(hours=1)),   # orphan: deleted
+    (101, 1, ago(hours=1)),  # kept
+    (102, 999, ago(hours=1)),  # orphan: deleted
     (103, None, ago(hours=1)),  # no session: kept, counted
-    (104, 3, ago(days=100)),    # archived
+    (104, 3, ago(days=100)),  # archived
     (105, 888, ago(days=100)),  # orphan: deleted, not archived
-    (106, None, ago(days=200)), # archived
-    (107, 2, ago(days=91)),     # archived
-    (108, 6, ago(days=89)),     # kept
+    (106, None, ago(days=200)),  # archived
+    (107, 2, ago(days=91)),  # archived
+    (108, 6, ago(days=89)),  # kept
 ]
 ARCHIVED = {104, 106, 107}
 ORPHANS = {102, 105}
@@ -35,15 +35,33 @@ ORPHANS = {102, 105}
 @pytest.fixture
 def games(engine):
     with engine.begin() as connection:
-        connection.execute(insert(schema.game_sessions), [
-            {"id": id, "game_type": "snake", "player_address": f"0x{id}", "status": status, "started_at": at(started)}
-            for id, status, started in SESSIONS
-        ])
-        connection.execute(insert(schema.leaderboard_entries), [
-            {"id": id, "session_id": session, "game_type": "snake", "player_address": f"0x{id}", "score": id,
-             "created_at": at(created)}
-            for id, session, created in ENTRIES
-        ])
+        connection.execute(
+            insert(schema.game_sessions),
+            [
+                {
+                    "id": id,
+                    "game_type": "snake",
+                    "player_address": f"0x{id}",
+                    "status": status,
+                    "started_at": at(started),
+                }
+                for id, status, started in SESSIONS
+            ],
+        )
+        connection.execute(
+            insert(schema.leaderboard_entries),
+            [
+                {
+                    "id": id,
+                    "session_id": session,
+                    "game_type": "snake",
+                    "player_address": f"0x{id}",
+                    "score": id,
+                    "created_at": at(created),
+                }
+                for id, session, created in ENTRIES
+            ],
+        )
     return engine
 
 
@@ -77,10 +95,20 @@ def test_game_cleanup_changes_exactly_past_each_boundary(games, database):
     assert metadata["game_sessions_skipped_unknown_status"] == 1
     assert metadata["leaderboard_entries_kept_null_session"] == 1
     with games.connect() as connection:
-        ended = dict(connection.execute(select(schema.game_sessions.c.id, schema.game_sessions.c.ended_at)).all())
-        archived = {row.id: row for row in connection.execute(select(schema.leaderboard_entries_archive))}
+        ended = dict(
+            connection.execute(
+                select(schema.game_sessions.c.id, schema.game_sessions.c.ended_at)
+            ).all()
+        )
+        archived = {
+            row.id: row for row in connection.execute(select(schema.leaderboard_entries_archive))
+        }
     assert ended[1] is not None and ended[2] is None
-    assert archived[107].session_id == 2 and archived[107].score == 107 and archived[107].archived_at is not None
+    assert (
+        archived[107].session_id == 2
+        and archived[107].score == 107
+        and archived[107].archived_at is not None
+    )
 
 
 def test_game_dry_run_counts_exactly_then_second_run_changes_nothing(games, database):
@@ -121,10 +149,19 @@ def test_archive_crash_half_way_never_loses_nor_duplicates(games):
 
 def test_entry_already_in_archive_is_not_duplicated(games, database):
     with games.begin() as connection:
-        connection.execute(insert(schema.leaderboard_entries_archive), [
-            {"id": 104, "session_id": 3, "game_type": "snake", "player_address": "0x104", "score": 104,
-             "created_at": at(ago(days=100))}
-        ])
+        connection.execute(
+            insert(schema.leaderboard_entries_archive),
+            [
+                {
+                    "id": 104,
+                    "session_id": 3,
+                    "game_type": "snake",
+                    "player_address": "0x104",
+                    "score": 104,
+                    "created_at": at(ago(days=100)),
+                }
+            ],
+        )
     changed, metadata = _run(database)
     assert metadata["leaderboard_entries_archived_changed"] == 3
     assert metadata["leaderboard_entries_archive_changed"] == 2

@@ -29,7 +29,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     for directory, _, names in os.walk(root):
         for name in names:
             info = (Path(directory) / name).lstat()
-            state[(Path(directory) / name).relative_to(root).as_posix()] = (info.st_size, int(info.st_mtime))
+            state[(Path(directory) / name).relative_to(root).as_posix()] = (
+                info.st_size,
+                int(info.st_mtime),
+            )
     return state
 
 
@@ -44,19 +47,19 @@ def outside(tmp_path):
 @pytest.fixture
 def logs(tmp_path, outside):
     root = tmp_path / "logs"
-    _write(root / "app.log", 0.01)                       # live, fresh: kept as is
-    _write(root / "app.log.1", 2)                        # rotated, > 1 day: gzipped
-    _write(root / "app.log.2", 0.9)                      # rotated, < 1 day: kept
-    _write(root / "app.log.3.gz", 29)                    # inside retention: kept
-    _write(root / "app.log.4.gz", 31)                    # beyond retention: deleted
-    _write(root / "old-2024-01-01.log", 40)              # dated, beyond retention: deleted
-    _write(root / "idle.log", 2)                         # live, idle > 1 day: rotated
+    _write(root / "app.log", 0.01)  # live, fresh: kept as is
+    _write(root / "app.log.1", 2)  # rotated, > 1 day: gzipped
+    _write(root / "app.log.2", 0.9)  # rotated, < 1 day: kept
+    _write(root / "app.log.3.gz", 29)  # inside retention: kept
+    _write(root / "app.log.4.gz", 31)  # beyond retention: deleted
+    _write(root / "old-2024-01-01.log", 40)  # dated, beyond retention: deleted
+    _write(root / "idle.log", 2)  # live, idle > 1 day: rotated
     _write(root / "big.log", 0.01, b"x" * 3 * 1024 * 1024)  # live, over 2 MB: rotated
-    for n in range(1, 13):                               # 12 rotated files: 2 oldest go
+    for n in range(1, 13):  # 12 rotated files: 2 oldest go
         _write(root / f"cap.log.{n}.gz", n * 0.1)
-    _write(root / "api" / "req-2024-05-01.log", 3)       # nested, dated: gzipped
-    os.symlink(outside / "secret.log", root / "link.log")      # symlink out: skipped
-    os.symlink(outside, root / "linked_dir")                    # symlinked folder: skipped
+    _write(root / "api" / "req-2024-05-01.log", 3)  # nested, dated: gzipped
+    os.symlink(outside / "secret.log", root / "link.log")  # symlink out: skipped
+    os.symlink(outside, root / "linked_dir")  # symlinked folder: skipped
     return root
 
 
@@ -78,7 +81,12 @@ def test_stream_names():
     assert stream_name("app.log") == stream_name("app.log.3.gz") == "app"
     assert stream_name("app-2024-01-05.log") == stream_name("app_20240105T040000Z.log.gz") == "app"
     assert stream_name("app.log.20240105T040000Z.gz") == "app"
-    assert is_live("app.log") and is_live("app") and not is_live("app.log.1") and not is_live("app-2024-01-05.log")
+    assert (
+        is_live("app.log")
+        and is_live("app")
+        and not is_live("app.log.1")
+        and not is_live("app-2024-01-05.log")
+    )
 
 
 def test_boundaries(database, logs, outside):
@@ -96,7 +104,9 @@ def test_boundaries(database, logs, outside):
     rotated_big = [n for n in names if n.startswith("big.log.") and n.endswith("Z.gz")]
     assert len(rotated_idle) == 1 and len(rotated_big) == 1
     assert gzip.decompress((logs / rotated_big[0]).read_bytes()) == b"x" * 3 * 1024 * 1024
-    assert sorted(n for n in names if n.startswith("cap.")) == sorted(f"cap.log.{n}.gz" for n in range(1, 11))
+    assert sorted(n for n in names if n.startswith("cap.")) == sorted(
+        f"cap.log.{n}.gz" for n in range(1, 11)
+    )
     assert "api/req-2024-05-01.log.gz" in names
 
     # Symlinks untouched, their targets untouched.
@@ -104,9 +114,9 @@ def test_boundaries(database, logs, outside):
     assert _snapshot(outside) == outside_before
 
     metadata = _metadata(result)
-    assert metadata["files_compressed"] == 2          # app.log.1, api/req
-    assert metadata["files_rotated"] == 2             # idle.log, big.log
-    assert metadata["files_deleted"] == 4             # app.log.4.gz, old-…, cap 11 and 12
+    assert metadata["files_compressed"] == 2  # app.log.1, api/req
+    assert metadata["files_rotated"] == 2  # idle.log, big.log
+    assert metadata["files_deleted"] == 4  # app.log.4.gz, old-…, cap 11 and 12
     assert metadata["rows_changed"] == 8
     assert metadata["symlinks_skipped"] == 2
     assert metadata["bytes_freed"] > 3 * 1024 * 1024 - 100_000
@@ -117,7 +127,11 @@ def test_dry_run_changes_nothing_and_reports_the_same_counts(database, logs):
     before = _snapshot(logs)
     metadata = _metadata(_run(database, logs, dry_run=True))
     assert _snapshot(logs) == before
-    assert (metadata["files_compressed"], metadata["files_rotated"], metadata["files_deleted"]) == (2, 2, 4)
+    assert (metadata["files_compressed"], metadata["files_rotated"], metadata["files_deleted"]) == (
+        2,
+        2,
+        4,
+    )
     assert metadata["rows_changed"] == 0 and metadata["rows_matched"] == 8
 
 
@@ -150,7 +164,8 @@ def test_unreadable_file_is_reported_not_fatal(database, logs, monkeypatch):
 
 def test_crash_half_way_then_rerun_completes_without_loss(database, logs, monkeypatch):
     expected_content = {
-        name: (logs / name).read_bytes() for name in ("app.log.1", "idle.log", "big.log", "api/req-2024-05-01.log")
+        name: (logs / name).read_bytes()
+        for name in ("app.log.1", "idle.log", "big.log", "api/req-2024-05-01.log")
     }
     real_gzip = _log_files.gzip_file
     calls = {"n": 0}

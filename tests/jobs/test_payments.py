@@ -22,7 +22,12 @@ from ops_platform.jobs.payments import (
     payment_status_sweep,
     sweep_pending,
 )
-from ops_platform.resources.payments import PaymentProvider, ProviderError, serve_simulator, simulated_status
+from ops_platform.resources.payments import (
+    PaymentProvider,
+    ProviderError,
+    serve_simulator,
+    simulated_status,
+)
 from tests.payment_provider import ScriptedProvider
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
@@ -37,15 +42,27 @@ def provider_server():
 @pytest.fixture
 def provider(provider_server):
     client = PaymentProvider(
-        url=provider_server.url, connect_timeout_s=1.0, read_timeout_s=0.3, max_retries=2,
-        backoff_base_s=0.01, backoff_cap_s=0.05,
+        url=provider_server.url,
+        connect_timeout_s=1.0,
+        read_timeout_s=0.3,
+        max_retries=2,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
     )
     yield client
     client.close()
 
 
 def _insert(engine, *rows):
-    defaults = {"user_id": 1, "amount_cents": 1000, "currency": "USD", "status": "pending", "created_at": T0, "check_count": 0, "next_check_at": None}
+    defaults = {
+        "user_id": 1,
+        "amount_cents": 1000,
+        "currency": "USD",
+        "status": "pending",
+        "created_at": T0,
+        "check_count": 0,
+        "next_check_at": None,
+    }
     with engine.begin() as connection:
         connection.execute(insert(schema.payments), [defaults | row for row in rows])
 
@@ -53,7 +70,10 @@ def _insert(engine, *rows):
 def _payment(engine, id):
     with engine.connect() as connection:
         row = connection.execute(select(schema.payments).where(schema.payments.c.id == id)).one()
-    return row._asdict() | {k: as_utc(getattr(row, k)) for k in ("created_at", "next_check_at", "last_checked_at", "settled_at")}
+    return row._asdict() | {
+        k: as_utc(getattr(row, k))
+        for k in ("created_at", "next_check_at", "last_checked_at", "settled_at")
+    }
 
 
 def _check(engine, provider, id, now, **options):
@@ -130,7 +150,9 @@ def test_timeout_records_error_and_leaves_status(engine, provider, provider_serv
     _insert(engine, {"id": 1, "provider_ref": "pay_hang"})
     started = time.perf_counter()
     report = _check(engine, provider, 1, T0 + timedelta(seconds=5))
-    assert time.perf_counter() - started < 3  # 3 attempts of a 0.3 s read timeout, not the 1 s answers
+    assert (
+        time.perf_counter() - started < 3
+    )  # 3 attempts of a 0.3 s read timeout, not the 1 s answers
     assert report.outcomes == {"error": 1}
     row = _payment(engine, 1)
     assert row["status"] == "pending" and row["settled_at"] is None
@@ -166,7 +188,9 @@ def test_5xx_through_every_retry_is_unavailable(engine, provider, provider_serve
         (b'{"reference": "someone_else", "status": "succeeded"}', "reference 'someone_else'"),
     ],
 )
-def test_malformed_answer_is_a_clear_error_and_payment_untouched(engine, provider, provider_server, body, problem):
+def test_malformed_answer_is_a_clear_error_and_payment_untouched(
+    engine, provider, provider_server, body, problem
+):
     provider_server.script("pay_bad", ("raw", body))
     with pytest.raises(ProviderError, match=f"reference 'pay_bad': .*{problem}"):
         provider.get_status("pay_bad")
@@ -195,26 +219,56 @@ def test_a_concurrent_settle_is_never_overwritten(engine, provider, provider_ser
     _insert(engine, {"id": 1, "provider_ref": "pay_race"}, {"id": 2, "provider_ref": "pay_race2"})
     stale = load_pending(engine, [1, 2])
     with engine.begin() as connection:  # a webhook settles #1, another check records #2
-        connection.execute(update(schema.payments).where(schema.payments.c.id == 1).values(status="succeeded", settled_at=T0))
-        connection.execute(update(schema.payments).where(schema.payments.c.id == 2).values(check_count=1))
+        connection.execute(
+            update(schema.payments)
+            .where(schema.payments.c.id == 1)
+            .values(status="succeeded", settled_at=T0)
+        )
+        connection.execute(
+            update(schema.payments).where(schema.payments.c.id == 2).values(check_count=1)
+        )
     report = check_payments(engine, provider, stale, now=T0 + timedelta(seconds=5))
     assert report.unchanged == 2 and report.written == 0
     assert _payment(engine, 1)["status"] == "succeeded" and _payment(engine, 1)["check_count"] == 0
     assert _payment(engine, 2)["check_count"] == 1
 
 
-def test_check_job_with_default_config_checks_only_due_payments(database, engine, provider, provider_server):
+def test_check_job_with_default_config_checks_only_due_payments(
+    database, engine, provider, provider_server
+):
     now = utcnow()
     _insert(
         engine,
-        {"id": 1, "provider_ref": "due_1", "created_at": now - timedelta(minutes=2), "next_check_at": now - timedelta(seconds=1)},
-        {"id": 2, "provider_ref": "due_2", "created_at": now - timedelta(seconds=30)},  # never scheduled, 30 s old
+        {
+            "id": 1,
+            "provider_ref": "due_1",
+            "created_at": now - timedelta(minutes=2),
+            "next_check_at": now - timedelta(seconds=1),
+        },
+        {
+            "id": 2,
+            "provider_ref": "due_2",
+            "created_at": now - timedelta(seconds=30),
+        },  # never scheduled, 30 s old
         {"id": 3, "provider_ref": "young", "created_at": now},  # never scheduled, not 5 s old
-        {"id": 4, "provider_ref": "later", "created_at": now - timedelta(minutes=2), "next_check_at": now + timedelta(minutes=1)},
-        {"id": 5, "provider_ref": "done", "status": "succeeded", "created_at": now - timedelta(minutes=2), "next_check_at": now - timedelta(seconds=1)},
+        {
+            "id": 4,
+            "provider_ref": "later",
+            "created_at": now - timedelta(minutes=2),
+            "next_check_at": now + timedelta(minutes=1),
+        },
+        {
+            "id": 5,
+            "provider_ref": "done",
+            "status": "succeeded",
+            "created_at": now - timedelta(minutes=2),
+            "next_check_at": now - timedelta(seconds=1),
+        },
     )
     provider_server.script("due_1", "succeeded")
-    result = payment_status_check.execute_in_process(resources={"database": database, "payments": provider})
+    result = payment_status_check.execute_in_process(
+        resources={"database": database, "payments": provider}
+    )
     assert result.success
     assert set(provider_server.requests) == {"due_1", "due_2"}
     assert result.output_for_node("check_payment_status") == 2
@@ -225,8 +279,10 @@ def test_check_job_with_default_config_checks_only_due_payments(database, engine
 def test_check_job_with_ids_checks_those_still_pending(database, engine, provider, provider_server):
     _insert(
         engine,
-        {"id": 1, "provider_ref": "a"}, {"id": 2, "provider_ref": "b"},
-        {"id": 3, "provider_ref": "c", "status": "failed"}, {"id": 4, "provider_ref": "d"},
+        {"id": 1, "provider_ref": "a"},
+        {"id": 2, "provider_ref": "b"},
+        {"id": 3, "provider_ref": "c", "status": "failed"},
+        {"id": 4, "provider_ref": "d"},
     )
     result = payment_status_check.execute_in_process(
         run_config={"ops": {"check_payment_status": {"config": {"payment_ids": [1, 3, 4, 99]}}}},
@@ -238,25 +294,44 @@ def test_check_job_with_ids_checks_those_still_pending(database, engine, provide
 
 def test_sweep_checks_every_pending_payment_in_batches(database, engine, provider, provider_server):
     now = utcnow()
-    pending = [{"id": i, "provider_ref": f"sweep_{i}", "created_at": now - timedelta(minutes=5),
-                "next_check_at": now + timedelta(minutes=1)} for i in range(1, 26)]
-    settled = [{"id": 100 + i, "provider_ref": f"settled_{i}", "status": "succeeded"} for i in range(3)]
+    pending = [
+        {
+            "id": i,
+            "provider_ref": f"sweep_{i}",
+            "created_at": now - timedelta(minutes=5),
+            "next_check_at": now + timedelta(minutes=1),
+        }
+        for i in range(1, 26)
+    ]
+    settled = [
+        {"id": 100 + i, "provider_ref": f"settled_{i}", "status": "succeeded"} for i in range(3)
+    ]
     _insert(engine, *pending, *settled)
     for i in range(1, 26, 2):
         provider_server.script(f"sweep_{i}", "succeeded")
     result = payment_status_sweep.execute_in_process(
-        run_config={"ops": {"sweep_pending_payments": {"config": {"batch_size": 4, "concurrency": 4}}}},
+        run_config={
+            "ops": {"sweep_pending_payments": {"config": {"batch_size": 4, "concurrency": 4}}}
+        },
         resources={"database": database, "payments": provider},
     )
     assert result.success
     assert provider_server.requests == {f"sweep_{i}": 1 for i in range(1, 26)}
     with engine.connect() as connection:
-        statuses = dict(connection.execute(select(schema.payments.c.id, schema.payments.c.status)).all())
-    assert [statuses[i] for i in range(1, 26)] == ["succeeded" if i % 2 else "pending" for i in range(1, 26)]
+        statuses = dict(
+            connection.execute(select(schema.payments.c.id, schema.payments.c.status)).all()
+        )
+    assert [statuses[i] for i in range(1, 26)] == [
+        "succeeded" if i % 2 else "pending" for i in range(1, 26)
+    ]
     assert all(statuses[100 + i] == "succeeded" for i in range(3))
     output = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"][0]
     metadata = output.event_specific_data.metadata
-    assert metadata["checked"].value == 25 and metadata["succeeded"].value == 13 and metadata["pending"].value == 12
+    assert (
+        metadata["checked"].value == 25
+        and metadata["succeeded"].value == 13
+        and metadata["pending"].value == 12
+    )
 
 
 def test_sweep_fails_loudly_when_the_provider_is_down(database, engine, provider, provider_server):
@@ -282,15 +357,25 @@ def test_dry_run_asks_but_writes_nothing(engine, provider, provider_server):
 
 
 def test_simulator_is_deterministic_and_the_default_config_runs(database, engine):
-    assert [simulated_status("ref-42", n) for n in range(4)] == [simulated_status("ref-42", n) for n in range(4)]
+    assert [simulated_status("ref-42", n) for n in range(4)] == [
+        simulated_status("ref-42", n) for n in range(4)
+    ]
     statuses = {simulated_status(f"ref-{i}", 5) for i in range(200)}
     assert {"succeeded", "failed", "canceled", "pending"} <= statuses
     now = utcnow()
-    _insert(engine, *({"id": i, "provider_ref": f"sim_{i}", "created_at": now - timedelta(minutes=1)} for i in range(1, 51)))
+    _insert(
+        engine,
+        *(
+            {"id": i, "provider_ref": f"sim_{i}", "created_at": now - timedelta(minutes=1)}
+            for i in range(1, 51)
+        ),
+    )
     simulator = PaymentProvider()
     for _ in range(4):  # the simulator settles most payments within three checks
         check_due_payments(engine, simulator, payment_ids=list(range(1, 51)))
-    result = payment_status_sweep.execute_in_process(resources={"database": database, "payments": simulator})
+    result = payment_status_sweep.execute_in_process(
+        resources={"database": database, "payments": simulator}
+    )
     assert result.success
     with engine.connect() as connection:
         statuses = connection.execute(select(schema.payments.c.status)).scalars().all()
@@ -302,7 +387,9 @@ def test_the_simulator_served_over_http_answers_like_the_embedded_one():
     client = PaymentProvider(url=server.url)
     try:
         for ref in ("sim-a", "sim/b c", "sim-ü"):
-            assert [client.get_status(ref).status for _ in range(4)] == [simulated_status(ref, n) for n in range(4)]
+            assert [client.get_status(ref).status for _ in range(4)] == [
+                simulated_status(ref, n) for n in range(4)
+            ]
     finally:
         client.close()
         server.shutdown()

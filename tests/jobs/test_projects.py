@@ -13,18 +13,38 @@ from ops_platform.jobs.projects import (
     expire_deliverables_in,
     team_member_cleanup,
 )
-from tests.jobs.cleanup_helpers import Crash, ago, ahead, at, column, crash_after_first_batch, ids, run_job
+from tests.jobs.cleanup_helpers import (
+    Crash,
+    ago,
+    ahead,
+    at,
+    column,
+    crash_after_first_batch,
+    ids,
+    run_job,
+)
 
-MEMBERS = {1: ago(days=91), 2: ago(days=89), 3: None, 4: ago(days=400), 5: ago(days=120), 6: ago(minutes=1)}
+MEMBERS = {
+    1: ago(days=91),
+    2: ago(days=89),
+    3: None,
+    4: ago(days=400),
+    5: ago(days=120),
+    6: ago(minutes=1),
+}
 REMOVED_LONG_AGO = {1, 4, 5}
 
 
 @pytest.fixture
 def team(engine):
     with engine.begin() as connection:
-        connection.execute(insert(schema.project_team), [
-            {"id": id, "project_id": 7, "user_id": id, "removed_at": at(removed)} for id, removed in MEMBERS.items()
-        ])
+        connection.execute(
+            insert(schema.project_team),
+            [
+                {"id": id, "project_id": 7, "user_id": id, "removed_at": at(removed)}
+                for id, removed in MEMBERS.items()
+            ],
+        )
     return engine
 
 
@@ -72,14 +92,14 @@ def test_members_concurrent_run_does_not_act(team, database):
 
 DELIVERABLES = [
     # id, delivered_at, expires_at, status
-    (1, ago(days=400), ago(days=35), "delivered"),    # expired
+    (1, ago(days=400), ago(days=35), "delivered"),  # expired
     (2, ago(days=10), ahead(days=355), "delivered"),  # live
-    (3, ago(days=366), None, "delivered"),            # no expiry: 365 days after delivery → expired
-    (4, ago(days=364), None, "delivered"),            # no expiry, delivered 364 days ago: live
-    (5, None, None, "delivered"),                     # bad row: no expiry, never delivered
-    (6, ago(days=500), ago(days=100), "expired"),     # already expired: untouched
-    (7, ago(days=30), ago(seconds=1), "approved"),    # expired, any status
-    (8, ago(days=30), ago(days=1), "delivered"),      # expired
+    (3, ago(days=366), None, "delivered"),  # no expiry: 365 days after delivery → expired
+    (4, ago(days=364), None, "delivered"),  # no expiry, delivered 364 days ago: live
+    (5, None, None, "delivered"),  # bad row: no expiry, never delivered
+    (6, ago(days=500), ago(days=100), "expired"),  # already expired: untouched
+    (7, ago(days=30), ago(seconds=1), "approved"),  # expired, any status
+    (8, ago(days=30), ago(days=1), "delivered"),  # expired
 ]
 EXPIRING = {1, 3, 7, 8}
 
@@ -87,10 +107,19 @@ EXPIRING = {1, 3, 7, 8}
 @pytest.fixture
 def deliverables(engine):
     with engine.begin() as connection:
-        connection.execute(insert(schema.deliverables), [
-            {"id": id, "project_id": 1, "delivered_at": at(delivered), "expires_at": at(expires), "status": status}
-            for id, delivered, expires, status in DELIVERABLES
-        ])
+        connection.execute(
+            insert(schema.deliverables),
+            [
+                {
+                    "id": id,
+                    "project_id": 1,
+                    "delivered_at": at(delivered),
+                    "expires_at": at(expires),
+                    "status": status,
+                }
+                for id, delivered, expires, status in DELIVERABLES
+            ],
+        )
     return engine
 
 

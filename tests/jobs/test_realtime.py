@@ -84,8 +84,12 @@ def subscriber(redis_url, prefix):
 def _events(engine, prefix, count, start=0):
     now = utcnow()
     rows = [
-        {"channel": f"{prefix}:{'thrones' if i % 3 else 'festivals'}", "event": "throne:expired" if i % 3 else "festival:activated",
-         "payload": {"n": i, "name": f"item {i}"}, "created_at": now - timedelta(seconds=count - i)}
+        {
+            "channel": f"{prefix}:{'thrones' if i % 3 else 'festivals'}",
+            "event": "throne:expired" if i % 3 else "festival:activated",
+            "payload": {"n": i, "name": f"item {i}"},
+            "created_at": now - timedelta(seconds=count - i),
+        }
         for i in range(start, start + count)
     ]
     with engine.begin() as connection:
@@ -94,9 +98,15 @@ def _events(engine, prefix, count, start=0):
 
 def _unpublished(engine):
     with engine.connect() as connection:
-        return connection.execute(
-            select(schema.realtime_events.c.id).where(schema.realtime_events.c.published_at.is_(None)).order_by(schema.realtime_events.c.id)
-        ).scalars().all()
+        return (
+            connection.execute(
+                select(schema.realtime_events.c.id)
+                .where(schema.realtime_events.c.published_at.is_(None))
+                .order_by(schema.realtime_events.c.id)
+            )
+            .scalars()
+            .all()
+        )
 
 
 def _run(database, url, **config):
@@ -150,19 +160,30 @@ def test_redis_down_loses_nothing(engine, prefix):
 def test_bad_rows_are_skipped_counted_and_kept(database, engine, redis_url, prefix, subscriber):
     _events(engine, prefix, 2)
     with engine.begin() as connection:
-        connection.execute(insert(schema.realtime_events), [{"channel": "  ", "event": "x", "payload": {}}])
+        connection.execute(
+            insert(schema.realtime_events), [{"channel": "  ", "event": "x", "payload": {}}]
+        )
         if engine.dialect.name == "sqlite":  # Postgres' json type refuses malformed JSON itself
-            connection.execute(text("INSERT INTO realtime_events (channel, event, payload, created_at) "
-                                    "VALUES (:c, 'x', '{broken', '2026-01-01 00:00:00.000000')"), {"c": f"{prefix}:x"})
+            connection.execute(
+                text(
+                    "INSERT INTO realtime_events (channel, event, payload, created_at) "
+                    "VALUES (:c, 'x', '{broken', '2026-01-01 00:00:00.000000')"
+                ),
+                {"c": f"{prefix}:x"},
+            )
     _events(engine, prefix, 2, start=2)
     report = publish_outbox(engine, RealtimePublisher(url=redis_url), batch_size=2)
     bad = [3, 4] if engine.dialect.name == "sqlite" else [3]
     assert report.skipped_bad == bad and report.published == 4
-    assert [m["id"] for _, m in subscriber.wait_for(4)] == [i for i in range(1, 7) if i not in bad][:4]
+    assert [m["id"] for _, m in subscriber.wait_for(4)] == [i for i in range(1, 7) if i not in bad][
+        :4
+    ]
     assert _unpublished(engine) == bad
 
 
-def test_a_second_run_at_the_same_time_publishes_nothing(database, engine, redis_url, prefix, subscriber):
+def test_a_second_run_at_the_same_time_publishes_nothing(
+    database, engine, redis_url, prefix, subscriber
+):
     _events(engine, prefix, 3)
     with database.job_lock("realtime_publish"):
         result = _run(database, redis_url)
@@ -183,10 +204,15 @@ def test_sensor_requests_a_run_keyed_by_the_newest_event(database, engine, redis
         request = _evaluate(instance, database, redis_url)
         assert request.run_key == "realtime_publish:3"
         assert "no Redis configured" in _evaluate(instance, database, None).skip_message
-        create_run_for_test(instance, job_name="realtime_publish", status=dg.DagsterRunStatus.STARTED)
+        create_run_for_test(
+            instance, job_name="realtime_publish", status=dg.DagsterRunStatus.STARTED
+        )
         assert "already queued or running" in _evaluate(instance, database, redis_url).skip_message
 
 
 def test_the_redis_password_never_reaches_the_logs():
-    assert RealtimePublisher(url="redis://:s3cret@cache.internal:6380/2").safe_url == "redis://cache.internal:6380/2"
+    assert (
+        RealtimePublisher(url="redis://:s3cret@cache.internal:6380/2").safe_url
+        == "redis://cache.internal:6380/2"
+    )
     assert not RealtimePublisher().enabled

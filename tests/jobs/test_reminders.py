@@ -27,32 +27,91 @@ def projects(engine):
     now = utcnow()
     days = lambda n: now - timedelta(days=n)  # noqa: E731
     with engine.begin() as connection:
-        connection.execute(insert(schema.users), [
-            {"id": i, "email": f"contact{i}@example.com"} for i in range(1, 10)
-        ] + [{"id": 70, "email": ""}])
-        connection.execute(insert(schema.projects), [{"id": i, "name": f"Project {i}"} for i in range(1, 9)])
-        connection.execute(insert(schema.project_payment_status), [
-            {"project_id": 1, "advance_paid": True, "advance_paid_at": days(4), "balance_paid": False},
-            {"project_id": 2, "advance_paid": True, "advance_paid_at": days(30), "balance_paid": False},
-            {"project_id": 3, "advance_paid": True, "advance_paid_at": days(1), "balance_paid": False},
-            {"project_id": 4, "advance_paid": True, "advance_paid_at": days(10), "balance_paid": True},
-            {"project_id": 5, "advance_paid": False, "advance_paid_at": None, "balance_paid": False},
-            {"project_id": 6, "advance_paid": True, "advance_paid_at": days(5), "balance_paid": False},
-            {"project_id": 7, "advance_paid": True, "advance_paid_at": days(5), "balance_paid": False},
-            {"project_id": 8, "advance_paid": True, "advance_paid_at": days(5), "balance_paid": False},
-        ])
-        connection.execute(insert(schema.project_team), [{"removed_at": None, **row} for row in [
-            {"id": 1, "project_id": 1, "user_id": 1, "is_primary_contact": True},
-            {"id": 2, "project_id": 1, "user_id": 9, "is_primary_contact": False},
-            {"id": 3, "project_id": 2, "user_id": 2, "is_primary_contact": True},
-            {"id": 4, "project_id": 3, "user_id": 3, "is_primary_contact": True},
-            {"id": 5, "project_id": 4, "user_id": 4, "is_primary_contact": True},
-            {"id": 6, "project_id": 5, "user_id": 5, "is_primary_contact": True},
-            {"id": 7, "project_id": 6, "user_id": 6, "is_primary_contact": True, "removed_at": days(1)},
-            {"id": 8, "project_id": 7, "user_id": 70, "is_primary_contact": True},
-            {"id": 10, "project_id": 8, "user_id": 9, "is_primary_contact": True},
-            {"id": 9, "project_id": 8, "user_id": 8, "is_primary_contact": True},
-        ]])
+        connection.execute(
+            insert(schema.users),
+            [{"id": i, "email": f"contact{i}@example.com"} for i in range(1, 10)]
+            + [{"id": 70, "email": ""}],
+        )
+        connection.execute(
+            insert(schema.projects), [{"id": i, "name": f"Project {i}"} for i in range(1, 9)]
+        )
+        connection.execute(
+            insert(schema.project_payment_status),
+            [
+                {
+                    "project_id": 1,
+                    "advance_paid": True,
+                    "advance_paid_at": days(4),
+                    "balance_paid": False,
+                },
+                {
+                    "project_id": 2,
+                    "advance_paid": True,
+                    "advance_paid_at": days(30),
+                    "balance_paid": False,
+                },
+                {
+                    "project_id": 3,
+                    "advance_paid": True,
+                    "advance_paid_at": days(1),
+                    "balance_paid": False,
+                },
+                {
+                    "project_id": 4,
+                    "advance_paid": True,
+                    "advance_paid_at": days(10),
+                    "balance_paid": True,
+                },
+                {
+                    "project_id": 5,
+                    "advance_paid": False,
+                    "advance_paid_at": None,
+                    "balance_paid": False,
+                },
+                {
+                    "project_id": 6,
+                    "advance_paid": True,
+                    "advance_paid_at": days(5),
+                    "balance_paid": False,
+                },
+                {
+                    "project_id": 7,
+                    "advance_paid": True,
+                    "advance_paid_at": days(5),
+                    "balance_paid": False,
+                },
+                {
+                    "project_id": 8,
+                    "advance_paid": True,
+                    "advance_paid_at": days(5),
+                    "balance_paid": False,
+                },
+            ],
+        )
+        connection.execute(
+            insert(schema.project_team),
+            [
+                {"removed_at": None, **row}
+                for row in [
+                    {"id": 1, "project_id": 1, "user_id": 1, "is_primary_contact": True},
+                    {"id": 2, "project_id": 1, "user_id": 9, "is_primary_contact": False},
+                    {"id": 3, "project_id": 2, "user_id": 2, "is_primary_contact": True},
+                    {"id": 4, "project_id": 3, "user_id": 3, "is_primary_contact": True},
+                    {"id": 5, "project_id": 4, "user_id": 4, "is_primary_contact": True},
+                    {"id": 6, "project_id": 5, "user_id": 5, "is_primary_contact": True},
+                    {
+                        "id": 7,
+                        "project_id": 6,
+                        "user_id": 6,
+                        "is_primary_contact": True,
+                        "removed_at": days(1),
+                    },
+                    {"id": 8, "project_id": 7, "user_id": 70, "is_primary_contact": True},
+                    {"id": 10, "project_id": 8, "user_id": 9, "is_primary_contact": True},
+                    {"id": 9, "project_id": 8, "user_id": 8, "is_primary_contact": True},
+                ]
+            ],
+        )
     return engine
 
 
@@ -75,14 +134,21 @@ def test_one_reminder_per_overdue_project_per_day_across_reruns(projects, databa
             assert run_job(database, Mailer(smtp_url=url)).success
     rows = reminder_rows(projects)
     assert [(r.project_id, r.recipient_email) for r in rows] == [
-        (1, "contact1@example.com"), (2, "contact2@example.com"), (8, "contact8@example.com"),
+        (1, "contact1@example.com"),
+        (2, "contact2@example.com"),
+        (8, "contact8@example.com"),
     ]
-    assert all(r.status == "SENT" and r.sent_at is not None and r.error_message is None for r in rows)
+    assert all(
+        r.status == "SENT" and r.sent_at is not None and r.error_message is None for r in rows
+    )
     assert all(r.reminder_date == utcnow().date() and r.kind == "BALANCE_DUE" for r in rows)
     # Three runs, one mail per project.
     assert handler.message_ids == {reminder_message_id(r.id): 1 for r in rows}
     assert sorted(m["To"] for m in handler.messages) == [r.recipient_email for r in rows]
-    assert "Project 1" in next(m for m in handler.messages if m["To"] == "contact1@example.com")["Subject"]
+    assert (
+        "Project 1"
+        in next(m for m in handler.messages if m["To"] == "contact1@example.com")["Subject"]
+    )
 
 
 def test_a_new_day_gets_a_new_reminder(projects, engine, tmp_path):
@@ -100,12 +166,18 @@ def test_refused_send_is_failed_with_the_error_and_retried_by_a_rerun(projects, 
         result = run_job(database, Mailer(smtp_url=url))
         assert not result.success  # visible (and alerted) as a failed run
         rows = {r.project_id: r for r in reminder_rows(database.engine)}
-        assert rows[2].status == "FAILED" and "550" in rows[2].error_message and rows[2].sent_at is None
+        assert (
+            rows[2].status == "FAILED"
+            and "550" in rows[2].error_message
+            and rows[2].sent_at is None
+        )
         assert rows[1].status == "SENT" and rows[8].status == "SENT"
         handler.refuse.clear()
         assert run_job(database, Mailer(smtp_url=url)).success
     rows = {r.project_id: r for r in reminder_rows(database.engine)}
-    assert rows[2].status == "SENT" and rows[2].error_message is None and rows[2].sent_at is not None
+    assert (
+        rows[2].status == "SENT" and rows[2].error_message is None and rows[2].sent_at is not None
+    )
     assert handler.message_ids == {reminder_message_id(r.id): 1 for r in rows.values()}
 
 
@@ -113,16 +185,26 @@ def test_unreachable_server_marks_every_reminder_failed(projects, engine):
     mailer = Mailer(smtp_url=f"smtp://127.0.0.1:{free_port()}?timeout=2")
     result = send_payment_reminders(engine, mailer, utcnow())
     assert result.failed == 3 and result.sent == 0
-    assert all(r.status == "FAILED" and "mail server unavailable" in r.error_message for r in reminder_rows(engine))
+    assert all(
+        r.status == "FAILED" and "mail server unavailable" in r.error_message
+        for r in reminder_rows(engine)
+    )
 
 
 def test_a_crashed_runs_pending_reminder_is_sent_by_the_next_run(projects, engine):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(insert(reminders), {
-            "project_id": 1, "kind": "BALANCE_DUE", "status": "PENDING", "recipient_email": "contact1@example.com",
-            "scheduled_for": now - timedelta(hours=1), "reminder_date": now.date(),
-        })
+        connection.execute(
+            insert(reminders),
+            {
+                "project_id": 1,
+                "kind": "BALANCE_DUE",
+                "status": "PENDING",
+                "recipient_email": "contact1@example.com",
+                "scheduled_for": now - timedelta(hours=1),
+                "reminder_date": now.date(),
+            },
+        )
     with smtp_server() as (url, handler), Mailer(smtp_url=url) as mailer:
         result = send_payment_reminders(engine, mailer, now)
     assert (result.queued, result.sent) == (2, 3)
@@ -132,12 +214,22 @@ def test_a_crashed_runs_pending_reminder_is_sent_by_the_next_run(projects, engin
 def test_a_paid_balance_cancels_the_pending_reminder(projects, engine, tmp_path):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(insert(reminders), {
-            "project_id": 1, "kind": "BALANCE_DUE", "status": "PENDING", "recipient_email": "contact1@example.com",
-            "scheduled_for": now, "reminder_date": now.date(),
-        })
-        connection.execute(update(schema.project_payment_status)
-                           .where(schema.project_payment_status.c.project_id == 1).values(balance_paid=True))
+        connection.execute(
+            insert(reminders),
+            {
+                "project_id": 1,
+                "kind": "BALANCE_DUE",
+                "status": "PENDING",
+                "recipient_email": "contact1@example.com",
+                "scheduled_for": now,
+                "reminder_date": now.date(),
+            },
+        )
+        connection.execute(
+            update(schema.project_payment_status)
+            .where(schema.project_payment_status.c.project_id == 1)
+            .values(balance_paid=True)
+        )
     result = send_payment_reminders(engine, Mailer(outbox_dir=str(tmp_path)), now)
     assert (result.sent, result.canceled) == (2, 1)
     assert reminder_rows(engine)[0].status == "CANCELED"

@@ -21,9 +21,14 @@ KEY = Fernet.generate_key().decode()
 def _secret(id, name, *, version=1, status="active", expires=None, rotated=None, retire_after=None):
     # Ids are left to the database (explicit ids would not advance the Postgres sequence).
     return {
-        "name": name, "version": version, "value_ciphertext": "old-ciphertext", "status": status,
-        "created_at": utcnow() - timedelta(days=100), "expires_at": expires,
-        "rotated_at": rotated, "retire_after": retire_after,
+        "name": name,
+        "version": version,
+        "value_ciphertext": "old-ciphertext",
+        "status": status,
+        "created_at": utcnow() - timedelta(days=100),
+        "expires_at": expires,
+        "rotated_at": rotated,
+        "retire_after": retire_after,
     }
 
 
@@ -31,20 +36,32 @@ def _secret(id, name, *, version=1, status="active", expires=None, rotated=None,
 def secrets_rows(engine):
     now = utcnow()
     rows = [
-        _secret(1, "api_key", expires=now - timedelta(minutes=1)),                       # rotate
-        _secret(2, "db_password", expires=now + timedelta(hours=1)),                     # keep
-        _secret(3, "old_token", status="retiring", rotated=now - timedelta(days=2),
-                retire_after=now - timedelta(minutes=1)),                                # retire
-        _secret(4, "grace_token", status="retiring", rotated=now - timedelta(hours=1),
-                retire_after=now + timedelta(hours=1)),                                  # keep
-        _secret(5, "legacy", status="retiring", rotated=now - timedelta(hours=25)),      # retire (fallback)
+        _secret(1, "api_key", expires=now - timedelta(minutes=1)),  # rotate
+        _secret(2, "db_password", expires=now + timedelta(hours=1)),  # keep
+        _secret(
+            3,
+            "old_token",
+            status="retiring",
+            rotated=now - timedelta(days=2),
+            retire_after=now - timedelta(minutes=1),
+        ),  # retire
+        _secret(
+            4,
+            "grace_token",
+            status="retiring",
+            rotated=now - timedelta(hours=1),
+            retire_after=now + timedelta(hours=1),
+        ),  # keep
+        _secret(
+            5, "legacy", status="retiring", rotated=now - timedelta(hours=25)
+        ),  # retire (fallback)
         _secret(6, "legacy_recent", status="retiring", rotated=now - timedelta(hours=1)),  # keep
-        _secret(7, "weird", status="disabled", expires=now - timedelta(days=1)),         # bad: status
-        _secret(8, "no_expiry", expires=None),                                           # bad: NULL expiry
-        _secret(9, "orphan_retiring", status="retiring"),                                # bad: no dates
-        _secret(10, "multi", version=1, expires=now - timedelta(days=2)),                # superseded
-        _secret(11, "multi", version=2, expires=now - timedelta(days=1)),                # rotate → v3
-        _secret(12, "retired_one", status="retired", expires=now - timedelta(days=9)),   # keep
+        _secret(7, "weird", status="disabled", expires=now - timedelta(days=1)),  # bad: status
+        _secret(8, "no_expiry", expires=None),  # bad: NULL expiry
+        _secret(9, "orphan_retiring", status="retiring"),  # bad: no dates
+        _secret(10, "multi", version=1, expires=now - timedelta(days=2)),  # superseded
+        _secret(11, "multi", version=2, expires=now - timedelta(days=1)),  # rotate → v3
+        _secret(12, "retired_one", status="retired", expires=now - timedelta(days=9)),  # keep
     ]
     with engine.begin() as connection:
         connection.execute(insert(schema.secrets), rows)
@@ -53,11 +70,17 @@ def secrets_rows(engine):
 
 def _state(engine):
     with engine.connect() as connection:
-        rows = connection.execute(select(
-            schema.secrets.c.name, schema.secrets.c.version, schema.secrets.c.status,
-            schema.secrets.c.value_ciphertext, schema.secrets.c.rotated_at, schema.secrets.c.retire_after,
-            schema.secrets.c.expires_at,
-        )).all()
+        rows = connection.execute(
+            select(
+                schema.secrets.c.name,
+                schema.secrets.c.version,
+                schema.secrets.c.status,
+                schema.secrets.c.value_ciphertext,
+                schema.secrets.c.rotated_at,
+                schema.secrets.c.retire_after,
+                schema.secrets.c.expires_at,
+            )
+        ).all()
     return {(r.name, r.version): r for r in rows}
 
 
@@ -89,7 +112,8 @@ def test_rotation_grace_and_retirement(secrets_rows, database):
     assert result.success
     state = _state(secrets_rows)
     assert {key: row.status for key, row in state.items()} == {
-        ("api_key", 1): "retiring", ("api_key", 2): "active",
+        ("api_key", 1): "retiring",
+        ("api_key", 2): "active",
         ("db_password", 1): "active",
         ("old_token", 1): "retired",
         ("grace_token", 1): "retiring",
@@ -98,12 +122,16 @@ def test_rotation_grace_and_retirement(secrets_rows, database):
         ("weird", 1): "disabled",
         ("no_expiry", 1): "active",
         ("orphan_retiring", 1): "retiring",
-        ("multi", 1): "retiring", ("multi", 2): "retiring", ("multi", 3): "active",
+        ("multi", 1): "retiring",
+        ("multi", 2): "retiring",
+        ("multi", 3): "active",
         ("retired_one", 1): "retired",
     }
     old = state[("api_key", 1)]
     assert before <= as_utc(old.rotated_at) <= utcnow()
-    assert abs(as_utc(old.retire_after) - (as_utc(old.rotated_at) + timedelta(hours=24))) < timedelta(seconds=1)
+    assert abs(
+        as_utc(old.retire_after) - (as_utc(old.rotated_at) + timedelta(hours=24))
+    ) < timedelta(seconds=1)
     new = state[("api_key", 2)]
     assert timedelta(days=89) < as_utc(new.expires_at) - before < timedelta(days=91)
     value = Fernet(KEY).decrypt(new.value_ciphertext.encode()).decode()
@@ -114,22 +142,32 @@ def test_rotation_grace_and_retirement(secrets_rows, database):
     assert metadata["secrets_rotated"] == 2 and metadata["new_versions"] == 2
     assert metadata["superseded_to_retiring"] == 1 and metadata["retired"] == 2
     assert metadata["rows_changed"] == 7
-    assert (metadata["skipped_unknown_status"], metadata["skipped_null_expiry"],
-            metadata["skipped_retiring_without_dates"]) == (1, 1, 1)
+    assert (
+        metadata["skipped_unknown_status"],
+        metadata["skipped_null_expiry"],
+        metadata["skipped_retiring_without_dates"],
+    ) == (1, 1, 1)
     assert metadata["key_source"] == "OPS_SECRETS_KEY"
 
 
 def test_expiry_boundary_is_inclusive(engine):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(insert(schema.secrets), [
-            _secret(1, "at_now", expires=now),
-            _secret(2, "just_after", expires=now + timedelta(microseconds=1000)),
-        ])
+        connection.execute(
+            insert(schema.secrets),
+            [
+                _secret(1, "at_now", expires=now),
+                _secret(2, "just_after", expires=now + timedelta(microseconds=1000)),
+            ],
+        )
     cipher = SecretCipher(load_cipher({"OPS_SECRETS_KEY": KEY}).fernet, "test")
     result = rotate_secrets(engine, now, cipher=cipher)
     assert result.rotated == 1
-    assert _statuses(engine) == {("at_now", 1): "retiring", ("at_now", 2): "active", ("just_after", 1): "active"}
+    assert _statuses(engine) == {
+        ("at_now", 1): "retiring",
+        ("at_now", 2): "active",
+        ("just_after", 1): "active",
+    }
     # The grace period ends exactly at retire_after.
     later = now + timedelta(hours=24)
     assert rotate_secrets(engine, later - timedelta(microseconds=1000), cipher=cipher).retired == 0
@@ -142,7 +180,11 @@ def test_dry_run_changes_nothing_and_reports_what_it_would(secrets_rows, databas
     assert result.success
     assert _state(secrets_rows) == before
     metadata = _metadata(result)
-    assert (metadata["secrets_rotated"], metadata["superseded_to_retiring"], metadata["retired"]) == (2, 1, 2)
+    assert (
+        metadata["secrets_rotated"],
+        metadata["superseded_to_retiring"],
+        metadata["retired"],
+    ) == (2, 1, 2)
     assert metadata["rows_changed"] == 0 and metadata["rows_matched"] == 7
     assert metadata["names_rotated"] == "api_key, multi"
 
@@ -159,10 +201,16 @@ def test_values_are_never_logged_or_in_metadata(secrets_rows, database, caplog, 
     result = _run(database)
     state = _state(secrets_rows)
     plaintexts = [
-        Fernet(KEY).decrypt(state[key].value_ciphertext.encode()).decode() for key in [("api_key", 2), ("multi", 3)]
+        Fernet(KEY).decrypt(state[key].value_ciphertext.encode()).decode()
+        for key in [("api_key", 2), ("multi", 3)]
     ]
     captured = capsys.readouterr()
-    haystack = caplog.text + captured.out + captured.err + "".join(repr(event) for event in result.all_events)
+    haystack = (
+        caplog.text
+        + captured.out
+        + captured.err
+        + "".join(repr(event) for event in result.all_events)
+    )
     assert "secret_rotation rotated 2 secrets" in haystack
     for plaintext in plaintexts:
         assert plaintext not in haystack
@@ -172,9 +220,10 @@ def test_values_are_never_logged_or_in_metadata(secrets_rows, database, caplog, 
 def test_crash_half_way_then_rerun_completes(engine, database, monkeypatch):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(insert(schema.secrets), [
-            _secret(i, f"s{i:02d}", expires=now - timedelta(minutes=i)) for i in range(1, 11)
-        ])
+        connection.execute(
+            insert(schema.secrets),
+            [_secret(i, f"s{i:02d}", expires=now - timedelta(minutes=i)) for i in range(1, 11)],
+        )
     real = secrets_job.secrets_module.token_urlsafe
     calls = {"n": 0}
 
@@ -187,7 +236,9 @@ def test_crash_half_way_then_rerun_completes(engine, database, monkeypatch):
     monkeypatch.setattr(secrets_job.secrets_module, "token_urlsafe", dies_on_fifth)
     assert not _run(database, batch_size=2).success
     statuses = _statuses(engine)
-    assert sum(1 for (name, v), s in statuses.items() if v == 2) == 4  # two batches committed, third rolled back
+    assert (
+        sum(1 for (name, v), s in statuses.items() if v == 2) == 4
+    )  # two batches committed, third rolled back
     monkeypatch.setattr(secrets_job.secrets_module, "token_urlsafe", real)
     assert _run(database, batch_size=2).success
     statuses = _statuses(engine)
@@ -207,9 +258,10 @@ def test_concurrent_run_does_not_act(secrets_rows, database):
 def test_two_unlocked_rotations_at_once_rotate_each_secret_once(engine):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(insert(schema.secrets), [
-            _secret(i, f"s{i:02d}", expires=now - timedelta(minutes=1)) for i in range(1, 41)
-        ])
+        connection.execute(
+            insert(schema.secrets),
+            [_secret(i, f"s{i:02d}", expires=now - timedelta(minutes=1)) for i in range(1, 41)],
+        )
     cipher = SecretCipher(load_cipher({"OPS_SECRETS_KEY": KEY}).fernet, "test")
     results, errors = [], []
 

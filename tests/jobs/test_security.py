@@ -15,7 +15,11 @@ from sqlalchemy import insert, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs.security import SecurityMonitorConfig, monitor_webhooks, webhook_security_monitor
+from ops_platform.jobs.security import (
+    SecurityMonitorConfig,
+    monitor_webhooks,
+    webhook_security_monitor,
+)
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)
@@ -49,15 +53,24 @@ def receiver():
 
 @pytest.fixture
 def alerts(receiver, tmp_path):
-    return Alerts(webhook_url=f"http://127.0.0.1:{receiver.server_address[1]}/hook",
-                  log_file=str(tmp_path / "alerts.log"), attempts=1, timeout_s=2)
+    return Alerts(
+        webhook_url=f"http://127.0.0.1:{receiver.server_address[1]}/hook",
+        log_file=str(tmp_path / "alerts.log"),
+        attempts=1,
+        timeout_s=2,
+    )
 
 
 def _events(now, ip, count, *, valid=True, provider="stripe", event_prefix=None, minutes_ago=1):
     prefix = event_prefix or f"{ip}-{'v' if valid else 'x'}-{minutes_ago}"
     return [
-        {"provider": provider, "source_ip": ip, "event_id": f"{prefix}-{i}", "signature_valid": valid,
-         "received_at": now - timedelta(minutes=minutes_ago, seconds=i % 50)}
+        {
+            "provider": provider,
+            "source_ip": ip,
+            "event_id": f"{prefix}-{i}",
+            "signature_valid": valid,
+            "received_at": now - timedelta(minutes=minutes_ago, seconds=i % 50),
+        }
         for i in range(count)
     ]
 
@@ -70,18 +83,54 @@ def _insert(engine, rows):
 @pytest.fixture
 def attack(engine):
     rows = (
-        _events(NOW, ATTACKER, 6, valid=False)                    # invalid signatures over threshold
-        + _events(NOW, ATTACKER, 3)                               # and a few valid ones
-        + _events(NOW, "198.51.100.7", 4, valid=False)            # under the threshold
-        + _events(NOW, NOISY, 120)                                # a burst
+        _events(NOW, ATTACKER, 6, valid=False)  # invalid signatures over threshold
+        + _events(NOW, ATTACKER, 3)  # and a few valid ones
+        + _events(NOW, "198.51.100.7", 4, valid=False)  # under the threshold
+        + _events(NOW, NOISY, 120)  # a burst
         + _events(NOW, "198.51.100.99", 10, valid=False, minutes_ago=20)  # outside the window
         + [  # a replayed event id, from two sources, and one replayed long ago
-            {"provider": "stripe", "source_ip": "198.51.100.20", "event_id": "evt_replayed", "signature_valid": True, "received_at": NOW - timedelta(minutes=9)},
-            {"provider": "stripe", "source_ip": "198.51.100.21", "event_id": "evt_replayed", "signature_valid": True, "received_at": NOW - timedelta(minutes=2)},
-            {"provider": "paypal", "source_ip": "198.51.100.20", "event_id": "evt_replayed", "signature_valid": True, "received_at": NOW - timedelta(minutes=3)},
-            {"provider": "stripe", "source_ip": "198.51.100.22", "event_id": "evt_old", "signature_valid": True, "received_at": NOW - timedelta(minutes=40)},
-            {"provider": "stripe", "source_ip": "198.51.100.22", "event_id": "evt_old", "signature_valid": True, "received_at": NOW - timedelta(minutes=35)},
-            {"provider": "stripe", "source_ip": None, "event_id": None, "signature_valid": False, "received_at": NOW - timedelta(minutes=1)},
+            {
+                "provider": "stripe",
+                "source_ip": "198.51.100.20",
+                "event_id": "evt_replayed",
+                "signature_valid": True,
+                "received_at": NOW - timedelta(minutes=9),
+            },
+            {
+                "provider": "stripe",
+                "source_ip": "198.51.100.21",
+                "event_id": "evt_replayed",
+                "signature_valid": True,
+                "received_at": NOW - timedelta(minutes=2),
+            },
+            {
+                "provider": "paypal",
+                "source_ip": "198.51.100.20",
+                "event_id": "evt_replayed",
+                "signature_valid": True,
+                "received_at": NOW - timedelta(minutes=3),
+            },
+            {
+                "provider": "stripe",
+                "source_ip": "198.51.100.22",
+                "event_id": "evt_old",
+                "signature_valid": True,
+                "received_at": NOW - timedelta(minutes=40),
+            },
+            {
+                "provider": "stripe",
+                "source_ip": "198.51.100.22",
+                "event_id": "evt_old",
+                "signature_valid": True,
+                "received_at": NOW - timedelta(minutes=35),
+            },
+            {
+                "provider": "stripe",
+                "source_ip": None,
+                "event_id": None,
+                "signature_valid": False,
+                "received_at": NOW - timedelta(minutes=1),
+            },
         ]
     )
     _insert(engine, rows)
@@ -90,8 +139,13 @@ def attack(engine):
 
 def _alert_rows(engine):
     with engine.connect() as connection:
-        rows = connection.execute(select(schema.security_alerts).order_by(schema.security_alerts.c.id)).all()
-    return [r._asdict() | {"last_seen_at": as_utc(r.last_seen_at), "created_at": as_utc(r.created_at)} for r in rows]
+        rows = connection.execute(
+            select(schema.security_alerts).order_by(schema.security_alerts.c.id)
+        ).all()
+    return [
+        r._asdict() | {"last_seen_at": as_utc(r.last_seen_at), "created_at": as_utc(r.created_at)}
+        for r in rows
+    ]
 
 
 def test_exact_findings_one_row_each_and_an_alert_each(attack, alerts, receiver):
@@ -107,12 +161,20 @@ def test_exact_findings_one_row_each_and_an_alert_each(attack, alerts, receiver)
     assert details["invalid_signatures"]["source_ip"] == ATTACKER
     assert details["request_burst"]["requests"] == 120
     replay = details["replayed_event"]
-    assert (replay["event_id"], replay["provider"], replay["times_received"], replay["source_ips"]) == ("evt_replayed", "stripe", 2, 2)
+    assert (
+        replay["event_id"],
+        replay["provider"],
+        replay["times_received"],
+        replay["source_ips"],
+    ) == ("evt_replayed", "stripe", 2, 2)
     assert all(r["last_seen_at"] == NOW and r["created_at"] == NOW for r in rows)
 
     assert report.alerts_sent == 3 and len(receiver.received) == 3
     texts = [message["text"] for message in receiver.received]
-    assert texts[0] == f"[ERROR] Webhook security: 6 webhook events with invalid signatures from {ATTACKER}"
+    assert (
+        texts[0]
+        == f"[ERROR] Webhook security: 6 webhook events with invalid signatures from {ATTACKER}"
+    )
     assert texts[1] == f"[WARNING] Webhook security: Burst of 120 webhook requests from {NOISY}"
     assert "evt_replayed" in texts[2]
 
@@ -140,7 +202,12 @@ def test_an_ongoing_finding_is_not_repeated(attack, alerts, receiver):
 
 def test_thresholds_are_config_and_escalate(engine, alerts, receiver):
     _insert(engine, _events(NOW, ATTACKER, 25, valid=False))
-    monitor_webhooks(engine, alerts, NOW, SecurityMonitorConfig(invalid_signature_threshold=5, burst_threshold=1000))
+    monitor_webhooks(
+        engine,
+        alerts,
+        NOW,
+        SecurityMonitorConfig(invalid_signature_threshold=5, burst_threshold=1000),
+    )
     [row] = _alert_rows(engine)
     assert row["severity"] == "critical"
     assert receiver.received[0]["text"].startswith("[CRITICAL]")
@@ -158,10 +225,14 @@ def test_an_undelivered_alert_records_nothing_and_comes_back(attack, alerts, rec
 def test_job_runs_with_default_config(engine, database, alerts, receiver):
     now = utcnow()
     _insert(engine, _events(now, ATTACKER, 7, valid=False))
-    result = webhook_security_monitor.execute_in_process(resources={"database": database, "alerts": alerts})
+    result = webhook_security_monitor.execute_in_process(
+        resources={"database": database, "alerts": alerts}
+    )
     assert result.success
     assert result.output_for_node("monitor_webhook_security") == 1
-    again = webhook_security_monitor.execute_in_process(resources={"database": database, "alerts": alerts})
+    again = webhook_security_monitor.execute_in_process(
+        resources={"database": database, "alerts": alerts}
+    )
     assert again.output_for_node("monitor_webhook_security") == 0
     assert len(_alert_rows(engine)) == 1 and len(receiver.received) == 1
 

@@ -16,8 +16,13 @@ def _session(id, *, kind="user", expires=None, revoked=None, last_seen=None, cre
     if last_seen is None and created is None:
         last_seen = now - timedelta(hours=1)
     return {
-        "id": id, "user_id": 1, "kind": kind, "created_at": created or now - timedelta(days=1),
-        "last_seen_at": last_seen if last_seen or created is None else None, "expires_at": expires, "revoked_at": revoked,
+        "id": id,
+        "user_id": 1,
+        "kind": kind,
+        "created_at": created or now - timedelta(days=1),
+        "last_seen_at": last_seen if last_seen or created is None else None,
+        "expires_at": expires,
+        "revoked_at": revoked,
     }
 
 
@@ -25,14 +30,20 @@ def _session(id, *, kind="user", expires=None, revoked=None, last_seen=None, cre
 def sessions_fixture(engine):
     now = utcnow()
     rows = [
-        _session(1, expires=now - timedelta(minutes=5)),                    # expired
-        _session(2, expires=now + timedelta(days=1)),                       # live
-        _session(3, expires=now + timedelta(days=1), revoked=now - timedelta(days=8)),  # revoked long ago
-        _session(4, expires=now + timedelta(days=1), revoked=now - timedelta(days=1)),  # revoked recently
+        _session(1, expires=now - timedelta(minutes=5)),  # expired
+        _session(2, expires=now + timedelta(days=1)),  # live
+        _session(
+            3, expires=now + timedelta(days=1), revoked=now - timedelta(days=8)
+        ),  # revoked long ago
+        _session(
+            4, expires=now + timedelta(days=1), revoked=now - timedelta(days=1)
+        ),  # revoked recently
         _session(5, expires=now + timedelta(days=1), last_seen=now - timedelta(days=31)),  # idle
-        _session(6, kind="player", expires=None, created=now - timedelta(days=40)),     # stale player
-        _session(7, kind="player", expires=None, last_seen=now - timedelta(days=2)),    # active player
-        _session(8, expires=None),                                          # bad row: user without expiry
+        _session(6, kind="player", expires=None, created=now - timedelta(days=40)),  # stale player
+        _session(
+            7, kind="player", expires=None, last_seen=now - timedelta(days=2)
+        ),  # active player
+        _session(8, expires=None),  # bad row: user without expiry
     ]
     with engine.begin() as connection:
         connection.execute(insert(schema.sessions), rows)
@@ -71,9 +82,7 @@ def test_dry_run_changes_nothing_and_reports_what_it_would(sessions_fixture, dat
     result = _run(database, mode="safety_net", dry_run=True)
     assert result.success
     assert _ids(sessions_fixture) == set(range(1, 9))
-    [materialization] = [
-        e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
-    ]
+    [materialization] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = materialization.event_specific_data.metadata
     assert metadata["rows_matched"].value == 4
     assert metadata["rows_changed"].value == 0

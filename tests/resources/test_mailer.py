@@ -29,17 +29,29 @@ def certificate(tmp_path_factory):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     folder = tmp_path_factory.mktemp("tls")
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(folder / "cert.pem"), str(folder / "key.pem")
 
 
@@ -66,8 +78,13 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 def test_starttls_and_login_over_one_connection(certificate):
     handler, port = CollectingHandler(), free_port()
     controller = Controller(
-        handler, hostname="127.0.0.1", port=port, tls_context=server_context(certificate),
-        require_starttls=True, authenticator=authenticator, auth_require_tls=True,
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context(certificate),
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
     )
     controller.start()
     try:
@@ -76,7 +93,10 @@ def test_starttls_and_login_over_one_connection(certificate):
             for number in range(5):
                 mailer.send(message(number))
         assert len(handler.messages) == 5 and handler.connections == 1
-        with Mailer(smtp_url=url.replace("p%40ss", "wrong")) as mailer, pytest.raises(MailServerUnavailable, match="login .* refused: 535"):
+        with (
+            Mailer(smtp_url=url.replace("p%40ss", "wrong")) as mailer,
+            pytest.raises(MailServerUnavailable, match="login .* refused: 535"),
+        ):
             mailer.send(message(9))
     finally:
         controller.stop()
@@ -84,7 +104,9 @@ def test_starttls_and_login_over_one_connection(certificate):
 
 def test_implicit_tls(certificate):
     handler, port = CollectingHandler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=server_context(certificate))
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, ssl_context=server_context(certificate)
+    )
     controller.start()
     try:
         with Mailer(smtp_url=f"smtps://127.0.0.1:{port}?cafile={certificate[0]}") as mailer:
@@ -99,8 +121,10 @@ def test_required_starttls_missing_is_a_clear_error():
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        with Mailer(smtp_url=f"smtp://127.0.0.1:{port}?starttls=true") as mailer, \
-                pytest.raises(MailServerUnavailable, match="does not offer STARTTLS"):
+        with (
+            Mailer(smtp_url=f"smtp://127.0.0.1:{port}?starttls=true") as mailer,
+            pytest.raises(MailServerUnavailable, match="does not offer STARTTLS"),
+        ):
             mailer.send(message(1))
     finally:
         controller.stop()
@@ -139,9 +163,20 @@ def test_outbox_needs_a_message_id_and_writes_eml(tmp_path):
 @pytest.mark.parametrize(
     "url, expected",
     [
-        ("smtp://mail.example.com", dict(host="mail.example.com", port=25, implicit_tls=False, starttls=None, username=None)),
-        ("smtps://u:p@mail.example.com", dict(port=465, implicit_tls=True, username="u", password="p")),
-        ("smtp://a%40b:x@h:587?starttls=false&timeout=5", dict(port=587, starttls=False, username="a@b", timeout=5.0)),
+        (
+            "smtp://mail.example.com",
+            dict(
+                host="mail.example.com", port=25, implicit_tls=False, starttls=None, username=None
+            ),
+        ),
+        (
+            "smtps://u:p@mail.example.com",
+            dict(port=465, implicit_tls=True, username="u", password="p"),
+        ),
+        (
+            "smtp://a%40b:x@h:587?starttls=false&timeout=5",
+            dict(port=587, starttls=False, username="a@b", timeout=5.0),
+        ),
     ],
 )
 def test_smtp_url_forms(url, expected):
@@ -176,8 +211,11 @@ def test_plain_text_email_round_trips_unicode_and_refuses_header_injection():
     from ops_platform.resources.mailer import plain_text_email
 
     built = plain_text_email(
-        message_id="<m-1@ops-platform>", sender="ops@example.com", to="zoë@example.com",
-        subject="Café ouvert\r\nBcc: attacker@example.com", body="Grüße — see you\n",
+        message_id="<m-1@ops-platform>",
+        sender="ops@example.com",
+        to="zoë@example.com",
+        subject="Café ouvert\r\nBcc: attacker@example.com",
+        body="Grüße — see you\n",
         date=datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
     )
     parsed = message_from_bytes(built.as_bytes(), policy=policy.default)

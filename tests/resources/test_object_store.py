@@ -22,7 +22,11 @@ def test_put_get_exists_copy_delete(store):
     assert store.get_bytes("reports/a.md") == b"# hello"
     assert store.exists("reports/a.md") and not store.exists("reports/b.md")
     info = store.stat("reports/a.md")
-    assert info.size == 7 and info.last_modified.tzinfo is not None and store.stat("reports/b.md") is None
+    assert (
+        info.size == 7
+        and info.last_modified.tzinfo is not None
+        and store.stat("reports/b.md") is None
+    )
     store.copy("reports/a.md", "trash/reports/a.md")
     assert store.get_bytes("trash/reports/a.md") == b"# hello"
     assert store.delete_many(["reports/a.md", "trash/reports/a.md"]) == 2
@@ -57,7 +61,9 @@ def test_delete_many_goes_in_chunks(store, monkeypatch):
     requests = []
     if not isinstance(store, LocalObjectStore):
         real = store.client.delete_objects
-        monkeypatch.setattr(store.client, "delete_objects", lambda **kw: requests.append(kw) or real(**kw))
+        monkeypatch.setattr(
+            store.client, "delete_objects", lambda **kw: requests.append(kw) or real(**kw)
+        )
     assert store.delete_many(keys + ["bulk/missing"]) >= 25
     assert list(store.list_objects("bulk/")) == []
     if requests:
@@ -78,8 +84,13 @@ def test_transient_s3_faults_are_retried_then_reported(s3_endpoint, monkeypatch)
     def flaky(**kwargs):
         calls["n"] += 1
         if calls["n"] < 3:
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"},
-                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+            raise ClientError(
+                {
+                    "Error": {"Code": "SlowDown", "Message": "slow down"},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "PutObject",
+            )
         return real(**kwargs)
 
     monkeypatch.setattr(store.client, "put_object", flaky)
@@ -104,9 +115,15 @@ def test_environment_picks_the_implementation(tmp_path):
     local = build_object_store(load_settings({"OPS_DATA_DIR": str(tmp_path)}))
     assert isinstance(local, LocalObjectStore)
     assert local.root == str(tmp_path / "object_store")
-    s3 = build_object_store(load_settings({
-        "OPS_DATA_DIR": str(tmp_path), "OPS_S3_BUCKET": "b", "OPS_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-    }))
+    s3 = build_object_store(
+        load_settings(
+            {
+                "OPS_DATA_DIR": str(tmp_path),
+                "OPS_S3_BUCKET": "b",
+                "OPS_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            }
+        )
+    )
     assert s3.bucket == "b" and s3.s3.endpoint_url == "http://127.0.0.1:9"
     assert s3.uri("uploads/x") == "s3://b/uploads/x"
 

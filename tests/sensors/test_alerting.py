@@ -26,6 +26,7 @@ from tests.smtp_server import smtp_server
 
 # --- a local webhook receiver -------------------------------------------------------------------
 
+
 class Receiver:
     """Collects JSON POSTs; answers `fail_with` to the first `failures` requests."""
 
@@ -69,16 +70,22 @@ def receiver():
 
 @pytest.fixture
 def alerts(receiver, tmp_path):
-    return Alerts(webhook_url=receiver.url, log_file=str(tmp_path / "logs" / "alerts.log"), retry_base_s=0.01)
+    return Alerts(
+        webhook_url=receiver.url, log_file=str(tmp_path / "logs" / "alerts.log"), retry_base_s=0.01
+    )
 
 
 # --- the alerts resource ---------------------------------------------------------------------
+
 
 def test_webhook_gets_slack_json_and_the_log_keeps_every_alert(receiver, alerts, tmp_path):
     assert alerts.send("disk full", "volume /data at 99%", "critical") == ["log", "webhook"]
     [body] = receiver.bodies
     assert body["text"] == "[CRITICAL] disk full"
-    assert body["attachments"][0]["title"] == "disk full" and body["attachments"][0]["text"] == "volume /data at 99%"
+    assert (
+        body["attachments"][0]["title"] == "disk full"
+        and body["attachments"][0]["text"] == "volume /data at 99%"
+    )
     [line] = (tmp_path / "logs" / "alerts.log").read_text().splitlines()
     assert json.loads(line)["title"] == "disk full"
 
@@ -98,8 +105,11 @@ def test_webhook_4xx_is_not_retried_and_raises(receiver, alerts):
 
 def test_alert_email_goes_through_smtp(tmp_path):
     with smtp_server() as (url, handler):
-        Alerts(email_to="ops@example.com, oncall@example.com", smtp_url=url,
-               log_file=str(tmp_path / "alerts.log")).send("job failed", "details", "error")
+        Alerts(
+            email_to="ops@example.com, oncall@example.com",
+            smtp_url=url,
+            log_file=str(tmp_path / "alerts.log"),
+        ).send("job failed", "details", "error")
     [message] = handler.messages
     assert message["Subject"] == "[ERROR] job failed" and "oncall@example.com" in message["To"]
 
@@ -112,6 +122,7 @@ def test_with_no_channel_alerts_go_to_the_log_file(tmp_path):
 
 # --- failed runs ----------------------------------------------------------------------------------
 
+
 class ProbeConfig(dg.Config):
     fail: bool = True
     rows_changed: int = 0
@@ -122,7 +133,10 @@ class ProbeConfig(dg.Config):
 def probe(config: ProbeConfig) -> dg.Output[int]:
     if config.fail:
         raise RuntimeError("database said no")
-    return dg.Output(config.rows_changed, metadata={"rows_changed": config.rows_changed, "dry_run": config.dry_run})
+    return dg.Output(
+        config.rows_changed,
+        metadata={"rows_changed": config.rows_changed, "dry_run": config.dry_run},
+    )
 
 
 def probe_job(name):
@@ -143,8 +157,11 @@ def alert_on_failure(instance, result, alerts):
     run = instance.get_run_by_id(result.run_id)
     [failure] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor", dagster_instance=instance, dagster_run=run,
-        dagster_event=failure.dagster_event, resources={"alerts": alerts},
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+        resources={"alerts": alerts},
     ).for_run_failure()
     run_failure_alert_sensor(context)
 
@@ -157,9 +174,16 @@ def test_every_failed_run_alerts_and_three_in_a_row_is_critical_once(receiver, a
         assert receiver.texts == ["[ERROR] flaky_job failed"] * 2
         third = execute(instance, job)
         alert_on_failure(instance, third, alerts)
-        assert receiver.texts[2:] == ["[ERROR] flaky_job failed", "[CRITICAL] flaky_job failed 3 times in a row"]
+        assert receiver.texts[2:] == [
+            "[ERROR] flaky_job failed",
+            "[CRITICAL] flaky_job failed 3 times in a row",
+        ]
         details = receiver.bodies[3]["attachments"][0]["text"]
-        assert third.run_id in details and "database said no" in details and "job: flaky_job" in details
+        assert (
+            third.run_id in details
+            and "database said no" in details
+            and "job: flaky_job" in details
+        )
         alert_on_failure(instance, execute(instance, job), alerts)  # a 4th: no second critical
         assert receiver.texts[4:] == ["[ERROR] flaky_job failed"]
 
@@ -176,6 +200,7 @@ def test_a_success_breaks_the_streak(receiver, alerts):
 
 # --- email backlog ----------------------------------------------------------------------------------
 
+
 def evaluate(sensor, instance, cursor=None, **resources):
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         return sensor.evaluate_tick(context).cursor
@@ -185,11 +210,20 @@ def set_due_batches(engine, count):
     now = utcnow()
     with engine.begin() as connection:
         connection.execute(schema.notification_email_queue.delete())
-        connection.execute(insert(schema.notification_email_queue), [
-            {"id": i, "user_id": i, "notification_ids": [i], "status": "pending",
-             "scheduled_for": now - timedelta(minutes=5), "attempts": 0}
-            for i in range(1, count + 1)
-        ])
+        connection.execute(
+            insert(schema.notification_email_queue),
+            [
+                {
+                    "id": i,
+                    "user_id": i,
+                    "notification_ids": [i],
+                    "status": "pending",
+                    "scheduled_for": now - timedelta(minutes=5),
+                    "attempts": 0,
+                }
+                for i in range(1, count + 1)
+            ],
+        )
 
 
 def test_backlog_alerts_once_per_crossing(database, receiver, alerts):
@@ -201,10 +235,16 @@ def test_backlog_alerts_once_per_crossing(database, receiver, alerts):
         cursor = evaluate(email_backlog_sensor, instance, cursor, database=database, alerts=alerts)
         cursor = evaluate(email_backlog_sensor, instance, cursor, database=database, alerts=alerts)
         assert receiver.texts == ["[ERROR] Email backlog"]
-        assert "1,001 notification email batches are due" in receiver.bodies[0]["attachments"][0]["text"]
+        assert (
+            "1,001 notification email batches are due"
+            in receiver.bodies[0]["attachments"][0]["text"]
+        )
         with database.engine.begin() as connection:
-            connection.execute(update(schema.notification_email_queue)
-                               .where(schema.notification_email_queue.c.id <= 10).values(status="sent"))
+            connection.execute(
+                update(schema.notification_email_queue)
+                .where(schema.notification_email_queue.c.id <= 10)
+                .values(status="sent")
+            )
         cursor = evaluate(email_backlog_sensor, instance, cursor, database=database, alerts=alerts)
         assert receiver.texts[1:] == ["[INFO] Email backlog cleared"]
         set_due_batches(database.engine, BACKLOG_THRESHOLD + 5)
@@ -213,6 +253,7 @@ def test_backlog_alerts_once_per_crossing(database, receiver, alerts):
 
 
 # --- stalled cleanups ------------------------------------------------------------------------------
+
 
 def run_on_day(instance, job, day, **config):
     with freeze_time(datetime(2026, 3, day, 3, 0, tzinfo=timezone.utc)):

@@ -12,7 +12,11 @@ from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs.payments import payment_status_check
 from ops_platform.resources.payments import PaymentProvider
-from ops_platform.sensors.payments import PAYMENTS_PER_RUN, RELAUNCH_AFTER_S, payment_status_check_sensor
+from ops_platform.sensors.payments import (
+    PAYMENTS_PER_RUN,
+    RELAUNCH_AFTER_S,
+    payment_status_check_sensor,
+)
 
 
 @pytest.fixture
@@ -22,13 +26,21 @@ def instance():
 
 
 def _insert(engine, *rows):
-    defaults = {"user_id": 1, "amount_cents": 500, "status": "pending", "check_count": 0, "next_check_at": None}
+    defaults = {
+        "user_id": 1,
+        "amount_cents": 500,
+        "status": "pending",
+        "check_count": 0,
+        "next_check_at": None,
+    }
     with engine.begin() as connection:
         connection.execute(insert(schema.payments), [defaults | row for row in rows])
 
 
 def _evaluate(instance, database, cursor=None):
-    with dg.build_sensor_context(instance=instance, resources={"database": database}, cursor=cursor) as context:
+    with dg.build_sensor_context(
+        instance=instance, resources={"database": database}, cursor=cursor
+    ) as context:
         return payment_status_check_sensor(context)
 
 
@@ -40,11 +52,32 @@ def test_due_payments_are_requested_once_per_check(instance, database, engine):
     now = utcnow()
     _insert(
         engine,
-        {"id": 1, "provider_ref": "r1", "created_at": now - timedelta(minutes=3), "next_check_at": now - timedelta(seconds=2), "check_count": 4},
-        {"id": 2, "provider_ref": "r2", "created_at": now - timedelta(seconds=20)},  # never scheduled: due at +5 s
+        {
+            "id": 1,
+            "provider_ref": "r1",
+            "created_at": now - timedelta(minutes=3),
+            "next_check_at": now - timedelta(seconds=2),
+            "check_count": 4,
+        },
+        {
+            "id": 2,
+            "provider_ref": "r2",
+            "created_at": now - timedelta(seconds=20),
+        },  # never scheduled: due at +5 s
         {"id": 3, "provider_ref": "r3", "created_at": now},  # too young
-        {"id": 4, "provider_ref": "r4", "created_at": now - timedelta(minutes=3), "next_check_at": now + timedelta(seconds=40)},
-        {"id": 5, "provider_ref": "r5", "status": "succeeded", "created_at": now - timedelta(minutes=3), "next_check_at": now - timedelta(seconds=2)},
+        {
+            "id": 4,
+            "provider_ref": "r4",
+            "created_at": now - timedelta(minutes=3),
+            "next_check_at": now + timedelta(seconds=40),
+        },
+        {
+            "id": 5,
+            "provider_ref": "r5",
+            "status": "succeeded",
+            "created_at": now - timedelta(minutes=3),
+            "next_check_at": now - timedelta(seconds=2),
+        },
     )
     first = _evaluate(instance, database)
     [request] = first.run_requests
@@ -58,8 +91,11 @@ def test_due_payments_are_requested_once_per_check(instance, database, engine):
 
     # Payment 1's check is recorded and its next one is due: a new check, a new run key.
     with engine.begin() as connection:
-        connection.execute(update(schema.payments).where(schema.payments.c.id == 1)
-                           .values(check_count=5, next_check_at=now - timedelta(seconds=1)))
+        connection.execute(
+            update(schema.payments)
+            .where(schema.payments.c.id == 1)
+            .values(check_count=5, next_check_at=now - timedelta(seconds=1))
+        )
     third = _evaluate(instance, database, cursor=second.cursor)
     [request] = third.run_requests
     assert _ids(request) == [1] and request.run_key == "payment_checks:1@5"
@@ -68,8 +104,18 @@ def test_due_payments_are_requested_once_per_check(instance, database, engine):
 
 def test_many_due_payments_are_grouped_in_bounded_runs(instance, database, engine):
     now = utcnow()
-    _insert(engine, *({"id": i, "provider_ref": f"g{i}", "created_at": now - timedelta(minutes=1),
-                       "next_check_at": now - timedelta(seconds=100 - i)} for i in range(1, 46)))
+    _insert(
+        engine,
+        *(
+            {
+                "id": i,
+                "provider_ref": f"g{i}",
+                "created_at": now - timedelta(minutes=1),
+                "next_check_at": now - timedelta(seconds=100 - i),
+            }
+            for i in range(1, 46)
+        ),
+    )
     result = _evaluate(instance, database)
     groups = [_ids(r) for r in result.run_requests]
     assert [len(g) for g in groups] == [PAYMENTS_PER_RUN, PAYMENTS_PER_RUN, 5]
@@ -80,7 +126,15 @@ def test_many_due_payments_are_grouped_in_bounded_runs(instance, database, engin
 
 def test_a_lost_launch_is_relaunched_after_a_while(instance, database, engine):
     now = utcnow()
-    _insert(engine, {"id": 1, "provider_ref": "lost", "created_at": now - timedelta(hours=1), "next_check_at": now - timedelta(seconds=5)})
+    _insert(
+        engine,
+        {
+            "id": 1,
+            "provider_ref": "lost",
+            "created_at": now - timedelta(hours=1),
+            "next_check_at": now - timedelta(seconds=5),
+        },
+    )
     stale = json.dumps({"launched": {"1": [0, now.timestamp() - RELAUNCH_AFTER_S - 1]}})
     [request] = _evaluate(instance, database, cursor=stale).run_requests
     assert _ids(request) == [1]
@@ -93,11 +147,16 @@ def test_nothing_due_skips_and_a_bad_cursor_starts_afresh(instance, database, en
 
 def test_the_requested_run_config_checks_those_payments(instance, database, engine):
     now = utcnow()
-    _insert(engine, {"id": 1, "provider_ref": "cfg1", "created_at": now - timedelta(minutes=1)},
-            {"id": 2, "provider_ref": "cfg2", "created_at": now - timedelta(minutes=1)})
+    _insert(
+        engine,
+        {"id": 1, "provider_ref": "cfg1", "created_at": now - timedelta(minutes=1)},
+        {"id": 2, "provider_ref": "cfg2", "created_at": now - timedelta(minutes=1)},
+    )
     [request] = _evaluate(instance, database).run_requests
     result = payment_status_check.execute_in_process(
-        run_config=request.run_config, instance=instance, tags=request.tags,
+        run_config=request.run_config,
+        instance=instance,
+        tags=request.tags,
         resources={"database": database, "payments": PaymentProvider()},
     )
     assert result.success

@@ -11,8 +11,22 @@ Row counts scale from the number of users (`SIZES`).
 """
 
 from ops_platform.db.seed_data._base import SIZES, Context, size
-from ops_platform.db.seed_data.accounts import coin_transactions, og_tiers, secrets, sessions, tokens, users
-from ops_platform.db.seed_data.engagement import festivals, reputation_events, stream_events, stream_rankings, streams, thrones
+from ops_platform.db.seed_data.accounts import (
+    coin_transactions,
+    og_tiers,
+    secrets,
+    sessions,
+    tokens,
+    users,
+)
+from ops_platform.db.seed_data.engagement import (
+    festivals,
+    reputation_events,
+    stream_events,
+    stream_rankings,
+    streams,
+    thrones,
+)
 from ops_platform.db.seed_data.games import games
 from ops_platform.db.seed_data.learning import learning
 from ops_platform.db.seed_data.messaging import notifications, realtime_events
@@ -23,9 +37,27 @@ from ops_platform.db.seed_data.security import security_alerts, stored_files, we
 # In dependency order: users first (others pick users who had signed up by then), streams
 # before their events, rankings and thrones.
 GENERATORS = (
-    users, og_tiers, sessions, tokens, secrets, coin_transactions, payments, projects,
-    notifications, realtime_events, streams, stream_events, stream_rankings, reputation_events,
-    thrones, festivals, games, learning, stored_files, webhook_events, security_alerts,
+    users,
+    og_tiers,
+    sessions,
+    tokens,
+    secrets,
+    coin_transactions,
+    payments,
+    projects,
+    notifications,
+    realtime_events,
+    streams,
+    stream_events,
+    stream_rankings,
+    reputation_events,
+    thrones,
+    festivals,
+    games,
+    learning,
+    stored_files,
+    webhook_events,
+    security_alerts,
 )
 
 __all__ = ["GENERATORS", "SIZES", "Context", "size"]

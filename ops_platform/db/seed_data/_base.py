@@ -83,7 +83,7 @@ def nullable(values: np.ndarray, missing: np.ndarray) -> np.ma.MaskedArray:
 
 def hex_tokens(rng: np.random.Generator, n: int, chars: int) -> list[str]:
     raw = rng.bytes(n * chars // 2).hex()
-    return [raw[i:i + chars] for i in range(0, n * chars, chars)]
+    return [raw[i : i + chars] for i in range(0, n * chars, chars)]
 
 
 def sort_by(key: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -117,8 +117,8 @@ class Context:
 
     def __post_init__(self):
         self.now = int(self.now_dt.timestamp())
-        self.today = self.now - self.now % DAY           # UTC midnight
-        self.hour = self.now - self.now % HOUR           # start of the current hour
+        self.today = self.now - self.now % DAY  # UTC midnight
+        self.hour = self.now - self.now % HOUR  # start of the current hour
 
     def rng(self, name: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(name.encode())])
@@ -134,5 +134,3 @@ class Context:
 
     def random_users(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.integers(1, self.users + 1, n, dtype=np.int64)
-
-

@@ -6,7 +6,20 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE, HOUR, DAY, NULL_TS, Context, between, cases, hex_tokens, ids, null_ts, nullable, pick, sort_by, ts,
+    MINUTE,
+    HOUR,
+    DAY,
+    NULL_TS,
+    Context,
+    between,
+    cases,
+    hex_tokens,
+    ids,
+    null_ts,
+    nullable,
+    pick,
+    sort_by,
+    ts,
 )
 
 
@@ -21,7 +34,13 @@ LAST_NAMES = (
     "scott nguyen hill green adams baker nelson carter mitchell perez roberts turner kim"
 ).split()
 # Reserved example domains only: the email jobs really send mail.
-EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com", "inbox.example.org")
+EMAIL_DOMAINS = (
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example.com",
+    "inbox.example.org",
+)
 
 
 def users(ctx: Context) -> list[Frame]:
@@ -46,21 +65,32 @@ def users(ctx: Context) -> list[Frame]:
         age[i], verified[i], og_level[i], og_active[i] = a, v, level, active
 
     created = ctx.now - age
-    verified_at = np.where(verified, np.minimum(created + rng.exponential(2 * HOUR, n).astype(np.int64), ctx.now), NULL_TS)
+    verified_at = np.where(
+        verified,
+        np.minimum(created + rng.exponential(2 * HOUR, n).astype(np.int64), ctx.now),
+        NULL_TS,
+    )
     is_og = og_level > 0
     og_expires = np.where(
-        og_active, ctx.now + between(rng, HOUR, 30 * DAY, n), ctx.now - between(rng, HOUR, 60 * DAY, n)
+        og_active,
+        ctx.now + between(rng, HOUR, 30 * DAY, n),
+        ctx.now - between(rng, HOUR, 60 * DAY, n),
     )
-    columns = sort_by(created, {
-        "created_at": created,
-        "email_verified_at": verified_at,
-        "trust_score": rng.normal(55, 15, n).clip(0, 100).round(1),
-        "trust_score_updated_at": np.where(rng.random(n) < 0.7, ctx.now - between(rng, 0, 2 * HOUR, n), NULL_TS),
-        "coin_balance": (rng.lognormal(5, 1.5, n) * (rng.random(n) < 0.7)).astype(np.int64),
-        "bonus_balance": np.where(is_og, rng.integers(0, 5_000, n), 0).astype(np.int64),
-        "og_level": og_level.astype(np.int64),
-        "og_expires_at": np.where(is_og, og_expires, NULL_TS),
-    })
+    columns = sort_by(
+        created,
+        {
+            "created_at": created,
+            "email_verified_at": verified_at,
+            "trust_score": rng.normal(55, 15, n).clip(0, 100).round(1),
+            "trust_score_updated_at": np.where(
+                rng.random(n) < 0.7, ctx.now - between(rng, 0, 2 * HOUR, n), NULL_TS
+            ),
+            "coin_balance": (rng.lognormal(5, 1.5, n) * (rng.random(n) < 0.7)).astype(np.int64),
+            "bonus_balance": np.where(is_og, rng.integers(0, 5_000, n), 0).astype(np.int64),
+            "og_level": og_level.astype(np.int64),
+            "og_expires_at": np.where(is_og, og_expires, NULL_TS),
+        },
+    )
     user_ids = ids(n)
     first = rng.integers(0, len(FIRST_NAMES), n).tolist()
     last = rng.integers(0, len(LAST_NAMES), n).tolist()
@@ -74,19 +104,22 @@ def users(ctx: Context) -> list[Frame]:
     ctx.unverified_ids = user_ids[columns["email_verified_at"] == NULL_TS]
     og_sorted = columns["og_level"] > 0
     ctx.og_ids = user_ids[og_sorted & (columns["og_expires_at"] > ctx.now)]
-    frame = Frame("users", {
-        "id": user_ids,
-        "email": emails,
-        "created_at": ts(columns["created_at"]),
-        "email_verified_at": ts(columns["email_verified_at"]),
-        "trust_score": columns["trust_score"],
-        "trust_score_updated_at": ts(columns["trust_score_updated_at"]),
-        "coin_balance": columns["coin_balance"],
-        "bonus_balance": columns["bonus_balance"],
-        "og_level": columns["og_level"],
-        "og_tier_id": nullable(columns["og_level"], ~og_sorted),
-        "og_expires_at": ts(columns["og_expires_at"]),
-    })
+    frame = Frame(
+        "users",
+        {
+            "id": user_ids,
+            "email": emails,
+            "created_at": ts(columns["created_at"]),
+            "email_verified_at": ts(columns["email_verified_at"]),
+            "trust_score": columns["trust_score"],
+            "trust_score_updated_at": ts(columns["trust_score_updated_at"]),
+            "coin_balance": columns["coin_balance"],
+            "bonus_balance": columns["bonus_balance"],
+            "og_level": columns["og_level"],
+            "og_tier_id": nullable(columns["og_level"], ~og_sorted),
+            "og_expires_at": ts(columns["og_expires_at"]),
+        },
+    )
     return [frame]
 
 
@@ -96,7 +129,12 @@ OG_TIERS = ((1, 3_000, 30), (2, 9_000, 30), (3, 36_500, 365))
 
 def og_tiers(ctx: Context) -> list[Frame]:
     levels, prices, days = (np.array(col, dtype=np.int64) for col in zip(*OG_TIERS))
-    return [Frame("og_tiers", {"id": levels, "level": levels, "price_coins": prices, "duration_days": days})]
+    return [
+        Frame(
+            "og_tiers",
+            {"id": levels, "level": levels, "price_coins": prices, "duration_days": days},
+        )
+    ]
 
 
 SESSION_CASES = {
@@ -123,20 +161,36 @@ def sessions(ctx: Context) -> list[Frame]:
         m = len(idx)
         if case == "live":
             c = now - between(rng, 10 * MINUTE, 20 * DAY, m)
-            created[idx], last_seen[idx], expires[idx] = c, between(rng, c, now), now + between(rng, HOUR, 30 * DAY, m)
+            created[idx], last_seen[idx], expires[idx] = (
+                c,
+                between(rng, c, now),
+                now + between(rng, HOUR, 30 * DAY, m),
+            )
         elif case in ("expired_recently", "expired_long_ago"):
-            e = now - (between(rng, MINUTE, DAY, m) if case == "expired_recently" else between(rng, DAY, 60 * DAY, m))
+            e = now - (
+                between(rng, MINUTE, DAY, m)
+                if case == "expired_recently"
+                else between(rng, DAY, 60 * DAY, m)
+            )
             c = e - between(rng, DAY, 30 * DAY, m)
             created[idx], last_seen[idx], expires[idx] = c, between(rng, c, e), e
         elif case == "revoked_recently":
             c_age = between(rng, DAY, 25 * DAY, m)
             r_age = between(rng, MINUTE, np.minimum(c_age, 7 * DAY - HOUR))
-            created[idx], revoked[idx], last_seen[idx] = now - c_age, now - r_age, now - r_age - MINUTE
+            created[idx], revoked[idx], last_seen[idx] = (
+                now - c_age,
+                now - r_age,
+                now - r_age - MINUTE,
+            )
             expires[idx] = now - c_age + 30 * DAY
         elif case == "revoked_long_ago":
             c_age = between(rng, 8 * DAY, 29 * DAY, m)
             r_age = between(rng, 7 * DAY + HOUR, c_age)
-            created[idx], revoked[idx], last_seen[idx] = now - c_age, now - r_age, now - r_age - MINUTE
+            created[idx], revoked[idx], last_seen[idx] = (
+                now - c_age,
+                now - r_age,
+                now - r_age - MINUTE,
+            )
             expires[idx] = now - c_age + 30 * DAY
         elif case == "idle":
             c_age = between(rng, 31 * DAY, 85 * DAY, m)
@@ -144,7 +198,10 @@ def sessions(ctx: Context) -> list[Frame]:
             expires[idx] = now - c_age + 90 * DAY  # a long "remember me" session
         elif case in ("no_expiry", "player_active"):
             c_age = between(rng, HOUR, 60 * DAY, m)
-            created[idx], last_seen[idx] = now - c_age, now - between(rng, 0, np.minimum(c_age, 29 * DAY))
+            created[idx], last_seen[idx] = (
+                now - c_age,
+                now - between(rng, 0, np.minimum(c_age, 29 * DAY)),
+            )
         elif case == "player_stale":
             c_age = between(rng, 31 * DAY, 120 * DAY, m)
             created[idx], last_seen[idx] = now - c_age, now - between(rng, 31 * DAY, c_age)
@@ -153,23 +210,41 @@ def sessions(ctx: Context) -> list[Frame]:
     player = np.isin(codes, [i for i, c in enumerate(SESSION_CASES) if c.startswith("player")])
     anonymous = player & (rng.random(n) < 0.7)
     user_id = ctx.users_before(rng, created)
-    columns = sort_by(created, {
-        "user_id": user_id, "anonymous": anonymous, "player": player,
-        "created_at": created, "last_seen_at": last_seen, "expires_at": expires, "revoked_at": revoked,
-    })
-    return [Frame("sessions", {
-        "id": ids(n),
-        "user_id": nullable(columns["user_id"], columns["anonymous"]),
-        "kind": np.where(columns["player"], "player", "user").astype(object),
-        "created_at": ts(columns["created_at"]),
-        "last_seen_at": ts(columns["last_seen_at"]),
-        "expires_at": ts(columns["expires_at"]),
-        "revoked_at": ts(columns["revoked_at"]),
-    })]
+    columns = sort_by(
+        created,
+        {
+            "user_id": user_id,
+            "anonymous": anonymous,
+            "player": player,
+            "created_at": created,
+            "last_seen_at": last_seen,
+            "expires_at": expires,
+            "revoked_at": revoked,
+        },
+    )
+    return [
+        Frame(
+            "sessions",
+            {
+                "id": ids(n),
+                "user_id": nullable(columns["user_id"], columns["anonymous"]),
+                "kind": np.where(columns["player"], "player", "user").astype(object),
+                "created_at": ts(columns["created_at"]),
+                "last_seen_at": ts(columns["last_seen_at"]),
+                "expires_at": ts(columns["expires_at"]),
+                "revoked_at": ts(columns["revoked_at"]),
+            },
+        )
+    ]
 
 
-def _tokens(ctx: Context, table: str, lifetime: int, expired_ranges: dict[str, tuple[int, int]],
-            user_pool: np.ndarray | None = None) -> Frame:
+def _tokens(
+    ctx: Context,
+    table: str,
+    lifetime: int,
+    expired_ranges: dict[str, tuple[int, int]],
+    user_pool: np.ndarray | None = None,
+) -> Frame:
     """Tokens living `lifetime` seconds: live ones, and expired ones `expired_ranges` ago."""
     rng = ctx.rng(table)
     n = ctx.size(table)
@@ -186,35 +261,56 @@ def _tokens(ctx: Context, table: str, lifetime: int, expired_ranges: dict[str, t
     created = expires - lifetime
     if user_pool is not None and len(user_pool):
         from_pool = rng.random(n) < 0.7
-        user_id = np.where(from_pool, user_pool[rng.integers(0, len(user_pool), n)], ctx.users_before(rng, created))
+        user_id = np.where(
+            from_pool, user_pool[rng.integers(0, len(user_pool), n)], ctx.users_before(rng, created)
+        )
     else:
         user_id = ctx.users_before(rng, created)
-    return Frame(table, {
-        "id": ids(n),
-        "user_id": user_id,
-        "token_hash": hex_tokens(rng, n, 64),
-        "created_at": ts(created),
-        "expires_at": ts(expires),
-    })
+    return Frame(
+        table,
+        {
+            "id": ids(n),
+            "user_id": user_id,
+            "token_hash": hex_tokens(rng, n, 64),
+            "created_at": ts(created),
+            "expires_at": ts(expires),
+        },
+    )
 
 
 def tokens(ctx: Context) -> list[Frame]:
     return [
         # refresh tokens are kept 7 days past expiry
-        _tokens(ctx, "refresh_tokens", 30 * DAY, {
-            "expired_inside_retention": (MINUTE, 7 * DAY - HOUR),
-            "expired_past_retention": (7 * DAY + HOUR, 60 * DAY),
-        }),
+        _tokens(
+            ctx,
+            "refresh_tokens",
+            30 * DAY,
+            {
+                "expired_inside_retention": (MINUTE, 7 * DAY - HOUR),
+                "expired_past_retention": (7 * DAY + HOUR, 60 * DAY),
+            },
+        ),
         # verification links live a day; mostly for the accounts still unverified
-        _tokens(ctx, "email_verification_tokens", DAY, {
-            "expired_today": (MINUTE, 23 * HOUR),
-            "expired_long_ago": (8 * DAY, 60 * DAY),
-        }, user_pool=ctx.unverified_ids),
+        _tokens(
+            ctx,
+            "email_verification_tokens",
+            DAY,
+            {
+                "expired_today": (MINUTE, 23 * HOUR),
+                "expired_long_ago": (8 * DAY, 60 * DAY),
+            },
+            user_pool=ctx.unverified_ids,
+        ),
         # reset links live an hour and are kept 24 h past expiry
-        _tokens(ctx, "password_reset_tokens", HOUR, {
-            "expired_inside_retention": (MINUTE, 23 * HOUR),
-            "expired_past_retention": (25 * HOUR, 30 * DAY),
-        }),
+        _tokens(
+            ctx,
+            "password_reset_tokens",
+            HOUR,
+            {
+                "expired_inside_retention": (MINUTE, 23 * HOUR),
+                "expired_past_retention": (25 * HOUR, 30 * DAY),
+            },
+        ),
     ]
 
 
@@ -222,8 +318,15 @@ def tokens(ctx: Context) -> list[Frame]:
 SECRET_PLANS = {
     "jwt_signing_key": [("active", 20, 70, None)],
     "session_cookie_secret": [("active", 95, -5, None)],  # past expiry: due for rotation
-    "webhook_signing_secret": [("retired", 200, -110, -100), ("retiring", 110, -10, -2), ("active", 10, 80, None)],
-    "payments_api_key": [("retiring", 92, -2, 5), ("active", 2, 88, None)],  # inside its grace period
+    "webhook_signing_secret": [
+        ("retired", 200, -110, -100),
+        ("retiring", 110, -10, -2),
+        ("active", 10, 80, None),
+    ],
+    "payments_api_key": [
+        ("retiring", 92, -2, 5),
+        ("active", 2, 88, None),
+    ],  # inside its grace period
     "smtp_password": [("active", 400, -35, None)],
     "s3_access_key": [("active", 30, 60, None)],
     "encryption_master_key": [("retired", 500, -130, -120), ("active", 130, 235, None)],
@@ -242,22 +345,30 @@ def secrets(ctx: Context) -> list[Frame]:
     name, version, status, created, expires, retire_after = zip(*rows)
     created = ctx.now - np.array(created, dtype=np.int64) * DAY
     expires = ctx.now + np.array(expires, dtype=np.int64) * DAY
-    retire = np.array([NULL_TS if r is None else ctx.now + r * DAY for r in retire_after], dtype=np.int64)
+    retire = np.array(
+        [NULL_TS if r is None else ctx.now + r * DAY for r in retire_after], dtype=np.int64
+    )
     # a version stops being the active one when its successor is created
-    rotated = np.array([
-        NULL_TS if s == "active" else int(created[i + 1]) for i, s in enumerate(status)
-    ], dtype=np.int64)
-    return [Frame("secrets", {
-        "id": ids(n),
-        "name": list(name),
-        "version": np.array(version, dtype=np.int64),
-        "value_ciphertext": ["enc:v1:" + token for token in hex_tokens(rng, n, 96)],
-        "status": list(status),
-        "created_at": ts(created),
-        "expires_at": ts(expires),
-        "rotated_at": ts(rotated),
-        "retire_after": ts(retire),
-    })]
+    rotated = np.array(
+        [NULL_TS if s == "active" else int(created[i + 1]) for i, s in enumerate(status)],
+        dtype=np.int64,
+    )
+    return [
+        Frame(
+            "secrets",
+            {
+                "id": ids(n),
+                "name": list(name),
+                "version": np.array(version, dtype=np.int64),
+                "value_ciphertext": ["enc:v1:" + token for token in hex_tokens(rng, n, 96)],
+                "status": list(status),
+                "created_at": ts(created),
+                "expires_at": ts(expires),
+                "rotated_at": ts(rotated),
+                "retire_after": ts(retire),
+            },
+        )
+    ]
 
 
 COIN_KINDS = {  # kind: (weight, balance, sign, typical amount)
@@ -288,14 +399,21 @@ def coin_transactions(ctx: Context) -> list[Frame]:
     if len(ctx.og_ids):
         user_id[bonus] = ctx.og_ids[rng.integers(0, len(ctx.og_ids), int(bonus.sum()))]
     row_ids = ids(n)
-    return [Frame("coin_transactions", {
-        "id": row_ids,
-        "user_id": user_id,
-        "kind": kinds,
-        "amount": amount,
-        "balance": balance,
-        # a prefix of its own, so the seed never collides with the jobs' keys; ascending
-        # with the id, so the unique index grows at its right edge during the load
-        "idempotency_key": [f"seed:{i:010d}:{kind}" for kind, i in zip(kinds.tolist(), row_ids.tolist())],
-        "created_at": ts(created),
-    })]
+    return [
+        Frame(
+            "coin_transactions",
+            {
+                "id": row_ids,
+                "user_id": user_id,
+                "kind": kinds,
+                "amount": amount,
+                "balance": balance,
+                # a prefix of its own, so the seed never collides with the jobs' keys; ascending
+                # with the id, so the unique index grows at its right edge during the load
+                "idempotency_key": [
+                    f"seed:{i:010d}:{kind}" for kind, i in zip(kinds.tolist(), row_ids.tolist())
+                ],
+                "created_at": ts(created),
+            },
+        )
+    ]

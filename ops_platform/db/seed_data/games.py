@@ -7,13 +7,31 @@ import numpy as np
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.db.seed_data._base import (
-    MINUTE, HOUR, DAY, NULL_TS, Context, between, cases, hex_tokens, ids, null_ts, nullable, pick, ts,
+    MINUTE,
+    HOUR,
+    DAY,
+    NULL_TS,
+    Context,
+    between,
+    cases,
+    hex_tokens,
+    ids,
+    null_ts,
+    nullable,
+    pick,
+    ts,
 )
 
 
 GAME_CASES = {"completed": 0.85, "active_fresh": 0.03, "active_abandoned": 0.05, "expired": 0.07}
 GAME_WEIGHTS = (0.3, 0.25, 0.15, 0.15, 0.15)
-GAME_SCORE_SCALE = {"snake": 120, "tetris": 40_000, "pong": 11, "breakout": 900, "space_invaders": 6_000}
+GAME_SCORE_SCALE = {
+    "snake": 120,
+    "tetris": 40_000,
+    "pong": 11,
+    "breakout": 900,
+    "space_invaders": 6_000,
+}
 
 
 def games(ctx: Context) -> list[Frame]:
@@ -30,8 +48,15 @@ def games(ctx: Context) -> list[Frame]:
         k = len(idx)
         if case == "completed":
             band = rng.choice(3, k, p=[0.45, 0.25, 0.30])
-            age = np.where(band == 0, between(rng, 30 * MINUTE, 8 * DAY, k),
-                           np.where(band == 1, between(rng, 8 * DAY, 90 * DAY, k), between(rng, 91 * DAY, 180 * DAY, k)))
+            age = np.where(
+                band == 0,
+                between(rng, 30 * MINUTE, 8 * DAY, k),
+                np.where(
+                    band == 1,
+                    between(rng, 8 * DAY, 90 * DAY, k),
+                    between(rng, 91 * DAY, 180 * DAY, k),
+                ),
+            )
             started[idx], status[idx] = now - age, "completed"
             ended[idx] = started[idx] + between(rng, MINUTE, 25 * MINUTE, k)
         elif case == "active_fresh":
@@ -43,7 +68,11 @@ def games(ctx: Context) -> list[Frame]:
             ended[idx] = started[idx] + 30 * MINUTE
     # per game type: a completed game yesterday, one last (Monday-start) week, one past 90 days
     last_monday = ctx.today - ((ctx.today // DAY + 3) % 7) * DAY - 7 * DAY
-    pinned_starts = (ctx.today - DAY + 12 * HOUR, last_monday + 2 * DAY + 15 * HOUR, now - 120 * DAY)
+    pinned_starts = (
+        ctx.today - DAY + 12 * HOUR,
+        last_monday + 2 * DAY + 15 * HOUR,
+        now - 120 * DAY,
+    )
     completed = np.flatnonzero(status == "completed")
     for slot, row in enumerate(completed[: len(GAME_TYPES) * len(pinned_starts)]):
         game[row] = slot % len(GAME_TYPES)
@@ -67,24 +96,37 @@ def games(ctx: Context) -> list[Frame]:
     entry_created = ended[entry_rows]
     types = np.array(GAME_TYPES, dtype=object)
     players_arr = np.array(players, dtype=object)
-    entries = Frame("leaderboard_entries", {
-        "id": ids(len(entry_rows)),
-        "session_id": session_ids[entry_rows],
-        "game_type": types[game[entry_rows]],
-        "player_address": players_arr[player[entry_rows]],
-        "score": score[entry_order],
-        "created_at": ts(entry_created),
-    })
+    entries = Frame(
+        "leaderboard_entries",
+        {
+            "id": ids(len(entry_rows)),
+            "session_id": session_ids[entry_rows],
+            "game_type": types[game[entry_rows]],
+            "player_address": players_arr[player[entry_rows]],
+            "score": score[entry_order],
+            "created_at": ts(entry_created),
+        },
+    )
     kept = ~deleted
-    sessions_frame = Frame("game_sessions", {
-        "id": session_ids[kept],
-        "game_type": types[game[kept]],
-        "player_address": players_arr[player[kept]],
-        "status": status[kept],
-        "started_at": ts(started[kept]),
-        "ended_at": ts(ended[kept]),
-    })
-    pools = _prize_pools(ctx, rng, game[entry_rows], entry_created, score[entry_order], players_arr[player[entry_rows]])
+    sessions_frame = Frame(
+        "game_sessions",
+        {
+            "id": session_ids[kept],
+            "game_type": types[game[kept]],
+            "player_address": players_arr[player[kept]],
+            "status": status[kept],
+            "started_at": ts(started[kept]),
+            "ended_at": ts(ended[kept]),
+        },
+    )
+    pools = _prize_pools(
+        ctx,
+        rng,
+        game[entry_rows],
+        entry_created,
+        score[entry_order],
+        players_arr[player[entry_rows]],
+    )
     return [sessions_frame, entries, pools]
 
 
@@ -104,21 +146,45 @@ def _prize_pools(ctx: Context, rng, game, created, score, player) -> Frame:
             if not finalized:
                 rows.append((game_type, period, start, amount, "open", None, NULL_TS, NULL_TS))
             elif entries == 0:
-                rows.append((game_type, period, start, amount, "no_winner", None, NULL_TS, start + length + 5 * MINUTE))
+                rows.append(
+                    (
+                        game_type,
+                        period,
+                        start,
+                        amount,
+                        "no_winner",
+                        None,
+                        NULL_TS,
+                        start + length + 5 * MINUTE,
+                    )
+                )
             else:
                 best = np.flatnonzero(in_period)[np.argmax(score[in_period])]
-                rows.append((game_type, period, start, amount, "finalized", player[best], int(score[best]),
-                             start + length + 5 * MINUTE))
+                rows.append(
+                    (
+                        game_type,
+                        period,
+                        start,
+                        amount,
+                        "finalized",
+                        player[best],
+                        int(score[best]),
+                        start + length + 5 * MINUTE,
+                    )
+                )
     game_type, period, start, amount, status, winner, winning, finalized_at = zip(*rows)
     winning = np.array(winning, dtype=np.int64)
-    return Frame("prize_pools", {
-        "id": ids(len(rows)),
-        "game_type": list(game_type),
-        "period": list(period),
-        "period_start": (np.array(start, dtype=np.int64) // DAY).astype("datetime64[D]"),
-        "total_amount": np.array(amount, dtype=float),
-        "status": list(status),
-        "winner_address": list(winner),
-        "winning_score": nullable(np.where(winning == NULL_TS, 0, winning), winning == NULL_TS),
-        "finalized_at": ts(np.array(finalized_at, dtype=np.int64)),
-    })
+    return Frame(
+        "prize_pools",
+        {
+            "id": ids(len(rows)),
+            "game_type": list(game_type),
+            "period": list(period),
+            "period_start": (np.array(start, dtype=np.int64) // DAY).astype("datetime64[D]"),
+            "total_amount": np.array(amount, dtype=float),
+            "status": list(status),
+            "winner_address": list(winner),
+            "winning_score": nullable(np.where(winning == NULL_TS, 0, winning), winning == NULL_TS),
+            "finalized_at": ts(np.array(finalized_at, dtype=np.int64)),
+        },
+    )

@@ -5,13 +5,40 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import MINUTE, HOUR, DAY, NULL_TS, Context, between, ids, pick, ts
+from ops_platform.db.seed_data._base import (
+    MINUTE,
+    HOUR,
+    DAY,
+    NULL_TS,
+    Context,
+    between,
+    ids,
+    pick,
+    ts,
+)
 
 
-COURSE_SUBJECTS = ("Python", "Data Analysis", "Web Design", "Photography", "Spanish", "Guitar", "Statistics",
-                   "Machine Learning", "Marketing", "Video Editing", "Public Speaking", "SQL")
+COURSE_SUBJECTS = (
+    "Python",
+    "Data Analysis",
+    "Web Design",
+    "Photography",
+    "Spanish",
+    "Guitar",
+    "Statistics",
+    "Machine Learning",
+    "Marketing",
+    "Video Editing",
+    "Public Speaking",
+    "SQL",
+)
 COURSE_LEVELS = ("Introduction to", "Practical", "Advanced", "Foundations of", "Mastering")
-LEARNING_KINDS = {"lesson_started": 0.3, "lesson_completed": 0.35, "quiz_submitted": 0.15, "video_watched": 0.2}
+LEARNING_KINDS = {
+    "lesson_started": 0.3,
+    "lesson_completed": 0.35,
+    "quiz_submitted": 0.15,
+    "video_watched": 0.2,
+}
 LEARNING_WINDOW = 40 * DAY
 
 
@@ -20,7 +47,10 @@ def learning(ctx: Context) -> list[Frame]:
     now = ctx.now
     course_n = ctx.size("courses")
     names = [f"{level} {subject}" for subject in COURSE_SUBJECTS for level in COURSE_LEVELS]
-    titles = [names[i % len(names)] + (f" ({i // len(names) + 1})" if i >= len(names) else "") for i in range(course_n)]
+    titles = [
+        names[i % len(names)] + (f" ({i // len(names) + 1})" if i >= len(names) else "")
+        for i in range(course_n)
+    ]
 
     # enrollments: a (user, course) pair at most once; ~30% completed
     wanted = ctx.size("enrollments")
@@ -38,15 +68,30 @@ def learning(ctx: Context) -> list[Frame]:
     yesterday = ctx.today - DAY
     pinned = np.zeros(n, dtype=bool)
     for i in range(min(n, 3)):
-        enrolled[i], completed[i], pinned[i] = yesterday - 20 * DAY, yesterday + (9 + i) * HOUR, True
+        enrolled[i], completed[i], pinned[i] = (
+            yesterday - 20 * DAY,
+            yesterday + (9 + i) * HOUR,
+            True,
+        )
     order = np.argsort(enrolled, kind="stable")
-    enrolled, user, course, completed, pinned = (a[order] for a in (enrolled, user, course, completed, pinned))
-    enrollment_frame = Frame("enrollments", {
-        "id": ids(n), "course_id": course.astype(np.int64), "user_id": user,
-        "enrolled_at": ts(enrolled), "completed_at": ts(completed),
-    })
-    return [Frame("courses", {"id": ids(course_n), "title": titles}), enrollment_frame,
-            _learning_events(ctx, rng, enrolled, user, course, completed, np.flatnonzero(pinned))]
+    enrolled, user, course, completed, pinned = (
+        a[order] for a in (enrolled, user, course, completed, pinned)
+    )
+    enrollment_frame = Frame(
+        "enrollments",
+        {
+            "id": ids(n),
+            "course_id": course.astype(np.int64),
+            "user_id": user,
+            "enrolled_at": ts(enrolled),
+            "completed_at": ts(completed),
+        },
+    )
+    return [
+        Frame("courses", {"id": ids(course_n), "title": titles}),
+        enrollment_frame,
+        _learning_events(ctx, rng, enrolled, user, course, completed, np.flatnonzero(pinned)),
+    ]
 
 
 def _learning_events(ctx: Context, rng, enrolled, user, course, completed, pinned) -> Frame:
@@ -58,8 +103,14 @@ def _learning_events(ctx: Context, rng, enrolled, user, course, completed, pinne
     active = np.flatnonzero(finish > window_start)
     started_in_window = np.flatnonzero(enrolled >= window_start)
     completed_in_window = np.flatnonzero((completed != NULL_TS) & (completed >= window_start))
-    activity_n = max(0, ctx.size("learning_events") - len(started_in_window) - len(completed_in_window))
-    pick_rows = active[rng.integers(0, len(active), activity_n)] if len(active) else np.array([], dtype=np.int64)
+    activity_n = max(
+        0, ctx.size("learning_events") - len(started_in_window) - len(completed_in_window)
+    )
+    pick_rows = (
+        active[rng.integers(0, len(active), activity_n)]
+        if len(active)
+        else np.array([], dtype=np.int64)
+    )
     low = np.maximum(enrolled[pick_rows], window_start)
     moments = between(rng, low, finish[pick_rows])
     codes = pick(rng, len(pick_rows), LEARNING_KINDS)[rng.permutation(len(pick_rows))]
@@ -67,7 +118,13 @@ def _learning_events(ctx: Context, rng, enrolled, user, course, completed, pinne
     # pinned: the enrollments finishing yesterday also completed a lesson and a quiz that morning
     pinned_at = ctx.today - DAY + 8 * HOUR + np.arange(len(pinned)) * HOUR
     rows = np.r_[started_in_window, completed_in_window, pick_rows, pinned, pinned]
-    created = np.r_[enrolled[started_in_window], completed[completed_in_window], moments, pinned_at, pinned_at + 30 * MINUTE]
+    created = np.r_[
+        enrolled[started_in_window],
+        completed[completed_in_window],
+        moments,
+        pinned_at,
+        pinned_at + 30 * MINUTE,
+    ]
     kind = np.r_[
         np.full(len(started_in_window), "course_started", dtype=object),
         np.full(len(completed_in_window), "course_completed", dtype=object),
@@ -79,11 +136,14 @@ def _learning_events(ctx: Context, rng, enrolled, user, course, completed, pinne
     rows, created, kind = rows[order], created[order], kind[order]
     quiz = kind == "quiz_submitted"
     score = np.where(quiz, rng.normal(74, 14, len(rows)).clip(0, 100).round(1), np.nan)
-    return Frame("learning_events", {
-        "id": ids(len(rows)),
-        "user_id": user[rows],
-        "course_id": course[rows].astype(np.int64),
-        "kind": kind,
-        "score": score,
-        "created_at": ts(created),
-    })
+    return Frame(
+        "learning_events",
+        {
+            "id": ids(len(rows)),
+            "user_id": user[rows],
+            "course_id": course[rows].astype(np.int64),
+            "kind": kind,
+            "score": score,
+            "created_at": ts(created),
+        },
+    )

@@ -8,7 +8,17 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE, HOUR, DAY, NULL_TS, Context, between, cases, ids, null_ts, pick, ts,
+    MINUTE,
+    HOUR,
+    DAY,
+    NULL_TS,
+    Context,
+    between,
+    cases,
+    ids,
+    null_ts,
+    pick,
+    ts,
 )
 
 
@@ -47,7 +57,11 @@ def notifications(ctx: Context) -> list[Frame]:
         if case == "pending_future":
             scheduled[idx], status[idx] = now + between(rng, MINUTE, DAY, k), "pending"
             continue
-        s = now - (between(rng, MINUTE, 2 * HOUR, k) if case == "pending_due" else between(rng, 2 * HOUR, 14 * DAY, k))
+        s = now - (
+            between(rng, MINUTE, 2 * HOUR, k)
+            if case == "pending_due"
+            else between(rng, 2 * HOUR, 14 * DAY, k)
+        )
         scheduled[idx] = s
         if case == "pending_due":
             status[idx] = "pending"
@@ -59,16 +73,22 @@ def notifications(ctx: Context) -> list[Frame]:
             status[idx], attempts[idx] = "failed", rng.integers(1, 4, k)
             error[idx] = "451 4.3.0 temporary failure, try again later"
             claimed[idx] = s + between(rng, 1, 60, k)
-            next_attempt[idx] = (now - between(rng, MINUTE, 30 * MINUTE, k) if case == "failed_retry_due"
-                                 else now + between(rng, MINUTE, HOUR, k))
+            next_attempt[idx] = (
+                now - between(rng, MINUTE, 30 * MINUTE, k)
+                if case == "failed_retry_due"
+                else now + between(rng, MINUTE, HOUR, k)
+            )
         elif case == "dead":
             status[idx], attempts[idx] = "dead", 5
             error[idx] = "550 5.1.1 mailbox unavailable"
             claimed[idx] = s + between(rng, HOUR, 2 * HOUR, k)
         else:
             status[idx], attempts[idx] = "processing", 1
-            claimed[idx] = now - (between(rng, 20 * MINUTE, 2 * HOUR, k) if case == "processing_lease_expired"
-                                  else between(rng, 5, 60, k))
+            claimed[idx] = now - (
+                between(rng, 20 * MINUTE, 2 * HOUR, k)
+                if case == "processing_lease_expired"
+                else between(rng, 5, 60, k)
+            )
             scheduled[idx] = np.minimum(scheduled[idx], claimed[idx] - MINUTE)
     order = np.argsort(scheduled, kind="stable")
     scheduled, status, attempts, claimed, sent, next_attempt, error = (
@@ -79,7 +99,9 @@ def notifications(ctx: Context) -> list[Frame]:
     # notifications: 1-5 per batch (same user, shortly before it is due), and in-app-only ones
     per_batch = rng.integers(1, 6, batches)
     owner_batch = np.repeat(np.arange(batches), per_batch)
-    batch_created = np.minimum(scheduled[owner_batch], now - MINUTE) - between(rng, MINUTE, HOUR, len(owner_batch))
+    batch_created = np.minimum(scheduled[owner_batch], now - MINUTE) - between(
+        rng, MINUTE, HOUR, len(owner_batch)
+    )
     loose = ctx.size("loose_notifications")
     created = np.r_[batch_created, now - between(rng, MINUTE, 30 * DAY, loose)]
     user = np.r_[batch_user[owner_batch], ctx.random_users(rng, loose)]
@@ -96,33 +118,51 @@ def notifications(ctx: Context) -> list[Frame]:
     titles = np.array([t for t, _ in NOTIFICATION_TITLES], dtype=object)[title_index]
     bodies = np.array([b for _, b in NOTIFICATION_TITLES], dtype=object)[title_index]
     return [
-        Frame("notifications", {
-            "id": notification_ids, "user_id": user, "title": titles, "body": bodies, "created_at": ts(created),
-        }),
-        Frame("notification_email_queue", {
-            "id": ids(batches),
-            "user_id": batch_user,
-            "notification_ids": id_lists,
-            "scheduled_for": ts(scheduled),
-            "status": status,
-            "attempts": attempts,
-            "claimed_at": ts(claimed),
-            "sent_at": ts(sent),
-            "error_message": error,
-            "next_attempt_at": ts(next_attempt),
-            "message_id": [None if s == NULL_TS else f"<seed-{i}@ops-platform.example.com>"
-                           for i, s in zip(range(1, batches + 1), sent.tolist())],
-        }),
+        Frame(
+            "notifications",
+            {
+                "id": notification_ids,
+                "user_id": user,
+                "title": titles,
+                "body": bodies,
+                "created_at": ts(created),
+            },
+        ),
+        Frame(
+            "notification_email_queue",
+            {
+                "id": ids(batches),
+                "user_id": batch_user,
+                "notification_ids": id_lists,
+                "scheduled_for": ts(scheduled),
+                "status": status,
+                "attempts": attempts,
+                "claimed_at": ts(claimed),
+                "sent_at": ts(sent),
+                "error_message": error,
+                "next_attempt_at": ts(next_attempt),
+                "message_id": [
+                    None if s == NULL_TS else f"<seed-{i}@ops-platform.example.com>"
+                    for i, s in zip(range(1, batches + 1), sent.tolist())
+                ],
+            },
+        ),
     ]
 
 
-
-
 REALTIME_EVENTS = (
-    ("throne:expired", lambda i: f"stream:{i % 50 + 1}", lambda i: {"throne_id": i, "stream_id": i % 50 + 1}),
+    (
+        "throne:expired",
+        lambda i: f"stream:{i % 50 + 1}",
+        lambda i: {"throne_id": i, "stream_id": i % 50 + 1},
+    ),
     ("festival:activated", lambda i: "global", lambda i: {"festival_id": 1, "theme": "lunar"}),
     ("festival:ended", lambda i: "global", lambda i: {"festival_id": 2, "theme": "halloween"}),
-    ("bonus:credited", lambda i: f"user:{i % 97 + 1}", lambda i: {"user_id": i % 97 + 1, "amount": 60}),
+    (
+        "bonus:credited",
+        lambda i: f"user:{i % 97 + 1}",
+        lambda i: {"user_id": i % 97 + 1, "amount": 60},
+    ),
 )
 
 
@@ -131,16 +171,27 @@ def realtime_events(ctx: Context) -> list[Frame]:
     rng = ctx.rng("realtime_events")
     n = ctx.size("realtime_events")
     created = ctx.now - between(rng, 10, 3 * DAY, n)
-    created[-min(n, 3):] = ctx.now - np.arange(min(n, 3), 0, -1) * 30
+    created[-min(n, 3) :] = ctx.now - np.arange(min(n, 3), 0, -1) * 30
     created.sort()
     unpublished = (rng.random(n) < 0.1) & (created > ctx.now - HOUR)
-    unpublished[-min(n, 3):] = True
+    unpublished[-min(n, 3) :] = True
     published = np.where(unpublished, NULL_TS, created + between(rng, 0, 3, n))
     kind = rng.integers(0, len(REALTIME_EVENTS), n).tolist()
-    rows = [(REALTIME_EVENTS[k][0], REALTIME_EVENTS[k][1](i), json.dumps(REALTIME_EVENTS[k][2](i)))
-            for i, k in enumerate(kind, start=1)]
+    rows = [
+        (REALTIME_EVENTS[k][0], REALTIME_EVENTS[k][1](i), json.dumps(REALTIME_EVENTS[k][2](i)))
+        for i, k in enumerate(kind, start=1)
+    ]
     event, channel, payload = zip(*rows)
-    return [Frame("realtime_events", {
-        "id": ids(n), "channel": list(channel), "event": list(event), "payload": list(payload),
-        "created_at": ts(created), "published_at": ts(published),
-    })]
+    return [
+        Frame(
+            "realtime_events",
+            {
+                "id": ids(n),
+                "channel": list(channel),
+                "event": list(event),
+                "payload": list(payload),
+                "created_at": ts(created),
+                "published_at": ts(published),
+            },
+        )
+    ]

@@ -6,7 +6,19 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE, HOUR, DAY, NULL_TS, Context, between, cases, choose, hex_tokens, ids, null_ts, pick, ts,
+    MINUTE,
+    HOUR,
+    DAY,
+    NULL_TS,
+    Context,
+    between,
+    cases,
+    choose,
+    hex_tokens,
+    ids,
+    null_ts,
+    pick,
+    ts,
 )
 
 
@@ -22,7 +34,9 @@ PAYMENT_CASES = {
     "failed_last_hour": 0.03,
 }
 # seconds after creation of each status check: 5, 10, 15, 20, 30, 60 s, then every 60 s
-CHECK_OFFSETS = np.array([5, 10, 15, 20, 30, 60] + [60 + 60 * k for k in range(1, 31)], dtype=np.int64)
+CHECK_OFFSETS = np.array(
+    [5, 10, 15, 20, 30, 60] + [60 + 60 * k for k in range(1, 31)], dtype=np.int64
+)
 
 
 def payments(ctx: Context) -> list[Frame]:
@@ -49,7 +63,9 @@ def payments(ctx: Context) -> list[Frame]:
             done = np.maximum(done, 0)
             age[idx], checks[idx] = a, done
             next_check[idx] = now - a + CHECK_OFFSETS[np.minimum(done, len(CHECK_OFFSETS) - 1)]
-            last_checked[idx] = np.where(done > 0, now - a + CHECK_OFFSETS[np.maximum(done - 1, 0)], NULL_TS)
+            last_checked[idx] = np.where(
+                done > 0, now - a + CHECK_OFFSETS[np.maximum(done - 1, 0)], NULL_TS
+            )
             if case == "pending_too_old":
                 next_check[idx] = now - between(rng, MINUTE, HOUR, m)
             if case == "pending_check_later":
@@ -62,7 +78,11 @@ def payments(ctx: Context) -> list[Frame]:
             a = now - settle + between(rng, 10, 4 * MINUTE, m)
         else:
             a = between(rng, 31 * MINUTE, 90 * DAY, m)
-            settle = now - a + (30 * MINUTE if terminal == "expired" else between(rng, 10, 10 * MINUTE, m))
+            settle = (
+                now
+                - a
+                + (30 * MINUTE if terminal == "expired" else between(rng, 10, 10 * MINUTE, m))
+            )
         age[idx], settled[idx], last_checked[idx] = a, settle, settle
         checks[idx] = np.searchsorted(CHECK_OFFSETS, settle - (now - a), side="right").clip(1, None)
     created = now - age
@@ -70,16 +90,21 @@ def payments(ctx: Context) -> list[Frame]:
     created, status, checks = created[order], status[order], checks[order]
     next_check, last_checked, settled = next_check[order], last_checked[order], settled[order]
     amount = rng.choice([499, 999, 1_999, 4_999, 9_999, 19_999], n) + rng.integers(0, 2, n) * 100
-    return [Frame("payments", {
-        "id": ids(n),
-        "provider_ref": ["pay_" + token for token in hex_tokens(rng, n, 24)],
-        "user_id": ctx.users_before(rng, created),
-        "amount_cents": amount.astype(np.int64),
-        "currency": choose(rng, ("USD", "EUR", "AUD"), n, p=[0.7, 0.15, 0.15]),
-        "status": status,
-        "created_at": ts(created),
-        "check_count": checks,
-        "next_check_at": ts(next_check),
-        "last_checked_at": ts(last_checked),
-        "settled_at": ts(settled),
-    })]
+    return [
+        Frame(
+            "payments",
+            {
+                "id": ids(n),
+                "provider_ref": ["pay_" + token for token in hex_tokens(rng, n, 24)],
+                "user_id": ctx.users_before(rng, created),
+                "amount_cents": amount.astype(np.int64),
+                "currency": choose(rng, ("USD", "EUR", "AUD"), n, p=[0.7, 0.15, 0.15]),
+                "status": status,
+                "created_at": ts(created),
+                "check_count": checks,
+                "next_check_at": ts(next_check),
+                "last_checked_at": ts(last_checked),
+                "settled_at": ts(settled),
+            },
+        )
+    ]

@@ -6,13 +6,33 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE, HOUR, DAY, NULL_TS, Context, between, cases, ids, null_ts, pick, ts,
+    MINUTE,
+    HOUR,
+    DAY,
+    NULL_TS,
+    Context,
+    between,
+    cases,
+    ids,
+    null_ts,
+    pick,
+    ts,
 )
 
 
-PROJECT_ADJECTIVES = "Bold Bright Quiet Swift Golden Urban Coastal Modern Wild Clear Prime Lunar".split()
-PROJECT_NOUNS = "Harbor Summit Canvas Orbit Meadow Forge Atlas Beacon Vertex Grove Pulse Tide".split()
-PROJECT_WORKS = ("brand film", "product launch video", "explainer series", "event recap", "social campaign")
+PROJECT_ADJECTIVES = (
+    "Bold Bright Quiet Swift Golden Urban Coastal Modern Wild Clear Prime Lunar".split()
+)
+PROJECT_NOUNS = (
+    "Harbor Summit Canvas Orbit Meadow Forge Atlas Beacon Vertex Grove Pulse Tide".split()
+)
+PROJECT_WORKS = (
+    "brand film",
+    "product launch video",
+    "explainer series",
+    "event recap",
+    "social campaign",
+)
 TEAM_CASES = {"member": 0.75, "removed_long_ago": 0.12, "removed_recently": 0.13}  # 90-day boundary
 PAYMENT_STATUS_CASES = {
     "balance_overdue": 0.30,  # advance paid over 3 days ago, balance unpaid: remind
@@ -29,8 +49,12 @@ def projects(ctx: Context) -> list[Frame]:
     project_ids = ids(n)
     names = [
         f"{PROJECT_ADJECTIVES[a]} {PROJECT_NOUNS[b]} {PROJECT_WORKS[c]}"
-        for a, b, c in zip(*(rng.integers(0, len(options), n).tolist()
-                             for options in (PROJECT_ADJECTIVES, PROJECT_NOUNS, PROJECT_WORKS)))
+        for a, b, c in zip(
+            *(
+                rng.integers(0, len(options), n).tolist()
+                for options in (PROJECT_ADJECTIVES, PROJECT_NOUNS, PROJECT_WORKS)
+            )
+        )
     ]
 
     # team: a primary contact first, then 1-5 other members, some soft-removed
@@ -58,7 +82,10 @@ def projects(ctx: Context) -> list[Frame]:
     for case, idx in cases(status_codes, PAYMENT_STATUS_CASES):
         k = len(idx)
         if case == "balance_overdue":
-            advance_paid[idx], advance_at[idx] = True, now - between(rng, 3 * DAY + HOUR, 60 * DAY, k)
+            advance_paid[idx], advance_at[idx] = (
+                True,
+                now - between(rng, 3 * DAY + HOUR, 60 * DAY, k),
+            )
         elif case == "advance_recent":
             advance_paid[idx], advance_at[idx] = True, now - between(rng, HOUR, 3 * DAY - HOUR, k)
         elif case == "fully_paid":
@@ -67,26 +94,36 @@ def projects(ctx: Context) -> list[Frame]:
 
     frames = [
         Frame("projects", {"id": project_ids, "name": names}),
-        Frame("project_team", {
-            "id": ids(m),
-            "project_id": member_project,
-            "user_id": member_user,
-            "is_primary_contact": primary,
-            "removed_at": ts(removed),
-        }),
-        Frame("project_payment_status", {
-            "project_id": project_ids,
-            "advance_paid": advance_paid,
-            "advance_paid_at": ts(advance_at),
-            "balance_paid": balance_paid,
-        }),
-        _payment_reminders(ctx, rng, project_ids[status_codes == 0], primary_user[status_codes == 0]),
+        Frame(
+            "project_team",
+            {
+                "id": ids(m),
+                "project_id": member_project,
+                "user_id": member_user,
+                "is_primary_contact": primary,
+                "removed_at": ts(removed),
+            },
+        ),
+        Frame(
+            "project_payment_status",
+            {
+                "project_id": project_ids,
+                "advance_paid": advance_paid,
+                "advance_paid_at": ts(advance_at),
+                "balance_paid": balance_paid,
+            },
+        ),
+        _payment_reminders(
+            ctx, rng, project_ids[status_codes == 0], primary_user[status_codes == 0]
+        ),
         _deliverables(ctx, rng, project_ids),
     ]
     return frames
 
 
-def _payment_reminders(ctx: Context, rng, overdue_projects: np.ndarray, contacts: np.ndarray) -> Frame:
+def _payment_reminders(
+    ctx: Context, rng, overdue_projects: np.ndarray, contacts: np.ndarray
+) -> Frame:
     """Reminders already sent on earlier days; the first overdue project also got today's."""
     per_project = rng.integers(0, 4, len(overdue_projects))
     project = np.repeat(overdue_projects, per_project)
@@ -103,19 +140,27 @@ def _payment_reminders(ctx: Context, rng, overdue_projects: np.ndarray, contacts
     n = len(project)
     scheduled = day + 10 * HOUR
     scheduled = np.minimum(scheduled, ctx.now - MINUTE)
-    return Frame("payment_reminders", {
-        "id": ids(n),
-        "project_id": project,
-        "kind": np.full(n, "BALANCE_DUE", dtype=object),
-        "status": status,
-        "recipient_email": [ctx.emails[u - 1] for u in contact.tolist()],
-        "scheduled_for": ts(scheduled),
-        "sent_at": ts(scheduled + between(rng, 1, 30, n)),
-        "reminder_date": (day // DAY).astype("datetime64[D]"),
-    })
+    return Frame(
+        "payment_reminders",
+        {
+            "id": ids(n),
+            "project_id": project,
+            "kind": np.full(n, "BALANCE_DUE", dtype=object),
+            "status": status,
+            "recipient_email": [ctx.emails[u - 1] for u in contact.tolist()],
+            "scheduled_for": ts(scheduled),
+            "sent_at": ts(scheduled + between(rng, 1, 30, n)),
+            "reminder_date": (day // DAY).astype("datetime64[D]"),
+        },
+    )
 
 
-DELIVERABLE_CASES = {"delivered_live": 0.55, "delivered_past_expiry": 0.25, "already_expired": 0.12, "in_progress": 0.08}
+DELIVERABLE_CASES = {
+    "delivered_live": 0.55,
+    "delivered_past_expiry": 0.25,
+    "already_expired": 0.12,
+    "in_progress": 0.08,
+}
 
 
 def _deliverables(ctx: Context, rng, project_ids: np.ndarray) -> Frame:
@@ -128,16 +173,22 @@ def _deliverables(ctx: Context, rng, project_ids: np.ndarray) -> Frame:
         if case == "delivered_live":
             delivered[idx], status[idx] = ctx.now - between(rng, DAY, 364 * DAY, k), "delivered"
         elif case == "delivered_past_expiry":
-            delivered[idx], status[idx] = ctx.now - between(rng, 365 * DAY + HOUR, 700 * DAY, k), "delivered"
+            delivered[idx], status[idx] = (
+                ctx.now - between(rng, 365 * DAY + HOUR, 700 * DAY, k),
+                "delivered",
+            )
         elif case == "already_expired":
             delivered[idx], status[idx] = ctx.now - between(rng, 366 * DAY, 700 * DAY, k), "expired"
         else:
             status[idx] = "in_progress"
     expires = np.where(delivered == NULL_TS, NULL_TS, delivered + 365 * DAY)
-    return Frame("deliverables", {
-        "id": ids(n),
-        "project_id": project,
-        "delivered_at": ts(delivered),
-        "expires_at": ts(expires),
-        "status": status,
-    })
+    return Frame(
+        "deliverables",
+        {
+            "id": ids(n),
+            "project_id": project,
+            "delivered_at": ts(delivered),
+            "expires_at": ts(expires),
+            "status": status,
+        },
+    )
