@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: install install-dev demo dev test test-fast bench validate clean
+.PHONY: install install-dev demo dev test test-fast lint format bench validate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,22 @@ dev: install
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-## test: every test, on SQLite and Postgres
-test: install-dev
+## lint: ruff format and ruff check, as CI enforces them
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+## format: rewrite the tree the way `lint` wants it
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## test: lint, then every test, on SQLite and Postgres
+test: lint
 	$(BIN)/pytest
 
 ## test-fast: the unit and database tests only, without end-to-end processes or a browser
-test-fast: install-dev
+test-fast: lint
 	$(BIN)/pytest -m "not e2e"
 
 ## bench: scale benchmarks on Postgres (OPS_BENCH_POSTGRES_URL), not part of `make test`

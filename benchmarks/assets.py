@@ -26,15 +26,15 @@ import resource
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 from unittest import mock
 
 import dagster as dg
 from sqlalchemy import create_engine, text
 
-from benchmarks import BENCH_POSTGRES_URL
+from benchmarks import BENCH_POSTGRES_URL, vacuum
 from ops_platform.assets import engagement, games
 from ops_platform.assets.engagement import (
     STREAM_EVENT_WEIGHTS,
@@ -44,12 +44,11 @@ from ops_platform.assets.engagement import (
     user_trust_scores,
 )
 from ops_platform.assets.games import LeaderboardsConfig, leaderboards, period_starts
-from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
+from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.db.seed import seed_database
 from ops_platform.resources.database import Database
-from benchmarks import vacuum
 
 TARGET_FLOOR_RATIO = 1.3
 TARGET_SPEEDUP = 50.0

@@ -23,11 +23,11 @@ import resource
 import time
 import tracemalloc
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import create_engine, text
 
-from benchmarks import BENCH_POSTGRES_URL
+from benchmarks import BENCH_POSTGRES_URL, vacuum
 from ops_platform.assets.bonuses import (
     bonus_day_state,
     check_balances_cover_ledger,
@@ -36,7 +36,6 @@ from ops_platform.assets.bonuses import (
 )
 from ops_platform.db.engine import make_engine, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
-from benchmarks import vacuum
 
 TARGET_FLOOR_RATIO = 1.3
 TARGET_SPEEDUP = 50.0
@@ -113,7 +112,7 @@ WHERE og_level > 0 AND og_expires_at > :now ORDER BY id LIMIT :sample
 
 
 def load(engine, users: int) -> None:
-    origin = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=timezone.utc)
+    origin = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=UTC)
     with engine.begin() as connection:
         connection.execute(
             text(

@@ -22,12 +22,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, insert, select, func, text
+from sqlalchemy import create_engine, func, insert, select, text
 from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
+from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.email import process_email_queue_in
 from ops_platform.resources.mailer import Mailer

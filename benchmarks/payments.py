@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
+from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.payments import sweep_pending
 from ops_platform.resources.payments import PaymentProvider, serve_simulator

@@ -16,9 +16,9 @@ import uuid
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
+from ops_platform.db.engine import psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.seed import seed_database
-from ops_platform.db.engine import psycopg_url, schema_url
 
 TARGET_SECONDS = 300
 

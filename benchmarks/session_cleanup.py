@@ -19,7 +19,7 @@ import uuid
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import make_engine, utcnow, psycopg_url, schema_url
+from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.sessions import SessionCleanupConfig, cleanup_sessions_in
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tabulate import tabulate
@@ -104,7 +104,7 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
     from ops_platform.definitions import defs
 
     instance = _instance()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows, failures = [], 0
     for label, job, partition_key in _demo_runs(defs, now):
         started = time.perf_counter()

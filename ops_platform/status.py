@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType
@@ -47,8 +47,8 @@ def _iso(moment: datetime | float | None) -> str | None:
     if moment is None:
         return None
     if isinstance(moment, (int, float)):
-        moment = datetime.fromtimestamp(moment, tz=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+        moment = datetime.fromtimestamp(moment, tz=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _stored_states(
@@ -140,7 +140,7 @@ def collect_status(
     """One `JobStatus` per job of `defs` (Dagster's hidden asset jobs excluded), by name."""
     if last_n < 1:
         raise ValueError(f"--last must be at least 1, got {last_n}")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     repo = defs.get_repository_def()
     schedule_states = _stored_states(instance, InstigatorType.SCHEDULE)
     sensor_states = _stored_states(instance, InstigatorType.SENSOR)

@@ -17,6 +17,9 @@ from ops_platform.db.engine import psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.resources.database import Database
 
+# Fixtures shared by several test modules, registered once instead of imported by each.
+pytest_plugins = ["tests.s3_server"]
+
 POSTGRES_URL = os.environ.get(
     "OPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

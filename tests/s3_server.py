@@ -3,7 +3,7 @@
 import contextlib
 import functools
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -28,7 +28,7 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _admin_client(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
 

@@ -8,8 +8,8 @@ import contextlib
 import socket
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from email import message_from_bytes, policy
-from typing import Iterator
 
 from aiosmtpd.controller import Controller
 

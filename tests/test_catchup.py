@@ -1,9 +1,8 @@
 """Catch-up after a daemon outage: every missed partition of a partitioned scheduled asset is
 requested exactly once, oldest first, never one materialized, in progress or not yet due."""
 
-from datetime import datetime, timezone
-
 import json
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -13,13 +12,12 @@ from ops_platform.schedules import build
 from ops_platform.schedules.build import (
     CATCHUP_MAX_REQUESTS_PER_TICK,
     catchup_partition_keys,
-    catchup_sensors,
     is_time_partitioned,
 )
 from ops_platform.schedules.catalog import SCHEDULES, ScheduleRow, row_for
 from ops_platform.settings import load_settings
 
-UTC = timezone.utc
+UTC = UTC
 GAMES = ("snake", "tetris", "pong", "breakout", "space_invaders")
 REPO = defs.get_repository_def()
 

@@ -1,6 +1,6 @@
 """The code location loads, and the schedule table is sound."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -54,7 +54,7 @@ def test_group_switch_stops_its_schedules():
 def test_op_job_schedule_passes_its_mode():
     schedule = defs.get_repository_def().get_schedule_def("session_cleanup_deep")
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+        scheduled_execution_time=datetime(2026, 1, 1, 12, tzinfo=UTC)
     )
     [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.run_config["ops"]["cleanup_sessions"]["config"]["mode"] == "deep"

@@ -2,7 +2,7 @@
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -15,7 +15,7 @@ from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.database import Database
 from ops_platform.status import collect_status, format_table
 
-NOW = datetime(2026, 1, 1, 10, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 10, 15, tzinfo=UTC)
 
 
 class FlakyConfig(dg.Config):
@@ -94,7 +94,7 @@ def test_counts_last_run_success_rate_and_consecutive_failures(instance):
     assert status.consecutive_failures == 2
     last = instance.get_run_records(dg.RunsFilter(job_name="flaky"), limit=1)[0]
     assert status.last_run_id == last.dagster_run.run_id
-    assert status.last_run_at == datetime.fromtimestamp(last.start_time, timezone.utc).isoformat(
+    assert status.last_run_at == datetime.fromtimestamp(last.start_time, UTC).isoformat(
         timespec="seconds"
     )
 

@@ -2,8 +2,8 @@
 (the one dialect difference of their rules) and Markdown previews for asset metadata."""
 
 import math
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine
 

@@ -33,7 +33,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -67,7 +67,7 @@ REPORTS_PREFIX = "reports"
 
 
 def utc_day_window(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 
@@ -602,8 +602,8 @@ def weekly_trend_report(
 
 
 def month_window(month_start: date) -> tuple[datetime, datetime]:
-    start = datetime(month_start.year, month_start.month, 1, tzinfo=timezone.utc)
-    end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(month_start.year, month_start.month, 1, tzinfo=UTC)
+    end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 
@@ -907,8 +907,8 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
 def hourly_platform_metrics(context: dg.AssetExecutionContext, database: Database):
     started = time.perf_counter()
     window = context.partition_time_window
-    start = window.start.astimezone(timezone.utc)
-    failures = failed_runs_in(context.instance, start, window.end.astimezone(timezone.utc))
+    start = window.start.astimezone(UTC)
+    failures = failed_runs_in(context.instance, start, window.end.astimezone(UTC))
     with transient_retries(context):
         row = build_hourly_metrics(database.engine, start, failures, utcnow())
     shown = {k: v for k, v in row.items() if k not in ("hour", "computed_at")}

@@ -30,9 +30,9 @@ rows already there and credits nothing for them.
 import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Callable, Iterator
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -73,7 +73,7 @@ def sydney_day_window(day: str | date) -> tuple[date, datetime, datetime]:
     end = datetime.combine(
         date.fromordinal(day.toordinal() + 1), datetime.min.time(), tzinfo=SYDNEY
     )
-    return day, start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return day, start.astimezone(UTC), end.astimezone(UTC)
 
 
 def idempotency_key(user_id: int, day: str | date) -> str:

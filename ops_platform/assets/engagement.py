@@ -12,13 +12,13 @@ every 30 minutes, each one set-based statement written back to the table the app
 """
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Mapping
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
 from ops_platform.assets._sql_assets import OWNERS, decay_params, decay_sql, markdown_table
 from ops_platform.assets.app_tables import app_table_keys

@@ -17,9 +17,9 @@ period and game type, `daily_prize_pools` (00:00 UTC, yesterday) and `weekly_pri
 """
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -63,7 +63,7 @@ WEEKLY_POOL_PARTITIONS = dg.MultiPartitionsDefinition(
 # --- leaderboards ---------------------------------------------------------------------
 def period_starts(now: datetime) -> dict[str, datetime | None]:
     """Start of each board's period as of `now` (UTC): this day, this week from Monday, all time."""
-    day = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return {"daily": day, "weekly": day - timedelta(days=day.weekday()), "alltime": None}
 
 

@@ -14,8 +14,8 @@ data-modifying CTEs; SQLite runs them one after the other under its single write
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, text
 

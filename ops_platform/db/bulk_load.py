@@ -21,7 +21,7 @@ time-of-day strings instead of one `strftime` per value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class Frame:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _time_of_day_text(suffix: str) -> np.ndarray:
     """'HH:MM:SS<suffix>' for every second of a day, indexed by second of the day."""
     times = [

@@ -19,9 +19,9 @@ search_path picks the schema.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, inspect, text
 
@@ -52,7 +52,7 @@ def seed_database(
     if users < 1:
         raise ValueError(f"users must be at least 1, got {users}")
     progress = progress or (lambda message: None)
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     ctx = Context(users=users, seed=seed, now_dt=now)
     engine = make_engine(_psycopg_url(url), pool_size=LOAD_WORKERS + 1)
     try:

@@ -6,9 +6,9 @@ reports rows examined and changed per table, bad rows skipped and the duration.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 import dagster as dg
 from sqlalchemy import Engine

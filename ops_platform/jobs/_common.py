@@ -4,8 +4,8 @@ and the metadata that reports rows examined and changed."""
 import contextlib
 import random
 import time
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Iterable, Iterator
 
 import dagster as dg
 from pydantic import Field

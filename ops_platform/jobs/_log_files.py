@@ -35,10 +35,10 @@ import shutil
 import stat
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 DAY = 86_400.0
 MB = 1024 * 1024
@@ -300,7 +300,7 @@ def gzip_file(source: Path, mtime: float) -> tuple[Path, int]:
 
 
 def rotation_name(path: Path, mtime: float) -> Path:
-    stamp = datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.fromtimestamp(mtime, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate, n = path.with_name(f"{path.name}.{stamp}"), 1
     while any(
         p.exists() or p.is_symlink()

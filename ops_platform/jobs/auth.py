@@ -12,8 +12,8 @@
   and counted.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import dagster as dg
 from pydantic import Field, field_validator

@@ -13,10 +13,10 @@ import contextlib
 import json
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Callable, Iterator, Optional
 
 import dagster as dg
 from pydantic import Field
@@ -27,7 +27,7 @@ from ops_platform.db import schema
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import backoff_seconds, transient_retries
 from ops_platform.resources.database import Database, JobAlreadyRunning
-from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable, plain_text_email
+from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags, row_for
 
 queue = schema.notification_email_queue
@@ -51,8 +51,8 @@ class EmailQueueConfig(dg.Config):
 @dataclass
 class ClaimedBatch:
     id: int
-    user_id: Optional[int]
-    notification_ids_json: Optional[str]
+    user_id: int | None
+    notification_ids_json: str | None
     attempts: int
 
 
@@ -115,7 +115,7 @@ def _connection(bind: Engine | Connection) -> Iterator[Connection]:
 
 
 def count_due(
-    bind: Engine | Connection, now: datetime, lease_seconds: int = 300, cap: Optional[int] = None
+    bind: Engine | Connection, now: datetime, lease_seconds: int = 300, cap: int | None = None
 ) -> int:
     """Number of due batches (counting stops at `cap`, which keeps the backlog check cheap)."""
     due = select(queue.c.id).where(due_clause(now, lease_seconds))
@@ -329,7 +329,7 @@ def mark_failed(
     error: str,
     max_attempts: int,
     permanent: bool,
-) -> Optional[str]:
+) -> str | None:
     """`failed` with a backoff, or `dead` after the last attempt; the error is kept either way.
     Returns the new status, or None if the claim was lost."""
     status = "dead" if permanent or batch.attempts >= max_attempts else "failed"
@@ -369,7 +369,7 @@ def process_email_queue_in(
     max_batches: int = 50,
     lease_seconds: int = 300,
     max_attempts: int = 5,
-    log: Optional[Callable[[str], None]] = None,
+    log: Callable[[str], None] | None = None,
 ) -> EmailQueueResult:
     """Claim up to `max_batches` due batches and send each; see the module docstring.
 

@@ -17,8 +17,8 @@ that did; `realtime_publish` delivers the outbox.
   with no start or end, or ending before they start, are bad rows: kept and counted.
 """
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 import dagster as dg
 from sqlalchemy import Connection, Engine, text

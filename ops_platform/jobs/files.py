@@ -15,10 +15,10 @@ fails for good) are skipped and counted; transient store faults retry with backo
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterator
 
 import dagster as dg
 from pydantic import Field

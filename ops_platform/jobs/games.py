@@ -12,8 +12,8 @@ In order, each rule in bounded batches:
    loses an entry nor archives one twice.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import dagster as dg
 from pydantic import Field

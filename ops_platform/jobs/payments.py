@@ -22,10 +22,10 @@ outcomes are written with one statement per kind of outcome.
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Optional, Sequence
 
 import dagster as dg
 from pydantic import Field
@@ -148,7 +148,7 @@ def decide(
 
 
 def _reschedule(
-    payment: PendingPayment, now: datetime, expire_after: timedelta, error: Optional[str]
+    payment: PendingPayment, now: datetime, expire_after: timedelta, error: str | None
 ) -> dict:
     return {
         "id": payment.id,
@@ -242,7 +242,7 @@ def check_payments(
     provider: PaymentProvider,
     payments: Sequence[PendingPayment],
     *,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
     expire_after: timedelta = timedelta(minutes=DEFAULT_EXPIRE_MINUTES),
     concurrency: int = 8,
     dry_run: bool = False,
@@ -279,8 +279,8 @@ def check_due_payments(
     payment_ids: Sequence[int] = (),
     max_payments: int = 500,
     batch_size: int = 100,
-    now: Optional[datetime] = None,
-    log: Optional[Callable[[str], None]] = None,
+    now: datetime | None = None,
+    log: Callable[[str], None] | None = None,
     **options,
 ) -> CheckReport:
     """`payment_status_check`: the given payments still pending, or with none given every
@@ -307,8 +307,8 @@ def sweep_pending(
     provider: PaymentProvider,
     *,
     batch_size: int = 200,
-    now: Optional[datetime] = None,
-    log: Optional[Callable[[str], None]] = None,
+    now: datetime | None = None,
+    log: Callable[[str], None] | None = None,
     **options,
 ) -> CheckReport:
     """`payment_status_sweep`: every pending payment, in id order, `batch_size` at a time."""

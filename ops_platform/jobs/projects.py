@@ -9,8 +9,8 @@
   kept and counted.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import dagster as dg
 from pydantic import Field

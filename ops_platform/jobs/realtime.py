@@ -19,9 +19,9 @@ message = JSON `{"event", "payload", "id", "created_at"}` — in id order, then 
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Optional
 
 import dagster as dg
 from pydantic import Field
@@ -69,7 +69,7 @@ def count_unpublished(engine: Engine) -> int:
         return connection.execute(select(func.count()).where(e.published_at.is_(None))).scalar_one()
 
 
-def max_unpublished_id(engine: Engine) -> Optional[int]:
+def max_unpublished_id(engine: Engine) -> int | None:
     e = schema.realtime_events.c
     with engine.connect() as connection:
         return connection.execute(select(func.max(e.id)).where(e.published_at.is_(None))).scalar()
@@ -82,7 +82,7 @@ def publish_outbox(
     batch_size: int = 500,
     max_events: int = 50_000,
     now: Callable[[], datetime] = utcnow,
-    log: Optional[Callable[[str], None]] = None,
+    log: Callable[[str], None] | None = None,
 ) -> PublishReport:
     """Publish unpublished events in id order, `batch_size` per transaction, at most
     `max_events` a call. Raises `RealtimeUnavailable` if Redis fails (that batch stays)."""

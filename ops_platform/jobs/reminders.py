@@ -12,10 +12,10 @@ next run; a project whose balance got paid meanwhile is marked CANCELED instead.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
-from typing import Callable, Optional
 
 import dagster as dg
 from pydantic import Field
@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.jobs._common import singleton, transient_retries
 from ops_platform.resources.database import Database
-from ops_platform.resources.mailer import MailError, Mailer, MailServerUnavailable, plain_text_email
+from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags
 
 KIND = "BALANCE_DUE"
@@ -167,13 +167,13 @@ def send_payment_reminders(
     now: datetime,
     *,
     overdue_days: int = 3,
-    log: Optional[Callable[[str], None]] = None,
+    log: Callable[[str], None] | None = None,
 ) -> ReminderResult:
     """Queue today's reminders, then send every PENDING/FAILED one of today."""
     log = log or (lambda _message: None)
     result = ReminderResult()
     result.eligible, result.queued = queue_todays_reminders(engine, now, overdue_days)
-    server_down: Optional[str] = None
+    server_down: str | None = None
     for row in todays_reminders(engine, now.date()):
         if row.status == "SENT":
             result.already_sent_today += 1

@@ -25,10 +25,10 @@ import os
 import secrets as secrets_module
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import dagster as dg
 from cryptography.fernet import Fernet, MultiFernet

@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
@@ -82,7 +81,7 @@ class MonitorReport:
         return self.new + self.ongoing
 
 
-def _iso(value) -> Optional[str]:
+def _iso(value) -> str | None:
     value = as_utc(value)
     return value.isoformat() if value else None
 

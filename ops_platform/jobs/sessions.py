@@ -10,6 +10,7 @@ User sessions with no `expires_at` are bad rows: never deleted by expiry, counte
 
 import time
 from datetime import datetime, timedelta
+
 import dagster as dg
 from pydantic import Field, field_validator
 from sqlalchemy import Engine

@@ -17,15 +17,14 @@ import logging
 import random
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 from urllib import error as urlerror
 from urllib import request as urlrequest
 
 import dagster as dg
 
-from ops_platform.resources.mailer import MailError, Mailer, plain_text_email
+from ops_platform.resources.mailer import Mailer, MailError, plain_text_email
 
 log = logging.getLogger("ops_platform.alerts")
 
@@ -63,9 +62,9 @@ def slack_payload(title: str, text: str, severity: str) -> dict:
 class Alerts(dg.ConfigurableResource):
     """Sends alerts to the webhook and/or email configured, and always to the alerts log."""
 
-    webhook_url: Optional[str] = None
-    email_to: Optional[str] = None
-    smtp_url: Optional[str] = None
+    webhook_url: str | None = None
+    email_to: str | None = None
+    smtp_url: str | None = None
     mail_from: str = "ops-platform@localhost"
     outbox_dir: str = ".ops_platform/outbox"
     log_file: str = ".ops_platform/logs/alerts.log"
@@ -102,7 +101,7 @@ class Alerts(dg.ConfigurableResource):
         path = Path(self.log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         line = {
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "severity": severity,
             "title": title,
             "text": text,
@@ -142,7 +141,7 @@ class Alerts(dg.ConfigurableResource):
             to=", ".join(a.strip() for a in self.email_to.split(",")),
             subject=f"[{severity.upper()}] {title}",
             body=text + "\n",
-            date=datetime.now(timezone.utc),
+            date=datetime.now(UTC),
         )
         with Mailer(
             smtp_url=self.smtp_url, mail_from=self.mail_from, outbox_dir=self.outbox_dir

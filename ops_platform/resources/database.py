@@ -6,8 +6,8 @@ import contextlib
 import hashlib
 import os
 import socket
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import dagster as dg
 from pydantic import PrivateAttr

@@ -13,6 +13,7 @@ that hangs up between messages is reconnected once. The caller sets a stable Mes
 so that a message sent twice (a crash between send and bookkeeping) can be recognised.
 """
 
+import contextlib
 import os
 import re
 import smtplib
@@ -26,7 +27,6 @@ from email.message import EmailMessage
 from email.policy import compat32
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Optional
 from urllib.parse import parse_qs, unquote, urlparse
 
 import dagster as dg
@@ -57,11 +57,11 @@ class SmtpSettings:
     host: str
     port: int
     implicit_tls: bool
-    starttls: Optional[bool]  # None: when offered; True: required; False: never
-    username: Optional[str]
-    password: Optional[str]
+    starttls: bool | None  # None: when offered; True: required; False: never
+    username: str | None
+    password: str | None
     timeout: float
-    cafile: Optional[str]
+    cafile: str | None
     verify: bool
 
     @classmethod
@@ -139,7 +139,7 @@ class SmtpTransport:
 
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
-        self._client: Optional[smtplib.SMTP] = None
+        self._client: smtplib.SMTP | None = None
         self.connections_opened = 0
 
     def _connect(self) -> smtplib.SMTP:
@@ -220,10 +220,8 @@ class SmtpTransport:
 
     def close(self) -> None:
         if self._client is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._client.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
             self._drop()
 
 
@@ -254,7 +252,7 @@ class OutboxTransport:
 class Mailer(dg.ConfigurableResource):
     """Sends email over SMTP when `smtp_url` is set, else into the outbox folder."""
 
-    smtp_url: Optional[str] = None
+    smtp_url: str | None = None
     mail_from: str = "ops-platform@localhost"
     outbox_dir: str = ".ops_platform/outbox"
 

@@ -24,9 +24,10 @@ import shutil
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, NamedTuple, Optional, TypeVar
+from typing import NamedTuple, TypeVar
 
 import dagster as dg
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
@@ -111,7 +112,7 @@ class ObjectStore(dg.ConfigurableResource):
     def get_bytes(self, key: str) -> bytes:
         raise NotImplementedError
 
-    def stat(self, key: str) -> Optional[ObjectInfo]:
+    def stat(self, key: str) -> ObjectInfo | None:
         """The object's info, or None if there is no such object."""
         raise NotImplementedError
 
@@ -179,7 +180,7 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             raise ObjectStoreError(f"no object {key!r} in {self.describe()}") from None
 
-    def stat(self, key: str) -> Optional[ObjectInfo]:
+    def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
             info = path.lstat()
@@ -187,7 +188,7 @@ class LocalObjectStore(ObjectStore):
             return None
         if not path.is_file() or path.is_symlink():
             return None
-        return ObjectInfo(key, datetime.fromtimestamp(info.st_mtime, tz=timezone.utc), info.st_size)
+        return ObjectInfo(key, datetime.fromtimestamp(info.st_mtime, tz=UTC), info.st_size)
 
     def list_pages(
         self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
@@ -220,7 +221,7 @@ class LocalObjectStore(ObjectStore):
                     stat = self._path(key).stat()
                 except FileNotFoundError:
                     continue  # deleted since the walk
-                modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)
+                modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
                 page.append(ObjectInfo(key, modified, stat.st_size))
             if page:
                 yield page
@@ -343,7 +344,7 @@ class S3ObjectStore(ObjectStore):
                 raise ObjectStoreError(f"no object {key!r} in s3://{self.bucket}") from None
             raise
 
-    def stat(self, key: str) -> Optional[ObjectInfo]:
+    def stat(self, key: str) -> ObjectInfo | None:
         check_key(key)
         try:
             head = self._call(
@@ -353,7 +354,7 @@ class S3ObjectStore(ObjectStore):
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return ObjectInfo(key, head["LastModified"].astimezone(timezone.utc), head["ContentLength"])
+        return ObjectInfo(key, head["LastModified"].astimezone(UTC), head["ContentLength"])
 
     def list_pages(
         self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
@@ -366,9 +367,11 @@ class S3ObjectStore(ObjectStore):
             request = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
             if token:
                 request["ContinuationToken"] = token
-            page = self._call(f"list {prefix}", lambda: self.client.list_objects_v2(**request))
+            page = self._call(
+                f"list {prefix}", lambda request=request: self.client.list_objects_v2(**request)
+            )
             objects = [
-                ObjectInfo(item["Key"], item["LastModified"].astimezone(timezone.utc), item["Size"])
+                ObjectInfo(item["Key"], item["LastModified"].astimezone(UTC), item["Size"])
                 for item in page.get("Contents", [])
             ]
             if objects:
@@ -392,7 +395,7 @@ class S3ObjectStore(ObjectStore):
         for chunk in _chunks(list(keys), S3_DELETE_BATCH):
             response = self._call(
                 f"delete {len(chunk)} objects",
-                lambda: self.client.delete_objects(
+                lambda chunk=chunk: self.client.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": False},
                 ),

@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import quote, unquote
 
 import dagster as dg
@@ -182,10 +182,10 @@ def serve_simulator(host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
 class PaymentProvider(dg.ConfigurableResource):
     """Payment status by provider reference: HTTP client of `OPS_PAYMENTS_URL`, or the simulator."""
 
-    url: Optional[str] = Field(
+    url: str | None = Field(
         default=None, description="Provider base URL; None: the built-in simulator."
     )
-    api_key: Optional[str] = Field(default=None, description="Sent as a Bearer token when set.")
+    api_key: str | None = Field(default=None, description="Sent as a Bearer token when set.")
     connect_timeout_s: float = Field(default=3.0, gt=0)
     read_timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt.")

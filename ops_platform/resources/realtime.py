@@ -10,7 +10,8 @@ redis-py with exponential backoff and jitter, and what still fails raises
 `RealtimeUnavailable` for the job to retry later.
 """
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 import redis
@@ -26,7 +27,7 @@ class RealtimeUnavailable(RuntimeError):
 class RealtimePublisher(dg.ConfigurableResource):
     """Redis pub/sub publisher; disabled when no URL is configured."""
 
-    url: Optional[str] = Field(default=None, description="Redis URL; None: publishing disabled.")
+    url: str | None = Field(default=None, description="Redis URL; None: publishing disabled.")
     socket_timeout_s: float = Field(default=5.0, gt=0)
     retries: int = Field(default=3, ge=0)
 

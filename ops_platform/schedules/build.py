@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping, Sequence
 
 import dagster as dg
 from dagster._utils.schedules import reverse_cron_string_iterator

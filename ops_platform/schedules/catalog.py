@@ -8,8 +8,9 @@ A row whose `cron` is None is sensor-driven: it still gives its job the tags.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 # Seed 000's four tiers: critical (payments) > high (security, sessions, money) >
 # medium (files, maintenance, engagement) > low (analytics).

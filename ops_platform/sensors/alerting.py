@@ -10,8 +10,7 @@
 """
 
 import json
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -94,7 +93,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
 # --- email backlog ----------------------------------------------------------------------------
 
 
-def _state(cursor: Optional[str]) -> dict:
+def _state(cursor: str | None) -> dict:
     try:
         return json.loads(cursor) if cursor else {}
     except json.JSONDecodeError:
@@ -133,7 +132,7 @@ def email_backlog_sensor(context: dg.SensorEvaluationContext, database: Database
 # --- stalled cleanups -------------------------------------------------------------------------
 
 
-def run_rows_changed(instance: dg.DagsterInstance, run_id: str) -> Optional[int]:
+def run_rows_changed(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """Sum of `rows_changed` over the run's outputs; None when the run does not tell (no such
     metadata, a dry run, or a run that stood down because another held the lock)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT).records
@@ -168,7 +167,7 @@ def zero_change_days(
         if changed > 0:
             break
         started = record.start_time or record.create_timestamp.timestamp()
-        days.add(datetime.fromtimestamp(started, timezone.utc).date())
+        days.add(datetime.fromtimestamp(started, UTC).date())
     return len(days)
 
 

@@ -12,8 +12,8 @@ from ops_platform.jobs.realtime import max_unpublished_id, realtime_publish
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher
 from ops_platform.schedules.build import default_sensor_status
-from ops_platform.sensors._common import job_run_active
 from ops_platform.schedules.catalog import row_for
+from ops_platform.sensors._common import job_run_active
 from ops_platform.settings import load_settings
 
 INTERVAL_SECONDS = 3

@@ -1,7 +1,7 @@
 """Analytics assets: exact figures on a hand-built fixture, reports with a stored chart,
 idempotent re-runs, and the schedule ticks asking for the right partitions."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -9,8 +9,8 @@ from sqlalchemy import insert, select, text
 
 from ops_platform.assets.analytics import (
     build_course_analytics,
-    build_student_analytics,
     build_monthly_report,
+    build_student_analytics,
     build_weekly_report,
     daily_course_analytics,
     daily_student_analytics,
@@ -25,7 +25,7 @@ from ops_platform.resources.object_store import LocalObjectStore
 from ops_platform.schedules.build import build_schedules
 from ops_platform.settings import load_settings
 
-UTC = timezone.utc
+UTC = UTC
 D = date(2026, 11, 18)  # a Wednesday; its week starts Sunday 2026-11-15
 WEEK = "2026-11-15"
 

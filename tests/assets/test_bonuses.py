@@ -2,7 +2,7 @@
 runs and crashes, the ledger checks, and Sydney day boundaries across daylight saving."""
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -25,7 +25,7 @@ from ops_platform.schedules.build import build_schedules
 from ops_platform.settings import load_settings
 
 SYDNEY = ZoneInfo("Australia/Sydney")
-UTC = timezone.utc
+UTC = UTC
 DAY = "2026-04-05"  # daylight saving ends in Sydney that day: a 25-hour day
 # Activity is judged at the time of the run; the fixture is built around the real clock so
 # that materializations (which use it) and direct calls (given NOW) agree.

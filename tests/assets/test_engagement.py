@@ -2,7 +2,7 @@
 clamping, every user updated, metadata and asset checks, on SQLite and Postgres."""
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -11,8 +11,8 @@ from sqlalchemy import insert, select, text, update
 from ops_platform.assets.engagement import (
     one_ranking_row_per_stream,
     rank_streams,
-    stream_ranks_dense_and_unique,
     stream_rankings,
+    stream_ranks_dense_and_unique,
     trust_scores_updated_for_every_user,
     trust_scores_within_range,
     update_trust_scores,
@@ -21,7 +21,7 @@ from ops_platform.assets.engagement import (
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 D = timedelta(days=1)
 

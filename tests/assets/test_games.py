@@ -5,7 +5,7 @@ score), no_winner, finalized pools never change, failures isolated, backfills ov
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +29,7 @@ from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.db.schema import GAME_TYPES
 
-UTC = timezone.utc
+UTC = UTC
 H = timedelta(hours=1)
 D = timedelta(days=1)
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the week began Monday 2026-03-02
@@ -525,8 +525,8 @@ def test_asset_jobs_carry_their_checks():
 def test_cli_partition_range_backfills(tmp_path):
     """`dagster asset materialize --partition-range` (SQLite: the CLI path does not depend on
     the database, which the other tests cover on both)."""
-    from ops_platform.db.migrate import upgrade
     from ops_platform.db.engine import make_engine
+    from ops_platform.db.migrate import upgrade
 
     db_url = f"sqlite:///{tmp_path / 'app.db'}"
     upgrade(db_url)

@@ -1,6 +1,6 @@
 """Frames written by COPY binary, COPY text and executemany read back as the same rows."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -50,11 +50,11 @@ EXPECTED = [
         "tab\there",
         "a",
         {"k": [1, 2]},
-        datetime(2026, 1, 31, 23, 59, 59, tzinfo=timezone.utc),
-        datetime(2026, 2, 1, 0, 0, 5, tzinfo=timezone.utc),
+        datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 2, 1, 0, 0, 5, tzinfo=UTC),
     ),
-    ("back\\slash and new\nline", "", None, datetime(1999, 12, 31, tzinfo=timezone.utc), None),
-    ("ünïcode ✓", "c", {"name": "Zoë"}, datetime(2026, 6, 1, 12, tzinfo=timezone.utc), None),
+    ("back\\slash and new\nline", "", None, datetime(1999, 12, 31, tzinfo=UTC), None),
+    ("ünïcode ✓", "c", {"name": "Zoë"}, datetime(2026, 6, 1, 12, tzinfo=UTC), None),
 ]
 
 

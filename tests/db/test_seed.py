@@ -3,7 +3,7 @@ boundary the jobs look at, and the app can keep inserting afterwards."""
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -13,7 +13,7 @@ from ops_platform.db.engine import make_engine
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.seed import seed_database
 
-NOW = datetime(2026, 3, 18, 14, 25, 7, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 18, 14, 25, 7, tzinfo=UTC)
 USERS = 50
 
 
@@ -243,7 +243,7 @@ def test_rows_on_both_sides_of_every_boundary(seeded):
 
 def test_games_cover_every_type_yesterday_last_week_and_orphans(seeded):
     engine, _ = seeded
-    today = datetime(NOW.year, NOW.month, NOW.day, tzinfo=timezone.utc)
+    today = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC)
     last_monday = today - timedelta(days=today.weekday() + 7)
     with engine.connect() as connection:
         types = set(
@@ -279,7 +279,7 @@ def test_games_cover_every_type_yesterday_last_week_and_orphans(seeded):
 
 def test_learning_events_span_forty_days_including_yesterday(seeded):
     engine, _ = seeded
-    today = datetime(NOW.year, NOW.month, NOW.day, tzinfo=timezone.utc)
+    today = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC)
     yesterday = _scalar(
         engine,
         "SELECT count(*) FROM learning_events WHERE created_at >= :a AND created_at < :b "

@@ -6,6 +6,7 @@ stopped with its whole group: nothing outlives the test, whatever happens in it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -49,8 +51,8 @@ class Process:
     log_path: Path
     popen: subprocess.Popen | None = field(default=None, repr=False)
 
-    def start(self) -> "Process":
-        log = open(self.log_path, "ab")
+    def start(self) -> Process:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child process owns it until stop)
         self.popen = subprocess.Popen(
             self.args,
             env=dict(self.env),
@@ -75,21 +77,15 @@ class Process:
         if self.popen is None:
             return
         self._signal_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
         self._signal_group(signal.SIGKILL)  # children that ignored SIGTERM
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def _signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -10,6 +10,7 @@ were written. Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -231,10 +232,9 @@ def test_lineage_and_materialize_from_the_ui(webserver, page):
 
     page.goto(f"{webserver['url']}/runs/{run_id}")
     expect(page.get_by_text("Success").first).to_be_visible()
-    try:  # the event log fills in after the header; the picture is nicer with it
+    # The event log fills in after the header; the picture is nicer with it.
+    with contextlib.suppress(Exception):
         page.get_by_text("RUN_SUCCESS").first.wait_for(timeout=30_000)
-    except Exception:
-        pass
     page.screenshot(path=str(SHOTS / "run_success.png"))
 
     engine = create_engine(app_url)

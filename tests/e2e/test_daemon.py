@@ -431,7 +431,7 @@ def assert_cursor_kept(ticks, killed_at: float, restarted_at: float) -> None:
 
 def assert_no_overlap(records: list[dg.RunRecord]) -> None:
     spans = sorted((r.start_time, r.end_time, r.dagster_run.run_id) for r in records)
-    for (start_a, end_a, id_a), (start_b, _, id_b) in zip(spans, spans[1:]):
+    for (_start_a, end_a, id_a), (start_b, _, id_b) in zip(spans, spans[1:]):
         assert end_a <= start_b, (
             f"runs {id_a} and {id_b} overlapped: {id_a} ended {end_a}, {id_b} started {start_b}"
         )

@@ -1,10 +1,11 @@
 """database_maintenance: VACUUM (ANALYZE) by dead-tuple ratio on Postgres with the activity
 report, ANALYZE and a note on SQLite, and pruning of old Dagster runs."""
 
+import contextlib
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -184,10 +185,8 @@ def test_postgres_report_lists_idle_in_transaction_and_long_queries(pg_database)
     def sleep_long():
         with other.connect() as connection:
             sleeper_pid["pid"] = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            try:
+            with contextlib.suppress(Exception):  # cancelled below
                 connection.execute(text("SELECT pg_sleep(30)"))
-            except Exception:
-                pass  # cancelled below
 
     thread = threading.Thread(target=sleep_long)
     thread.start()
@@ -339,7 +338,7 @@ def _tiny_job():
 
 
 def _age_run(instance, run_id, days):
-    created = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=days)
+    created = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
     with instance.run_storage.connect() as connection:
         connection.execute(
             RunsTable.update().where(RunsTable.c.run_id == run_id).values(create_timestamp=created)
@@ -405,7 +404,7 @@ def test_run_pruning_dry_run_and_second_run(instance_with_runs, sqlite_database)
 
 def test_run_retention_boundary(instance_with_runs):
     instance, runs, stuck = instance_with_runs
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert prune_runs(instance, now - timedelta(days=120, minutes=1), dry_run=True).matched == 0
     assert (
         prune_runs(instance, now - timedelta(days=91) + timedelta(minutes=1), dry_run=True).matched

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
@@ -120,7 +121,7 @@ def test_throne_update_and_event_are_one_transaction(thrones):
     # With the outbox unwritable, the state change must not happen either.
     with thrones.begin() as connection:
         connection.execute(text("ALTER TABLE realtime_events RENAME TO realtime_events_gone"))
-    with pytest.raises(Exception):
+    with pytest.raises(DBAPIError):
         expire_thrones_in(thrones, ThroneExpiryConfig(batch_size=10), utcnow())
     assert _active(thrones) == {1, 2, 4, 5, 6}
 

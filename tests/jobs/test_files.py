@@ -13,10 +13,8 @@ from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files, orphaned_file_cleanup
 from ops_platform.resources.object_store import (
     LocalObjectStore,
-    ObjectStoreError,
     TransientObjectStoreError,
 )
-from tests.s3_server import s3_endpoint, store  # noqa: F401 (shared fixtures)
 
 ORPHANS = ["uploads/orphan1.png", "uploads/sub/orphan2.txt"]
 REFERENCED = ["uploads/ref1.png", "uploads/sub/ref2.pdf"]

@@ -6,7 +6,7 @@ injected (`now`) so the schedule is checked to the second.
 """
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -30,7 +30,7 @@ from ops_platform.resources.payments import (
 )
 from tests.payment_provider import ScriptedProvider
 
-T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ webhook played by a ThreadingHTTPServer on a free port) and are read back from i
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,7 +22,7 @@ from ops_platform.jobs.security import (
 )
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
 
-NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 ATTACKER = "203.0.113.5"
 NOISY = "192.0.2.9"
 

@@ -27,7 +27,7 @@ def certificate(tmp_path_factory):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -216,7 +216,7 @@ def test_plain_text_email_round_trips_unicode_and_refuses_header_injection():
         to="zoë@example.com",
         subject="Café ouvert\r\nBcc: attacker@example.com",
         body="Grüße — see you\n",
-        date=datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+        date=datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
     )
     parsed = message_from_bytes(built.as_bytes(), policy=policy.default)
     assert parsed["Subject"] == "Café ouvert Bcc: attacker@example.com"

@@ -1,6 +1,6 @@
 """object_store: the same behaviour on the local folder and on S3 (moto server, boto3)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -13,7 +13,7 @@ from ops_platform.resources.object_store import (
     build_object_store,
 )
 from ops_platform.settings import load_settings
-from tests.s3_server import make_bucket, s3_endpoint, s3_store, store  # noqa: F401 (shared fixtures)
+from tests.s3_server import make_bucket, s3_store
 
 
 def test_put_get_exists_copy_delete(store):
@@ -46,7 +46,7 @@ def test_listing_is_paginated_in_key_order(store):
     info = pages[0][0]
     assert info.size == 3
     assert info.last_modified.tzinfo is not None
-    assert abs(info.last_modified - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(info.last_modified - datetime.now(UTC)) < timedelta(minutes=5)
     assert len(list(store.list_objects("uploads/"))) == 25
     key, last_modified, size = next(store.list_objects("uploads/"))
     assert (key, size) == ("uploads/000.bin", 3)

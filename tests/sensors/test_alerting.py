@@ -4,7 +4,7 @@ backlog and stalled-cleanup sensors alert once per crossing."""
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -22,7 +22,6 @@ from ops_platform.sensors.alerting import (
     stalled_cleanup_sensor,
 )
 from tests.smtp_server import smtp_server
-
 
 # --- a local webhook receiver -------------------------------------------------------------------
 
@@ -256,7 +255,7 @@ def test_backlog_alerts_once_per_crossing(database, receiver, alerts):
 
 
 def run_on_day(instance, job, day, **config):
-    with freeze_time(datetime(2026, 3, day, 3, 0, tzinfo=timezone.utc)):
+    with freeze_time(datetime(2026, 3, day, 3, 0, tzinfo=UTC)):
         result = execute(instance, job, fail=False, **config)
     assert result.success
     return result

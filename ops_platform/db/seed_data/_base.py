@@ -8,7 +8,6 @@ from datetime import datetime
 
 import numpy as np
 
-
 MINUTE, HOUR, DAY = 60, 3_600, 86_400
 NULL_TS = np.iinfo(np.int64).min  # becomes NaT: a NULL timestamp
 

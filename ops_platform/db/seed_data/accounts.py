@@ -6,9 +6,9 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     NULL_TS,
     Context,
     between,
@@ -22,17 +22,89 @@ from ops_platform.db.seed_data._base import (
     ts,
 )
 
-
-FIRST_NAMES = (
-    "olivia liam emma noah ava oliver sophia elijah isabella james mia william amelia "
-    "benjamin harper lucas evelyn henry abigail theo emily jack ella levi chloe mateo "
-    "aria sebastian zoe leo nora kai maya ezra lily hugo ruby omar sara yuki arjun"
-).split()
-LAST_NAMES = (
-    "smith johnson williams brown jones garcia miller davis martin lopez wilson anderson "
-    "taylor thomas moore jackson white harris clark lewis walker young allen king wright "
-    "scott nguyen hill green adams baker nelson carter mitchell perez roberts turner kim"
-).split()
+FIRST_NAMES = [
+    "olivia",
+    "liam",
+    "emma",
+    "noah",
+    "ava",
+    "oliver",
+    "sophia",
+    "elijah",
+    "isabella",
+    "james",
+    "mia",
+    "william",
+    "amelia",
+    "benjamin",
+    "harper",
+    "lucas",
+    "evelyn",
+    "henry",
+    "abigail",
+    "theo",
+    "emily",
+    "jack",
+    "ella",
+    "levi",
+    "chloe",
+    "mateo",
+    "aria",
+    "sebastian",
+    "zoe",
+    "leo",
+    "nora",
+    "kai",
+    "maya",
+    "ezra",
+    "lily",
+    "hugo",
+    "ruby",
+    "omar",
+    "sara",
+    "yuki",
+    "arjun",
+]
+LAST_NAMES = [
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "martin",
+    "lopez",
+    "wilson",
+    "anderson",
+    "taylor",
+    "thomas",
+    "moore",
+    "jackson",
+    "white",
+    "harris",
+    "clark",
+    "lewis",
+    "walker",
+    "young",
+    "allen",
+    "king",
+    "wright",
+    "scott",
+    "nguyen",
+    "hill",
+    "green",
+    "adams",
+    "baker",
+    "nelson",
+    "carter",
+    "mitchell",
+    "perez",
+    "roberts",
+    "turner",
+    "kim",
+]
 # Reserved example domains only: the email jobs really send mail.
 EMAIL_DOMAINS = (
     "example.com",
@@ -96,8 +168,8 @@ def users(ctx: Context) -> list[Frame]:
     last = rng.integers(0, len(LAST_NAMES), n).tolist()
     domain = rng.integers(0, len(EMAIL_DOMAINS), n).tolist()
     emails = [
-        f"{FIRST_NAMES[f]}.{LAST_NAMES[l]}{i}@{EMAIL_DOMAINS[d]}"
-        for f, l, i, d in zip(first, last, user_ids.tolist(), domain)
+        f"{FIRST_NAMES[f]}.{LAST_NAMES[last_name]}{i}@{EMAIL_DOMAINS[d]}"
+        for f, last_name, i, d in zip(first, last, user_ids.tolist(), domain)
     ]
     ctx.user_created = columns["created_at"]
     ctx.emails = emails

@@ -6,9 +6,9 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     Context,
     between,
     cases,
@@ -18,7 +18,6 @@ from ops_platform.db.seed_data._base import (
     pick,
     ts,
 )
-
 
 STREAM_CASES = {"live": 0.15, "ended_recently": 0.25, "ended_days_ago": 0.60}
 STREAM_TOPICS = (

@@ -7,9 +7,9 @@ import numpy as np
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     NULL_TS,
     Context,
     between,
@@ -21,7 +21,6 @@ from ops_platform.db.seed_data._base import (
     pick,
     ts,
 )
-
 
 GAME_CASES = {"completed": 0.85, "active_fresh": 0.03, "active_abandoned": 0.05, "expired": 0.07}
 GAME_WEIGHTS = (0.3, 0.25, 0.15, 0.15, 0.15)

@@ -6,9 +6,9 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     NULL_TS,
     Context,
     between,
@@ -16,7 +16,6 @@ from ops_platform.db.seed_data._base import (
     pick,
     ts,
 )
-
 
 COURSE_SUBJECTS = (
     "Python",

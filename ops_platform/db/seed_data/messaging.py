@@ -8,9 +8,9 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     NULL_TS,
     Context,
     between,
@@ -20,7 +20,6 @@ from ops_platform.db.seed_data._base import (
     pick,
     ts,
 )
-
 
 NOTIFICATION_TITLES = (
     ("New follower", "Someone new is following your channel."),

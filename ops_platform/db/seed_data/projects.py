@@ -6,9 +6,9 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     NULL_TS,
     Context,
     between,
@@ -19,13 +19,34 @@ from ops_platform.db.seed_data._base import (
     ts,
 )
 
-
-PROJECT_ADJECTIVES = (
-    "Bold Bright Quiet Swift Golden Urban Coastal Modern Wild Clear Prime Lunar".split()
-)
-PROJECT_NOUNS = (
-    "Harbor Summit Canvas Orbit Meadow Forge Atlas Beacon Vertex Grove Pulse Tide".split()
-)
+PROJECT_ADJECTIVES = [
+    "Bold",
+    "Bright",
+    "Quiet",
+    "Swift",
+    "Golden",
+    "Urban",
+    "Coastal",
+    "Modern",
+    "Wild",
+    "Clear",
+    "Prime",
+    "Lunar",
+]
+PROJECT_NOUNS = [
+    "Harbor",
+    "Summit",
+    "Canvas",
+    "Orbit",
+    "Meadow",
+    "Forge",
+    "Atlas",
+    "Beacon",
+    "Vertex",
+    "Grove",
+    "Pulse",
+    "Tide",
+]
 PROJECT_WORKS = (
     "brand film",
     "product launch video",

@@ -6,9 +6,9 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.seed_data._base import (
-    MINUTE,
-    HOUR,
     DAY,
+    HOUR,
+    MINUTE,
     Context,
     between,
     hex_tokens,
@@ -16,7 +16,6 @@ from ops_platform.db.seed_data._base import (
     sort_by,
     ts,
 )
-
 
 FILE_EXTENSIONS = ("jpg", "png", "webp", "pdf", "mp4", "mov")
 
