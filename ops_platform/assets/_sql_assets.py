@@ -1,8 +1,7 @@
-"""Small pieces the set-based engagement and games assets share: the time-decay SQL
-(the one dialect difference of their rules) and Markdown previews for asset metadata."""
+"""Small pieces the set-based engagement and games assets share: the owners and the
+time-decay SQL (the one dialect difference of their rules)."""
 
 import math
-from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -37,20 +36,3 @@ def decay_params(now: datetime, half_life: timedelta) -> dict:
         "now_epoch": now.timestamp(),
         "neg_decay_rate": -math.log(2) / half_life.total_seconds(),
     }
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return str(value).replace("|", "\\|")
-
-
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """A GitHub-style Markdown table (the UI renders it in asset metadata)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-    if len(lines) == 2:
-        lines.append("| " + " | ".join(["(none)"] + [""] * (len(headers) - 1)) + " |")
-    return "\n".join(lines)

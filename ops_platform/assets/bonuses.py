@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import transient_retries
+from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool
 
@@ -406,7 +407,7 @@ def check_balances_cover_ledger(engine: Engine) -> dg.AssetCheckResult:
     passed = counts["negative_balances"] == 0 and counts["below_credits"] == 0
     metadata = {name: int(value or 0) for name, value in counts.items()}
     if sample:
-        metadata["sample"] = dg.MetadataValue.md(_markdown_table(sample))
+        metadata["sample"] = dg.MetadataValue.md(markdown_table(None, sample))
     return dg.AssetCheckResult(
         check_name="bonus_balances_cover_ledger",
         passed=passed,
@@ -446,15 +447,6 @@ def check_one_credit_per_user(
     )
 
 
-def _markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_"
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[c]) for c in header) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _tier_preview(state: DayState) -> str:
     rows = [
         {
@@ -468,7 +460,7 @@ def _tier_preview(state: DayState) -> str:
         }
         for t in state.tiers
     ]
-    return _markdown_table(rows)
+    return markdown_table(None, rows)
 
 
 # --- the asset ------------------------------------------------------------------------

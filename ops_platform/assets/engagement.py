@@ -20,10 +20,11 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Connection, text
 
-from ops_platform.assets._sql_assets import OWNERS, decay_params, decay_sql, markdown_table
+from ops_platform.assets._sql_assets import OWNERS, decay_params, decay_sql
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.jobs._common import transient_retries
+from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool
 

@@ -25,7 +25,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Connection, text
 
-from ops_platform.assets._sql_assets import OWNERS, markdown_table
+from ops_platform.assets._sql_assets import OWNERS
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.db.schema import GAME_TYPES
@@ -35,6 +35,7 @@ from ops_platform.jobs._common import (
     is_transient,
     transient_retries,
 )
+from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool
 

@@ -16,11 +16,11 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
-from tabulate import tabulate
 
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.jobs._log_files import LogPruneResult, prune_log_folder
+from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags
 from ops_platform.settings import load_settings
@@ -278,21 +278,6 @@ def maintain_database(
     return result
 
 
-def _md_cell(value) -> str:
-    text_value = "" if value is None else " ".join(str(value).split())
-    return text_value.replace("|", "\\|")
-
-
-def _md_table(rows: list[dict], empty: str) -> str:
-    if not rows:
-        return empty
-    return tabulate(
-        [{k: _md_cell(v) for k, v in row.items()} for row in rows],
-        headers="keys",
-        tablefmt="github",
-    )
-
-
 def activity_report(
     engine: Engine, now: datetime, long_query_seconds: float, query_chars: int = 120
 ) -> dict:
@@ -349,12 +334,14 @@ def activity_report(
         else 0.0,
         "idle_in_transaction": len(idle_in_transaction),
         "long_running_queries": len(long_running),
-        "connections_by_state": dg.MetadataValue.md(_md_table(by_state, "_no connections_")),
+        "connections_by_state": dg.MetadataValue.md(
+            markdown_table(None, by_state, "_no connections_")
+        ),
         "idle_in_transaction_sessions": dg.MetadataValue.md(
-            _md_table(idle_in_transaction, "_no session idle in a transaction_")
+            markdown_table(None, idle_in_transaction, "_no session idle in a transaction_")
         ),
         "long_running_query_list": dg.MetadataValue.md(
-            _md_table(long_running, f"_no query running over {long_query_seconds:g} s_")
+            markdown_table(None, long_running, f"_no query running over {long_query_seconds:g} s_")
         ),
     }
 
@@ -423,7 +410,8 @@ def maintain_app_database(
     }
     if result.backend == "postgresql":
         metadata["vacuum"] = dg.MetadataValue.md(
-            _md_table(
+            markdown_table(
+                None,
                 [vars(outcome) for outcome in result.outcomes + result.recently_vacuumed],
                 f"_no table over a {config.dead_ratio_threshold:g} dead-tuple ratio "
                 f"with {config.min_dead_tuples}+ dead tuples_",

@@ -7,18 +7,15 @@ import dagster as dg
 import pytest
 from sqlalchemy import insert, select, text
 
-from ops_platform.assets.analytics import (
+from ops_platform.assets.analytics.daily import (
     build_course_analytics,
-    build_monthly_report,
     build_student_analytics,
-    build_weekly_report,
     daily_course_analytics,
     daily_student_analytics,
-    failed_runs_in,
-    hourly_platform_metrics,
-    monthly_executive_summary,
-    weekly_trend_report,
 )
+from ops_platform.assets.analytics.hourly import failed_runs_in, hourly_platform_metrics
+from ops_platform.assets.analytics.monthly import build_monthly_report, monthly_executive_summary
+from ops_platform.assets.analytics.weekly import build_weekly_report, weekly_trend_report
 from ops_platform.db import schema
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import LocalObjectStore

@@ -1,0 +1,131 @@
+"""The daily analytics tables, one row per course (`daily_course_analytics`) or per student
+(`daily_student_analytics`) with activity on a UTC day. Each run replaces its day's rows in
+one transaction, so a re-run gives the same table."""
+
+import time
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from sqlalchemy import Engine, delete, insert, select
+
+from ops_platform.assets.analytics.partitions import DAILY_PARTITIONS, OWNERS, parse_day
+from ops_platform.assets.analytics.sources import (
+    course_day_frame,
+    read_frame,
+    records,
+    student_day_frame,
+)
+from ops_platform.db import schema
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import transient_retries
+from ops_platform.markdown import frame_table
+from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import asset_pool
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def replace_day_rows(engine: Engine, table, day: date, frame: "pd.DataFrame", now: datetime) -> int:
+    """Replace the day's rows of `table` with `frame`, in one transaction."""
+    rows = records(frame.assign(computed_at=now))
+    with engine.begin() as connection:
+        connection.execute(delete(table).where(table.c.day == day))
+        if rows:
+            connection.execute(insert(table), rows)
+    return len(rows)
+
+
+def build_course_analytics(engine: Engine, day: date, now: datetime) -> "pd.DataFrame":
+    with engine.connect() as connection:
+        frame = course_day_frame(connection, day)
+    replace_day_rows(engine, schema.daily_course_analytics, day, frame, now)
+    return frame
+
+
+def build_student_analytics(engine: Engine, day: date, now: datetime) -> "pd.DataFrame":
+    with engine.connect() as connection:
+        frame = student_day_frame(connection, day)
+    replace_day_rows(engine, schema.daily_student_analytics, day, frame, now)
+    return frame
+
+
+def _daily_metadata(frame: "pd.DataFrame", started: float, day: date, sort_by: str) -> dict:
+    preview = frame.sort_values(sort_by, ascending=False).head(10).drop(columns=["day"])
+    return {
+        "day": day.isoformat(),
+        "rows_written": len(frame),
+        "lessons_completed": int(frame.lessons_completed.sum()) if len(frame) else 0,
+        "duration_s": round(time.perf_counter() - started, 3),
+        "preview": dg.MetadataValue.md(frame_table(preview, "_no rows_")),
+    }
+
+
+def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
+    table = schema.daily_course_analytics
+    with engine.connect() as connection:
+        frame = read_frame(connection, select(table).where(table.c.day == day))
+    bad_rate = int(((frame.completion_rate < 0) | (frame.completion_rate > 1)).sum())
+    negative = int(
+        (frame[["active_students", "lessons_completed", "enrollments", "completions"]] < 0)
+        .any(axis=1)
+        .sum()
+    )
+    bad_score = int((frame.avg_quiz_score < 0).sum())
+    return dg.AssetCheckResult(
+        check_name="rates_and_counts_in_range",
+        passed=bad_rate == 0 and negative == 0 and bad_score == 0,
+        metadata={
+            "rows": len(frame),
+            "rates_out_of_range": bad_rate,
+            "negative_counts": negative,
+            "negative_scores": bad_score,
+        },
+    )
+
+
+@dg.asset(
+    pool=asset_pool("daily_course_analytics"),
+    partitions_def=DAILY_PARTITIONS,
+    group_name="analytics",
+    deps=[dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
+    kinds={"pandas", "sql"},
+    owners=OWNERS,
+    tags={"domain": "learning"},
+    description="Per course and UTC day: active students, lessons completed, enrollments, "
+    "completions, completion rate, average quiz score (table daily_course_analytics).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "rates_and_counts_in_range",
+            asset="daily_course_analytics",
+            description="Completion rate in [0, 1]; no negative counts or scores.",
+        )
+    ],
+)
+def daily_course_analytics(context: dg.AssetExecutionContext, database: Database):
+    started, day = time.perf_counter(), parse_day(context.partition_key)
+    with transient_retries(context):
+        frame = build_course_analytics(database.engine, day, utcnow())
+    return dg.MaterializeResult(
+        metadata=_daily_metadata(frame, started, day, "active_students"),
+        check_results=[check_daily_course_rows(database.engine, day)],
+    )
+
+
+@dg.asset(
+    pool=asset_pool("daily_student_analytics"),
+    partitions_def=DAILY_PARTITIONS,
+    group_name="analytics",
+    deps=[dg.AssetKey("learning_events")],
+    kinds={"pandas", "sql"},
+    owners=OWNERS,
+    tags={"domain": "learning"},
+    description="Per student and UTC day: courses touched, lessons completed, quizzes taken, "
+    "average quiz score (table daily_student_analytics).",
+)
+def daily_student_analytics(context: dg.AssetExecutionContext, database: Database):
+    started, day = time.perf_counter(), parse_day(context.partition_key)
+    with transient_retries(context):
+        frame = build_student_analytics(database.engine, day, utcnow())
+    return dg.MaterializeResult(metadata=_daily_metadata(frame, started, day, "lessons_completed"))

@@ -1,0 +1,216 @@
+"""`monthly_executive_summary` (calendar month, UTC): KPIs of users, revenue, engagement,
+learning and games, month over month, as Markdown with charts."""
+
+import time
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from sqlalchemy import Connection, Engine, text
+
+from ops_platform.assets.analytics.partitions import (
+    MONTHLY_PARTITIONS,
+    OWNERS,
+    month_window,
+    parse_day,
+)
+from ops_platform.assets.analytics.rendering import Report, comparison_row, monthly_charts
+from ops_platform.assets.analytics.sources import IS_LESSON, IS_QUIZ, day_sql, read_frame
+from ops_platform.assets.analytics.storage import store_report
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import transient_retries
+from ops_platform.markdown import markdown_table
+from ops_platform.resources.database import Database
+from ops_platform.resources.object_store import ObjectStore
+from ops_platform.schedules.catalog import asset_pool
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def month_kpis(connection: Connection, start: datetime, end: datetime) -> dict:
+    """KPIs of [start, end): users, revenue, engagement, learning, games."""
+    p = {"start": start, "end": end}
+    one = lambda sql: dict(connection.execute(text(sql), p).mappings().one())  # noqa: E731
+    settled = "COALESCE(settled_at, created_at)"
+    users = one("""
+        SELECT SUM(CASE WHEN created_at >= :start AND created_at < :end THEN 1 ELSE 0 END) AS signups,
+               SUM(CASE WHEN created_at < :end THEN 1 ELSE 0 END) AS total_users,
+               SUM(CASE WHEN email_verified_at >= :start AND email_verified_at < :end THEN 1 ELSE 0 END) AS verified,
+               SUM(CASE WHEN og_level > 0 AND og_expires_at >= :end THEN 1 ELSE 0 END) AS og_active_at_end
+        FROM users""")
+    revenue = one(f"""
+        SELECT SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS payments_succeeded,
+               SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS payments_failed,
+               COALESCE(SUM(CASE WHEN status = 'succeeded' THEN amount_cents ELSE 0 END), 0) AS revenue_cents,
+               COUNT(DISTINCT CASE WHEN status = 'succeeded' THEN user_id END) AS paying_users
+        FROM payments WHERE {settled} >= :start AND {settled} < :end""")
+    engagement = one("""
+        SELECT COUNT(*) AS stream_events,
+               COUNT(DISTINCT user_id) AS engaged_users,
+               SUM(CASE WHEN kind = 'view' THEN 1 ELSE 0 END) AS views,
+               SUM(CASE WHEN kind = 'chat' THEN 1 ELSE 0 END) AS chats,
+               SUM(CASE WHEN kind = 'gift' THEN 1 ELSE 0 END) AS gifts,
+               COALESCE(SUM(CASE WHEN kind = 'gift' THEN value ELSE 0 END), 0) AS gift_value,
+               COUNT(DISTINCT stream_id) AS streams_with_activity
+        FROM stream_events WHERE created_at >= :start AND created_at < :end""")
+    learning = one(f"""
+        SELECT COUNT(*) AS learning_events,
+               COUNT(DISTINCT user_id) AS learners,
+               SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
+               SUM(CASE WHEN {IS_QUIZ} THEN 1 ELSE 0 END) AS quizzes_taken,
+               AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
+        FROM learning_events WHERE created_at >= :start AND created_at < :end""")
+    learning.update(
+        one("""
+        SELECT SUM(CASE WHEN enrolled_at >= :start AND enrolled_at < :end THEN 1 ELSE 0 END) AS new_enrollments,
+               SUM(CASE WHEN completed_at >= :start AND completed_at < :end THEN 1 ELSE 0 END) AS completions
+        FROM enrollments""")
+    )
+    games = one("""
+        SELECT COUNT(*) AS games_played, COUNT(DISTINCT player_address) AS players,
+               COALESCE(MAX(score), 0) AS top_score
+        FROM leaderboard_entries WHERE created_at >= :start AND created_at < :end""")
+    kpis = {
+        "users": users,
+        "revenue": revenue,
+        "engagement": engagement,
+        "learning": learning,
+        "games": games,
+    }
+    for section in kpis.values():
+        for key, value in section.items():
+            if value is None:
+                section[key] = None if key == "avg_quiz_score" else 0
+            elif key in ("avg_quiz_score", "gift_value"):
+                section[key] = round(float(value), 2)
+            else:
+                section[key] = int(value)
+    return kpis
+
+
+def month_daily_series(connection: Connection, start: datetime, end: datetime) -> "pd.DataFrame":
+    """Per UTC day of the month: signups, revenue, stream events, learning events, games."""
+    import pandas as pd
+
+    bind = connection
+    p = {"start": start, "end": end}
+    settled = "COALESCE(settled_at, created_at)"
+    sources = {
+        "signups": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM users "
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "revenue_cents": f"SELECT {day_sql(bind, settled)} AS day, SUM(amount_cents) AS n FROM payments "
+        f"WHERE status = 'succeeded' AND {settled} >= :start AND {settled} < :end GROUP BY 1",
+        "stream_events": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM stream_events "
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "learning_events": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM learning_events "
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "games_played": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM leaderboard_entries "
+        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+    }
+    days = pd.date_range(start.date(), end.date() - timedelta(days=1), freq="D").strftime(
+        "%Y-%m-%d"
+    )
+    series = {}
+    for name, sql in sources.items():
+        frame = read_frame(connection, sql, p)
+        series[name] = (
+            frame.set_index("day")["n"].reindex(days, fill_value=0).fillna(0).astype("int64")
+        )
+    return pd.DataFrame(series, index=pd.Index(days, name="day"))
+
+
+def games_by_type(connection: Connection, start: datetime, end: datetime) -> list:
+    return connection.execute(
+        text("""
+        SELECT game_type, COUNT(*) AS games_played, COUNT(DISTINCT player_address) AS players,
+               MAX(score) AS top_score
+        FROM leaderboard_entries WHERE created_at >= :start AND created_at < :end
+        GROUP BY game_type ORDER BY games_played DESC, game_type"""),
+        {"start": start, "end": end},
+    ).all()
+
+
+def build_monthly_report(engine: Engine, month_start: date) -> Report:
+    start, end = month_window(month_start)
+    previous_start = month_window(
+        date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1)
+    )[0]
+    with engine.connect() as connection:
+        current = month_kpis(connection, start, end)
+        previous = month_kpis(connection, previous_start, start)
+        series = month_daily_series(connection, start, end)
+        by_game = games_by_type(connection, start, end)
+    kpi_rows = [
+        (section, *comparison_row(name, value, previous[section][name]))
+        for section, values in current.items()
+        for name, value in values.items()
+    ]
+    revenue = current["revenue"]["revenue_cents"] / 100.0
+    headline = (
+        f"**{current['users']['signups']:,}** signups · **{revenue:,.2f}** revenue from "
+        f"**{current['revenue']['payments_succeeded']:,}** payments · "
+        f"**{current['engagement']['stream_events']:,}** stream interactions · "
+        f"**{current['learning']['lessons_completed']:,}** lessons completed · "
+        f"**{current['games']['games_played']:,}** games played"
+    )
+    template = "\n\n".join(
+        [
+            f"# Executive summary: {start:%B %Y} (UTC)",
+            headline,
+            markdown_table(
+                ("area", "kpi", "this month", "previous month", "change"), kpi_rows, "_no rows_"
+            ),
+            "![Revenue and signups per day]({chart:revenue_signups})",
+            "![Activity per day]({chart:activity})",
+            "## Games by type",
+            markdown_table(
+                ("game_type", "games_played", "players", "top_score"), by_game, "_no rows_"
+            ),
+        ]
+    )
+    metrics = {"month": start.strftime("%Y-%m"), "this_month": current, "previous_month": previous}
+    return Report(
+        "monthly_executive_summary",
+        month_start.isoformat(),
+        template,
+        monthly_charts(series),
+        metrics,
+    )
+
+
+@dg.asset(
+    pool=asset_pool("monthly_executive_summary"),
+    partitions_def=MONTHLY_PARTITIONS,
+    group_name="analytics",
+    deps=[
+        dg.AssetKey(name)
+        for name in (
+            "users",
+            "payments",
+            "stream_events",
+            "learning_events",
+            "enrollments",
+            "leaderboard_entries",
+        )
+    ],
+    kinds={"pandas", "matplotlib"},
+    owners=OWNERS,
+    tags={"domain": "executive"},
+    description="KPIs of the month (users, revenue, engagement, learning, games), month over month, as "
+    "Markdown with charts; stored in analytics_reports and the object store under reports/.",
+)
+def monthly_executive_summary(
+    context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
+):
+    started, month_start = time.perf_counter(), parse_day(context.partition_key)
+    with transient_retries(context):
+        report = build_monthly_report(database.engine, month_start)
+        metadata = store_report(database.engine, object_store, report, utcnow())
+    this_month = report.metrics["this_month"]
+    metadata.update(
+        signups=this_month["users"]["signups"],
+        revenue_cents=this_month["revenue"]["revenue_cents"],
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    return dg.MaterializeResult(metadata=metadata)

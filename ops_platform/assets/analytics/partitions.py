@@ -1,0 +1,34 @@
+"""The analytics calendar: partitions of the analytics assets and the UTC windows they cover."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+ANALYTICS_START = "2025-01-01"
+DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=ANALYTICS_START)
+# Weeks start on Sunday 00:00 UTC (day_offset=0); 2025-01-05 is the first Sunday of 2025.
+WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(start_date="2025-01-05", day_offset=0)
+MONTHLY_PARTITIONS = dg.MonthlyPartitionsDefinition(start_date=ANALYTICS_START)
+HOURLY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date=f"{ANALYTICS_START}-00:00")
+
+OWNERS = ["team:analytics"]
+
+
+def utc_day_window(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def month_window(month_start: date) -> tuple[datetime, datetime]:
+    start = datetime(month_start.year, month_start.month, 1, tzinfo=UTC)
+    end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def parse_day(key: str, what: str = "partition") -> date:
+    try:
+        return date.fromisoformat(key)
+    except ValueError:
+        raise ValueError(f"{what} {key!r} is not a YYYY-MM-DD day") from None

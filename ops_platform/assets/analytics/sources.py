@@ -1,0 +1,141 @@
+"""Reading the app tables: the SQL that aggregates learning activity, and the bridge
+between SQL results and pandas frames. The database aggregates; pandas only joins and
+derives rates on the aggregated frames.
+
+Learning event kinds: `lesson_completed` (or `lesson_complete`) is a finished lesson; any
+kind starting with `quiz` that carries a score is a quiz result.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, text
+
+from ops_platform.assets.analytics.partitions import utc_day_window
+from ops_platform.db.engine import is_postgres
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LESSON_KINDS = ("lesson_completed", "lesson_complete")
+IS_LESSON = "kind IN ('lesson_completed', 'lesson_complete')"
+IS_QUIZ = "(kind LIKE 'quiz%' AND score IS NOT NULL)"
+
+
+def day_sql(bind, column: str) -> str:
+    """SQL giving the UTC day (YYYY-MM-DD text) of a timestamp column."""
+    if is_postgres(bind):
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    return f"substr({column}, 1, 10)"
+
+
+def read_frame(connection: Connection, sql, params: dict | None = None) -> pd.DataFrame:
+    """The result of a query (SQL text or a SQLAlchemy select) as a DataFrame."""
+    import pandas as pd
+
+    query = text(sql) if isinstance(sql, str) else sql
+    return pd.read_sql(query, connection, params=params)
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows of an aggregated frame as plain Python values (NaN → None) for an INSERT."""
+    rows = []
+    for row in frame.to_dict("records"):
+        clean = {}
+        for key, value in row.items():
+            if hasattr(value, "item"):
+                value = value.item()
+            if isinstance(value, float) and value != value:
+                value = None
+            clean[key] = value
+        rows.append(clean)
+    return rows
+
+
+COURSE_DAY_COLUMNS = [
+    "day",
+    "course_id",
+    "active_students",
+    "lessons_completed",
+    "enrollments",
+    "completions",
+    "completion_rate",
+    "avg_quiz_score",
+]
+
+
+def course_day_frame(connection: Connection, day: date) -> pd.DataFrame:
+    """One row per course with activity on `day` (UTC), in the table's columns."""
+    start, end = utc_day_window(day)
+    params = {"start": start, "end": end}
+    events = read_frame(
+        connection,
+        f"""
+        SELECT course_id,
+               COUNT(DISTINCT user_id) AS active_students,
+               SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
+               AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
+        FROM learning_events
+        WHERE created_at >= :start AND created_at < :end AND course_id IS NOT NULL
+        GROUP BY course_id""",
+        params,
+    )
+    enrolled = read_frame(
+        connection,
+        """
+        SELECT course_id,
+               SUM(CASE WHEN enrolled_at >= :start AND enrolled_at < :end THEN 1 ELSE 0 END) AS enrollments,
+               SUM(CASE WHEN completed_at >= :start AND completed_at < :end THEN 1 ELSE 0 END) AS completions,
+               SUM(CASE WHEN enrolled_at IS NULL OR enrolled_at < :end THEN 1 ELSE 0 END) AS enrolled_total,
+               SUM(CASE WHEN completed_at < :end THEN 1 ELSE 0 END) AS completed_total
+        FROM enrollments
+        GROUP BY course_id""",
+        params,
+    )
+    frame = events.merge(enrolled, on="course_id", how="outer")
+    counts = [
+        "active_students",
+        "lessons_completed",
+        "enrollments",
+        "completions",
+        "enrolled_total",
+        "completed_total",
+    ]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
+    frame = frame[
+        (frame.active_students > 0) | (frame.enrollments > 0) | (frame.completions > 0)
+    ].copy()
+    rate = frame.completed_total / frame.enrolled_total.where(frame.enrolled_total > 0)
+    frame["completion_rate"] = rate.clip(upper=1.0)
+    frame["avg_quiz_score"] = frame["avg_quiz_score"].astype("float64")
+    frame["day"] = day
+    frame["course_id"] = frame["course_id"].astype("int64")
+    return frame[COURSE_DAY_COLUMNS].sort_values("course_id").reset_index(drop=True)
+
+
+def student_day_frame(connection: Connection, day: date) -> pd.DataFrame:
+    """One row per student with learning events on `day` (UTC), in the table's columns."""
+    start, end = utc_day_window(day)
+    frame = read_frame(
+        connection,
+        f"""
+        SELECT user_id,
+               COUNT(DISTINCT course_id) AS courses_active,
+               SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
+               SUM(CASE WHEN {IS_QUIZ} THEN 1 ELSE 0 END) AS quizzes_taken,
+               AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
+        FROM learning_events
+        WHERE created_at >= :start AND created_at < :end
+        GROUP BY user_id
+        ORDER BY user_id""",
+        {"start": start, "end": end},
+    )
+    frame["day"] = day
+    for column in ("user_id", "courses_active", "lessons_completed", "quizzes_taken"):
+        frame[column] = frame[column].fillna(0).astype("int64")
+    frame["avg_quiz_score"] = frame["avg_quiz_score"].astype("float64")
+    return frame[
+        ["day", "user_id", "courses_active", "lessons_completed", "quizzes_taken", "avg_quiz_score"]
+    ]

@@ -1,0 +1,192 @@
+"""`weekly_trend_report` (weeks Sunday 00:00 → Sunday 00:00 UTC, key = the starting Sunday;
+the Sunday 01:00 tick asks for the week that just ended): week-over-week learning trends
+from the daily tables for the week and the one before it, as Markdown with a chart. A day
+whose rows are missing (daily partition not materialized) is computed from the source
+tables instead."""
+
+import time
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from sqlalchemy import Connection, Engine, select
+
+from ops_platform.assets.analytics.partitions import OWNERS, WEEKLY_PARTITIONS, parse_day
+from ops_platform.assets.analytics.rendering import (
+    Report,
+    comparison_row,
+    percent_change,
+    weekly_chart,
+)
+from ops_platform.assets.analytics.sources import course_day_frame, read_frame, student_day_frame
+from ops_platform.assets.analytics.storage import store_report
+from ops_platform.db import schema
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import transient_retries
+from ops_platform.markdown import frame_table
+from ops_platform.resources.database import Database
+from ops_platform.resources.object_store import ObjectStore
+from ops_platform.schedules.catalog import asset_pool
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _stored_days(connection: Connection, table, first: date, last: date) -> "pd.DataFrame":
+    return read_frame(connection, select(table).where(table.c.day >= first, table.c.day <= last))
+
+
+def daily_rows_for(
+    connection: Connection, days: list[date]
+) -> "tuple[pd.DataFrame, pd.DataFrame, list[date]]":
+    """Course and student rows of `days`: the stored ones, and for a day with no stored
+    rows the same figures computed from the source tables. Returns the days recomputed."""
+    import pandas as pd
+
+    stored_courses = _stored_days(connection, schema.daily_course_analytics, days[0], days[-1])
+    stored_students = _stored_days(connection, schema.daily_student_analytics, days[0], days[-1])
+    course_parts, student_parts, recomputed = [stored_courses], [stored_students], set()
+    for day in days:
+        if not (stored_courses.day == day).any():
+            course_parts.append(course_day_frame(connection, day))
+            recomputed.add(day)
+        if not (stored_students.day == day).any():
+            student_parts.append(student_day_frame(connection, day))
+            recomputed.add(day)
+    courses = pd.concat(
+        [p for p in course_parts if not p.empty] or [stored_courses], ignore_index=True
+    )
+    students = pd.concat(
+        [p for p in student_parts if not p.empty] or [stored_students], ignore_index=True
+    )
+    return courses, students, sorted(recomputed)
+
+
+def week_metrics(courses: "pd.DataFrame", students: "pd.DataFrame") -> dict:
+    quizzes = int(students.quizzes_taken.sum())
+    weighted = (students.avg_quiz_score.fillna(0) * students.quizzes_taken).sum()
+    return {
+        "active_students": int(students.user_id.nunique()),
+        "student_days": len(students),
+        "lessons_completed": int(courses.lessons_completed.sum()),
+        "quizzes_taken": quizzes,
+        "avg_quiz_score": round(float(weighted / quizzes), 2) if quizzes else None,
+        "new_enrollments": int(courses.enrollments.sum()),
+        "completions": int(courses.completions.sum()),
+        "active_courses": int(courses.course_id.nunique()),
+    }
+
+
+def _daily_series(
+    courses: "pd.DataFrame", students: "pd.DataFrame", days: list[date]
+) -> "pd.DataFrame":
+    import pandas as pd
+
+    index = pd.Index(days, name="day")
+    active = students.groupby("day").user_id.nunique().reindex(index, fill_value=0)
+    lessons = courses.groupby("day").lessons_completed.sum().reindex(index, fill_value=0)
+    return pd.DataFrame({"active_students": active, "lessons_completed": lessons}).astype("int64")
+
+
+def _top_courses(courses: "pd.DataFrame", titles: "pd.DataFrame") -> "pd.DataFrame":
+    top = (
+        courses.groupby("course_id")
+        .agg(
+            lessons_completed=("lessons_completed", "sum"),
+            student_days=("active_students", "sum"),
+            completions=("completions", "sum"),
+        )
+        .reset_index()
+        .merge(titles.rename(columns={"id": "course_id"}), on="course_id", how="left")
+        .sort_values(["lessons_completed", "course_id"], ascending=[False, True])
+        .head(10)
+    )
+    return top[["course_id", "title", "lessons_completed", "student_days", "completions"]]
+
+
+def build_weekly_report(engine: Engine, week_start: date) -> Report:
+    """Week-over-week learning trends of the week starting Sunday `week_start`."""
+    import pandas as pd
+
+    days = [week_start + timedelta(days=offset) for offset in range(-7, 7)]
+    with engine.connect() as connection:
+        courses, students, recomputed = daily_rows_for(connection, days)
+        titles = read_frame(connection, select(schema.courses.c.id, schema.courses.c.title))
+    this_days, last_days = days[7:], days[:7]
+    in_week = lambda frame, span: frame[frame.day.isin(span)]  # noqa: E731
+    current = week_metrics(in_week(courses, this_days), in_week(students, this_days))
+    previous = week_metrics(in_week(courses, last_days), in_week(students, last_days))
+    trends = pd.DataFrame(
+        [comparison_row(name, current[name], previous[name]) for name in current],
+        columns=["metric", "this week", "previous week", "change"],
+    )
+    top = _top_courses(in_week(courses, this_days), titles)
+    chart = weekly_chart(
+        _daily_series(courses, students, this_days), _daily_series(courses, students, last_days)
+    )
+    week_end = week_start + timedelta(days=6)
+    note = (
+        (
+            f"_Computed from the source tables (daily partitions not materialized): "
+            f"{', '.join(d.isoformat() for d in recomputed)}._"
+        )
+        if recomputed
+        else ""
+    )
+    template = "\n\n".join(
+        filter(
+            None,
+            [
+                f"# Weekly learning trends: {week_start:%a %Y-%m-%d} – {week_end:%a %Y-%m-%d} (UTC)",
+                frame_table(trends, "_no rows_"),
+                "![Daily active students and lessons completed, this week vs previous]({chart:daily_activity})",
+                "## Top courses this week",
+                frame_table(top, "_no rows_"),
+                note,
+            ],
+        )
+    )
+    metrics = {
+        "week_start": week_start.isoformat(),
+        "this_week": current,
+        "previous_week": previous,
+        "change_percent": {k: percent_change(current[k], previous[k]) for k in current},
+        "days_recomputed": [d.isoformat() for d in recomputed],
+    }
+    return Report(
+        "weekly_trend_report", week_start.isoformat(), template, {"daily_activity": chart}, metrics
+    )
+
+
+@dg.asset(
+    pool=asset_pool("weekly_trend_report"),
+    partitions_def=WEEKLY_PARTITIONS,
+    group_name="analytics",
+    deps=[
+        dg.AssetKey("daily_course_analytics"),
+        dg.AssetKey("daily_student_analytics"),
+        dg.AssetKey("learning_events"),
+        dg.AssetKey("enrollments"),
+        dg.AssetKey("courses"),
+    ],
+    kinds={"pandas", "matplotlib"},
+    owners=OWNERS,
+    tags={"domain": "learning"},
+    description="Week-over-week learning trends (weeks Sunday→Sunday UTC) as Markdown with a chart; "
+    "stored in analytics_reports and the object store under reports/.",
+)
+def weekly_trend_report(
+    context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
+):
+    started, week_start = time.perf_counter(), parse_day(context.partition_key)
+    with transient_retries(context):
+        report = build_weekly_report(database.engine, week_start)
+        metadata = store_report(database.engine, object_store, report, utcnow())
+    this_week = report.metrics["this_week"]
+    metadata.update(
+        active_students=this_week["active_students"],
+        lessons_completed=this_week["lessons_completed"],
+        days_recomputed=len(report.metrics["days_recomputed"]),
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    return dg.MaterializeResult(metadata=metadata)
