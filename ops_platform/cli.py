@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from ops_platform.settings import SettingsError, load_settings
+from ops_platform.settings import SettingsError, load_settings, redact_url
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -14,7 +14,7 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     tables = upgrade(settings.database_url)
-    print(f"app database at {_safe_url(settings.database_url)} is at head: {len(tables)} tables")
+    print(f"app database at {redact_url(settings.database_url)} is at head: {len(tables)} tables")
     return 0
 
 
@@ -44,12 +44,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from ops_platform.status import print_status
 
     return print_status(as_json=args.json, last_n=args.last)
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

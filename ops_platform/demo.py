@@ -92,10 +92,10 @@ def _demo_runs(defs, now: datetime):
 def run_demo(users: int = 300, seed: int = 42) -> int:
     from ops_platform.db.migrate import upgrade
     from ops_platform.db.seed import seed_database
-    from ops_platform.settings import load_settings
+    from ops_platform.settings import load_settings, redact_url
 
     settings = load_settings()
-    print(f"app database: {settings.database_url}")
+    print(f"app database: {redact_url(settings.database_url)}")
     upgrade(settings.database_url)
     counts = seed_database(settings.database_url, users=users, seed=seed, progress=print)
     print(f"seeded {sum(counts.values()):,} rows for {users} users")

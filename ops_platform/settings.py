@@ -29,6 +29,19 @@ GROUPS = (
     "maintenance",
 )
 
+# Variables whose values are secrets, or URLs that may carry one (a password, a token in a
+# webhook's path). Resources get them as `dg.EnvVar`: Dagster reads them when a run starts
+# and the UI, GraphQL and job snapshots show only the variable's name.
+SECRET_VARIABLES = (
+    "OPS_DATABASE_URL",
+    "OPS_SMTP_URL",
+    "OPS_REDIS_URL",
+    "OPS_ALERT_WEBHOOK_URL",
+    "OPS_PAYMENTS_URL",
+    "OPS_PAYMENTS_API_KEY",
+    "OPS_SECRETS_KEY",
+)
+
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -40,26 +53,48 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    database_url: str
+    database_url: str = field(repr=False)
     s3_bucket: str | None
     s3_endpoint_url: str | None
     s3_uploads_prefix: str
     s3_trash_prefix: str
     local_object_store_dir: Path
-    smtp_url: str | None
+    smtp_url: str | None = field(repr=False)
     mail_from: str
     outbox_dir: Path
-    payments_url: str | None
-    redis_url: str | None
+    payments_url: str | None = field(repr=False)
+    redis_url: str | None = field(repr=False)
     log_dir: Path
-    alert_webhook_url: str | None
+    alert_webhook_url: str | None = field(repr=False)
     alert_email: str | None
     enabled_groups: Mapping[str, bool] = field(default_factory=dict)
+    payments_api_key: str | None = field(default=None, repr=False)
+    secrets_key: str | None = field(default=None, repr=False)
+
+    @property
+    def embedded_database(self) -> bool:
+        """The default SQLite file under the data folder (no OPS_DATABASE_URL)."""
+        return self.database_url == f"sqlite:///{self.data_dir / 'app.db'}"
 
     def group_enabled(self, group: str) -> bool:
         if group not in GROUPS:
             raise SettingsError(f"unknown group {group!r}; groups are {', '.join(GROUPS)}")
         return self.enabled_groups.get(group, True)
+
+
+def redact_url(url: str, keep_path: bool = True) -> str:
+    """`url` as it may be shown in messages and logs: never its password or query, and
+    without its path when that may be a token (a webhook's)."""
+    parsed = urlparse(url)
+    if not parsed.netloc:
+        return f"{parsed.scheme}://" if parsed.scheme else "(not a URL)"
+    host = parsed.netloc.rpartition("@")[2]
+    user = parsed.netloc.rpartition("@")[0].partition(":")[0]
+    if user:
+        user = f"{user}:***@" if parsed.password is not None else f"{user}@"
+    path = parsed.path if keep_path else ("/…" if parsed.path.strip("/") else "")
+    query = "?…" if parsed.query else ""
+    return f"{parsed.scheme}://{user}{host}{path}{query}"
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -74,10 +109,10 @@ def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | 
     scheme = parsed.scheme.split("+")[0]
     if scheme not in schemes:
         raise SettingsError(
-            f"{name}={value!r} is not a valid URL: scheme must be one of {', '.join(schemes)}"
+            f"{name}={redact_url(value)!r} is not a valid URL: scheme must be one of {', '.join(schemes)}"
         )
     if scheme not in ("sqlite",) and not parsed.hostname:
-        raise SettingsError(f"{name}={value!r} is not a valid URL: it has no host")
+        raise SettingsError(f"{name}={redact_url(value)!r} is not a valid URL: it has no host")
     return value
 
 
@@ -167,4 +202,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         alert_email=_check_email("OPS_ALERT_EMAIL", _optional(env, "OPS_ALERT_EMAIL")),
         enabled_groups=_enabled_groups(env),
+        payments_api_key=_optional(env, "OPS_PAYMENTS_API_KEY"),
+        secrets_key=_optional(env, "OPS_SECRETS_KEY"),
     )

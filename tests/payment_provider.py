@@ -34,6 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.startswith(prefix):
             return self._send(404, b'{"error":"no route"}')
         reference = unquote(self.path[len(prefix) :])
+        self.server.authorizations[self.headers.get("Authorization")] += 1
         self._answer(reference, self.server.next_answer(reference))
 
     def _answer(self, reference, answer):
@@ -71,6 +72,7 @@ class ScriptedProvider(ThreadingHTTPServer):
         self.default = default
         self.scripts: dict[str, list] = {}
         self.requests: Counter = Counter()
+        self.authorizations: Counter = Counter()  # Authorization header → requests
         self._lock = threading.Lock()
 
     @property

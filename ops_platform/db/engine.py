@@ -46,6 +46,7 @@ def schema_url(base: str, schema: str) -> str:
 
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine for `url`; SQLite gets WAL, a busy timeout and its folder created."""
+    url = psycopg_url(url)  # the resource may get the variable's raw `postgres://…`
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

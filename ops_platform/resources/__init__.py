@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ops_platform.resources._environment import from_environment
 from ops_platform.resources.alerts import build_alerts
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import build_mailer
@@ -16,7 +17,11 @@ from ops_platform.settings import Settings
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Every resource of the code location, configured from `settings`."""
     return {
-        "database": Database(url=settings.database_url),
+        "database": Database(
+            url=settings.database_url
+            if settings.embedded_database
+            else from_environment("OPS_DATABASE_URL", settings.database_url)
+        ),
         "object_store": build_object_store(settings),
         "mailer": build_mailer(settings),
         "alerts": build_alerts(settings),

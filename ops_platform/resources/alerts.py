@@ -24,7 +24,9 @@ from urllib import request as urlrequest
 
 import dagster as dg
 
+from ops_platform.resources._environment import from_environment
 from ops_platform.resources.mailer import Mailer, MailError, plain_text_email
+from ops_platform.settings import redact_url
 
 log = logging.getLogger("ops_platform.alerts")
 
@@ -132,7 +134,9 @@ class Alerts(dg.ConfigurableResource):
                     break  # the receiver rejects this request: retrying will not help
             except (urlerror.URLError, OSError) as error:
                 last_error = str(getattr(error, "reason", error))
-        raise AlertDeliveryError(f"webhook {self.webhook_url.split('?')[0]} failed: {last_error}")
+        raise AlertDeliveryError(
+            f"webhook {redact_url(self.webhook_url, keep_path=False)} failed: {last_error}"
+        )
 
     def _send_email(self, title: str, text: str, severity: str) -> None:
         message = plain_text_email(
@@ -157,9 +161,9 @@ class Alerts(dg.ConfigurableResource):
 def build_alerts(settings) -> Alerts:
     """The alerts resource from the environment (see the module docstring)."""
     return Alerts(
-        webhook_url=settings.alert_webhook_url,
+        webhook_url=from_environment("OPS_ALERT_WEBHOOK_URL", settings.alert_webhook_url),
         email_to=settings.alert_email,
-        smtp_url=settings.smtp_url,
+        smtp_url=from_environment("OPS_SMTP_URL", settings.smtp_url),
         mail_from=settings.mail_from,
         outbox_dir=str(settings.outbox_dir),
         log_file=str(settings.log_dir / "alerts.log"),

@@ -32,7 +32,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ops_platform.settings import parse_bool
+from ops_platform.resources._environment import from_environment
+from ops_platform.settings import parse_bool, redact_url
 
 
 class MailError(RuntimeError):
@@ -68,9 +69,9 @@ class SmtpSettings:
     def from_url(cls, url: str) -> "SmtpSettings":
         parsed = urlparse(url)
         if parsed.scheme not in ("smtp", "smtps"):
-            raise ValueError(f"OPS_SMTP_URL={_redact(url)!r}: scheme must be smtp or smtps")
+            raise ValueError(f"OPS_SMTP_URL={redact_url(url)!r}: scheme must be smtp or smtps")
         if not parsed.hostname:
-            raise ValueError(f"OPS_SMTP_URL={_redact(url)!r} has no host")
+            raise ValueError(f"OPS_SMTP_URL={redact_url(url)!r} has no host")
         query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
         implicit_tls = parsed.scheme == "smtps"
         starttls = (
@@ -82,7 +83,7 @@ class SmtpSettings:
             port = parsed.port or (465 if implicit_tls else 25)
             timeout = float(query.get("timeout", 30))
         except ValueError as error:
-            raise ValueError(f"OPS_SMTP_URL={_redact(url)!r}: {error}") from None
+            raise ValueError(f"OPS_SMTP_URL={redact_url(url)!r}: {error}") from None
         return cls(
             host=parsed.hostname,
             port=port,
@@ -127,11 +128,6 @@ def plain_text_email(
     message["MIME-Version"] = "1.0"
     message.set_payload(body, _UTF8_QUOTED_PRINTABLE)
     return message
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(//[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 class SmtpTransport:
@@ -261,7 +257,7 @@ class Mailer(dg.ConfigurableResource):
     @property
     def target(self) -> str:
         """Where mail goes, without secrets (for logs and metadata)."""
-        return _redact(self.smtp_url) if self.smtp_url else f"outbox {self.outbox_dir}"
+        return redact_url(self.smtp_url) if self.smtp_url else f"outbox {self.outbox_dir}"
 
     def _get_transport(self):
         if self._transport is None:
@@ -301,7 +297,7 @@ def build_mailer(settings) -> Mailer:
     if settings.smtp_url:
         SmtpSettings.from_url(settings.smtp_url)  # a malformed URL fails at load, not mid-run
     return Mailer(
-        smtp_url=settings.smtp_url,
+        smtp_url=from_environment("OPS_SMTP_URL", settings.smtp_url),
         mail_from=settings.mail_from,
         outbox_dir=str(settings.outbox_dir),
     )

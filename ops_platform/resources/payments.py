@@ -30,7 +30,6 @@ for benchmarks and trying the real client locally.
 
 import hashlib
 import json
-import os
 import random
 import socket
 import threading
@@ -43,6 +42,8 @@ from urllib.parse import quote, unquote
 import dagster as dg
 import urllib3
 from pydantic import Field, PrivateAttr
+
+from ops_platform.resources._environment import from_environment
 
 STATUSES = ("pending", "succeeded", "failed", "canceled", "expired")
 FINAL_STATUSES = ("succeeded", "failed", "canceled", "expired")
@@ -272,9 +273,9 @@ class PaymentProvider(dg.ConfigurableResource):
         )
 
 
-def build_payments(settings, env=None) -> PaymentProvider:
+def build_payments(settings) -> PaymentProvider:
     """The provider from the environment: `OPS_PAYMENTS_URL` (+ `OPS_PAYMENTS_API_KEY`), or the simulator."""
-    env = os.environ if env is None else env
     return PaymentProvider(
-        url=settings.payments_url, api_key=env.get("OPS_PAYMENTS_API_KEY") or None
+        url=from_environment("OPS_PAYMENTS_URL", settings.payments_url),
+        api_key=from_environment("OPS_PAYMENTS_API_KEY", settings.payments_api_key),
     )

@@ -19,6 +19,9 @@ from pydantic import Field, PrivateAttr
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from ops_platform.resources._environment import from_environment
+from ops_platform.settings import redact_url
+
 
 class RealtimeUnavailable(RuntimeError):
     """Redis could not be reached or failed through every retry."""
@@ -66,10 +69,7 @@ class RealtimePublisher(dg.ConfigurableResource):
     @property
     def safe_url(self) -> str:
         """The URL without its password, for logs."""
-        if not self.url:
-            return "(none)"
-        scheme, _, rest = self.url.partition("://")
-        return f"{scheme}://{rest.rpartition('@')[2]}"
+        return redact_url(self.url) if self.url else "(none)"
 
     def close(self) -> None:
         if self._client is not None:
@@ -81,4 +81,4 @@ class RealtimePublisher(dg.ConfigurableResource):
 
 
 def build_realtime(settings) -> RealtimePublisher:
-    return RealtimePublisher(url=settings.redis_url)
+    return RealtimePublisher(url=from_environment("OPS_REDIS_URL", settings.redis_url))

@@ -6,6 +6,7 @@ import ipaddress
 import ssl
 from email.message import EmailMessage
 
+import dagster as dg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -202,7 +203,11 @@ def test_build_mailer_from_settings(tmp_path):
     outbox = build_mailer(load_settings({"OPS_DATA_DIR": str(tmp_path)}))
     assert outbox.smtp_url is None and outbox.outbox_dir == str(tmp_path / "outbox")
     smtp = build_mailer(load_settings({"OPS_SMTP_URL": "smtp://u:secret@mail.example.com:587"}))
-    assert smtp.target == "smtp://u:***@mail.example.com:587"
+    # The URL holds a password: the resource gets the variable, read when a run starts.
+    assert isinstance(smtp.smtp_url, dg.EnvVar) and smtp.smtp_url == "OPS_SMTP_URL"
+    assert Mailer(smtp_url="smtp://u:secret@mail.example.com:587").target == (
+        "smtp://u:***@mail.example.com:587"
+    )
 
 
 def test_plain_text_email_round_trips_unicode_and_refuses_header_injection():
