@@ -65,6 +65,7 @@ class Settings:
     payments_url: str | None = field(repr=False)
     redis_url: str | None = field(repr=False)
     log_dir: Path
+    log_patterns: tuple[str, ...]
     alert_webhook_url: str | None = field(repr=False)
     alert_email: str | None
     enabled_groups: Mapping[str, bool] = field(default_factory=dict)
@@ -153,6 +154,23 @@ def check_timezone(name: str, value: str) -> str:
     return value
 
 
+def parse_log_patterns(name: str, value: str | None) -> tuple[str, ...]:
+    """Comma-separated file-name globs; one that is wildcards only (`*`, `*.*`) would make
+    every file a log file, so it is refused."""
+    if value is None:
+        return ("*.log",)
+    patterns = tuple(p.strip() for p in value.split(",") if p.strip())
+    if not patterns:
+        raise SettingsError(f"{name}={value!r} names no pattern; e.g. *.log,*.out")
+    for pattern in patterns:
+        if "/" in pattern or not pattern.strip("*?[]!."):
+            raise SettingsError(
+                f"{name}: {pattern!r} is not a log file name pattern; it must be a file name "
+                "glob with a literal part, e.g. *.log"
+            )
+    return patterns
+
+
 def _enabled_groups(env: Mapping[str, str]) -> dict[str, bool]:
     enabled = {group: True for group in GROUPS}
     for name, value in env.items():
@@ -197,6 +215,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         redis_url=_check_url("OPS_REDIS_URL", _optional(env, "OPS_REDIS_URL"), ("redis", "rediss")),
         log_dir=Path(env.get("OPS_LOG_DIR") or data_dir / "logs").resolve(),
+        log_patterns=parse_log_patterns("OPS_LOG_PATTERNS", _optional(env, "OPS_LOG_PATTERNS")),
         alert_webhook_url=_check_url(
             "OPS_ALERT_WEBHOOK_URL", _optional(env, "OPS_ALERT_WEBHOOK_URL"), ("http", "https")
         ),

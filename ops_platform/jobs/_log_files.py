@@ -1,7 +1,11 @@
 """Rules of `log_pruning` on a real log folder: plan first, then apply.
 
 Vocabulary
-- Every regular, non-hidden file anywhere under the folder is a log file.
+- A **log file** is a regular, non-hidden file under the folder whose name matches one of the
+  configured log patterns (default `*.log`), as is or rotated: followed by `.N` or by our
+  rotation stamp, and/or by `.gz` (`app.log`, `app.log.1`, `app.log.3.gz`,
+  `app.log.20240105T040000Z.gz`). Every other file is "not a log file": counted, never
+  touched, whatever its age.
 - Its **stream** is its folder plus its name up to the first '.', without a trailing date or
   timestamp (`-2024-01-05`, `_20240105`, `-20240105T040000Z`): `app.log`, `app.log.1`,
   `app.log.20240105T040000Z.gz` and `app-2024-01-05.log` all belong to stream `app`.
@@ -18,6 +22,9 @@ Rules, in this order, all by modification time (mtime) against `now`:
 Gzipped files keep the mtime of their source, so age rules go on working on them.
 
 Safety
+- The folder itself is checked first (`check_log_root`): never the filesystem root, a
+  system folder (/etc, /usr, /var/lib, …), the home folder, or a folder holding the app's
+  own data (the SQLite app database, the local object store, the Dagster instance…).
 - Symlinks (files or folders) are never followed or touched: skipped and reported. Every
   path acted on is re-checked right before the act: still a regular file whose resolved
   path is inside the folder; files are opened with O_NOFOLLOW.
@@ -28,6 +35,7 @@ Safety
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import os
 import re
@@ -35,7 +43,7 @@ import shutil
 import stat
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +57,24 @@ STALE_TEMP_SECONDS = 3600.0
 _DATE_SUFFIX = re.compile(r"[-_](\d{4}-?\d{2}-?\d{2})([T_-]?\d{2}([:-]?\d{2}){0,2}Z?)?$")
 # The stamp our rotation appends (maybe with a "-N" to stay unique).
 _ROTATION_STAMP = re.compile(r"\.\d{8}T\d{6}Z(-\d+)?$")
+# What rotation adds after a log name: `.N` (logrotate) or our stamp, then maybe `.gz`
+# (with the "-N" our gzip adds to stay unique).
+_ROTATED_SUFFIX = re.compile(r"(\.(\d+|\d{8}T\d{6}Z(-\d+)?))?((-\d+)?\.gz)?$")
+
+DEFAULT_LOG_PATTERNS = ("*.log",)
+
+
+def is_log_name(file_name: str, patterns: Sequence[str] = DEFAULT_LOG_PATTERNS) -> bool:
+    """Whether `file_name` is a log file: it matches a pattern as is, or once the suffixes
+    rotation adds (`.N`, our stamp, `.gz`) are taken off."""
+    if file_name.startswith("."):
+        return False
+    candidates = {file_name, _ROTATED_SUFFIX.sub("", file_name, count=1)}
+    return any(
+        candidate and fnmatch.fnmatchcase(candidate, pattern)
+        for candidate in candidates
+        for pattern in patterns
+    )
 
 
 def stream_name(file_name: str) -> str:
@@ -87,6 +113,7 @@ class LogPlan:
     rotate: list[LogFile] = field(default_factory=list)
     compress: list[LogFile] = field(default_factory=list)
     files_seen: int = 0
+    not_log_files: list[str] = field(default_factory=list)
     symlinks_skipped: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -94,6 +121,7 @@ class LogPlan:
 @dataclass
 class LogPruneResult:
     files_seen: int = 0
+    not_log_files: list[str] = field(default_factory=list)
     files_deleted: int = 0
     files_compressed: int = 0
     files_rotated: int = 0
@@ -108,18 +136,81 @@ class LogPruneResult:
 
 
 class LogFolderError(ValueError):
-    """The configured log folder cannot be pruned (not a folder, the filesystem root…)."""
+    """The log folder cannot be pruned (a system folder, outside OPS_LOG_DIR, not a folder…)."""
 
 
-def check_log_root(log_dir: str | Path) -> Path:
-    root = Path(log_dir).expanduser().resolve()
+# Folders that are never a log folder, nor may contain one: what lies under them belongs to
+# the system, whatever its name.
+SYSTEM_TREES = tuple(
+    Path(p)
+    for p in ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev")
+    + ("/proc", "/sys", "/var/lib")
+)
+# Folders that are never a log folder themselves (their sub-folders may be one).
+SYSTEM_FOLDERS = tuple(
+    Path(p)
+    for p in ("/home", "/root", "/var", "/var/log", "/tmp", "/var/tmp", "/opt", "/srv", "/run")
+    + ("/mnt", "/media")
+)
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_log_root(log_dir: str | Path, protected: Mapping[Path, str] | None = None) -> Path:
+    """`log_dir` resolved, if it may be pruned; else `LogFolderError` in one line.
+
+    Refused: the filesystem root, a system folder or anything under /etc, /usr, /var/lib…,
+    the home folder, and any folder equal to or above a `protected` path (the app's own
+    data: its SQLite database, local object store, Dagster instance…; value = what it is).
+    """
+    root = _resolved(log_dir)
     if root == Path(root.anchor):
         raise LogFolderError(
-            f"log folder {log_dir!r} resolves to the filesystem root; refusing to prune it"
+            f"log folder {str(log_dir)!r} resolves to the filesystem root; refusing to prune it"
+        )
+    for tree in SYSTEM_TREES:
+        if root.is_relative_to(tree) or tree.is_relative_to(root):
+            raise LogFolderError(
+                f"log folder {str(root)!r} is the system folder {tree} or inside or above it; "
+                "refusing to prune it"
+            )
+    home = _resolved(Path.home())
+    for folder in (*SYSTEM_FOLDERS, home):
+        if folder.is_relative_to(root):
+            what = "the home folder" if folder == home else "the system folder"
+            raise LogFolderError(
+                f"log folder {str(root)!r} is {what} {folder} or above it; refusing to prune it"
+            )
+    held = [
+        f"{what} ({path})"
+        for path, what in (protected or {}).items()
+        if _resolved(path).is_relative_to(root)
+    ]
+    if held:
+        raise LogFolderError(
+            f"log folder {str(root)!r} holds {', '.join(held)}; refusing to prune it"
         )
     if root.exists() and not root.is_dir():
         raise LogFolderError(f"log folder {str(root)!r} (OPS_LOG_DIR) exists but is not a folder")
     return root
+
+
+def narrow_log_dir(configured: str | Path, requested: str) -> Path:
+    """The folder a run prunes: the deployment's log folder, or the sub-folder of it the run
+    config asks for (relative to it, or absolute inside it). Another folder — `/etc`, a
+    sibling, `../x`, a symlink leading out — is refused before anything is touched."""
+    root = _resolved(configured)
+    if not requested.strip():
+        return root
+    target = _resolved(root / requested)  # an absolute `requested` replaces root here
+    if not target.is_relative_to(root):
+        raise LogFolderError(
+            f"log_dir {requested!r} is not inside the log folder {str(root)!r} (OPS_LOG_DIR); "
+            "run config may only name one of its sub-folders"
+        )
+    return target
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -129,8 +220,9 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
-def scan(root: Path, plan: LogPlan) -> list[LogFile]:
-    """Every log file under `root`, never following symlinks; oddities go to the plan."""
+def scan(root: Path, plan: LogPlan, patterns: Sequence[str]) -> list[LogFile]:
+    """Every log file under `root` (and our temp files), never following symlinks; files
+    that are not logs, symlinks and oddities go to the plan."""
     found = []
 
     def walk_error(error: OSError) -> None:
@@ -147,6 +239,9 @@ def scan(root: Path, plan: LogPlan) -> list[LogFile]:
         for name in sorted(names):
             path = folder / name
             relative = _relative(root, path)
+            if not (name.startswith(TEMP_PREFIX) or is_log_name(name, patterns)):
+                plan.not_log_files.append(relative)
+                continue
             try:
                 info = path.lstat()
             except OSError as error:
@@ -182,6 +277,7 @@ def plan_pruning(
     compress_after_days: float,
     max_file_mb: float,
     max_files_per_stream: int,
+    patterns: Sequence[str] = DEFAULT_LOG_PATTERNS,
 ) -> LogPlan:
     plan = LogPlan(root=root)
     now_ts = now.timestamp()
@@ -190,12 +286,12 @@ def plan_pruning(
     max_bytes = max_file_mb * MB
 
     remaining: list[LogFile] = []
-    for log in scan(root, plan):
+    for log in scan(root, plan, patterns):
         name = log.path.name
-        if name.startswith("."):
-            if name.startswith(TEMP_PREFIX) and log.mtime < now_ts - STALE_TEMP_SECONDS:
+        if name.startswith(TEMP_PREFIX):
+            if log.mtime < now_ts - STALE_TEMP_SECONDS:
                 plan.delete_stale_temp.append(log)
-            continue  # hidden files are not logs
+            continue
         plan.files_seen += 1
         if log.mtime < delete_before:
             plan.delete_expired.append(log)
@@ -314,6 +410,7 @@ def rotation_name(path: Path, mtime: float) -> Path:
 def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> LogPruneResult:
     result = LogPruneResult(
         files_seen=plan.files_seen,
+        not_log_files=list(plan.not_log_files),
         symlinks_skipped=list(plan.symlinks_skipped),
         problems=list(plan.problems),
     )
@@ -379,11 +476,15 @@ def prune_log_folder(
     compress_after_days: float = 1,
     max_file_mb: float = 100,
     max_files_per_stream: int = 10,
+    patterns: Sequence[str] = DEFAULT_LOG_PATTERNS,
+    protected: Mapping[Path, str] | None = None,
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> LogPruneResult:
-    """Prune the log folder; a dry run reports what a real run would do and touches nothing."""
-    root = check_log_root(log_dir)
+    """Prune the log folder; a dry run reports what a real run would do and touches nothing.
+    Only files named like logs (`patterns`) are acted on; see `check_log_root` for the
+    folders refused (`protected`: the app's own data)."""
+    root = check_log_root(log_dir, protected)
     if not root.exists():
         result = LogPruneResult()
         if dry_run:
@@ -399,11 +500,13 @@ def prune_log_folder(
         compress_after_days=compress_after_days,
         max_file_mb=max_file_mb,
         max_files_per_stream=max_files_per_stream,
+        patterns=patterns,
     )
     if not dry_run:
         return apply_plan(plan, progress)
     return LogPruneResult(
         files_seen=plan.files_seen,
+        not_log_files=list(plan.not_log_files),
         files_deleted=len(plan.delete_expired)
         + len(plan.delete_over_cap)
         + len(plan.delete_stale_temp),

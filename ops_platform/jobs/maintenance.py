@@ -8,22 +8,31 @@
   older than a retention, since the instance's event log otherwise grows without bound.
 """
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
-from ops_platform.jobs._log_files import LogPruneResult, prune_log_folder
+from ops_platform.jobs._log_files import (
+    LogFolderError,
+    LogPruneResult,
+    check_log_root,
+    narrow_log_dir,
+    prune_log_folder,
+)
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags
-from ops_platform.settings import load_settings
+from ops_platform.settings import Settings, load_settings
 
 MAX_LISTED = 50  # paths/sessions listed in metadata; counts are always complete
 
@@ -37,7 +46,9 @@ def _skipped_output(reason: str = "another run holds the lock") -> dg.Output[int
 
 class LogPruningConfig(DestructiveJobConfig):
     log_dir: str = Field(
-        default="", description="Log folder; empty means OPS_LOG_DIR (default <OPS_DATA_DIR>/logs)."
+        default="",
+        description="A sub-folder of OPS_LOG_DIR to prune instead of all of it (relative to it, "
+        "or absolute inside it); empty means OPS_LOG_DIR. Any other folder is refused.",
     )
     retention_days: float = Field(default=30, gt=0, description="Delete log files older than this.")
     compress_after_days: float = Field(
@@ -62,6 +73,7 @@ def log_pruning_metadata(
         "dry_run": config.dry_run,
         "log_dir": log_dir,
         "files_seen": result.files_seen,
+        "not_log_files": len(result.not_log_files),
         "files_compressed": result.files_compressed,
         "files_deleted": result.files_deleted,
         "files_rotated": result.files_rotated,
@@ -76,17 +88,50 @@ def log_pruning_metadata(
         metadata["problem_files"] = _bullets(result.problems)
     if result.symlinks_skipped:
         metadata["symlinks"] = _bullets(result.symlinks_skipped)
+    if result.not_log_files:
+        metadata["not_log_files_left_alone"] = _bullets(result.not_log_files)
     if result.notes:
         metadata["note"] = " ".join(result.notes)
     return metadata
 
 
-@dg.op(description="Gzip, rotate, cap and delete log files in the log folder.")
+def app_data_paths(settings: Settings) -> dict[Path, str]:
+    """What of the app's own lives on local disk: a log folder at or above any of these is
+    refused, so a misconfigured OPS_LOG_DIR (e.g. OPS_DATA_DIR itself) is never pruned."""
+    paths = {}
+    database = make_url(settings.database_url)
+    if database.get_backend_name() == "sqlite" and database.database not in (None, "", ":memory:"):
+        paths[Path(database.database)] = "the app database"
+    paths[settings.data_dir / "secrets.key"] = "the secrets key file"
+    if not settings.s3_bucket:
+        paths[settings.local_object_store_dir] = "the local object store (uploads, report charts)"
+    if not settings.smtp_url:
+        paths[settings.outbox_dir] = "the mail outbox"
+    if os.environ.get("DAGSTER_HOME"):
+        paths[Path(os.environ["DAGSTER_HOME"])] = "the Dagster instance (DAGSTER_HOME)"
+    return paths
+
+
+def log_folder_of_run(settings: Settings, config: LogPruningConfig) -> Path:
+    """The folder this run may prune: OPS_LOG_DIR, or a sub-folder of it named in run config;
+    anything else is a one-line failure before a file is touched."""
+    try:
+        protected = app_data_paths(settings)
+        check_log_root(settings.log_dir, protected)
+        return check_log_root(narrow_log_dir(settings.log_dir, config.log_dir), protected)
+    except LogFolderError as refused:
+        raise dg.Failure(
+            description=f"log_pruning refused: {refused}", allow_retries=False
+        ) from None
+
+
+@dg.op(description="Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.")
 def prune_logs(
     context: dg.OpExecutionContext, config: LogPruningConfig, database: Database
 ) -> dg.Output[int]:
     started = time.perf_counter()
-    log_dir = config.log_dir or str(load_settings().log_dir)
+    settings = load_settings()
+    log_dir = str(log_folder_of_run(settings, config))
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return _skipped_output()
@@ -97,6 +142,8 @@ def prune_logs(
             compress_after_days=config.compress_after_days,
             max_file_mb=config.max_file_mb,
             max_files_per_stream=config.max_files_per_stream,
+            patterns=settings.log_patterns,
+            protected=app_data_paths(settings),
             dry_run=config.dry_run,
             progress=context.log.info,
         )
@@ -108,7 +155,8 @@ def prune_logs(
     context.log.info(
         f"log_pruning {verb} {result.files_changed} files in {log_dir}: {result.files_compressed} compressed, "
         f"{result.files_rotated} rotated, {result.files_deleted} deleted, {result.bytes_freed} bytes freed; "
-        f"{len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
+        f"{len(result.not_log_files)} files not named like logs ({', '.join(settings.log_patterns)}) "
+        f"left alone, {len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
     )
     metadata = log_pruning_metadata(result, config, log_dir, started)
     return dg.Output(metadata["rows_changed"], metadata=metadata)

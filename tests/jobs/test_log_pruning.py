@@ -1,5 +1,6 @@
 """log_pruning on a real folder: age/size boundaries, stream cap, symlinks, unreadable
-files, dry run, second run, crash half way, concurrent run."""
+files, dry run, second run, crash half way, concurrent run; only files named like logs, only
+inside OPS_LOG_DIR, never a system folder or the app's own data."""
 
 import gzip
 import os
@@ -9,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from ops_platform.jobs import _log_files
-from ops_platform.jobs._log_files import is_live, stream_name
+from ops_platform.jobs._log_files import (
+    LogFolderError,
+    check_log_root,
+    is_live,
+    is_log_name,
+    stream_name,
+)
 from ops_platform.jobs.maintenance import log_pruning
+from ops_platform.settings import SettingsError, load_settings
 
 DAY = 86_400
 
@@ -63,13 +71,26 @@ def logs(tmp_path, outside):
     return root
 
 
-def _run(database, root, **config):
-    config = {"log_dir": str(root), "max_file_mb": 2, **config}
-    return log_pruning.execute_in_process(
-        run_config={"ops": {"prune_logs": {"config": config}}},
-        resources={"database": database},
-        raise_on_error=False,
-    )
+def _run(database, root, *, env=None, **config):
+    """Run the job with OPS_LOG_DIR = `root` (the deployment's log folder) and the app's
+    embedded data in a folder of its own next to it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("OPS_DATABASE_URL", "OPS_LOG_PATTERNS", "DAGSTER_HOME"):
+            patch.delenv(name, raising=False)
+        patch.setenv("OPS_DATA_DIR", str(Path(root).parent / "ops_data"))
+        patch.setenv("OPS_LOG_DIR", str(root))
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        return log_pruning.execute_in_process(
+            run_config={"ops": {"prune_logs": {"config": {"max_file_mb": 2, **config}}}},
+            resources={"database": database},
+            raise_on_error=False,
+        )
+
+
+def _refusal(result) -> str:
+    assert not result.success
+    return result.failure_data_for_node("prune_logs").error.message.strip()
 
 
 def _metadata(result):
@@ -217,3 +238,133 @@ def test_a_file_as_log_dir_is_a_clear_error(database, tmp_path):
     result = _run(database, not_a_folder)
     assert not result.success
     assert "is not a folder" in result.failure_data_for_node("prune_logs").error.to_string()
+
+
+def test_log_names():
+    for name in (
+        "app.log",
+        "app.log.1",
+        "app.log.12.gz",
+        "app.log.gz",
+        "app.log.20240105T040000Z",
+        "app.log.20240105T040000Z-1.gz",
+        "app.log.1-2.gz",
+        "req-2024-05-01.log",
+    ):
+        assert is_log_name(name), name
+    for name in ("data.db", "data.db.gz", "settings.yaml", "main.py", "app", ".hidden.log"):
+        assert not is_log_name(name), name
+    assert not is_log_name("app.log.1abc")
+    assert is_log_name("worker.out.3.gz", ("*.out",)) and not is_log_name("app.log", ("*.out",))
+
+
+def test_only_files_named_like_logs_are_touched(database, tmp_path):
+    """A folder that is not only a log folder: old data, settings and code stay."""
+    root = tmp_path / "app"
+    keep = {
+        name: _write(root / name, 60)
+        for name in ("data.db", "settings.yaml", "main.py", "data.db.gz", "app", "src/util.py")
+    }
+    keep[".env"] = _write(root / ".env", 60)
+    kept_before = {name: path.read_bytes() for name, path in keep.items()}
+    for name in ("app.log", "app.log.1", "app.log.2.gz", "src/worker-2024-01-01.log"):
+        _write(root / name, 60)
+    _write(root / "fresh.log.1", 2)  # rotated, > 1 day: gzipped
+
+    dry = _metadata(_run(database, root, dry_run=True))
+    assert (dry["files_deleted"], dry["files_compressed"], dry["not_log_files"]) == (4, 1, 7)
+
+    metadata = _metadata(_run(database, root))
+    assert metadata["files_deleted"] == 4 and metadata["files_compressed"] == 1
+    assert metadata["not_log_files"] == 7
+    assert "`main.py`" in metadata["not_log_files_left_alone"]
+    assert set(_snapshot(root)) == {*keep, "fresh.log.1.gz"}
+    assert {name: path.read_bytes() for name, path in keep.items()} == kept_before
+
+
+def test_configured_log_patterns(database, tmp_path):
+    root = tmp_path / "logs"
+    _write(root / "worker.out.1", 60)
+    _write(root / "app.log", 60)
+    metadata = _metadata(_run(database, root, env={"OPS_LOG_PATTERNS": "*.out, *.err"}))
+    assert metadata["files_deleted"] == 1 and metadata["not_log_files"] == 1
+    assert set(_snapshot(root)) == {"app.log"}
+    for broad in ("*", "*.*", "logs/*.log", " , "):
+        with pytest.raises(SettingsError, match="OPS_LOG_PATTERNS"):
+            load_settings({"OPS_LOG_PATTERNS": broad})
+
+
+@pytest.fixture
+def escape(tmp_path, logs, outside):
+    """The ways a run config could name a folder other than (a sub-folder of) OPS_LOG_DIR."""
+    os.symlink(outside, logs / "escape")
+    return {
+        "absolute sibling": str(outside),
+        "relative parent": "../outside",
+        "dotted inside-out": "api/../../outside",
+        "symlink leading out": "escape",
+        "parent itself": str(tmp_path),
+    }
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "absolute sibling",
+        "relative parent",
+        "dotted inside-out",
+        "symlink leading out",
+        "parent itself",
+    ],
+)
+def test_run_config_naming_another_folder_is_refused(database, logs, outside, escape, how):
+    before = (_snapshot(logs), _snapshot(outside))
+    message = _refusal(_run(database, logs, log_dir=escape[how]))
+    assert "log_pruning refused: log_dir " in message and "\n" not in message
+    assert "is not inside the log folder" in message
+    assert (_snapshot(logs), _snapshot(outside)) == before
+
+
+@pytest.mark.parametrize("folder", ["/etc", "/", "/usr/lib", "/var/lib"])
+def test_run_config_naming_a_system_folder_is_refused(database, logs, folder):
+    before = _snapshot(logs)
+    message = _refusal(_run(database, logs, log_dir=folder, dry_run=True))
+    assert "log_pruning refused: " in message and "\n" not in message
+    assert _snapshot(logs) == before
+
+
+def test_run_config_may_narrow_to_a_sub_folder(database, logs):
+    for log_dir in ("api", str(logs / "api")):
+        metadata = _metadata(_run(database, logs, log_dir=log_dir, dry_run=True))
+        assert metadata["log_dir"] == str(logs / "api")
+        assert metadata["files_compressed"] == 1 and metadata["files_seen"] == 1
+    metadata = _metadata(_run(database, logs, log_dir="api"))
+    assert set(_snapshot(logs / "api")) == {"req-2024-05-01.log.gz"}
+    assert (logs / "app.log.1").exists() and (logs / "app.log.4.gz").exists()
+
+
+@pytest.mark.parametrize(
+    "folder", ["/etc", "/etc/app", "/usr", "/usr/share/doc", "/var/lib", "/var", "/home", "/"]
+)
+def test_system_folders_are_refused_even_as_ops_log_dir(folder):
+    with pytest.raises(LogFolderError, match="refusing to prune it"):
+        check_log_root(folder)
+
+
+def test_home_folder_is_refused_but_a_folder_inside_it_is_not(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(LogFolderError, match="the home folder"):
+        check_log_root(tmp_path)
+    assert check_log_root(tmp_path / "app" / "logs") == tmp_path / "app" / "logs"
+
+
+def test_data_dir_holding_the_app_database_is_refused_as_ops_log_dir(database, tmp_path):
+    data = tmp_path / "ops_data"
+    _write(data / "app.db", 60)
+    _write(data / "old.log", 60)
+    before = _snapshot(data)
+    message = _refusal(_run(database, data, env={"OPS_DATA_DIR": str(data)}))
+    assert "holds the app database (" in message and "\n" not in message
+    assert _snapshot(data) == before
+    # Its logs sub-folder (the default OPS_LOG_DIR) is fine.
+    assert _run(database, data / "logs", env={"OPS_DATA_DIR": str(data)}).success
