@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: install install-dev demo dev test test-fast lint format bench validate clean
+.PHONY: install install-dev demo dev test test-fast lint format image bench validate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,7 @@ dev: install
 lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 ## format: rewrite the tree the way `lint` wants it
 format: install-dev
@@ -47,6 +48,10 @@ test: lint
 ## test-fast: the unit and database tests only, without end-to-end processes or a browser
 test-fast: lint
 	$(BIN)/pytest -m "not e2e"
+
+## image: the one container image (podman or docker), built with no registry
+image: install-dev
+	PYTHON=$(CURDIR)/$(BIN)/python deploy/image/build.sh $(IMAGE)
 
 ## bench: scale benchmarks on Postgres (OPS_BENCH_POSTGRES_URL), not part of `make test`
 bench: install-dev

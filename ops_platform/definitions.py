@@ -16,6 +16,7 @@ import dagster as dg
 from ops_platform import assets as assets_pkg
 from ops_platform import jobs as jobs_pkg
 from ops_platform import sensors as sensors_pkg
+from ops_platform.executors import build_executor
 from ops_platform.resources import build_resources
 from ops_platform.schedules.build import build_schedules, catchup_sensors
 from ops_platform.settings import Settings, load_settings
@@ -50,8 +51,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             schedules=schedules,
             sensors=catchup_sensors(assets_by_name, settings),
             resources=build_resources(settings),
-            # The work runs inside the database; a process per step would only add start-up time.
-            executor=dg.in_process_executor,
+            executor=build_executor(settings),
         ),
     )
 

@@ -40,7 +40,12 @@ SECRET_VARIABLES = (
     "OPS_PAYMENTS_URL",
     "OPS_PAYMENTS_API_KEY",
     "OPS_SECRETS_KEY",
+    "OPS_CELERY_BROKER_URL",
+    "OPS_CELERY_BACKEND_URL",
 )
+# What OPS_EXECUTOR may name (ops_platform/executors.py builds each).
+EXECUTORS = ("in_process", "multiprocess", "celery", "docker", "k8s")
+CELERY_BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "sqs")
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -76,6 +81,11 @@ class Settings:
     def embedded_database(self) -> bool:
         """The default SQLite file under the data folder (no OPS_DATABASE_URL)."""
         return self.database_url == f"sqlite:///{self.data_dir / 'app.db'}"
+
+    executor: str = "in_process"
+    # Whether OPS_CELERY_BACKEND_URL is set (its value, a secret, is read at run time);
+    # without it Celery reports results over the broker (rpc://).
+    celery_backend_set: bool = False
 
     def group_enabled(self, group: str) -> bool:
         if group not in GROUPS:
@@ -183,6 +193,26 @@ def _enabled_groups(env: Mapping[str, str]) -> dict[str, bool]:
     return enabled
 
 
+def _executor(env: Mapping[str, str]) -> str:
+    name = (_optional(env, "OPS_EXECUTOR") or "in_process").lower()
+    if name not in EXECUTORS:
+        raise SettingsError(
+            f"OPS_EXECUTOR={name!r} is unknown; choose one of {', '.join(EXECUTORS)}"
+        )
+    if name == "celery":
+        broker = _optional(env, "OPS_CELERY_BROKER_URL")
+        if broker is None:
+            raise SettingsError(
+                "OPS_EXECUTOR=celery needs OPS_CELERY_BROKER_URL (e.g. pyamqp://user:pass@host:5672//)"
+            )
+        if urlparse(broker).scheme.split("+")[0] not in CELERY_BROKER_SCHEMES:
+            raise SettingsError(
+                "OPS_CELERY_BROKER_URL is not a broker URL: scheme must be one of "
+                + ", ".join(CELERY_BROKER_SCHEMES)
+            )
+    return name
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = Path(env.get("OPS_DATA_DIR") or ".ops_platform").resolve()
@@ -223,4 +253,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         enabled_groups=_enabled_groups(env),
         payments_api_key=_optional(env, "OPS_PAYMENTS_API_KEY"),
         secrets_key=_optional(env, "OPS_SECRETS_KEY"),
+        executor=_executor(env),
+        celery_backend_set=_optional(env, "OPS_CELERY_BACKEND_URL") is not None,
     )

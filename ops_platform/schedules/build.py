@@ -62,8 +62,6 @@ def asset_job(
         selection=dg.AssetSelection.assets(dg.AssetKey(asset_name)),
         tags=job_tags(asset_name),
         partitions_def=partitions_def,
-        # The work runs inside the database: a process per step would only add imports.
-        executor_def=dg.in_process_executor,
         description=f"Materializes {asset_name} on its schedule.",
     )
 
