@@ -43,7 +43,7 @@ from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 LEDGER_KIND = "og_daily_bonus"
@@ -478,6 +478,7 @@ class OgDailyBonusConfig(dg.Config):
 @dg.asset(
     name="og_daily_bonus",
     pool=asset_pool("og_daily_bonus"),
+    op_tags=op_tags("og_daily_bonus"),
     partitions_def=OG_BONUS_PARTITIONS,
     group_name="bonuses",
     deps=[dg.AssetKey("users"), dg.AssetKey("og_tiers")],

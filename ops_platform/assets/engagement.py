@@ -26,7 +26,7 @@ from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 # Points per unit of `stream_events.value` (1 for most kinds; coins for gifts).
 STREAM_EVENT_WEIGHTS: Mapping[str, float] = {
@@ -142,6 +142,7 @@ class StreamRankingsConfig(dg.Config):
 
 @dg.asset(
     pool=asset_pool("stream_rankings"),
+    op_tags=op_tags("stream_rankings"),
     group_name="engagement",
     owners=OWNERS,
     kinds={"sql", "postgres"},
@@ -340,6 +341,7 @@ class TrustScoresConfig(dg.Config):
 
 @dg.asset(
     pool=asset_pool("user_trust_scores"),
+    op_tags=op_tags("user_trust_scores"),
     group_name="engagement",
     owners=OWNERS,
     kinds={"sql", "postgres"},

@@ -37,7 +37,7 @@ from ops_platform.jobs._common import (
 )
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 BOARD_PERIODS = ("daily", "weekly", "alltime")
 FINAL_STATUSES = ("finalized", "no_winner")
@@ -149,6 +149,7 @@ class LeaderboardsConfig(dg.Config):
 
 @dg.asset(
     pool=asset_pool("leaderboards"),
+    op_tags=op_tags("leaderboards"),
     group_name="games",
     owners=OWNERS,
     kinds={"sql", "postgres"},
@@ -490,6 +491,7 @@ def _pool_asset(
     @dg.asset(
         name=name,
         pool=asset_pool(name),
+        op_tags=op_tags(name),
         group_name="games",
         owners=OWNERS,
         kinds={"sql", "postgres"},

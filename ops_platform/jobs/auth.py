@@ -30,7 +30,7 @@ from ops_platform.db.batching import (
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 TOKEN_TABLES = {
     "refresh": "refresh_tokens",
@@ -103,7 +103,8 @@ def cleanup_tokens_in(
 
 
 @dg.op(
-    description="Delete expired refresh, email verification and password reset tokens in bounded batches."
+    tags=op_tags("token_cleanup"),
+    description="Delete expired refresh, email verification and password reset tokens in bounded batches.",
 )
 def cleanup_tokens(
     context: dg.OpExecutionContext, config: TokenCleanupConfig, database: Database
@@ -178,7 +179,8 @@ def cleanup_unverified_accounts_in(
 
 
 @dg.op(
-    description="Delete accounts never verified within the retention, with their sessions and tokens."
+    tags=op_tags("unverified_account_cleanup"),
+    description="Delete accounts never verified within the retention, with their sessions and tokens.",
 )
 def cleanup_unverified_accounts(
     context: dg.OpExecutionContext, config: UnverifiedAccountCleanupConfig, database: Database

@@ -28,7 +28,7 @@ from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import backoff_seconds, transient_retries
 from ops_platform.resources.database import Database, JobAlreadyRunning
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
-from ops_platform.schedules.catalog import job_tags, row_for
+from ops_platform.schedules.catalog import job_tags, op_tags, row_for
 
 queue = schema.notification_email_queue
 
@@ -452,7 +452,10 @@ def _single_run(context: dg.OpExecutionContext, database: Database) -> Iterator[
         yield False
 
 
-@dg.op(description="Claim due notification email batches, send them, record sent/failed/dead.")
+@dg.op(
+    tags=op_tags("email_queue"),
+    description="Claim due notification email batches, send them, record sent/failed/dead.",
+)
 def process_email_queue(
     context: dg.OpExecutionContext, config: EmailQueueConfig, database: Database, mailer: Mailer
 ) -> dg.Output[int]:

@@ -35,7 +35,7 @@ from ops_platform.db.batching import (
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 ACTIVE_THEME_KEY = "active_theme"
 
@@ -133,7 +133,10 @@ def expire_thrones_in(
     return RuleOutcome(results, {"thrones_skipped_null_expiry": bad})
 
 
-@dg.op(description="Deactivate thrones past expires_at and write a throne:expired event for each.")
+@dg.op(
+    tags=op_tags("throne_expiry"),
+    description="Deactivate thrones past expires_at and write a throne:expired event for each.",
+)
 def expire_thrones(
     context: dg.OpExecutionContext, config: ThroneExpiryConfig, database: Database
 ) -> dg.Output[int]:
@@ -247,7 +250,8 @@ def activate_festivals_in(
 
 
 @dg.op(
-    description="Activate festivals in their window and end past ones, with their gifts, theme and events."
+    tags=op_tags("festival_activation"),
+    description="Activate festivals in their window and end past ones, with their gifts, theme and events.",
 )
 def activate_festivals(
     context: dg.OpExecutionContext, config: FestivalActivationConfig, database: Database

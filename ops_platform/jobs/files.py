@@ -39,7 +39,7 @@ from ops_platform.resources.object_store import (
     ObjectStoreError,
     TransientObjectStoreError,
 )
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 MAX_PAGE = 1000  # S3's most keys per listing page and per DeleteObjects request
 MAX_LISTED = 50
@@ -263,7 +263,8 @@ def orphan_metadata(
 
 
 @dg.op(
-    description="Move unreferenced uploads older than the grace period to the trash; purge old trash."
+    tags=op_tags("orphaned_file_cleanup"),
+    description="Move unreferenced uploads older than the grace period to the trash; purge old trash.",
 )
 def move_orphaned_files_to_trash(
     context: dg.OpExecutionContext,

@@ -32,7 +32,7 @@ from ops_platform.db.batching import (
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 GAME_STATUSES = ("active", "completed", "expired")
 STALE_SESSION = "status = 'active' AND started_at < :started_cutoff"
@@ -171,7 +171,8 @@ def cleanup_games_in(
 
 
 @dg.op(
-    description="Expire stale game sessions, delete orphaned leaderboard entries, archive old ones."
+    tags=op_tags("game_cleanup"),
+    description="Expire stale game sessions, delete orphaned leaderboard entries, archive old ones.",
 )
 def cleanup_games(
     context: dg.OpExecutionContext, config: GameCleanupConfig, database: Database

@@ -31,7 +31,7 @@ from ops_platform.jobs._log_files import (
 )
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 from ops_platform.settings import Settings, load_settings
 
 MAX_LISTED = 50  # paths/sessions listed in metadata; counts are always complete
@@ -125,7 +125,10 @@ def log_folder_of_run(settings: Settings, config: LogPruningConfig) -> Path:
         ) from None
 
 
-@dg.op(description="Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.")
+@dg.op(
+    tags=op_tags("log_pruning"),
+    description="Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.",
+)
 def prune_logs(
     context: dg.OpExecutionContext, config: LogPruningConfig, database: Database
 ) -> dg.Output[int]:
@@ -416,8 +419,9 @@ class DatabaseMaintenanceConfig(DestructiveJobConfig):
 
 
 @dg.op(
+    tags=op_tags("database_maintenance"),
     description="VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
-    "ANALYZE on SQLite."
+    "ANALYZE on SQLite.",
 )
 def maintain_app_database(
     context: dg.OpExecutionContext, config: DatabaseMaintenanceConfig, database: Database
@@ -539,7 +543,10 @@ class RunPruningConfig(DestructiveJobConfig):
     )
 
 
-@dg.op(description="Delete finished Dagster runs (and their event logs) older than the retention.")
+@dg.op(
+    tags=op_tags("database_maintenance"),
+    description="Delete finished Dagster runs (and their event logs) older than the retention.",
+)
 def prune_dagster_runs(
     context: dg.OpExecutionContext, config: RunPruningConfig, database: Database
 ) -> dg.Output[int]:

@@ -43,7 +43,7 @@ from ops_platform.resources.payments import (
     ProviderStatus,
     ProviderUnavailable,
 )
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 # Seconds after creation of the first checks; then one every STEADY_INTERVAL_S.
 FIRST_CHECKS_S = (5, 10, 15, 20, 30)
@@ -378,7 +378,8 @@ def _log_errors(context: dg.OpExecutionContext, report: CheckReport) -> None:
 
 
 @dg.op(
-    description="Ask the provider about due (or given) pending payments and record each outcome."
+    tags=op_tags("payment_status_check"),
+    description="Ask the provider about due (or given) pending payments and record each outcome.",
 )
 def check_payment_status(
     context: dg.OpExecutionContext,
@@ -409,7 +410,10 @@ def check_payment_status(
     return dg.Output(report.written, metadata=metadata)
 
 
-@dg.op(description="Check every pending payment with the provider, in batches.")
+@dg.op(
+    tags=op_tags("payment_status_sweep"),
+    description="Check every pending payment with the provider, in batches.",
+)
 def sweep_pending_payments(
     context: dg.OpExecutionContext,
     config: PaymentSweepConfig,

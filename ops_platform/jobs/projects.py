@@ -26,7 +26,7 @@ from ops_platform.db.batching import (
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 
 class TeamMemberCleanupConfig(DestructiveJobConfig):
@@ -56,7 +56,10 @@ def cleanup_team_members_in(
     return RuleOutcome([result], {"project_team_removed_within_retention": recently_removed})
 
 
-@dg.op(description="Hard-delete project team members soft-removed longer ago than the retention.")
+@dg.op(
+    tags=op_tags("team_member_cleanup"),
+    description="Hard-delete project team members soft-removed longer ago than the retention.",
+)
 def cleanup_team_members(
     context: dg.OpExecutionContext, config: TeamMemberCleanupConfig, database: Database
 ) -> dg.Output[int]:
@@ -131,7 +134,10 @@ def expire_deliverables_in(
     return outcome
 
 
-@dg.op(description="Mark deliverables past their expiry (or 365 days after delivery) as expired.")
+@dg.op(
+    tags=op_tags("deliverable_expiry"),
+    description="Mark deliverables past their expiry (or 365 days after delivery) as expired.",
+)
 def expire_deliverables(
     context: dg.OpExecutionContext, config: DeliverableExpiryConfig, database: Database
 ) -> dg.Output[int]:

@@ -32,7 +32,7 @@ from ops_platform.db.engine import as_utc, is_postgres, utcnow
 from ops_platform.jobs._common import backoff_seconds, singleton, transient_retries
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 MAX_TRANSIENT_RETRIES = 4
 
@@ -138,7 +138,8 @@ class RealtimePublishConfig(dg.Config):
 
 
 @dg.op(
-    description="Publish the realtime_events outbox to Redis pub/sub in order and mark the rows published."
+    tags=op_tags("realtime_publish"),
+    description="Publish the realtime_events outbox to Redis pub/sub in order and mark the rows published.",
 )
 def publish_realtime_events(
     context: dg.OpExecutionContext,

@@ -25,7 +25,7 @@ from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.jobs._common import singleton, transient_retries
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 KIND = "BALANCE_DUE"
 
@@ -225,7 +225,10 @@ def preview_payment_reminders(
     return eligible, would_send
 
 
-@dg.op(description="Queue and send today's balance-due reminders, one per overdue project and day.")
+@dg.op(
+    tags=op_tags("overdue_payment_reminders"),
+    description="Queue and send today's balance-due reminders, one per overdue project and day.",
+)
 def send_overdue_payment_reminders(
     context: dg.OpExecutionContext, config: ReminderConfig, database: Database, mailer: Mailer
 ) -> dg.Output[int]:

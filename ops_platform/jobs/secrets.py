@@ -41,7 +41,7 @@ from ops_platform.db import schema
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 from ops_platform.settings import SettingsError, load_settings
 
 KEY_ENV = "OPS_SECRETS_KEY"
@@ -326,7 +326,10 @@ def rotation_metadata(
     return metadata
 
 
-@dg.op(description="Rotate expired secrets: new encrypted version, old one retiring, then retired.")
+@dg.op(
+    tags=op_tags("secret_rotation"),
+    description="Rotate expired secrets: new encrypted version, old one retiring, then retired.",
+)
 def rotate_expired_secrets(
     context: dg.OpExecutionContext, config: SecretRotationConfig, database: Database
 ) -> dg.Output[int]:

@@ -30,7 +30,7 @@ from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.jobs._common import singleton, transient_retries
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 # How a finding's severity maps to the alert channel's severities.
 ALERT_SEVERITY = {"medium": "warning", "high": "error", "critical": "critical"}
@@ -303,7 +303,8 @@ def monitor_webhooks(
 
 
 @dg.op(
-    description="Find invalid-signature floods, request bursts and replayed events in recent webhooks; record and alert."
+    tags=op_tags("webhook_security_monitor"),
+    description="Find invalid-signature floods, request bursts and replayed events in recent webhooks; record and alert.",
 )
 def monitor_webhook_security(
     context: dg.OpExecutionContext,

@@ -24,7 +24,7 @@ from ops_platform.jobs._common import (
     transient_retries,
 )
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 MODES = ("light", "deep", "safety_net")
 
@@ -113,7 +113,10 @@ def cleanup_sessions_in(
     return results, skipped
 
 
-@dg.op(description="Delete expired, revoked, idle and stale player sessions in bounded batches.")
+@dg.op(
+    tags=op_tags("session_cleanup"),
+    description="Delete expired, revoked, idle and stale player sessions in bounded batches.",
+)
 def cleanup_sessions(
     context: dg.OpExecutionContext, config: SessionCleanupConfig, database: Database
 ) -> dg.Output[int]:

@@ -384,6 +384,23 @@ def job_tags(target: str) -> dict[str, str]:
     return tags
 
 
+# Celery queue of each job's steps (OPS_EXECUTOR=celery): `heavy` for the assets and the jobs
+# that scan whole tables, folders or buckets; `light` for the rest, so the many small runs
+# (email every minute, payment checks, expiries) never wait behind a report or a vacuum.
+HEAVY_JOBS = frozenset({"database_maintenance", "orphaned_file_cleanup", "game_cleanup"})
+CELERY_QUEUE_TAG = "dagster-celery/queue"
+
+
+def step_queue(target: str) -> str:
+    row = row_for(target)
+    return "heavy" if row.kind == "asset" or row.target in HEAVY_JOBS else "light"
+
+
+def op_tags(target: str) -> dict[str, str]:
+    """Tags of the step(s) of a job or asset: where a distributed executor sends them."""
+    return {CELERY_QUEUE_TAG: step_queue(target)}
+
+
 def asset_pool(asset: str) -> str:
     """Concurrency pool of an asset: its singleton name. Runs launched from the UI's
     "Materialize" button carry no job tags, so the production instance limits every pool

@@ -21,7 +21,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import frame_table
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,6 +87,7 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
 
 @dg.asset(
     pool=asset_pool("daily_course_analytics"),
+    op_tags=op_tags("daily_course_analytics"),
     partitions_def=DAILY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
@@ -115,6 +116,7 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
 
 @dg.asset(
     pool=asset_pool("daily_student_analytics"),
+    op_tags=op_tags("daily_student_analytics"),
     partitions_def=DAILY_PARTITIONS,
     group_name="analytics",
     deps=[dg.AssetKey("learning_events")],

@@ -13,7 +13,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 
 def hour_metrics(connection: Connection, start: datetime, end: datetime) -> dict:
@@ -75,6 +75,7 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
 
 @dg.asset(
     pool=asset_pool("hourly_platform_metrics"),
+    op_tags=op_tags("hourly_platform_metrics"),
     partitions_def=HOURLY_PARTITIONS,
     group_name="analytics",
     deps=[

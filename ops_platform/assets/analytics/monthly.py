@@ -22,7 +22,7 @@ from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import ObjectStore
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,6 +181,7 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
 
 @dg.asset(
     pool=asset_pool("monthly_executive_summary"),
+    op_tags=op_tags("monthly_executive_summary"),
     partitions_def=MONTHLY_PARTITIONS,
     group_name="analytics",
     deps=[

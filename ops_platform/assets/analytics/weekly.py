@@ -26,7 +26,7 @@ from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import frame_table
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import ObjectStore
-from ops_platform.schedules.catalog import asset_pool
+from ops_platform.schedules.catalog import asset_pool, op_tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,6 +160,7 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
 
 @dg.asset(
     pool=asset_pool("weekly_trend_report"),
+    op_tags=op_tags("weekly_trend_report"),
     partitions_def=WEEKLY_PARTITIONS,
     group_name="analytics",
     deps=[
