@@ -1,4 +1,4 @@
-"""`ops-platform`: db upgrade | seed | demo | status."""
+"""`ops-platform`: db upgrade | seed | demo | status | metrics | dead."""
 
 from __future__ import annotations
 
@@ -43,7 +43,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from ops_platform.status import print_status
 
-    return print_status(as_json=args.json, last_n=args.last)
+    return print_status(as_json=args.json, last_n=args.last, check=args.check)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from ops_platform.metrics import run_metrics_command
+
+    if getattr(args, "metrics_command", None) == "rules":
+        from ops_platform.alert_rules import render_alert_rules
+
+        sys.stdout.write(render_alert_rules())
+        return 0
+    return run_metrics_command(
+        serve_it=getattr(args, "metrics_command", None) == "serve",
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument("--last", type=int, default=20, help="runs per job for the success rate")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 naming each stale daemon heartbeat and each overdue schedule (a probe)",
+    )
     status.set_defaults(func=_cmd_status)
+
+    metrics = commands.add_parser(
+        "metrics", help="Prometheus metrics: print the exposition once, or serve /metrics"
+    )
+    metrics.set_defaults(func=_cmd_metrics)
+    metrics_commands = metrics.add_subparsers(dest="metrics_command")
+    serve = metrics_commands.add_parser("serve", help="serve /metrics and /healthz over HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9464, help="port (default 9464)")
+    metrics_commands.add_parser(
+        "rules", help="print the Prometheus alerting rules generated from the schedule table"
+    )
     return parser
 
 

@@ -36,6 +36,8 @@ class JobStatus:
     finished_runs: int  # finished runs counted for the success rate (at most N)
     success_rate: float | None  # successes / finished_runs, None without finished runs
     consecutive_failures: int
+    last_success_at: str | None  # ISO 8601 UTC end of the newest successful run
+    last_run_duration_s: float | None  # of the newest finished run
     schedules: list[str]
     schedule_on: bool | None  # None when the job has no schedule
     next_tick: str | None  # ISO 8601 UTC of the earliest next tick of its running schedules
@@ -71,6 +73,19 @@ def instigator_is_on(default_running: bool, stored: Sequence[InstigatorState]) -
     return default_running
 
 
+def schedules_on(
+    instance: dg.DagsterInstance, schedules: Iterable[dg.ScheduleDefinition]
+) -> dict[str, bool]:
+    """Is each schedule on (by name): its stored state, else its default status."""
+    states = _stored_states(instance, InstigatorType.SCHEDULE)
+    return {
+        s.name: instigator_is_on(
+            s.default_status == dg.DefaultScheduleStatus.RUNNING, states.get(s.name, [])
+        )
+        for s in schedules
+    }
+
+
 def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | None:
     crons = (
         [schedule.cron_schedule]
@@ -89,7 +104,21 @@ def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | No
     return min(ticks) if ticks else None
 
 
-def _run_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> dict:
+@dataclass(frozen=True)
+class JobHistory:
+    """What the instance says about one job's runs, as read (timestamps in epoch seconds)."""
+
+    last_run: dg.RunRecord | None
+    finished: int  # finished runs among the last N
+    successes: int  # successes among them
+    consecutive_failures: int  # failed or canceled runs since the last success
+    last_success_end: float | None
+    last_run_duration_s: float | None  # of the newest finished run
+    last_success_run_id: str | None
+
+
+def job_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> JobHistory:
+    """Four indexed queries per job, whatever the number of runs in the instance."""
     latest = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
     finished = instance.get_run_records(
         dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=last_n
@@ -97,7 +126,6 @@ def _run_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> di
     successes = sum(
         1 for record in finished if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
     )
-
     last_success = instance.get_run_records(
         dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
     )
@@ -106,22 +134,39 @@ def _run_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> di
         statuses=NOT_SUCCESS,
         created_after=last_success[0].create_timestamp if last_success else None,
     )
-    history = {
-        "last_run_id": None,
-        "last_run_status": None,
-        "last_run_at": None,
-        "finished_runs": len(finished),
-        "success_rate": successes / len(finished) if finished else None,
-        "consecutive_failures": instance.get_runs_count(failures_filter),
+    newest_finished = finished[0] if finished else None
+    duration = None
+    if newest_finished and newest_finished.start_time and newest_finished.end_time:
+        duration = newest_finished.end_time - newest_finished.start_time
+    success = last_success[0] if last_success else None
+    return JobHistory(
+        last_run=latest[0] if latest else None,
+        finished=len(finished),
+        successes=successes,
+        consecutive_failures=instance.get_runs_count(failures_filter),
+        last_success_end=(success.end_time or success.start_time) if success else None,
+        last_run_duration_s=duration,
+        last_success_run_id=success.dagster_run.run_id if success else None,
+    )
+
+
+def _run_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> dict:
+    history = job_history(instance, job_name, last_n)
+    record = history.last_run
+    return {
+        "last_run_id": record.dagster_run.run_id if record else None,
+        "last_run_status": record.dagster_run.status.value if record else None,
+        "last_run_at": _iso(record.start_time or record.create_timestamp) if record else None,
+        "finished_runs": history.finished,
+        "success_rate": history.successes / history.finished if history.finished else None,
+        "consecutive_failures": history.consecutive_failures,
+        "last_success_at": _iso(history.last_success_end),
+        "last_run_duration_s": (
+            round(history.last_run_duration_s, 3)
+            if history.last_run_duration_s is not None
+            else None
+        ),
     }
-    if latest:
-        record = latest[0]
-        history.update(
-            last_run_id=record.dagster_run.run_id,
-            last_run_status=record.dagster_run.status.value,
-            last_run_at=_iso(record.start_time or record.create_timestamp),
-        )
-    return history
 
 
 def _sensor_targets(sensor: dg.SensorDefinition) -> set[str]:
@@ -142,7 +187,7 @@ def collect_status(
         raise ValueError(f"--last must be at least 1, got {last_n}")
     now = now or datetime.now(UTC)
     repo = defs.get_repository_def()
-    schedule_states = _stored_states(instance, InstigatorType.SCHEDULE)
+    schedule_on = schedules_on(instance, repo.schedule_defs)
     sensor_states = _stored_states(instance, InstigatorType.SENSOR)
 
     statuses = []
@@ -151,14 +196,7 @@ def collect_status(
             continue
         schedules = [s for s in repo.schedule_defs if s.job_name == job.name]
         sensors = [s for s in repo.sensor_defs if job.name in _sensor_targets(s)]
-        running = [
-            s
-            for s in schedules
-            if instigator_is_on(
-                s.default_status == dg.DefaultScheduleStatus.RUNNING,
-                schedule_states.get(s.name, []),
-            )
-        ]
+        running = [s for s in schedules if schedule_on[s.name]]
         ticks = [tick for s in running if (tick := next_tick(s, now)) is not None]
         sensor_on = [
             instigator_is_on(
@@ -215,7 +253,7 @@ def format_table(statuses: Iterable[JobStatus], last_n: int) -> str:
     return tabulate(rows, headers=headers)
 
 
-def _instance() -> dg.DagsterInstance:
+def instance_from_env() -> dg.DagsterInstance:
     """The instance of DAGSTER_HOME; like `ops-platform demo`, `.dagster/` when unset."""
     if not os.environ.get("DAGSTER_HOME"):
         default = Path(".dagster").resolve()
@@ -228,17 +266,58 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def print_status(as_json: bool, last_n: int) -> int:
+@dataclass(frozen=True)
+class HealthCheck:
+    overdue: list[str]  # one line per overdue schedule
+    stale_daemons: list[str]  # one line per daemon whose heartbeat is stale or missing
+
+    @property
+    def ok(self) -> bool:
+        return not self.overdue and not self.stale_daemons
+
+
+def health_check(instance: dg.DagsterInstance, defs: dg.Definitions, now: datetime) -> HealthCheck:
+    """Overdue schedules (on, no success within their window) and stale daemons."""
+    from ops_platform.schedules.overdue import daemon_states, overdue_schedules
+
+    on = schedules_on(instance, defs.get_repository_def().schedule_defs)
+    overdue = overdue_schedules(instance, {name for name, is_on in on.items() if is_on}, now)
+    return HealthCheck(
+        overdue=[o.describe(now) for o in overdue],
+        stale_daemons=[d.describe() for d in daemon_states(instance, now) if d.stale],
+    )
+
+
+def print_check(check: HealthCheck, as_json: bool) -> int:
+    """Exit status 1 and one line per problem, or 0 and `ok`."""
+    if as_json:
+        print(json.dumps({"ok": check.ok, **asdict(check)}, indent=2))
+    elif check.ok:
+        print("ok: daemon heartbeats fresh, no schedule overdue")
+    else:
+        for line in check.stale_daemons:
+            print(f"STALE {line}")
+        for line in check.overdue:
+            print(f"OVERDUE {line}")
+    return 0 if check.ok else 1
+
+
+def print_status(as_json: bool, last_n: int, check: bool = False) -> int:
     if last_n < 1:
         print("ops-platform: --last must be at least 1", file=sys.stderr)
         return 2
     try:
-        instance = _instance()
+        instance = instance_from_env()
     except RuntimeError as error:
         print(f"ops-platform: {error}", file=sys.stderr)
         return 2
     from ops_platform.definitions import defs
 
+    if check:
+        from ops_platform.schedules.overdue import check_now
+
+        with instance:
+            return print_check(health_check(instance, defs, check_now()), as_json)
     with instance:
         statuses = collect_status(instance, defs, last_n=last_n)
     if as_json:

@@ -1,0 +1,149 @@
+"""Prometheus alerting rules of the platform, generated from the schedule table.
+
+`deploy/prometheus/alerts.yml` is this module's output (`ops-platform metrics rules`); a
+test fails when the file no longer matches the table. The missed-run rules use the same
+window as `status --check` and `missed_run_alert_sensor`: twice the schedule's period plus
+its job's maximum runtime.
+"""
+
+from __future__ import annotations
+
+from ops_platform.schedules.catalog import ScheduleRow
+from ops_platform.schedules.overdue import DAEMON_STALE_AFTER_S, missed_run_window_s, scheduled_rows
+from ops_platform.sensors.alerting import BACKLOG_THRESHOLD, CRITICAL_STREAK
+
+SCRAPE_JOB = "ops_platform"  # the Prometheus scrape job of `ops-platform metrics serve`
+SEVERITY = {"critical": "critical", "high": "critical", "medium": "warning", "low": "warning"}
+HEADER = """\
+# Alerting rules of ops_platform. GENERATED from ops_platform/schedules/catalog.py by
+#   ops-platform metrics rules > deploy/prometheus/alerts.yml
+# Do not edit by hand: tests/test_alert_rules.py fails when this file is out of date.
+# The scrape job must keep the exporter's own `job` label: `honor_labels: true`
+# (see deploy/prometheus/prometheus.yml).
+"""
+
+
+def _missed_run_rule(row: ScheduleRow) -> dict:
+    window = missed_run_window_s(row)
+    return {
+        "alert": "OpsMissedRun",
+        "expr": (
+            f'(time() - ops_job_last_success_timestamp_seconds{{job="{row.job_name}"}}) > {window}'
+            f' and on(job) ops_schedule_running{{schedule="{row.name}"}} == 1'
+        ),
+        "for": "1m",
+        "labels": {"severity": SEVERITY[row.tier], "tier": row.tier, "schedule": row.name},
+        "annotations": {
+            "summary": f"{row.job_name} has not succeeded for over {_human(window)}",
+            "description": (
+                f"Schedule {row.name} ({row.cron} {row.timezone}) is on, but {row.job_name} "
+                f"has had no successful run for {{{{ $value | humanizeDuration }}}} (window: "
+                "twice its period plus its max runtime). Is dagster-daemon running, the code "
+                "server loading, the schedule ticking? `ops-platform status --check` says which."
+            ),
+        },
+    }
+
+
+def _human(seconds: int) -> str:
+    if seconds % 86400 == 0 or seconds >= 3 * 86400:
+        return f"{seconds / 86400:g} days"
+    if seconds >= 3 * 3600:
+        return f"{seconds / 3600:g} hours"
+    return f"{seconds / 60:g} minutes"
+
+
+def _rule(alert: str, expr: str, for_: str, severity: str, summary: str, description: str):
+    return {
+        "alert": alert,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description},
+    }
+
+
+def alert_rules() -> dict:
+    """The rule groups, as the YAML document Prometheus reads."""
+    runs = [_missed_run_rule(row) for row in scheduled_rows()]
+    runs.append(
+        _rule(
+            "OpsJobFailing",
+            f"ops_job_consecutive_failures >= {CRITICAL_STREAK}",
+            "0m",
+            "critical",
+            "{{ $labels.job }} failed {{ $value }} times in a row",
+            "The job's last {{ $value }} finished runs failed or were canceled. See its runs "
+            "in the Dagster UI; run_failure_alert_sensor sent each error.",
+        )
+    )
+    daemon = [
+        _rule(
+            "OpsDaemonDown",
+            f"ops_daemon_heartbeat_age_seconds > {DAEMON_STALE_AFTER_S}",
+            "1m",
+            "critical",
+            "dagster-daemon {{ $labels.daemon }} has no fresh heartbeat",
+            "Its last heartbeat is {{ $value | humanizeDuration }} old (+Inf: never). Nothing "
+            "is scheduled, sensed or dequeued while it is down: restart dagster-daemon.",
+        ),
+        _rule(
+            "OpsMetricsDown",
+            f'up{{job="{SCRAPE_JOB}"}} == 0',
+            "5m",
+            "critical",
+            "ops-platform metrics serve does not answer",
+            "Prometheus cannot scrape the exporter: no other ops_platform alert can fire.",
+        ),
+        _rule(
+            "OpsMetricsSourceDown",
+            "ops_metrics_source_up == 0",
+            "5m",
+            "critical",
+            "the metrics exporter cannot read the {{ $labels.source }}",
+            "Its families are missing from the scrape; the exporter's log has the error.",
+        ),
+    ]
+    queues = [
+        _rule(
+            "OpsEmailBacklog",
+            f'ops_queue_depth{{queue="email",state="due"}} > {BACKLOG_THRESHOLD}',
+            "5m",
+            "warning",
+            "{{ $value }} notification email batches are due",
+            "Is email_queue running, and is the mail server reachable?",
+        ),
+        _rule(
+            "OpsDeadItems",
+            'ops_queue_depth{state="dead"} > 0',
+            "5m",
+            "warning",
+            "{{ $value }} dead items in the {{ $labels.queue }} queue",
+            "`ops-platform dead list --queue {{ $labels.queue }}` shows them with their last "
+            "error; `ops-platform dead replay` puts them back once the cause is fixed.",
+        ),
+    ]
+    partitions = [
+        _rule(
+            "OpsPartitionsMissing",
+            "ops_partition_missing > 0",
+            "30m",
+            "warning",
+            "{{ $value }} partitions of {{ $labels.asset }} are due and not materialized",
+            "Its catch-up sensor should have requested them: is it on, is the daemon running?",
+        )
+    ]
+    return {
+        "groups": [
+            {"name": "ops_platform_runs", "rules": runs},
+            {"name": "ops_platform_daemon", "rules": daemon},
+            {"name": "ops_platform_queues", "rules": queues},
+            {"name": "ops_platform_partitions", "rules": partitions},
+        ]
+    }
+
+
+def render_alert_rules() -> str:
+    import yaml
+
+    return HEADER + yaml.safe_dump(alert_rules(), sort_keys=False, width=100)

@@ -1,0 +1,462 @@
+"""`ops-platform metrics [serve]`: Prometheus metrics of the jobs, schedules, queues,
+partitions and daemon, read at scrape time from the Dagster instance and the app database.
+
+Every family is computed on each scrape with bounded queries: a few indexed ones per job
+(newest run, newest success, runs since the last success, counts by status), one per
+queue state on the app database, one partition-status read per partitioned asset, and
+the daemon heartbeats — so a scrape costs the same at 100 runs or 100,000.
+
+A source that cannot be read (the app database down, say) does not fail the scrape: its
+families are left out and `ops_metrics_source_up{source}` is 0, which is itself alerted.
+`prometheus_client` is imported here only, when metrics are asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import dagster as dg
+from dagster._core.scheduler.instigation import InstigatorType
+from sqlalchemy import Engine, func, select
+
+from ops_platform.db import schema
+from ops_platform.db.engine import as_utc, utcnow
+
+log = logging.getLogger("ops_platform.metrics")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9464
+RUN_STATUSES = (
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+)
+EMAIL_STATES = ("pending", "processing", "failed", "dead")
+
+
+def _gauge(name: str, documentation: str, labels: list[str]):
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(name, documentation, labels=labels)
+
+
+def _counter(name: str, documentation: str, labels: list[str]):
+    from prometheus_client.core import CounterMetricFamily
+
+    return CounterMetricFamily(name, documentation, labels=labels)
+
+
+# --- Dagster instance -------------------------------------------------------------------------
+
+
+def _job_names(defs: dg.Definitions) -> list[str]:
+    repo = defs.get_repository_def()
+    return sorted(job.name for job in repo.get_all_jobs() if not job.name.startswith("__"))
+
+
+def rows_changed_of_run(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """`rows_changed` an op job's run reported, or the `rows_changed`/`row_count` of an asset
+    job's materializations; None when the run says neither."""
+    from ops_platform.sensors.alerting import run_rows_changed
+
+    changed = run_rows_changed(instance, run_id)
+    if changed is not None:
+        return changed
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    total, found = 0, False
+    for record in records:
+        metadata = record.event_log_entry.asset_materialization.metadata
+        entry = metadata.get("rows_changed", metadata.get("row_count"))
+        if entry is not None:
+            total += int(getattr(entry, "value", entry) or 0)
+            found = True
+    return total if found else None
+
+
+@dataclass
+class JobRuns:
+    """One job's runs, aggregated from the run storage."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # finished runs by status
+    last_success_id: int | None = None
+    newest_finished_id: int | None = None
+    consecutive_failures: int = 0
+
+
+def run_stats(instance: dg.DagsterInstance, jobs: list[str]) -> tuple[dict[str, JobRuns], dict]:
+    """Per job: finished runs by status, newest success and newest finished run, failures
+    since the last success; and the rows of those runs by storage id. Three statements on the
+    run storage's `runs` table, whatever the number of jobs (a per-job API call each would be
+    hundreds of round trips per scrape)."""
+    from dagster._core.storage.runs.schema import RunsTable as runs
+
+    from ops_platform.status import FINISHED, NOT_SUCCESS
+
+    stats = {job: JobRuns() for job in jobs}
+    finished = [status.value for status in FINISHED]
+    r = runs.c
+    with instance.run_storage.connect() as connection:
+        for job, status, count, newest in connection.execute(
+            select(r.pipeline_name, r.status, func.count(), func.max(r.id))
+            .where(r.pipeline_name.in_(jobs), r.status.in_(finished))
+            .group_by(r.pipeline_name, r.status)
+        ):
+            job_runs = stats[job]
+            job_runs.counts[status] = count
+            if status == dg.DagsterRunStatus.SUCCESS.value:
+                job_runs.last_success_id = newest
+            job_runs.newest_finished_id = max(newest, job_runs.newest_finished_id or 0)
+        success = runs.alias("success")
+        since = (
+            select(func.coalesce(func.max(success.c.id), 0))
+            .where(
+                success.c.pipeline_name == r.pipeline_name,
+                success.c.status == dg.DagsterRunStatus.SUCCESS.value,
+            )
+            .scalar_subquery()
+        )
+        for job, count in connection.execute(
+            select(r.pipeline_name, func.count())
+            .where(
+                r.pipeline_name.in_(jobs),
+                r.status.in_([status.value for status in NOT_SUCCESS]),
+                r.id > since,
+            )
+            .group_by(r.pipeline_name)
+        ):
+            stats[job].consecutive_failures = count
+        ids = {i for s in stats.values() for i in (s.last_success_id, s.newest_finished_id) if i}
+        rows = {
+            row.id: row
+            for row in connection.execute(
+                select(r.id, r.run_id, r.start_time, r.end_time).where(r.id.in_(sorted(ids)))
+            )
+        }
+    return stats, rows
+
+
+def job_families(instance: dg.DagsterInstance, defs: dg.Definitions) -> Iterator:
+    last_success = _gauge(
+        "ops_job_last_success_timestamp_seconds",
+        "End of the job's newest successful run (Unix time); absent before its first success.",
+        ["job"],
+    )
+    duration = _gauge(
+        "ops_job_last_run_duration_seconds",
+        "Duration of the job's newest finished run.",
+        ["job"],
+    )
+    runs = _counter(
+        "ops_job_runs_total",
+        "Finished runs of the job in the instance, by status (runs pruned by "
+        "database_maintenance leave the count).",
+        ["job", "status"],
+    )
+    failures = _gauge(
+        "ops_job_consecutive_failures",
+        "Failed or canceled runs of the job since its last success.",
+        ["job"],
+    )
+    rows_changed = _gauge(
+        "ops_job_rows_changed",
+        "Rows the job's newest successful run changed (rows_changed, or an asset's row_count).",
+        ["job"],
+    )
+    jobs = _job_names(defs)
+    stats, rows = run_stats(instance, jobs)
+    for job in jobs:
+        job_runs = stats[job]
+        for status in RUN_STATUSES:
+            runs.add_metric([job, status.value.lower()], job_runs.counts.get(status.value, 0))
+        failures.add_metric([job], job_runs.consecutive_failures)
+        newest = rows.get(job_runs.newest_finished_id)
+        if newest is not None and newest.start_time and newest.end_time:
+            duration.add_metric([job], newest.end_time - newest.start_time)
+        success = rows.get(job_runs.last_success_id)
+        if success is not None:
+            last_success.add_metric([job], success.end_time or success.start_time)
+            changed = rows_changed_of_run(instance, success.run_id)
+            if changed is not None:
+                rows_changed.add_metric([job], changed)
+    yield from (last_success, duration, runs, failures, rows_changed)
+
+
+def schedule_family(instance: dg.DagsterInstance, defs: dg.Definitions):
+    from ops_platform.status import schedules_on
+
+    running = _gauge(
+        "ops_schedule_running", "1 when the schedule is on, 0 when stopped.", ["schedule", "job"]
+    )
+    schedules = defs.get_repository_def().schedule_defs
+    on = schedules_on(instance, schedules)
+    for schedule in sorted(schedules, key=lambda s: s.name):
+        running.add_metric([schedule.name, schedule.job_name], 1 if on[schedule.name] else 0)
+    return running
+
+
+def daemon_family(instance: dg.DagsterInstance, now: datetime):
+    from ops_platform.schedules.overdue import daemon_states
+
+    age = _gauge(
+        "ops_daemon_heartbeat_age_seconds",
+        "Seconds since the daemon's last heartbeat (+Inf: never seen).",
+        ["daemon"],
+    )
+    for state in daemon_states(instance, now):
+        age.add_metric([state.daemon], float("inf") if state.age_s is None else state.age_s)
+    return age
+
+
+def _catchup_watching_since(instance: dg.DagsterInstance) -> dict[str, datetime]:
+    """When each catch-up sensor started watching (its cursor), by asset name."""
+    since = {}
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        name = state.instigator_name
+        cursor = getattr(state.instigator_data, "cursor", None)
+        if not name.endswith("_catchup") or not cursor:
+            continue
+        try:
+            since[name.removesuffix("_catchup")] = datetime.fromisoformat(
+                json.loads(cursor)["watching_since"]
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return since
+
+
+def partition_family(instance: dg.DagsterInstance, defs: dg.Definitions, now: datetime):
+    """Partitions whose schedule tick is past and that were never materialized nor attempted,
+    since the asset's catch-up sensor started watching (what it still has to run)."""
+    from ops_platform.schedules.build import (
+        catchup_partition_keys,
+        is_time_partitioned,
+        unmaterialized_partitions,
+    )
+    from ops_platform.schedules.overdue import scheduled_rows
+
+    missing = _gauge(
+        "ops_partition_missing",
+        "Partitions due and not materialized (nor in progress or failed) since the asset's "
+        "catch-up sensor started; it should bring this to 0 within minutes.",
+        ["asset"],
+    )
+    repo = defs.get_repository_def()
+    watching = _catchup_watching_since(instance)
+    seen = set()
+    for row in scheduled_rows():
+        if row.kind != "asset" or row.target in seen:
+            continue
+        seen.add(row.target)
+        key = dg.AssetKey(row.target)
+        asset = repo.assets_defs_by_key.get(key)
+        partitions_def = getattr(asset, "partitions_def", None)
+        if asset is None or not is_time_partitioned(partitions_def):
+            continue
+        since = watching.get(row.target)
+        if since is None:  # the catch-up has not started: nothing is due yet by its rule
+            missing.add_metric([row.target], 0)
+            continue
+        keys = catchup_partition_keys(partitions_def, row, now, since)
+        absent, _failed = unmaterialized_partitions(instance, key, partitions_def, keys)
+        missing.add_metric([row.target], len(absent))
+    return missing
+
+
+# --- app database ------------------------------------------------------------------------------
+
+
+def queue_families(engine: Engine, now: datetime) -> Iterator:
+    """Depth of each queue state and the age of each queue's oldest waiting item."""
+    from ops_platform.dead_items import QUEUES, count_dead
+    from ops_platform.jobs.email import count_due, due_clause
+
+    depth = _gauge(
+        "ops_queue_depth",
+        "Items in the queue state: email (due, pending, processing, failed, dead), "
+        "payments (pending, dead), outbox (unpublished, dead).",
+        ["queue", "state"],
+    )
+    oldest = _gauge(
+        "ops_queue_oldest_age_seconds",
+        "Age of the oldest item waiting: email due since, payment pending since, "
+        "outbox event unpublished since (0 when none waits).",
+        ["queue"],
+    )
+    q, p, e = (
+        schema.notification_email_queue.c,
+        schema.payments.c,
+        schema.realtime_events.c,
+    )
+    with engine.connect() as connection:
+        by_state = dict(
+            connection.execute(
+                select(q.status, func.count()).where(q.status.in_(EMAIL_STATES)).group_by(q.status)
+            ).all()
+        )
+        for state in EMAIL_STATES:
+            depth.add_metric(["email", state], by_state.get(state, 0))
+        depth.add_metric(["email", "due"], count_due(connection, now))
+        oldest_due = connection.execute(
+            select(func.min(q.scheduled_for)).where(due_clause(now, 300))
+        ).scalar()
+        pending, oldest_pending = connection.execute(
+            select(func.count(), func.min(p.created_at)).where(p.status == "pending")
+        ).one()
+        depth.add_metric(["payments", "pending"], pending)
+        unpublished, oldest_unpublished = connection.execute(
+            select(func.count(), func.min(e.created_at)).where(e.published_at.is_(None))
+        ).one()
+        depth.add_metric(["outbox", "unpublished"], unpublished)
+    for queue in QUEUES:
+        if queue != "email":
+            depth.add_metric([queue, "dead"], count_dead(engine, queue, now))
+    for queue, since in (
+        ("email", oldest_due),
+        ("payments", oldest_pending),
+        ("outbox", oldest_unpublished),
+    ):
+        age = (now - as_utc(since)).total_seconds() if since is not None else 0.0
+        oldest.add_metric([queue], max(age, 0.0))
+    yield from (depth, oldest)
+
+
+# --- the collector -----------------------------------------------------------------------------
+
+
+class OpsCollector:
+    """A prometheus_client collector computing every family at scrape time."""
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        defs: dg.Definitions,
+        engine: Engine,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.instance, self.defs, self.engine, self.clock = instance, defs, engine, clock
+        self._lock = threading.Lock()  # one scrape at a time: concurrent ones would only queue
+
+    def collect(self) -> Iterator:
+        with self._lock:
+            started = time.perf_counter()
+            now = self.clock()
+            up = _gauge(
+                "ops_metrics_source_up", "1 when the source could be read this scrape.", ["source"]
+            )
+            sources = (
+                ("instance", lambda: self._instance_families(now)),
+                ("app_database", lambda: list(queue_families(self.engine, now))),
+            )
+            for source, read in sources:
+                try:
+                    yield from read()
+                    up.add_metric([source], 1)
+                except Exception:  # one source down must not hide the other's metrics
+                    log.exception("metrics: reading the %s failed", source.replace("_", " "))
+                    up.add_metric([source], 0)
+            yield up
+            took = _gauge(
+                "ops_metrics_scrape_duration_seconds", "Time this scrape took to compute.", []
+            )
+            took.add_metric([], time.perf_counter() - started)
+            yield took
+
+    def _instance_families(self, now: datetime) -> list:
+        return [
+            *job_families(self.instance, self.defs),
+            schedule_family(self.instance, self.defs),
+            partition_family(self.instance, self.defs, now),
+            daemon_family(self.instance, now),
+        ]
+
+
+def registry_for(collector: OpsCollector):
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def exposition(registry) -> bytes:
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry)
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+def wsgi_app(registry):
+    """/metrics (the exposition), /healthz (the process answers), anything else 404."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            body = exposition(registry)
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [body]
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: try /metrics or /healthz\n"]
+
+    return app
+
+
+def serve(registry, host: str, port: int, ready: Callable[[str], None] = print) -> None:
+    """Serve until interrupted."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format, *args):  # scrapes every 15 s would flood the log
+            log.debug(format, *args)
+
+    with make_server(
+        host, port, wsgi_app(registry), ThreadingWSGIServer, handler_class=QuietHandler
+    ) as server:
+        ready(f"serving metrics on http://{host}:{server.server_port}/metrics (and /healthz)")
+        server.serve_forever()
+
+
+def run_metrics_command(serve_it: bool, host: str, port: int) -> int:
+    """`ops-platform metrics [serve]` on the instance of DAGSTER_HOME and the app database."""
+    import sys
+
+    from ops_platform.settings import load_settings
+    from ops_platform.status import instance_from_env
+
+    settings = load_settings()
+    try:
+        instance = instance_from_env()
+    except RuntimeError as error:
+        print(f"ops-platform: {error}", file=sys.stderr)
+        return 2
+    from ops_platform.db.engine import make_engine
+    from ops_platform.definitions import defs
+
+    engine = make_engine(settings.database_url)
+    with instance:
+        registry = registry_for(OpsCollector(instance, defs, engine))
+        if not serve_it:
+            sys.stdout.write(exposition(registry).decode())
+            return 0
+        try:
+            serve(registry, host, port, ready=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            engine.dispose()
+    return 0

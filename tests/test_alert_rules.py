@@ -1,0 +1,59 @@
+"""deploy/prometheus/alerts.yml is generated from the schedule table and stays so; Prometheus'
+own promtool accepts it and its unit tests (alerts.test.yml) pass."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ops_platform.alert_rules import alert_rules, render_alert_rules
+from ops_platform.schedules.overdue import missed_run_window_s, scheduled_rows
+
+RULES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("OPS_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail("OPS_REQUIRE_PROMETHEUS=1 but promtool is not installed")
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    return found
+
+
+def test_alerts_file_is_generated_from_the_schedule_table():
+    assert (RULES_DIR / "alerts.yml").read_text() == render_alert_rules(), (
+        "deploy/prometheus/alerts.yml is out of date: "
+        "ops-platform metrics rules > deploy/prometheus/alerts.yml"
+    )
+
+
+def test_one_missed_run_rule_per_schedule_with_its_window():
+    runs = next(g for g in alert_rules()["groups"] if g["name"] == "ops_platform_runs")["rules"]
+    missed = {r["labels"]["schedule"]: r["expr"] for r in runs if r["alert"] == "OpsMissedRun"}
+    rows = scheduled_rows()
+    assert set(missed) == {row.name for row in rows}
+    for row in rows:
+        assert f'{{job="{row.job_name}"}}) > {missed_run_window_s(row)} ' in missed[row.name]
+
+
+def test_promtool_check_rules():
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(RULES_DIR / "alerts.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_test_rules():
+    result = subprocess.run(
+        [promtool(), "test", "rules", "alerts.test.yml"],
+        cwd=RULES_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
