@@ -44,7 +44,14 @@ from ops_platform.assets.engagement import (
     user_trust_scores,
 )
 from ops_platform.assets.games import LeaderboardsConfig, leaderboards, period_starts
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import (
+    drop_schemas,
+    make_engine,
+    psycopg_url,
+    schema_url,
+    state_table,
+    utcnow,
+)
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.db.seed import seed_database
@@ -96,7 +103,7 @@ WHERE u.id = m.id
 """
 
 FLOOR_BOARDS = f"""
-INSERT INTO leaderboard_standings (game_type, period, rank, player_address, score, period_start, computed_at)
+INSERT INTO {{standings}} (game_type, period, rank, player_address, score, period_start, computed_at)
 SELECT game_type, period, rank, player_address, score,
        CASE period WHEN 'daily' THEN CAST(:daily AS date) WHEN 'weekly' THEN CAST(:weekly AS date) END, :now
 FROM (
@@ -131,9 +138,11 @@ def floor_trust(engine, now) -> int:
 def floor_boards(engine, now) -> int:
     starts = period_starts(now)
     with engine.begin() as connection:
-        connection.execute(text("DELETE FROM leaderboard_standings"))
+        standings = state_table(connection, "leaderboard_standings")
+        connection.execute(text(f"DELETE FROM {standings}"))
         return connection.execute(
-            text(FLOOR_BOARDS), {"now": now, "daily": starts["daily"], "weekly": starts["weekly"]}
+            text(FLOOR_BOARDS.format(standings=standings)),
+            {"now": now, "daily": starts["daily"], "weekly": starts["weekly"]},
         ).rowcount
 
 
@@ -341,7 +350,8 @@ def cases(engine, database: Database) -> list[Case]:
     def floor_board(now):
         rows = floor_boards(engine, now)
         floor_state["boards"] = read(
-            "SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3"
+            "SELECT game_type, period, rank, player_address, score "
+            f"FROM {state_table(engine, 'leaderboard_standings')} ORDER BY 1, 2, 3"
         )
         return rows
 
@@ -361,7 +371,8 @@ def cases(engine, database: Database) -> list[Case]:
 
     def compare_boards():
         ours = read(
-            "SELECT game_type, period, rank, player_address, score FROM leaderboard_standings ORDER BY 1, 2, 3"
+            "SELECT game_type, period, rank, player_address, score "
+            f"FROM {state_table(engine, 'leaderboard_standings')} ORDER BY 1, 2, 3"
         )
         return f"{len(ours):,} standings rows, {'identical to' if ours == floor_state.get('boards') else 'DIFFERENT from'} the floor's"
 
@@ -387,7 +398,7 @@ def cases(engine, database: Database) -> list[Case]:
             lambda now: run_asset(leaderboards, BOARD_CONFIG, database, now)["row_count"],
             floor_board,
             lambda n: row_boards(engine, n),
-            ("leaderboard_standings",),
+            (state_table(engine, "leaderboard_standings"),),
             compare_boards,
         ),
     ]
@@ -520,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  schema {schema} kept: --schema {schema}")
         else:
             with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                drop_schemas(connection, schema)
             print(f"  schema {schema} dropped")
         admin.dispose()
 

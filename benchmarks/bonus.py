@@ -34,7 +34,7 @@ from ops_platform.assets.bonuses import (
     credit_og_daily_bonus,
     sydney_day_window,
 )
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 
 TARGET_FLOOR_RATIO = 1.3
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.dispose()
         with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            drop_schemas(connection, schema)
         admin.dispose()
         print(f"  schema {schema} dropped")
 

@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.email import process_email_queue_in
 from ops_platform.resources.mailer import Mailer
@@ -198,7 +198,7 @@ def bench_database(
     finally:
         if admin is not None:
             with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
+                drop_schemas(connection, schema_name)
             admin.dispose()
         if folder is not None:
             folder.cleanup()

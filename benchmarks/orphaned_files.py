@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            drop_schemas(connection, schema)
         admin.dispose()
     return 0
 

@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.payments import sweep_pending
 from ops_platform.resources.payments import PaymentProvider, serve_simulator
@@ -83,7 +83,7 @@ def _database(name: str):
 
         def cleanup():
             with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
+                drop_schemas(connection, schema_name)
             admin.dispose()
 
         return url, cleanup

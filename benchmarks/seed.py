@@ -16,7 +16,7 @@ import uuid
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import psycopg_url, schema_url
+from ops_platform.db.engine import drop_schemas, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.seed import seed_database
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                drop_schemas(connection, schema)
         admin.dispose()
 
 

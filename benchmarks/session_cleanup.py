@@ -19,7 +19,7 @@ import uuid
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.sessions import SessionCleanupConfig, cleanup_sessions_in
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.dispose()
         with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            drop_schemas(connection, schema)
         admin.dispose()
         print(f"  schema {schema} dropped")
     return 0 if all_ok else 1

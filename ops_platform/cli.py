@@ -10,10 +10,13 @@ from ops_platform.settings import SettingsError, load_settings, redact_url
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from ops_platform.db.migrate import upgrade
+    from ops_platform.db.migrate import upgrade, upgrade_sql
 
     settings = load_settings()
-    tables = upgrade(settings.database_url)
+    if args.sql:
+        print(upgrade_sql(settings.app_database_url), end="")
+        return 0
+    tables = upgrade(settings.app_database_url)
     print(f"app database at {redact_url(settings.database_url)} is at head: {len(tables)} tables")
     return 0
 
@@ -23,9 +26,11 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     from ops_platform.db.seed import seed_database
 
     settings = load_settings()
-    upgrade(settings.database_url)
+    upgrade(settings.app_database_url)
     started = time.perf_counter()
-    counts = seed_database(settings.database_url, users=args.users, seed=args.seed, progress=print)
+    counts = seed_database(
+        settings.app_database_url, users=args.users, seed=args.seed, progress=print
+    )
     total = sum(counts.values())
     print(
         f"seeded {total:,} rows in {time.perf_counter() - started:.1f}s "
@@ -67,9 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="app database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="create or migrate the schema (Alembic)").set_defaults(
-        func=_cmd_db_upgrade
+    db_upgrade = db_commands.add_parser(
+        "upgrade",
+        help="create what is missing: contract tables, the project's own schema (Alembic)",
     )
+    db_upgrade.add_argument(
+        "--sql", action="store_true", help="print the DDL it would run, without running it"
+    )
+    db_upgrade.set_defaults(func=_cmd_db_upgrade)
 
     seed = commands.add_parser("seed", help="fill the app database with a synthetic data set")
     seed.add_argument(

@@ -96,8 +96,8 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
 
     settings = load_settings()
     print(f"app database: {redact_url(settings.database_url)}")
-    upgrade(settings.database_url)
-    counts = seed_database(settings.database_url, users=users, seed=seed, progress=print)
+    upgrade(settings.app_database_url)
+    counts = seed_database(settings.app_database_url, users=users, seed=seed, progress=print)
     print(f"seeded {sum(counts.values()):,} rows for {users} users")
     _prepare_demo_files(settings)
 
@@ -154,7 +154,7 @@ def _prepare_demo_files(settings) -> None:
     if settings.s3_bucket:
         return  # never write demo objects into a real bucket
     store = settings.local_object_store_dir
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.app_database_url)
     with engine.connect() as connection:
         referenced = (
             connection.execute(text("SELECT s3_key FROM stored_files ORDER BY id LIMIT 5"))

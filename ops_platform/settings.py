@@ -15,7 +15,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ops_platform.db.engine import psycopg_url
+from ops_platform.db.engine import (
+    StateSchemaError,
+    check_state_schema,
+    psycopg_url,
+    with_state_schema,
+)
 
 # Groups that OPS_ENABLE_<GROUP> can switch off (SPEC §2).
 GROUPS = (
@@ -76,16 +81,24 @@ class Settings:
     enabled_groups: Mapping[str, bool] = field(default_factory=dict)
     payments_api_key: str | None = field(default=None, repr=False)
     secrets_key: str | None = field(default=None, repr=False)
+    # The project's own schema (OPS_STATE_SCHEMA); None: the URL's or the default `ops`.
+    state_schema: str | None = None
+    executor: str = "in_process"
+    # Whether OPS_CELERY_BACKEND_URL is set (its value, a secret, is read at run time);
+    # without it Celery reports results over the broker (rpc://).
+    celery_backend_set: bool = False
+
+    @property
+    def app_database_url(self) -> str:
+        """The database URL naming the project's schema too, for the command-line tools."""
+        if self.state_schema is None:
+            return self.database_url
+        return with_state_schema(self.database_url, self.state_schema)
 
     @property
     def embedded_database(self) -> bool:
         """The default SQLite file under the data folder (no OPS_DATABASE_URL)."""
         return self.database_url == f"sqlite:///{self.data_dir / 'app.db'}"
-
-    executor: str = "in_process"
-    # Whether OPS_CELERY_BACKEND_URL is set (its value, a secret, is read at run time);
-    # without it Celery reports results over the broker (rpc://).
-    celery_backend_set: bool = False
 
     def group_enabled(self, group: str) -> bool:
         if group not in GROUPS:
@@ -181,6 +194,16 @@ def parse_log_patterns(name: str, value: str | None) -> tuple[str, ...]:
     return patterns
 
 
+def _state_schema(name: str, value: str | None) -> str | None:
+    # The project's own tables live in this schema (an attached file on SQLite).
+    if value is None:
+        return None
+    try:
+        return check_state_schema(value)
+    except StateSchemaError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
 def _enabled_groups(env: Mapping[str, str]) -> dict[str, bool]:
     enabled = {group: True for group in GROUPS}
     for name, value in env.items():
@@ -255,4 +278,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secrets_key=_optional(env, "OPS_SECRETS_KEY"),
         executor=_executor(env),
         celery_backend_set=_optional(env, "OPS_CELERY_BACKEND_URL") is not None,
+        state_schema=_state_schema("OPS_STATE_SCHEMA", _optional(env, "OPS_STATE_SCHEMA")),
     )

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from ops_platform.db.engine import psycopg_url, schema_url
+from ops_platform.db.engine import drop_schemas, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.resources.database import Database
 
@@ -57,7 +57,7 @@ def postgres_schema_url():
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     yield schema_url(psycopg_url(POSTGRES_URL), schema)
     with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_schemas(connection, schema)
     admin.dispose()
 
 

@@ -1,10 +1,11 @@
 """`ops-platform db upgrade` and `ops-platform seed` through the command line entry point."""
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from ops_platform.cli import main
 from ops_platform.db import schema
+from ops_platform.db.engine import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -22,7 +23,7 @@ def isolated_data_dir(tmp_path, monkeypatch):
 
 
 def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
+    engine = make_engine(url)
     try:
         return set(inspect(engine).get_table_names())
     finally:
@@ -50,7 +51,7 @@ def test_seed_fills_the_database(tmp_path, monkeypatch, capsys):
     assert main(["seed", "--users", "25", "--seed", "5"]) == 0
     out = capsys.readouterr().out
     assert "users" in out and "seeded" in out
-    engine = create_engine(url)
+    engine = make_engine(url)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 25
     engine.dispose()

@@ -49,7 +49,7 @@ def app_table_keys(*names: str) -> list[dg.AssetKey]:
 
 
 def _column_schema(table_name: str) -> dg.TableSchema:
-    table = schema.metadata.tables[table_name]
+    table = schema.find_table(table_name)
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
@@ -72,7 +72,11 @@ def _spec(name: str, description: str) -> dg.AssetSpec:
         metadata={
             "dagster/table_name": name,
             "dagster/column_schema": _column_schema(name),
-            "owned_by": "web app (read by ops_platform assets)",
+            "owned_by": (
+                "ops_platform (its own schema)"
+                if schema.find_table(name).schema == schema.STATE
+                else "web app (read by ops_platform assets)"
+            ),
         },
     )
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, text
 
 from ops_platform.assets._sql_assets import OWNERS
 from ops_platform.assets.app_tables import app_table_keys
-from ops_platform.db.engine import as_utc, utcnow
+from ops_platform.db.engine import as_utc, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.jobs._common import (
     MAX_TRANSIENT_RETRIES,
@@ -73,7 +73,7 @@ def _game_types_sql() -> str:
 
 
 STANDINGS_SQL = f"""
-    INSERT INTO leaderboard_standings (game_type, period, rank, player_address, score, period_start, computed_at)
+    INSERT INTO {{standings}} (game_type, period, rank, player_address, score, period_start, computed_at)
     WITH entries AS (
         SELECT 'daily' AS period, game_type, player_address, score, created_at, id
         FROM leaderboard_entries WHERE created_at >= :daily_start AND created_at <= :now
@@ -117,14 +117,16 @@ def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -
         "daily_date": starts["daily"].date(),
         "weekly_date": starts["weekly"].date(),
     }
-    connection.execute(text("DELETE FROM leaderboard_standings"))
-    return connection.execute(text(STANDINGS_SQL), params).rowcount
+    standings = state_table(connection, "leaderboard_standings")
+    connection.execute(text(f"DELETE FROM {standings}"))
+    return connection.execute(text(STANDINGS_SQL.format(standings=standings)), params).rowcount
 
 
 def board_sizes(connection: Connection) -> dict[tuple[str, str], int]:
     rows = connection.execute(
         text(
-            "SELECT game_type, period, COUNT(*) FROM leaderboard_standings GROUP BY game_type, period"
+            "SELECT game_type, period, COUNT(*) "
+            f"FROM {state_table(connection, 'leaderboard_standings')} GROUP BY game_type, period"
         )
     ).all()
     sizes = {(game, period): 0 for game in GAME_TYPES for period in BOARD_PERIODS}
@@ -134,8 +136,9 @@ def board_sizes(connection: Connection) -> dict[tuple[str, str], int]:
 
 def standings_preview(connection: Connection, top: int = 3) -> str:
     rows = connection.execute(
-        text("""
-            SELECT game_type, period, rank, player_address, score FROM leaderboard_standings
+        text(f"""
+            SELECT game_type, period, rank, player_address, score
+            FROM {state_table(connection, "leaderboard_standings")}
             WHERE rank <= :top ORDER BY game_type, period, rank
         """),
         {"top": top},
@@ -200,12 +203,13 @@ def every_board_readable(database: Database) -> dg.AssetCheckResult:
     unreadable: list[str] = []
     leaders = 0
     with database.connect() as connection:
+        standings = state_table(connection, "leaderboard_standings")
         for game in GAME_TYPES:
             for period in BOARD_PERIODS:
                 try:
                     top = connection.execute(
-                        text("""
-                            SELECT rank, player_address, score FROM leaderboard_standings
+                        text(f"""
+                            SELECT rank, player_address, score FROM {standings}
                             WHERE game_type = :game AND period = :period ORDER BY rank LIMIT 1
                         """),
                         {"game": game, "period": period},
@@ -232,9 +236,9 @@ def every_board_readable(database: Database) -> dg.AssetCheckResult:
 def leaderboard_ranks_dense(database: Database) -> dg.AssetCheckResult:
     with database.connect() as connection:
         rows = connection.execute(
-            text("""
+            text(f"""
                 SELECT game_type, period, COUNT(*), COUNT(DISTINCT rank), MIN(rank), MAX(rank)
-                FROM leaderboard_standings GROUP BY game_type, period
+                FROM {state_table(connection, "leaderboard_standings")} GROUP BY game_type, period
             """)
         ).all()
     broken = [
@@ -269,17 +273,17 @@ READ_ARCHIVE_FOR_PERIODS_OLDER_THAN = timedelta(days=30)
 ENTRIES_WITH_ARCHIVE = """(
     SELECT id, game_type, player_address, score, created_at FROM leaderboard_entries
     UNION ALL
-    SELECT a.id, a.game_type, a.player_address, a.score, a.created_at FROM leaderboard_entries_archive AS a
+    SELECT a.id, a.game_type, a.player_address, a.score, a.created_at FROM {archive} AS a
     WHERE NOT EXISTS (SELECT 1 FROM leaderboard_entries AS e WHERE e.id = a.id)
 ) AS entries"""
 
 
-def _entries_source(start: datetime, now: datetime) -> str:
-    return (
-        ENTRIES_WITH_ARCHIVE
-        if start < now - READ_ARCHIVE_FOR_PERIODS_OLDER_THAN
-        else "leaderboard_entries"
-    )
+def _entries_source(connection: Connection, start: datetime, now: datetime) -> str:
+    if start < now - READ_ARCHIVE_FOR_PERIODS_OLDER_THAN:
+        return ENTRIES_WITH_ARCHIVE.format(
+            archive=state_table(connection, "leaderboard_entries_archive")
+        )
+    return "leaderboard_entries"
 
 
 def _finalize_sql(source: str) -> str:
@@ -330,7 +334,7 @@ def finalize_prize_pool(
         """),
         key,
     )
-    source = _entries_source(start, now)
+    source = _entries_source(connection, start, now)
     changed = connection.execute(
         text(_finalize_sql(source)), {**key, "start": start, "end": end, "now": now}
     ).rowcount

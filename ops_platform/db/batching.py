@@ -343,14 +343,17 @@ def move_batch(
     label: str | None = None,
     target_key: str = "id",
     extra: Mapping[str, str] | None = None,
+    target_label: str | None = None,
 ) -> dict[str, int]:
     """Move the batch's rows of `source` into `target` (same key) in one transaction.
 
     A row already in `target` (an earlier, interrupted move cannot leave one, but a
     hand-copied row might) is not duplicated; it is still removed from `source`.
-    `extra` maps more target columns to SQL expressions, e.g. archived_at → :now.
+    `extra` maps more target columns to SQL expressions, e.g. archived_at → :now;
+    `target_label` names the copied count (default `target`).
     """
     label = label or source
+    target_label = target_label or target
     extra = dict(extra or {})
     target_columns = ", ".join([*columns, *extra])
     source_columns = ", ".join(columns)
@@ -365,7 +368,7 @@ def move_batch(
             ),
             params,
         ).one()
-        return {label: row[0], target: row[1]}
+        return {label: row[0], target_label: row[1]}
     copied = connection.execute(
         text(
             f"INSERT INTO {target} ({target_columns}) SELECT {values} FROM {source} "
@@ -374,7 +377,7 @@ def move_batch(
         params,
     ).rowcount
     moved = connection.execute(text(f"DELETE FROM {source} WHERE {batch_where}"), params).rowcount
-    return {label: moved, target: copied}
+    return {label: moved, target_label: copied}
 
 
 # --- the common case --------------------------------------------------------------------

@@ -30,7 +30,14 @@ from sqlalchemy import (
     text,
 )
 
+from ops_platform.db.engine import STATE
+
 metadata = MetaData()
+
+# --- tables the project owns ------------------------------------------------------------
+# In the project's own namespace (`STATE`, translated per engine to the configured Postgres
+# schema or attached SQLite file), created by the Alembic revisions, never among the app's.
+state_metadata = MetaData(schema=STATE)
 
 # BIGINT ids on Postgres; SQLite needs INTEGER PRIMARY KEY for its rowid alias.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -359,7 +366,7 @@ gifts = Table(
 # Small key/value state the web app reads (e.g. the active festival theme).
 app_state = Table(
     "app_state",
-    metadata,
+    state_metadata,
     Column("key", String(100), primary_key=True),
     Column("value", Text),
     Column("updated_at", Ts),
@@ -397,7 +404,7 @@ leaderboard_entries = Table(
 # Entries older than the archive age move here (game_cleanup).
 leaderboard_entries_archive = Table(
     "leaderboard_entries_archive",
-    metadata,
+    state_metadata,
     Column("id", Id, primary_key=True, autoincrement=False),
     Column("session_id", Id),
     Column("game_type", String(32), nullable=False),
@@ -410,7 +417,7 @@ leaderboard_entries_archive = Table(
 # Standings per game type × period, written by the `leaderboards` asset.
 leaderboard_standings = Table(
     "leaderboard_standings",
-    metadata,
+    state_metadata,
     Column("game_type", String(32), primary_key=True),
     Column("period", String(16), primary_key=True),
     Column("rank", Integer, primary_key=True, autoincrement=False),
@@ -505,7 +512,7 @@ security_alerts = Table(
 # --- analytics outputs (written by the analytics assets) -------------------------------
 daily_course_analytics = Table(
     "daily_course_analytics",
-    metadata,
+    state_metadata,
     Column("day", Date, primary_key=True),
     Column("course_id", Id, primary_key=True, autoincrement=False),
     Column("active_students", Integer, nullable=False),
@@ -519,7 +526,7 @@ daily_course_analytics = Table(
 
 daily_student_analytics = Table(
     "daily_student_analytics",
-    metadata,
+    state_metadata,
     Column("day", Date, primary_key=True),
     Column("user_id", Id, primary_key=True, autoincrement=False),
     Column("courses_active", Integer, nullable=False),
@@ -531,7 +538,7 @@ daily_student_analytics = Table(
 
 analytics_reports = Table(
     "analytics_reports",
-    metadata,
+    state_metadata,
     Column("kind", String(32), primary_key=True),
     Column("period_key", String(32), primary_key=True),
     Column("markdown", Text, nullable=False),
@@ -542,7 +549,7 @@ analytics_reports = Table(
 
 hourly_platform_metrics = Table(
     "hourly_platform_metrics",
-    metadata,
+    state_metadata,
     Column("hour", Ts, primary_key=True),
     Column("signups", Integer, nullable=False),
     Column("active_sessions", Integer, nullable=False),
@@ -555,16 +562,23 @@ hourly_platform_metrics = Table(
     Column("computed_at", Ts, nullable=False),
 )
 
-# --- operations bookkeeping -------------------------------------------------------------
 # Lease-based singleton lock used on SQLite (Postgres uses advisory locks).
-ops_job_locks = Table(
-    "ops_job_locks",
-    metadata,
+job_locks = Table(
+    "job_locks",
+    state_metadata,
     Column("name", String(200), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("acquired_at", Ts, nullable=False),
     Column("expires_at", Ts, nullable=False),
 )
+
+
+def find_table(name: str) -> Table:
+    """The app's or the project's table called `name`."""
+    if name in metadata.tables:
+        return metadata.tables[name]
+    return state_metadata.tables[f"{STATE}.{name}"]
+
 
 CONTRACT_TABLES = (
     "users",

@@ -1,8 +1,9 @@
 """`ops-platform seed --users N`: a realistic, reproducible synthetic data set.
 
 `seed_database(url, users, seed)` REPLACES the data set: it first empties every table of
-the app schema (the contract tables and the tables the jobs derive from them, such as the
-leaderboard archive and the analytics outputs; only the job-lock table is kept), then fills
+the app schema (the contract tables) and the project's own tables derived from them (such
+as the leaderboard archive and the analytics outputs; the job locks and the migration
+version are kept), then fills
 every contract table with rows scaled from `users`. The same seed gives the same rows;
 times are relative to the moment of seeding (UTC), with rows on both sides of every
 expiry and retention boundary, so each job and asset has work right after seeding.
@@ -27,13 +28,13 @@ from sqlalchemy import Engine, inspect, text
 
 from ops_platform.db import schema
 from ops_platform.db.bulk_load import Frame, copy_frame_postgres, insert_frame_sqlite
-from ops_platform.db.engine import is_postgres, make_engine
+from ops_platform.db.engine import is_postgres, make_engine, state_table
 from ops_platform.db.seed_data import GENERATORS, Context
 
 Progress = Callable[[str], None]
 
-# Tables kept as they are: a running job's lock must survive a reseed.
-KEPT_TABLES = frozenset({"ops_job_locks"})
+# Project tables kept as they are: a running job's lock must survive a reseed.
+KEPT_TABLES = frozenset({"job_locks"})
 # From this many rows on, a table's indexes are dropped for the COPY and rebuilt after.
 REBUILD_INDEXES_FROM_ROWS = 50_000
 # Postgres connections loading tables at once (the server does most of the work).
@@ -74,17 +75,20 @@ def _psycopg_url(url: str) -> str:
 
 
 def _tables_to_empty(engine: Engine) -> list[str]:
+    """SQL names of the tables a reseed empties."""
     present = set(inspect(engine).get_table_names())
     missing = [name for name in schema.CONTRACT_TABLES if name not in present]
     if missing:
         raise RuntimeError(
             f"the app database lacks tables {', '.join(missing)}: run `ops-platform db upgrade` first"
         )
-    return [
-        t.name
-        for t in schema.metadata.sorted_tables
-        if t.name in present and t.name not in KEPT_TABLES
+    app_tables = [_quote(t.name) for t in schema.metadata.sorted_tables if t.name in present]
+    state_tables = [
+        state_table(engine, t.name)
+        for t in schema.state_metadata.sorted_tables
+        if t.name not in KEPT_TABLES
     ]
+    return app_tables + state_tables
 
 
 def _frames(ctx: Context) -> Iterator[tuple[Frame, float]]:
@@ -115,7 +119,7 @@ def _seed_sqlite(
     counts = _empty_counts()
     with engine.begin() as connection:
         for name in tables:
-            connection.execute(text(f'DELETE FROM "{name}"'))
+            connection.execute(text(f"DELETE FROM {name}"))
         for frame, generated in _frames(ctx):
             started = time.perf_counter()
             counts[frame.table] = insert_frame_sqlite(
@@ -130,9 +134,7 @@ def _seed_postgres(
     engine: Engine, ctx: Context, tables: list[str], progress: Progress
 ) -> dict[str, int]:
     with engine.begin() as connection:
-        connection.execute(
-            text(f"TRUNCATE {', '.join(_quote(t) for t in tables)} RESTART IDENTITY")
-        )
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
     counts = _empty_counts()
     # Frames are generated here, in order (later tables refer to earlier ones), while a
     # few connections load the ones already generated.

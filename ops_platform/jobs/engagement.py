@@ -32,6 +32,7 @@ from ops_platform.db.batching import (
     run_in_batches,
     update_batch,
 )
+from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
@@ -202,10 +203,11 @@ def active_theme(connection: Connection, now: datetime) -> str | None:
 def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchResult:
     """Upsert `app_state.active_theme` if it differs; reports 1 row changed or 0."""
     result = BatchResult(table="app_state", label="active_theme")
+    app_state = state_table(engine, "app_state")
     with engine.begin() as connection:
         theme = active_theme(connection, now)
         current = connection.execute(
-            text("SELECT value FROM app_state WHERE key = :key"), {"key": ACTIVE_THEME_KEY}
+            text(f"SELECT value FROM {app_state} WHERE key = :key"), {"key": ACTIVE_THEME_KEY}
         ).first()
         if current is not None and current[0] == theme:
             return result
@@ -214,7 +216,7 @@ def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchRe
             return result
         connection.execute(
             text(
-                "INSERT INTO app_state (key, value, updated_at) VALUES (:key, :value, :now) "
+                f"INSERT INTO {app_state} (key, value, updated_at) VALUES (:key, :value, :now) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
             ),
             {"key": ACTIVE_THEME_KEY, "value": theme, "now": now},

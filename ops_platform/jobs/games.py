@@ -29,6 +29,7 @@ from ops_platform.db.batching import (
     run_in_batches,
     update_batch,
 )
+from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
 from ops_platform.jobs._common import DestructiveJobConfig
 from ops_platform.resources.database import Database
@@ -104,11 +105,12 @@ def archive_old_entries(
         "now": now,
         "archive_cutoff": now - timedelta(days=config.leaderboard_archive_age_days),
     }
+    archive = state_table(engine, "leaderboard_entries_archive")
     if config.dry_run:
         # The real run deletes orphans first, so they are not archived.
         where = excluding(OLD_ENTRY, [ORPHANED_ENTRY])
         not_yet_archived = (
-            f"{where} AND NOT EXISTS (SELECT 1 FROM leaderboard_entries_archive a "
+            f"{where} AND NOT EXISTS (SELECT 1 FROM {archive} a "
             "WHERE a.id = leaderboard_entries.id)"
         )
         moved = dry_run_results(
@@ -128,12 +130,13 @@ def archive_old_entries(
         lambda connection, batch_where, batch_params: move_batch(
             connection,
             "leaderboard_entries",
-            "leaderboard_entries_archive",
+            archive,
             ENTRY_COLUMNS,
             batch_where,
             batch_params,
             label="leaderboard_entries_archived",
             extra={"archived_at": ":now"},
+            target_label="leaderboard_entries_archive",
         ),
         batch_size=config.batch_size,
         progress=log,

@@ -20,7 +20,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "database": Database(
             url=settings.database_url
             if settings.embedded_database
-            else from_environment("OPS_DATABASE_URL", settings.database_url)
+            else from_environment("OPS_DATABASE_URL", settings.database_url),
+            state_schema=settings.state_schema,
         ),
         "object_store": build_object_store(settings),
         "mailer": build_mailer(settings),

@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy import Connection, Engine, text
 
-from ops_platform.db.engine import is_postgres, make_engine, utcnow
+from ops_platform.db.engine import is_postgres, make_engine, state_table, utcnow
 
 
 class JobAlreadyRunning(RuntimeError):
@@ -24,11 +24,13 @@ class Database(dg.ConfigurableResource):
     """SQLAlchemy access to the app database (`OPS_DATABASE_URL`)."""
 
     url: str
+    # The project's own schema; None: the one the URL names, else `ops`.
+    state_schema: str | None = None
 
     _engine: Engine | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._engine = make_engine(self.url)
+        self._engine = make_engine(self.url, state_schema=self.state_schema)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:
@@ -39,7 +41,7 @@ class Database(dg.ConfigurableResource):
     def engine(self) -> Engine:
         # Outside a run (tests, CLI) the engine is created on first use.
         if self._engine is None:
-            self._engine = make_engine(self.url)
+            self._engine = make_engine(self.url, state_schema=self.state_schema)
         return self._engine
 
     @property
@@ -58,7 +60,7 @@ class Database(dg.ConfigurableResource):
         """Hold the singleton lock of `name` for the duration of the block.
 
         Postgres: a session-level advisory lock, released if the process dies.
-        SQLite: a lease row in `ops_job_locks`; a crashed holder's lease expires.
+        SQLite: a lease row in the project's `job_locks`; a crashed holder's lease expires.
         Raises `JobAlreadyRunning` if another run holds it.
         """
         if self.is_postgres:
@@ -81,24 +83,25 @@ class Database(dg.ConfigurableResource):
 
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
         now = utcnow()
+        locks = state_table(self.engine, "job_locks")
         with self.engine.begin() as connection:
             taken = connection.execute(
                 text(
-                    "INSERT INTO ops_job_locks (name, holder, acquired_at, expires_at) "
+                    f"INSERT INTO {locks} AS held (name, holder, acquired_at, expires_at) "
                     "VALUES (:name, :holder, :now, :expires) "
                     "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
                     "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
-                    "WHERE ops_job_locks.expires_at < :now"
+                    "WHERE held.expires_at < :now"
                 ),
                 {"name": name, "holder": holder, "now": now, "expires": now + lease},
             ).rowcount
         if not taken:
-            raise JobAlreadyRunning(f"{name} is already running (lease held in ops_job_locks)")
+            raise JobAlreadyRunning(f"{name} is already running (lease held in {locks})")
         try:
             yield
         finally:
             with self.engine.begin() as connection:
                 connection.execute(
-                    text("DELETE FROM ops_job_locks WHERE name = :name AND holder = :holder"),
+                    text(f"DELETE FROM {locks} WHERE name = :name AND holder = :holder"),
                     {"name": name, "holder": holder},
                 )

@@ -17,6 +17,7 @@ from ops_platform.assets.analytics.hourly import failed_runs_in, hourly_platform
 from ops_platform.assets.analytics.monthly import build_monthly_report, monthly_executive_summary
 from ops_platform.assets.analytics.weekly import build_weekly_report, weekly_trend_report
 from ops_platform.db import schema
+from ops_platform.db.engine import state_table
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import LocalObjectStore
 from ops_platform.schedules.build import build_schedules
@@ -248,7 +249,7 @@ def test_weekly_report_reads_the_daily_tables(learning):
     with learning.begin() as connection:
         connection.execute(
             text(
-                "UPDATE daily_course_analytics SET lessons_completed = 100 WHERE course_id = 1"
+                f"UPDATE {state_table(learning, 'daily_course_analytics')} SET lessons_completed = 100 WHERE course_id = 1"
                 " AND day = :d"
             ),
             {"d": D},

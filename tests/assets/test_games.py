@@ -26,7 +26,7 @@ from ops_platform.assets.games import (
     weekly_prize_pools,
 )
 from ops_platform.db import schema
-from ops_platform.db.engine import as_utc, utcnow
+from ops_platform.db.engine import as_utc, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
 
 UTC = UTC
@@ -84,7 +84,8 @@ def _boards(engine):
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT game_type, period, rank, player_address, score, period_start FROM leaderboard_standings ORDER BY game_type, period, rank"
+                "SELECT game_type, period, rank, player_address, score, period_start "
+                f"FROM {state_table(engine, 'leaderboard_standings')} ORDER BY game_type, period, rank"
             )
         ).all()
     boards: dict = {}
@@ -149,7 +150,7 @@ def test_leaderboard_dense_check_catches_a_gap(engine, database):
     with engine.begin() as connection:
         connection.execute(
             text(
-                "DELETE FROM leaderboard_standings WHERE game_type = 'snake' AND period = 'alltime' AND rank = 2"
+                f"DELETE FROM {state_table(engine, 'leaderboard_standings')} WHERE game_type = 'snake' AND period = 'alltime' AND rank = 2"
             )
         )
     result = dg.materialize(

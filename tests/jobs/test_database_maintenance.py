@@ -12,7 +12,7 @@ import pytest
 from dagster._core.storage.runs.schema import RunsTable
 from sqlalchemy import create_engine, text
 
-from ops_platform.db.engine import psycopg_url
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.maintenance import database_maintenance, prune_runs
 from ops_platform.resources.database import Database
@@ -137,7 +137,7 @@ def other_schema_with_dead_tuples():
         _flush_stats(connection)
     yield schema
     with engine.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_schemas(connection, schema)
     engine.dispose()
 
 
@@ -177,7 +177,7 @@ def test_postgres_vacuums_tables_past_the_threshold(dead_tuples, other_schema_wi
 
 def test_postgres_report_lists_idle_in_transaction_and_long_queries(pg_database):
     engine = pg_database.engine
-    other = create_engine(pg_database.url)
+    other = make_engine(pg_database.url)
     idle = other.connect()
     idle.execute(text("SELECT 'holding a transaction open' AS marker"))  # transaction left open
     sleeper_pid = {}
@@ -243,7 +243,7 @@ def test_postgres_second_run_changes_nothing(dead_tuples):
 
 def test_postgres_dead_tuples_surviving_a_recent_vacuum_wait(dead_tuples):
     engine = dead_tuples.engine
-    holder = create_engine(dead_tuples.url)
+    holder = make_engine(dead_tuples.url)
     with holder.connect() as snapshot:
         # An open REPEATABLE READ snapshot older than the deletes keeps their tuples alive.
         snapshot.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
@@ -269,7 +269,7 @@ def test_postgres_dead_tuples_surviving_a_recent_vacuum_wait(dead_tuples):
 
 
 def test_postgres_locked_table_is_skipped_not_fatal(dead_tuples):
-    locker = create_engine(dead_tuples.url)
+    locker = make_engine(dead_tuples.url)
     with locker.connect() as connection:
         connection.execute(text("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE"))
         result = _run(dead_tuples, maintain={"lock_timeout_seconds": 0.5})

@@ -8,7 +8,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from ops_platform.db import schema
-from ops_platform.db.engine import utcnow
+from ops_platform.db.engine import state_table, utcnow
 from ops_platform.jobs.engagement import (
     FestivalActivationConfig,
     ThroneExpiryConfig,
@@ -191,7 +191,7 @@ def _festival_state(engine):
     gifts = {id for id, active in column(engine, schema.gifts, "is_active").items() if active}
     with engine.connect() as connection:
         theme = connection.execute(
-            text("SELECT value FROM app_state WHERE key = 'active_theme'")
+            text(f"SELECT value FROM {state_table(engine, 'app_state')} WHERE key = 'active_theme'")
         ).first()
     return festivals, gifts, theme[0] if theme else "<unset>"
 

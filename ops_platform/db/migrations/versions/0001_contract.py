@@ -1,16 +1,16 @@
-"""The app database contract (SPEC §3) and the tables the jobs write.
+"""The app database contract: create the contract tables that do not exist yet.
 
 Revision ID: 0001_contract
 Revises:
 Create Date: 2026-11-23
 
-Until the first release this revision is the schema snapshot: it creates every table of
-`ops_platform.db.schema` that does not exist yet. Changes after a release get revisions of
-their own.
+On an empty database (the demo, tests) this creates every contract table with its indexes.
+On the app's own database the tables it already has are left exactly as they are — no
+column, index or row is touched; `ops-platform db check` reports what they lack. The
+contract's tables are fixed, so this revision reads them from `ops_platform.db.schema`.
 """
 
-from alembic import op
-
+from ops_platform.db.migration_support import app_tables_present, create_table_with_indexes
 from ops_platform.db.schema import metadata
 
 revision = "0001_contract"
@@ -20,8 +20,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    metadata.create_all(bind=op.get_bind(), checkfirst=True)
+    present = app_tables_present()
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            create_table_with_indexes(table)
 
 
 def downgrade() -> None:
-    metadata.drop_all(bind=op.get_bind(), checkfirst=True)
+    # The app's tables and rows are never dropped by the project.
+    pass
