@@ -1,8 +1,10 @@
 """The one `Definitions` of the code location.
 
-Every module of `ops_platform.assets`, `ops_platform.jobs` and `ops_platform.sensors`
-exposes a `defs` object; they are merged here, then the schedule table adds the asset
-jobs, schedules and catch-up sensors, and the environment picks the resources.
+Every module of `ops_platform.assets` and `ops_platform.jobs` exposes a `defs` object;
+they are merged here. Everything the settings govern is built from the settings passed to
+`build_definitions`: the sensors of `ops_platform.sensors` (each module's
+`build_sensors(settings)`), the schedule table's asset jobs, schedules and catch-up
+sensors, and the resources. Settings are read from the environment once, here.
 """
 
 from __future__ import annotations
@@ -22,16 +24,28 @@ from ops_platform.schedules.build import build_schedules, catchup_sensors
 from ops_platform.settings import Settings, load_settings
 
 
+def _modules(package: ModuleType) -> list[ModuleType]:
+    return [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)
+        if not info.name.startswith("_")
+    ]
+
+
 def domain_modules() -> list[ModuleType]:
-    modules = []
-    for package in (assets_pkg, jobs_pkg, sensors_pkg):
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            if info.name.startswith("_"):
-                continue
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-            if isinstance(getattr(module, "defs", None), dg.Definitions):
-                modules.append(module)
-    return modules
+    """Asset and job modules: each exposes a `defs`."""
+    return [
+        module
+        for package in (assets_pkg, jobs_pkg)
+        for module in _modules(package)
+        if isinstance(getattr(module, "defs", None), dg.Definitions)
+    ]
+
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """Every sensor module's sensors, their default status from `settings` (the group
+    switches), like the schedules."""
+    return [sensor for module in _modules(sensors_pkg) for sensor in module.build_sensors(settings)]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -49,7 +63,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         dg.Definitions(
             jobs=asset_jobs,
             schedules=schedules,
-            sensors=catchup_sensors(assets_by_name, settings),
+            sensors=build_sensors(settings) + catchup_sensors(assets_by_name, settings),
             resources=build_resources(settings),
             executor=build_executor(settings),
         ),

@@ -1,6 +1,7 @@
 """The code location loads, and the schedule table is sound."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -49,6 +50,36 @@ def test_group_switch_stops_its_schedules():
             else dg.DefaultScheduleStatus.RUNNING
         )
         assert schedule.default_status == expected, schedule.name
+
+
+def test_group_switches_stop_their_sensors_too():
+    repo = build_definitions(
+        load_settings({"OPS_ENABLE_EMAIL": "false", "OPS_ENABLE_PAYMENTS": "false"})
+    ).get_repository_def()
+    status = {sensor.name: sensor.default_status for sensor in repo.sensor_defs}
+    stopped = dg.DefaultSensorStatus.STOPPED
+    running = dg.DefaultSensorStatus.RUNNING
+    for name in ("email_queue_due_sensor", "payment_status_check_sensor", "email_backlog_sensor"):
+        assert status[name] == stopped, name
+    for name in ("realtime_publish_sensor", "stalled_cleanup_sensor", "run_failure_alert_sensor"):
+        assert status[name] == running, name
+    everything_on = build_definitions(load_settings({})).get_repository_def()
+    assert all(s.default_status == running for s in everything_on.sensor_defs)
+
+
+def test_settings_are_read_only_at_start_up():
+    """No module the code location loads reads the environment itself: the settings passed
+    to build_definitions govern everything."""
+    import ops_platform
+
+    root = Path(ops_platform.__file__).parent
+    readers = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "load_settings(" in path.read_text()
+        and path.name not in ("settings.py", "definitions.py", "cli.py", "demo.py")
+    ]
+    assert readers == []
 
 
 def test_op_job_schedule_passes_its_mode():

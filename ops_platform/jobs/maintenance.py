@@ -8,7 +8,6 @@
   older than a retention, since the instance's event log otherwise grows without bound.
 """
 
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +16,6 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ops_platform.db.engine import is_postgres, utcnow
@@ -31,8 +29,8 @@ from ops_platform.jobs._log_files import (
 )
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
+from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import job_tags, op_tags
-from ops_platform.settings import Settings, load_settings
 
 MAX_LISTED = 50  # paths/sessions listed in metadata; counts are always complete
 
@@ -95,30 +93,12 @@ def log_pruning_metadata(
     return metadata
 
 
-def app_data_paths(settings: Settings) -> dict[Path, str]:
-    """What of the app's own lives on local disk: a log folder at or above any of these is
-    refused, so a misconfigured OPS_LOG_DIR (e.g. OPS_DATA_DIR itself) is never pruned."""
-    paths = {}
-    database = make_url(settings.database_url)
-    if database.get_backend_name() == "sqlite" and database.database not in (None, "", ":memory:"):
-        paths[Path(database.database)] = "the app database"
-    paths[settings.data_dir / "secrets.key"] = "the secrets key file"
-    if not settings.s3_bucket:
-        paths[settings.local_object_store_dir] = "the local object store (uploads, report charts)"
-    if not settings.smtp_url:
-        paths[settings.outbox_dir] = "the mail outbox"
-    if os.environ.get("DAGSTER_HOME"):
-        paths[Path(os.environ["DAGSTER_HOME"])] = "the Dagster instance (DAGSTER_HOME)"
-    return paths
-
-
-def log_folder_of_run(settings: Settings, config: LogPruningConfig) -> Path:
+def log_folder_of_run(folders: Folders, config: LogPruningConfig) -> Path:
     """The folder this run may prune: OPS_LOG_DIR, or a sub-folder of it named in run config;
     anything else is a one-line failure before a file is touched."""
     try:
-        protected = app_data_paths(settings)
-        check_log_root(settings.log_dir, protected)
-        return check_log_root(narrow_log_dir(settings.log_dir, config.log_dir), protected)
+        check_log_root(folders.log_dir, folders.protected)
+        return check_log_root(narrow_log_dir(folders.log_dir, config.log_dir), folders.protected)
     except LogFolderError as refused:
         raise dg.Failure(
             description=f"log_pruning refused: {refused}", allow_retries=False
@@ -130,11 +110,10 @@ def log_folder_of_run(settings: Settings, config: LogPruningConfig) -> Path:
     description="Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.",
 )
 def prune_logs(
-    context: dg.OpExecutionContext, config: LogPruningConfig, database: Database
+    context: dg.OpExecutionContext, config: LogPruningConfig, database: Database, folders: Folders
 ) -> dg.Output[int]:
     started = time.perf_counter()
-    settings = load_settings()
-    log_dir = str(log_folder_of_run(settings, config))
+    log_dir = str(log_folder_of_run(folders, config))
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return _skipped_output()
@@ -145,8 +124,8 @@ def prune_logs(
             compress_after_days=config.compress_after_days,
             max_file_mb=config.max_file_mb,
             max_files_per_stream=config.max_files_per_stream,
-            patterns=settings.log_patterns,
-            protected=app_data_paths(settings),
+            patterns=folders.log_patterns,
+            protected=folders.protected,
             dry_run=config.dry_run,
             progress=context.log.info,
         )
@@ -158,7 +137,7 @@ def prune_logs(
     context.log.info(
         f"log_pruning {verb} {result.files_changed} files in {log_dir}: {result.files_compressed} compressed, "
         f"{result.files_rotated} rotated, {result.files_deleted} deleted, {result.bytes_freed} bytes freed; "
-        f"{len(result.not_log_files)} files not named like logs ({', '.join(settings.log_patterns)}) "
+        f"{len(result.not_log_files)} files not named like logs ({', '.join(folders.log_patterns)}) "
         f"left alone, {len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
     )
     metadata = log_pruning_metadata(result, config, log_dir, started)

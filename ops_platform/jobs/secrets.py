@@ -41,8 +41,9 @@ from ops_platform.db import schema
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.resources.database import Database
+from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import job_tags, op_tags
-from ops_platform.settings import SettingsError, load_settings
+from ops_platform.settings import SettingsError
 
 KEY_ENV = "OPS_SECRETS_KEY"
 KEY_FILE_NAME = "secrets.key"
@@ -85,7 +86,8 @@ def load_cipher(env: dict | None = None, data_dir: Path | None = None) -> Secret
     env = os.environ if env is None else env
     if env.get(KEY_ENV, "").strip():
         return SecretCipher(_fernet_keys(env[KEY_ENV], KEY_ENV), KEY_ENV)
-    data_dir = data_dir or load_settings(env).data_dir
+    if data_dir is None:
+        raise SettingsError(f"{KEY_ENV} is not set and no data folder holds a key file")
     path = Path(data_dir) / KEY_FILE_NAME
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,7 +333,10 @@ def rotation_metadata(
     description="Rotate expired secrets: new encrypted version, old one retiring, then retired.",
 )
 def rotate_expired_secrets(
-    context: dg.OpExecutionContext, config: SecretRotationConfig, database: Database
+    context: dg.OpExecutionContext,
+    config: SecretRotationConfig,
+    database: Database,
+    folders: Folders,
 ) -> dg.Output[int]:
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
@@ -339,7 +344,7 @@ def rotate_expired_secrets(
             return dg.Output(
                 0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
             )
-        cipher = None if config.dry_run else load_cipher()
+        cipher = None if config.dry_run else load_cipher(data_dir=Path(folders.data_dir))
         result = rotate_secrets(
             database.engine,
             utcnow(),

@@ -7,6 +7,7 @@ from typing import Any
 from ops_platform.resources._environment import from_environment
 from ops_platform.resources.alerts import build_alerts
 from ops_platform.resources.database import Database
+from ops_platform.resources.folders import build_folders
 from ops_platform.resources.mailer import build_mailer
 from ops_platform.resources.object_store import build_object_store
 from ops_platform.resources.payments import build_payments
@@ -28,4 +29,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "alerts": build_alerts(settings),
         "payments": build_payments(settings),
         "realtime": build_realtime(settings),
+        "folders": build_folders(settings),
     }

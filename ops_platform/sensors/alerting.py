@@ -20,7 +20,7 @@ from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
 from ops_platform.schedules.build import default_sensor_status
 from ops_platform.schedules.catalog import SCHEDULES
-from ops_platform.settings import load_settings
+from ops_platform.settings import Settings
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 CRITICAL_STREAK = 3
@@ -28,8 +28,6 @@ BACKLOG_THRESHOLD = 1000
 STALL_DAYS = 7
 STALL_LOOKBACK_RUNS = 500  # enough for 7 days of the most frequent cleanup (every 2 h + 12 h)
 CLEANUP_JOBS = tuple(sorted({row.job_name for row in SCHEDULES if row.group == "cleanup"}))
-
-_settings = load_settings()
 
 
 # --- failed runs ------------------------------------------------------------------------------
@@ -100,13 +98,7 @@ def _state(cursor: str | None) -> dict:
         return {}
 
 
-@dg.sensor(
-    name="email_backlog_sensor",
-    minimum_interval_seconds=60,
-    default_status=default_sensor_status(_settings, "email"),
-    description=f"Alerts once when more than {BACKLOG_THRESHOLD:,} email batches are due.",
-)
-def email_backlog_sensor(context: dg.SensorEvaluationContext, database: Database, alerts: Alerts):
+def email_backlog(context: dg.SensorEvaluationContext, database: Database, alerts: Alerts):
     state = _state(context.cursor)
     now = utcnow()
     due = count_due(database.engine, now, cap=BACKLOG_THRESHOLD + 1)
@@ -171,13 +163,7 @@ def zero_change_days(
     return len(days)
 
 
-@dg.sensor(
-    name="stalled_cleanup_sensor",
-    minimum_interval_seconds=3600,
-    default_status=default_sensor_status(_settings, "cleanup"),
-    description=f"Alerts once when a cleanup job changed 0 rows on {STALL_DAYS} consecutive days.",
-)
-def stalled_cleanup_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
+def stalled_cleanups(context: dg.SensorEvaluationContext, alerts: Alerts):
     alerted = set(_state(context.cursor).get("alerted", []))
     stalled = []
     for job_name in CLEANUP_JOBS:
@@ -198,6 +184,20 @@ def stalled_cleanup_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
     return dg.SkipReason(f"stalled: {', '.join(stalled) or 'none'}")
 
 
-defs = dg.Definitions(
-    sensors=[run_failure_alert_sensor, email_backlog_sensor, stalled_cleanup_sensor]
-)
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """Failed runs always alert; the backlog and stall alerts follow their group's switch."""
+    return [
+        run_failure_alert_sensor,
+        dg.sensor(
+            name="email_backlog_sensor",
+            minimum_interval_seconds=60,
+            default_status=default_sensor_status(settings, "email"),
+            description=f"Alerts once when more than {BACKLOG_THRESHOLD:,} email batches are due.",
+        )(email_backlog),
+        dg.sensor(
+            name="stalled_cleanup_sensor",
+            minimum_interval_seconds=3600,
+            default_status=default_sensor_status(settings, "cleanup"),
+            description=f"Alerts once when a cleanup job changed 0 rows on {STALL_DAYS} consecutive days.",
+        )(stalled_cleanups),
+    ]

@@ -8,19 +8,12 @@ from ops_platform.jobs.email import count_due, email_queue
 from ops_platform.resources.database import Database
 from ops_platform.schedules.build import default_sensor_status
 from ops_platform.sensors._common import job_run_active
-from ops_platform.settings import load_settings
+from ops_platform.settings import Settings
 
 INTERVAL_SECONDS = 20
 
 
-@dg.sensor(
-    name="email_queue_due_sensor",
-    job=email_queue,
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=default_sensor_status(load_settings(), "email"),
-    description="Requests an email_queue run when a batch is due and none is queued or running.",
-)
-def email_queue_due_sensor(context: dg.SensorEvaluationContext, database: Database):
+def email_queue_due(context: dg.SensorEvaluationContext, database: Database):
     if job_run_active(context.instance, email_queue.name):
         return dg.SkipReason("an email_queue run is already queued or running")
     now = utcnow()
@@ -31,4 +24,13 @@ def email_queue_due_sensor(context: dg.SensorEvaluationContext, database: Databa
     return dg.RunRequest(run_key=f"email_queue_due:{bucket}")
 
 
-defs = dg.Definitions(sensors=[email_queue_due_sensor])
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    return [
+        dg.sensor(
+            name="email_queue_due_sensor",
+            job=email_queue,
+            minimum_interval_seconds=INTERVAL_SECONDS,
+            default_status=default_sensor_status(settings, "email"),
+            description="Requests an email_queue run when a batch is due and none is queued or running.",
+        )(email_queue_due)
+    ]

@@ -19,7 +19,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs.payments import PendingPayment, load_due, payment_status_check
 from ops_platform.resources.database import Database
 from ops_platform.schedules.build import default_sensor_status
-from ops_platform.settings import load_settings
+from ops_platform.settings import Settings
 
 INTERVAL_SECONDS = 5
 PAYMENTS_PER_RUN = 20
@@ -91,14 +91,7 @@ def plan_checks(
     return requests, kept
 
 
-@dg.sensor(
-    name="payment_status_check_sensor",
-    job=payment_status_check,
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=default_sensor_status(load_settings(), "payments"),
-    description="Launches payment_status_check runs for pending payments whose next check is due.",
-)
-def payment_status_check_sensor(context: dg.SensorEvaluationContext, database: Database):
+def payment_checks_due(context: dg.SensorEvaluationContext, database: Database):
     now = utcnow()
     launched = _read_cursor(context.cursor)
     limit = PAYMENTS_PER_RUN * RUNS_PER_TICK + len(launched)
@@ -115,4 +108,13 @@ def payment_status_check_sensor(context: dg.SensorEvaluationContext, database: D
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
-defs = dg.Definitions(sensors=[payment_status_check_sensor])
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    return [
+        dg.sensor(
+            name="payment_status_check_sensor",
+            job=payment_status_check,
+            minimum_interval_seconds=INTERVAL_SECONDS,
+            default_status=default_sensor_status(settings, "payments"),
+            description="Launches payment_status_check runs for pending payments whose next check is due.",
+        )(payment_checks_due)
+    ]

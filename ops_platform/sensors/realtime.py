@@ -14,19 +14,12 @@ from ops_platform.resources.realtime import RealtimePublisher
 from ops_platform.schedules.build import default_sensor_status
 from ops_platform.schedules.catalog import row_for
 from ops_platform.sensors._common import job_run_active
-from ops_platform.settings import load_settings
+from ops_platform.settings import Settings
 
 INTERVAL_SECONDS = 3
 
 
-@dg.sensor(
-    name="realtime_publish_sensor",
-    job=realtime_publish,
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=default_sensor_status(load_settings(), row_for("realtime_publish").group),
-    description="Requests a realtime_publish run when events wait in the outbox and none is queued or running.",
-)
-def realtime_publish_sensor(
+def realtime_events_waiting(
     context: dg.SensorEvaluationContext, database: Database, realtime: RealtimePublisher
 ):
     if not realtime.enabled:
@@ -41,4 +34,13 @@ def realtime_publish_sensor(
     return dg.RunRequest(run_key=f"realtime_publish:{newest}")
 
 
-defs = dg.Definitions(sensors=[realtime_publish_sensor])
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    return [
+        dg.sensor(
+            name="realtime_publish_sensor",
+            job=realtime_publish,
+            minimum_interval_seconds=INTERVAL_SECONDS,
+            default_status=default_sensor_status(settings, row_for("realtime_publish").group),
+            description="Requests a realtime_publish run when events wait in the outbox and none is queued or running.",
+        )(realtime_events_waiting)
+    ]

@@ -19,8 +19,11 @@ from ops_platform.jobs.email import (
     process_email_queue_in,
 )
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
-from ops_platform.sensors.email import email_queue_due_sensor
+from ops_platform.sensors.email import build_sensors
+from ops_platform.settings import load_settings
 from tests.smtp_server import CollectingHandler, free_port, smtp_server
+
+[email_queue_due_sensor] = build_sensors(load_settings({}))
 
 queue = schema.notification_email_queue
 

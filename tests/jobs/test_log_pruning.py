@@ -18,6 +18,7 @@ from ops_platform.jobs._log_files import (
     stream_name,
 )
 from ops_platform.jobs.maintenance import log_pruning
+from ops_platform.resources.folders import build_folders
 from ops_platform.settings import SettingsError, load_settings
 
 DAY = 86_400
@@ -83,7 +84,7 @@ def _run(database, root, *, env=None, **config):
             patch.setenv(name, value)
         return log_pruning.execute_in_process(
             run_config={"ops": {"prune_logs": {"config": {"max_file_mb": 2, **config}}}},
-            resources={"database": database},
+            resources={"database": database, "folders": build_folders(load_settings())},
             raise_on_error=False,
         )
 

@@ -20,7 +20,10 @@ from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs.realtime import publish_outbox, realtime_publish
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
-from ops_platform.sensors.realtime import realtime_publish_sensor
+from ops_platform.sensors.realtime import build_sensors
+from ops_platform.settings import load_settings
+
+[realtime_publish_sensor] = build_sensors(load_settings({}))
 
 REDIS_URL = os.environ.get("OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

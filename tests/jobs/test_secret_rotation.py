@@ -13,6 +13,7 @@ from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.jobs import secrets as secrets_job
 from ops_platform.jobs.secrets import SecretCipher, load_cipher, rotate_secrets, secret_rotation
+from ops_platform.resources.folders import Folders
 from ops_platform.settings import SettingsError
 
 KEY = Fernet.generate_key().decode()
@@ -89,9 +90,11 @@ def _statuses(engine):
 
 
 def _run(database, **config):
+    # The key is in the environment; no data folder is needed.
+    folders = Folders(data_dir="/nonexistent", log_dir="/nonexistent", log_patterns=["*.log"])
     return secret_rotation.execute_in_process(
         run_config={"ops": {"rotate_expired_secrets": {"config": config}}},
-        resources={"database": database},
+        resources={"database": database, "folders": folders},
         raise_on_error=False,
     )
 

@@ -15,13 +15,13 @@ from sqlalchemy import insert, update
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
-from ops_platform.sensors.alerting import (
-    BACKLOG_THRESHOLD,
-    email_backlog_sensor,
-    run_failure_alert_sensor,
-    stalled_cleanup_sensor,
-)
+from ops_platform.sensors.alerting import BACKLOG_THRESHOLD, build_sensors
+from ops_platform.settings import load_settings
 from tests.smtp_server import smtp_server
+
+run_failure_alert_sensor, email_backlog_sensor, stalled_cleanup_sensor = build_sensors(
+    load_settings({})
+)
 
 # --- a local webhook receiver -------------------------------------------------------------------
 

@@ -12,11 +12,10 @@ from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs.payments import payment_status_check
 from ops_platform.resources.payments import PaymentProvider
-from ops_platform.sensors.payments import (
-    PAYMENTS_PER_RUN,
-    RELAUNCH_AFTER_S,
-    payment_status_check_sensor,
-)
+from ops_platform.sensors.payments import PAYMENTS_PER_RUN, RELAUNCH_AFTER_S, build_sensors
+from ops_platform.settings import load_settings
+
+[payment_status_check_sensor] = build_sensors(load_settings({}))
 
 
 @pytest.fixture
