@@ -45,7 +45,13 @@ def domain_modules() -> list[ModuleType]:
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """Every sensor module's sensors, their default status from `settings` (the group
     switches), like the schedules."""
-    return [sensor for module in _modules(sensors_pkg) for sensor in module.build_sensors(settings)]
+    sensors = []
+    for module in _modules(sensors_pkg):
+        if hasattr(module, "build_sensors"):
+            sensors.extend(module.build_sensors(settings))
+        elif isinstance(getattr(module, "defs", None), dg.Definitions):
+            sensors.extend(module.defs.sensors or [])  # a sensor no group switch governs
+    return sensors
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

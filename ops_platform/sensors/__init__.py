@@ -1,1 +1,1 @@
-"""sensors of ops_platform: one module per domain, each exposing `defs`."""
+"""sensors of ops_platform: one module per domain, each exposing `build_sensors(settings)`."""

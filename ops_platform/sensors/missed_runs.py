@@ -80,4 +80,6 @@ def missed_run_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts)
     return dg.SkipReason(f"overdue: {', '.join(sorted(overdue)) or 'none'}")
 
 
-defs = dg.Definitions(sensors=[missed_run_alert_sensor])
+def build_sensors(settings) -> list[dg.SensorDefinition]:
+    """Always on: it watches only the schedules that are on, whatever their group."""
+    return [missed_run_alert_sensor]
