@@ -66,6 +66,18 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from ops_platform.executors import start_worker
+
+    queues = [queue.strip() for queue in args.queues.split(",") if queue.strip()]
+    if not queues:
+        print("ops-platform worker: --queues names no queue", file=sys.stderr)
+        return 2
+    return start_worker(
+        load_settings(), queues=queues, name=args.name, concurrency=args.concurrency
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ops-platform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     metrics_commands.add_parser(
         "rules", help="print the Prometheus alerting rules generated from the schedule table"
     )
+
+    worker = commands.add_parser(
+        "worker",
+        help="start a Celery worker for OPS_EXECUTOR=celery (wraps `dagster-celery worker start`)",
+    )
+    worker.add_argument(
+        "--queues", default="light,heavy", help="comma-separated queues to take steps from"
+    )
+    worker.add_argument("--name", default=None, help="worker name (default: a random one)")
+    worker.add_argument(
+        "--concurrency", type=int, default=None, help="steps run at once (default: CPU count)"
+    )
+    worker.set_defaults(func=_cmd_worker)
     return parser
 
 

@@ -15,9 +15,14 @@ The Celery, Docker and Kubernetes libraries are imported only when their executo
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from pathlib import Path
+
 import dagster as dg
 
-from ops_platform.settings import EXECUTORS, Settings
+from ops_platform.settings import EXECUTORS, Settings, SettingsError
 
 # Celery must not lose a step whose worker dies: the message is acknowledged only once the
 # step has finished (acks_late) and is handed back to the broker when the worker process is
@@ -70,3 +75,50 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
         # Image, namespace, env config maps and secrets come from the K8s run launcher.
         return k8s_job_executor
     raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+QUEUES = ("light", "heavy")
+
+
+def worker_command(
+    settings: Settings, queues: list[str], name: str | None, concurrency: int | None
+) -> list[str]:
+    """`dagster-celery worker start` with the project's executor config: the same broker,
+    backend and delivery settings (acks late, redelivery of a lost worker's step) as the runs."""
+    if settings.executor != "celery":
+        raise SettingsError("ops-platform worker needs OPS_EXECUTOR=celery (and its broker URL)")
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown:
+        raise SettingsError(
+            f"unknown queue(s) {', '.join(unknown)}; queues are {', '.join(QUEUES)}"
+        )
+    import yaml
+
+    config = {"execution": {"config": celery_executor_config(settings.celery_backend_set)}}
+    folder = Path(tempfile.mkdtemp(prefix="ops-platform-worker-"))
+    config_path = folder / "celery.yaml"
+    config_path.write_text(yaml.safe_dump(config))  # env references only: no secret in it
+    command = [
+        str(Path(sys.executable).with_name("dagster-celery")),
+        *("worker", "start", "-A", "dagster_celery.app", "-y", str(config_path)),
+    ]
+    # One comma-separated -Q: celery keeps only the last of several -Q options.
+    command += ["-q", ",".join(queues)]
+    if name:
+        command += ["-n", name]
+    if concurrency:
+        command += ["--", "--concurrency", str(concurrency)]
+    return command
+
+
+def start_worker(
+    settings: Settings, queues: list[str], name: str | None, concurrency: int | None
+) -> int:
+    """Replace this process by the worker, so signals (and a kill) reach it directly."""
+    command = worker_command(settings, queues, name, concurrency)
+    print(f"ops-platform worker: queues {', '.join(queues)}", file=sys.stderr, flush=True)
+    # dagster-celery starts `celery` by name: the one installed beside this Python.
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    os.execve(command[0], command, env)
+    return 0  # not reached
