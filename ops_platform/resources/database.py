@@ -20,6 +20,13 @@ class JobAlreadyRunning(RuntimeError):
     """Another run holds the singleton lock of this job."""
 
 
+def advisory_lock_key(schema: str, job: str) -> int:
+    """The Postgres advisory-lock key of `job` on the app tables in `schema`: two
+    deployments (or test schemas) on one database never block each other."""
+    digest = hashlib.blake2b(f"{schema}\x00{job}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class Database(dg.ConfigurableResource):
     """SQLAlchemy access to the app database (`OPS_DATABASE_URL`)."""
 
@@ -59,21 +66,23 @@ class Database(dg.ConfigurableResource):
     def job_lock(self, name: str, lease: timedelta = timedelta(hours=6)) -> Iterator[None]:
         """Hold the singleton lock of `name` for the duration of the block.
 
-        Postgres: a session-level advisory lock, released if the process dies.
+        Postgres: a session-level advisory lock, released if the process dies, keyed by the
+        app tables' schema and the job, so deployments sharing one database each have their own.
         SQLite: a lease row in the project's `job_locks`; a crashed holder's lease expires.
         Raises `JobAlreadyRunning` if another run holds it.
         """
         if self.is_postgres:
-            key = int.from_bytes(
-                hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
-            )
             with self.engine.connect() as connection:
+                schema = connection.execute(text("SELECT current_schema()")).scalar() or ""
+                key = advisory_lock_key(schema, name)
                 got = connection.execute(
                     text("SELECT pg_try_advisory_lock(:k)"), {"k": key}
                 ).scalar()
                 connection.commit()
                 if not got:
-                    raise JobAlreadyRunning(f"{name} is already running (advisory lock held)")
+                    raise JobAlreadyRunning(
+                        f"{name} is already running on schema {schema!r} (advisory lock held)"
+                    )
                 try:
                     yield
                 finally:
