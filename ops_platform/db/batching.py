@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.engine import is_postgres
+from ops_platform.db.pacing import run_paced
 
 # Smallest key: the first batch starts after it.
 KEY_FLOOR = -(2**63)
@@ -37,6 +38,9 @@ class BatchResult:
     batches: int = 0
     seconds: float = 0.0
     longest_batch_seconds: float = 0.0
+    inserts: bool = False  # rows this label adds (outbox events, archive copies), not changes
+    sample_ids: list = field(default_factory=list)  # dry runs: a few of the rows matched
+    stopped: str = ""  # set when the run stopped yielding to the database before finishing
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,17 @@ def count_rows(engine_or_connection, table: str, where: str, params: Mapping) ->
         return connection.execute(sql, params).scalar_one()
 
 
+SAMPLE_SIZE = 10
+
+
+def sample_keys(
+    connection: Connection, table: str, where: str, params: Mapping, *, key: str = "id"
+) -> list:
+    """The first few keys matching `where`: what a dry run shows of the rows it would change."""
+    sql = text(f"SELECT {key} FROM {table} WHERE {where} ORDER BY {key} LIMIT {SAMPLE_SIZE}")
+    return list(connection.execute(sql, params).scalars())
+
+
 def excluding(where: str, earlier: Sequence[str]) -> str:
     """`where`, minus rows an earlier rule of the same run already takes (for dry runs,
     so overlapping rules are not counted twice). NULL comparisons count as no match."""
@@ -116,7 +131,8 @@ def run_in_batches(
     verb: str = "changed",
     tables: Mapping[str, str] | None = None,
 ) -> list[BatchResult]:
-    """Apply `step` to the rows of `table` matching `where`, `batch_size` rows per transaction.
+    """Apply `step` to the rows of `table` matching `where`, one paced transaction per batch
+    (`batch_size` rows first, then sized to the target duration: see `ops_platform.db.pacing`).
 
     `step(connection, batch_where, batch_params)` changes the batch's rows (and any rows
     that go with them) inside the batch's transaction and returns rows changed per label;
@@ -133,21 +149,21 @@ def run_in_batches(
         f"WHERE {key} > :_after AND ({where}) ORDER BY {key} LIMIT :_limit) AS batch"
     )
     batch_where = f"{table}.{key} > :_after AND {table}.{key} <= :_upper AND ({where})"
-    after = KEY_FLOOR
-    started = time.perf_counter()
-    while True:
-        batch_started = time.perf_counter()
-        with engine.begin() as connection:
-            selected, upper = connection.execute(
-                bound, {**params, "_after": after, "_limit": batch_size}
-            ).one()
-            if selected:
-                changed = step(
-                    connection, batch_where, {**params, "_after": after, "_upper": upper}
-                )
-        elapsed = time.perf_counter() - batch_started
-        if not selected:
-            break
+    state = {"after": KEY_FLOOR}
+
+    def work(connection: Connection, size: int):
+        selected, upper = connection.execute(
+            bound, {**params, "_after": state["after"], "_limit": size}
+        ).one()
+        changed = {}
+        if selected:
+            changed = step(
+                connection, batch_where, {**params, "_after": state["after"], "_upper": upper}
+            )
+        return selected, upper, size, changed
+
+    def commit(result) -> tuple[int, bool]:
+        selected, upper, size, changed = result
         for changed_label, count in changed.items():
             table_of = (
                 table
@@ -155,18 +171,33 @@ def run_in_batches(
                 else (tables or {}).get(changed_label, changed_label)
             )
             totals.add(changed_label, table_of, count)
-        primary.batches += 1
-        primary.longest_batch_seconds = max(primary.longest_batch_seconds, elapsed)
-        after = upper
-        if progress:
-            progress(f"{label}: {verb} {primary.changed} rows in {primary.batches} batches")
-        if selected < batch_size:
-            break
+        if selected:
+            state["after"] = upper
+        return selected, selected >= size
+
+    started = time.perf_counter()
+    pacer = run_paced(
+        engine,
+        table,
+        label,
+        batch_size,
+        work,
+        commit,
+        position=lambda: None if state["after"] == KEY_FLOOR else state["after"],
+        progress=progress,
+        verb=verb,
+    )
+    mine = [t for t in pacer.timings if t.label == label]
+    primary.batches = len(mine)
+    primary.longest_batch_seconds = max((t.seconds for t in mine), default=0.0)
     primary.seconds = time.perf_counter() - started
+    if pacer.stopped and pacer.stopped.label == label:
+        primary.stopped = pacer.stopped.describe()
     for result in totals.results.values():
         result.batches = primary.batches
         result.seconds = primary.seconds
         result.longest_batch_seconds = primary.longest_batch_seconds
+        result.stopped = primary.stopped
     return list(totals.results.values())
 
 
@@ -186,7 +217,10 @@ def dry_run_results(
     with engine.connect() as connection:
         results = [
             BatchResult(
-                table=table, label=label, matched=count_rows(connection, table, where, params)
+                table=table,
+                label=label,
+                matched=count_rows(connection, table, where, params),
+                sample_ids=sample_keys(connection, table, where, params, key=key),
             )
         ]
         for follower in followers:

@@ -1,8 +1,10 @@
 """The thin op layer shared by the cleanup and expiry jobs.
 
 A rule function does the work (`rule(engine, config, now, log) -> RuleOutcome`); the op
-takes the job's singleton lock, turns transient faults into retries, runs the rule and
-reports rows examined and changed per table, bad rows skipped and the duration.
+takes the job's singleton lock, turns transient faults into retries, runs the rule as a dry
+run first for the blast-radius gate (`_gate`), then for real with its batches paced
+(`ops_platform.db.pacing`), and reports rows examined and changed per table, bad rows
+skipped, the gate's figures, the pacing and the duration.
 """
 
 import time
@@ -15,12 +17,14 @@ from sqlalchemy import Engine
 
 from ops_platform.db.batching import BatchResult
 from ops_platform.db.engine import utcnow
+from ops_platform.db.pacing import use_pacer
 from ops_platform.jobs._common import (
-    DestructiveJobConfig,
+    GuardedJobConfig,
     rows_metadata,
     singleton,
     transient_retries,
 )
+from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.resources.database import Database
 
 
@@ -45,18 +49,34 @@ class RuleOutcome:
         return sum(r.matched for r in self.results if r.label == label)
 
 
-Rule = Callable[[Engine, DestructiveJobConfig, datetime, Callable[[str], None] | None], RuleOutcome]
+Rule = Callable[[Engine, GuardedJobConfig, datetime, Callable[[str], None] | None], RuleOutcome]
+
+
+def guarded_rule(context, database, config, rule, gate, pacer) -> tuple[RuleOutcome, dict]:
+    """The rule behind the gate: a real run is previewed by a dry run of the same rule first."""
+    engine, now = database.engine, utcnow()
+    if config.dry_run:
+        outcome = rule(engine, config, now, context.log.info)
+        return outcome, check_blast_radius(
+            context, engine, config, gate, Preview.of(outcome.results)
+        )
+    preview = rule(engine, config.model_copy(update={"dry_run": True}), now, None)
+    gate_metadata = check_blast_radius(context, engine, config, gate, Preview.of(preview.results))
+    with use_pacer(pacer):
+        return rule(engine, config, now, context.log.info), gate_metadata
 
 
 def run_rule_op(
     context: dg.OpExecutionContext,
     database: Database,
-    config: DestructiveJobConfig,
+    config: GuardedJobConfig,
     rule: Rule,
     **extra_metadata,
 ) -> dg.Output[int]:
-    """Run `rule` under the job's singleton lock; output rows changed with metadata."""
+    """Run `rule` under the job's singleton lock, behind the blast-radius gate, its batches
+    paced; output rows changed with metadata."""
     started = time.perf_counter()
+    gate, pacer = pacer_for(context, config)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return dg.Output(
@@ -67,10 +87,20 @@ def run_rule_op(
                     "rows_changed": 0,
                 },
             )
-        outcome = rule(database.engine, config, utcnow(), context.log.info)
+        outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
     metadata = rows_metadata(
-        outcome.results, started, config.dry_run, **outcome.counts, **extra_metadata
+        outcome.results,
+        started,
+        config.dry_run,
+        **outcome.counts,
+        **extra_metadata,
+        **gate_metadata,
+        **pacer.summary(),
     )
+    if pacer.stopped:
+        context.log.warning(
+            f"{context.job_name} {pacer.stopped.describe()}; the next run continues"
+        )
     verb = "would change" if config.dry_run else "changed"
     per_label = ", ".join(f"{r.label}={r.matched}" for r in outcome.results) or "nothing to do"
     bad = ", ".join(f"{k}={v}" for k, v in outcome.counts.items() if v)

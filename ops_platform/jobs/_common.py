@@ -25,6 +25,52 @@ class DestructiveJobConfig(dg.Config):
     batch_size: int = Field(default=5000, gt=0, le=1_000_000, description="Rows per transaction.")
 
 
+class GateConfig(DestructiveJobConfig):
+    """Run config of a job the blast-radius gate guards. Unset limits come from the job's row
+    in the schedule table (ops_platform/schedules/catalog.py), whose defaults are 1000, 0.5, 10."""
+
+    confirm_large: bool = Field(
+        default=False, description="Change the rows even when the blast-radius gate refuses."
+    )
+    gate_min_rows: int | None = Field(
+        default=None, ge=0, description="The gate applies from this many rows changed."
+    )
+    max_fraction: float | None = Field(
+        default=None, gt=0, description="Refuse changing more than this fraction of a table."
+    )
+    max_factor: float | None = Field(
+        default=None, gt=0, description="Refuse more than this times the median of recent runs."
+    )
+
+    def gate_scope(self) -> str:
+        """Which of the job's runs are comparable with this one (e.g. the same mode)."""
+        return ""
+
+
+class GuardedJobConfig(GateConfig):
+    """Run config of a job that changes app rows in batches: the gate, and the pacing of its
+    batch transactions (`ops_platform.db.pacing`; unset values from the schedule table). The
+    batch size starts at `batch_size` and then follows the target duration."""
+
+    target_batch_seconds: float | None = Field(
+        default=None, gt=0, description="Aim of each batch transaction's duration (0.5)."
+    )
+    min_batch_size: int | None = Field(default=None, gt=0, description="Smallest batch (100).")
+    max_batch_size: int | None = Field(default=None, gt=0, description="Largest batch (200000).")
+    max_replica_lag_seconds: float | None = Field(
+        default=None, gt=0, description="Pause while a replica's replay lag exceeds this (10)."
+    )
+    max_wait_seconds: float | None = Field(
+        default=None, ge=0, description="Stop cleanly after pausing this long in a row (300)."
+    )
+    lock_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="lock_timeout of each batch transaction (1)."
+    )
+    statement_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="statement_timeout of each batch transaction (30)."
+    )
+
+
 def backoff_seconds(retry_number: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0, min(cap, base * 2**retry_number))

@@ -28,7 +28,7 @@ from ops_platform.db.batching import (
     run_in_batches,
 )
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
-from ops_platform.jobs._common import DestructiveJobConfig
+from ops_platform.jobs._common import GuardedJobConfig
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
 
@@ -40,7 +40,7 @@ TOKEN_TABLES = {
 TOKEN_KINDS = tuple(TOKEN_TABLES)
 
 
-class TokenCleanupConfig(DestructiveJobConfig):
+class TokenCleanupConfig(GuardedJobConfig):
     kinds: list[str] = Field(
         default=list(TOKEN_KINDS),
         description="Token kinds to clean: refresh, email_verification, password_reset.",
@@ -64,6 +64,9 @@ class TokenCleanupConfig(DestructiveJobConfig):
                 f"kinds {unknown or kinds!r} must be a non-empty list of {', '.join(TOKEN_KINDS)}"
             )
         return list(dict.fromkeys(kinds))
+
+    def gate_scope(self) -> str:
+        return "kinds=" + ",".join(sorted(self.kinds))
 
 
 def token_retention(kind: str, config: TokenCleanupConfig) -> timedelta:
@@ -135,7 +138,7 @@ UNVERIFIED = "email_verified_at IS NULL AND created_at < :cutoff"
 HOLDS_MONEY = "(coin_balance <> 0 OR bonus_balance <> 0)"
 
 
-class UnverifiedAccountCleanupConfig(DestructiveJobConfig):
+class UnverifiedAccountCleanupConfig(GuardedJobConfig):
     retention_days: int = Field(
         default=30, ge=1, description="Delete accounts still unverified this long after sign-up."
     )

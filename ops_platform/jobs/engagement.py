@@ -34,7 +34,7 @@ from ops_platform.db.batching import (
 )
 from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
-from ops_platform.jobs._common import DestructiveJobConfig
+from ops_platform.jobs._common import GuardedJobConfig
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
 
@@ -48,7 +48,7 @@ def _with_events(
     params: dict,
     label: str,
     event: OutboxEvent,
-    config: DestructiveJobConfig,
+    config: GuardedJobConfig,
     set_sql: str,
     followers: tuple[Follower, ...] = (),
     log: Callable[[str], None] | None = None,
@@ -58,7 +58,10 @@ def _with_events(
         results = dry_run_results(engine, table, where, params, label=label, followers=followers)
         results.append(
             BatchResult(
-                table="realtime_events", label=f"{label}_events", matched=results[0].matched
+                table="realtime_events",
+                label=f"{label}_events",
+                matched=results[0].matched,
+                inserts=True,
             )
         )
         return results
@@ -109,7 +112,7 @@ THRONE_EXPIRED = OutboxEvent(
 )
 
 
-class ThroneExpiryConfig(DestructiveJobConfig):
+class ThroneExpiryConfig(GuardedJobConfig):
     pass
 
 
@@ -184,7 +187,7 @@ def festival_rules(now: datetime):
     ]
 
 
-class FestivalActivationConfig(DestructiveJobConfig):
+class FestivalActivationConfig(GuardedJobConfig):
     pass
 
 

@@ -31,7 +31,7 @@ from ops_platform.db.batching import (
 )
 from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
-from ops_platform.jobs._common import DestructiveJobConfig
+from ops_platform.jobs._common import GuardedJobConfig
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
 
@@ -45,7 +45,10 @@ OLD_ENTRY = "created_at < :archive_cutoff"
 ENTRY_COLUMNS = ("id", "session_id", "game_type", "player_address", "score", "created_at")
 
 
-class GameCleanupConfig(DestructiveJobConfig):
+class GameCleanupConfig(GuardedJobConfig):
+    def gate_scope(self) -> str:
+        return "" if self.archive_leaderboards else "no_archive"
+
     session_expiry_minutes: int = Field(
         default=30, ge=1, description="Expire sessions active longer than this."
     )
@@ -120,6 +123,7 @@ def archive_old_entries(
             table="leaderboard_entries_archive",
             label="leaderboard_entries_archive",
             matched=count_rows(engine, "leaderboard_entries", not_yet_archived, params),
+            inserts=True,
         )
         return [*moved, copied]
     return run_in_batches(

@@ -24,12 +24,12 @@ from ops_platform.db.batching import (
     update_batch,
 )
 from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
-from ops_platform.jobs._common import DestructiveJobConfig
+from ops_platform.jobs._common import GuardedJobConfig
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
 
 
-class TeamMemberCleanupConfig(DestructiveJobConfig):
+class TeamMemberCleanupConfig(GuardedJobConfig):
     retention_days: int = Field(
         default=90, ge=0, description="Hard-delete members removed longer ago than this."
     )
@@ -91,7 +91,7 @@ def deliverable_rules(now: datetime, access_days: int) -> list[tuple[str, str, d
     ]
 
 
-class DeliverableExpiryConfig(DestructiveJobConfig):
+class DeliverableExpiryConfig(GuardedJobConfig):
     access_days: int = Field(
         default=365,
         ge=1,

@@ -8,7 +8,6 @@
 User sessions with no `expires_at` are bad rows: never deleted by expiry, counted.
 """
 
-import time
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -16,13 +15,8 @@ from pydantic import Field, field_validator
 from sqlalchemy import Engine
 
 from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches, excluding
-from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import (
-    DestructiveJobConfig,
-    rows_metadata,
-    singleton,
-    transient_retries,
-)
+from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._common import GuardedJobConfig
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
 
@@ -34,7 +28,7 @@ MODES = ("light", "deep", "safety_net")
 SESSION_BATCH_SIZE = 50_000
 
 
-class SessionCleanupConfig(DestructiveJobConfig):
+class SessionCleanupConfig(GuardedJobConfig):
     batch_size: int = Field(
         default=SESSION_BATCH_SIZE, gt=0, le=1_000_000, description="Rows per transaction."
     )
@@ -49,6 +43,9 @@ class SessionCleanupConfig(DestructiveJobConfig):
         if value not in MODES:
             raise ValueError(f"mode {value!r} is not one of {', '.join(MODES)}")
         return value
+
+    def gate_scope(self) -> str:
+        return f"mode={self.mode}"  # a deep run is compared with deep runs, not light ones
 
 
 def session_rules(
@@ -113,6 +110,13 @@ def cleanup_sessions_in(
     return results, skipped
 
 
+def session_cleanup_rule(
+    engine: Engine, config: SessionCleanupConfig, now: datetime, log=None
+) -> RuleOutcome:
+    results, skipped = cleanup_sessions_in(engine, config, now, log)
+    return RuleOutcome(results, {"skipped_null_expiry": skipped})
+
+
 @dg.op(
     tags=op_tags("session_cleanup"),
     description="Delete expired, revoked, idle and stale player sessions in bounded batches.",
@@ -120,24 +124,7 @@ def cleanup_sessions_in(
 def cleanup_sessions(
     context: dg.OpExecutionContext, config: SessionCleanupConfig, database: Database
 ) -> dg.Output[int]:
-    started = time.perf_counter()
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return dg.Output(
-                0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
-            )
-        results, skipped = cleanup_sessions_in(
-            database.engine, config, utcnow(), log=context.log.info
-        )
-    metadata = rows_metadata(
-        results, started, config.dry_run, mode=config.mode, skipped_null_expiry=skipped
-    )
-    verb = "would delete" if config.dry_run else "deleted"
-    context.log.info(
-        f"session_cleanup ({config.mode}) {verb} {metadata['rows_matched']} sessions; "
-        f"{skipped} user sessions without expiry skipped"
-    )
-    return dg.Output(metadata["rows_changed"], metadata=metadata)
+    return run_rule_op(context, database, config, session_cleanup_rule, mode=config.mode)
 
 
 @dg.job(tags=job_tags("session_cleanup"), description=__doc__.splitlines()[0])

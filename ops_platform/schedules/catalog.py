@@ -12,11 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ops_platform.db.pacing import Pacing
+
 # Seed 000's four tiers: critical (payments) > high (security, sessions, money) >
 # medium (files, maintenance, engagement) > low (analytics).
 TIER_PRIORITY = {"critical": 100, "high": 70, "medium": 40, "low": 10}
 
 Tier = Literal["critical", "high", "medium", "low"]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Blast-radius gate of a job that changes app rows: it applies from `gate_min_rows` rows
+    and then refuses more than `max_fraction` of a table or `max_factor` x the median of the
+    job's last successful runs (`confirm_large: true` in run config overrides)."""
+
+    gate_min_rows: int = 1000
+    max_fraction: float = 0.5
+    max_factor: float = 10.0
+
+
+GATE_KEYS = tuple(Gate.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,9 @@ class ScheduleRow:
     timezone: str = "UTC"
     run_config: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Jobs that change app rows: the gate's limits and the batch pacing (run config overrides).
+    gate: Gate = Gate()
+    pacing: Pacing = Pacing()
 
     @property
     def job_name(self) -> str:
@@ -215,6 +234,8 @@ SCHEDULES: tuple[ScheduleRow, ...] = (
         "high",
         "cleanup",
         1 * HOUR,
+        # Deleted accounts cannot be brought back: a fifth of all users at once is suspect.
+        gate=Gate(max_fraction=0.2),
     ),
     ScheduleRow(
         "team_member_cleanup_daily",
@@ -367,6 +388,18 @@ RETRY_CRASHED_RUNS = frozenset(
         "hourly_platform_metrics",
     }
 )
+
+
+def row_of_run(job_name: str, schedule_name: str | None) -> ScheduleRow | None:
+    """The row a run of `job_name` follows: its schedule's, else the job's governing row,
+    else None (a job with no row in the table)."""
+    for row in SCHEDULES:
+        if row.name == schedule_name and row.job_name == job_name:
+            return row
+    try:
+        return row_for(job_name)
+    except KeyError:
+        return None
 
 
 def job_tags(target: str) -> dict[str, str]:

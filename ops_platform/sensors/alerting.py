@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ops_platform.db.engine import utcnow
+from ops_platform.jobs._history import run_rows_changed
 from ops_platform.jobs.email import count_due
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
@@ -122,25 +123,6 @@ def email_backlog(context: dg.SensorEvaluationContext, database: Database, alert
 
 
 # --- stalled cleanups -------------------------------------------------------------------------
-
-
-def run_rows_changed(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """Sum of `rows_changed` over the run's outputs; None when the run does not tell (no such
-    metadata, a dry run, or a run that stood down because another held the lock)."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT).records
-    total, found = 0, False
-    for record in records:
-        metadata = record.event_log_entry.dagster_event.step_output_data.metadata
-        if _value(metadata.get("dry_run")) or "skipped" in metadata:
-            return None
-        if "rows_changed" in metadata:
-            total += int(_value(metadata["rows_changed"]) or 0)
-            found = True
-    return total if found else None
-
-
-def _value(entry):
-    return getattr(entry, "value", entry)
 
 
 def zero_change_days(
