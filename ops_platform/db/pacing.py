@@ -114,18 +114,20 @@ class Pacer:
 
     # --- size -------------------------------------------------------------------------
 
-    def clamp(self, size: int) -> int:
+    def floor(self, batch_size: int) -> int:
         # An explicit batch_size below min_batch_size is honoured as the floor.
-        low = min(self.pacing.min_batch_size, size)
-        return max(low, min(size, self.pacing.max_batch_size))
+        return max(1, min(self.pacing.min_batch_size, batch_size))
 
-    def next_size(self, size: int, rows: int, seconds: float) -> int:
+    def clamp(self, size: int, floor: int) -> int:
+        return min(self.pacing.max_batch_size, max(floor, size))
+
+    def next_size(self, size: int, rows: int, seconds: float, floor: int = 1) -> int:
         """The size that would have taken `target_batch_seconds` at this batch's rate; at
         most twice the last one (one fast batch can be luck), at once smaller if it was slow."""
         if rows <= 0 or seconds <= 0:
             return size
         ideal = int(rows * self.pacing.target_batch_seconds / seconds)
-        return self.clamp(max(1, min(ideal, 2 * size)))
+        return self.clamp(min(ideal, 2 * size), floor)
 
     def shrink(self, size: int) -> int:
         return max(1, size // 4)
@@ -271,7 +273,8 @@ def run_paced(
     transaction; after it commits, `commit(result)` returns (rows handled, more to do).
     `position()` is the key the next batch starts after (reported if the run stops)."""
     pacer = active_pacer(progress)
-    size = pacer.clamp(batch_size)
+    floor = pacer.floor(batch_size)
+    size = pacer.clamp(batch_size, floor)
     done_rows = 0
     batches = 0
     while pacer.wait_turn(engine, table, label, position()):
@@ -292,7 +295,7 @@ def run_paced(
         batches += 1
         done_rows += rows
         pacer.record(label, size, rows, seconds)
-        next_size = pacer.next_size(size, rows, seconds)
+        next_size = pacer.next_size(size, rows, seconds, floor)
         if progress:
             progress(
                 f"{label}: {verb} {done_rows} rows in {batches} batches, "

@@ -155,10 +155,16 @@ def _plain(metadata: dict) -> dict:
 
 
 def check_blast_radius(
-    context: dg.OpExecutionContext, engine: Engine, config, gate: Gate, preview: Preview
+    context: dg.OpExecutionContext,
+    engine: Engine,
+    config,
+    gate: Gate,
+    preview: Preview,
+    sizes: dict[str, int] | None = None,
 ) -> dict:
     """Judge the preview; raise a failure (nothing changed yet) when the gate refuses a real
-    run that `confirm_large` does not override. Returns the gate's output metadata."""
+    run that `confirm_large` does not override. Returns the gate's output metadata. `sizes`
+    are the sizes of what the preview counts when they are not app tables (object prefixes)."""
     applies = preview.rows >= gate.gate_min_rows
     # Sizes and history are read only when the gate applies: most runs change a few rows.
     history = (
@@ -168,7 +174,8 @@ def check_blast_radius(
         if applies
         else []
     )
-    sizes = table_sizes(engine, preview.tables) if applies else {}
+    if sizes is None:
+        sizes = table_sizes(engine, preview.tables) if applies else {}
     verdict = judge(preview, sizes, history, gate)
     status = gate_status(verdict, gate, dry_run=config.dry_run, confirmed=config.confirm_large)
     metadata = {"gate": status, "gate_scope": config.gate_scope(), **verdict.metadata}

@@ -24,14 +24,16 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine, bindparam, text
 
+from ops_platform.db.batching import SAMPLE_SIZE
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import (
     MAX_TRANSIENT_RETRIES,
-    DestructiveJobConfig,
+    GateConfig,
     backoff_seconds,
     singleton,
     transient_retries,
 )
+from ops_platform.jobs._gate import Preview, check_blast_radius, limits_for
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import (
     ObjectInfo,
@@ -59,6 +61,26 @@ class OrphanResult:
     bytes_purged: int = 0
     reference_queries: int = 0
     skipped: list[str] = field(default_factory=list)
+    sample_keys: dict[str, list[str]] = field(default_factory=dict)  # a few keys moved/purged
+
+    def sample(self, where: str, keys: list[str]) -> None:
+        taken = self.sample_keys.setdefault(where, [])
+        taken.extend(keys[: SAMPLE_SIZE - len(taken)])
+
+    def preview(self, store: ObjectStore) -> tuple[Preview, dict[str, int]]:
+        """For the blast-radius gate: objects moved out of uploads and purged from the trash,
+        against how many each prefix holds."""
+        moved = self.moved + self.resumed
+        counts = {store.uploads_prefix: moved, store.trash_prefix: self.trash_purged}
+        preview = Preview(
+            rows=self.files_changed,
+            tables={prefix: n for prefix, n in counts.items() if n},
+            samples=dict(self.sample_keys),
+        )
+        return preview, {
+            store.uploads_prefix: self.uploads_listed,
+            store.trash_prefix: self.trash_listed,
+        }
 
     @property
     def files_changed(self) -> int:
@@ -111,6 +133,7 @@ def _move_page_to_trash(
 ) -> None:
     """Copy every orphan of the page to the trash (`workers` requests at a time), then
     delete the copied ones from uploads in one request."""
+    result.sample("uploads", [info.key for info in orphans])
     if dry_run:
         result.moved += len(orphans)
         result.bytes_moved += sum(info.size for info in orphans)
@@ -193,6 +216,7 @@ def clean_orphaned_files(
         expired = [info for info in page if info.last_modified < purge_cutoff]
         if not expired:
             continue
+        result.sample("trash", [info.key for info in expired])
         if not dry_run:
             store.delete_many([info.key for info in expired])
         result.trash_purged += len(expired)
@@ -215,7 +239,7 @@ def object_store_retries(context: dg.OpExecutionContext) -> Iterator[None]:
         raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from error
 
 
-class OrphanedFileCleanupConfig(DestructiveJobConfig):
+class OrphanedFileCleanupConfig(GateConfig):
     grace_days: float = Field(
         default=7, ge=0, description="Unreferenced uploads younger than this are kept."
     )
@@ -282,17 +306,26 @@ def move_orphaned_files_to_trash(
             return dg.Output(
                 0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
             )
-        result = clean_orphaned_files(
+        options = {
+            "grace": timedelta(days=config.grace_days),
+            "trash_retention": timedelta(days=config.trash_retention_days),
+            "page_size": config.batch_size,
+            "workers": config.workers,
+        }
+        now = utcnow()
+        # The dry run is the blast-radius gate's preview; a real run follows if it passes.
+        result = clean_orphaned_files(database.engine, object_store, now, dry_run=True, **options)
+        gate_metadata = check_blast_radius(
+            context,
             database.engine,
-            object_store,
-            utcnow(),
-            grace=timedelta(days=config.grace_days),
-            trash_retention=timedelta(days=config.trash_retention_days),
-            page_size=config.batch_size,
-            workers=config.workers,
-            dry_run=config.dry_run,
-            progress=context.log.info,
+            config,
+            limits_for(context, config)[0],
+            *result.preview(object_store),
         )
+        if not config.dry_run:
+            result = clean_orphaned_files(
+                database.engine, object_store, now, progress=context.log.info, **options
+            )
     for item in result.skipped[:MAX_LISTED]:
         context.log.warning(f"orphaned_file_cleanup skipped {item}")
     verb = "would move" if config.dry_run else "moved"
@@ -302,7 +335,7 @@ def move_orphaned_files_to_trash(
         f"{'would purge' if config.dry_run else 'purged'} {result.trash_purged} trash objects; "
         f"{len(result.skipped)} skipped"
     )
-    metadata = orphan_metadata(result, config, object_store, started)
+    metadata = {**orphan_metadata(result, config, object_store, started), **gate_metadata}
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 

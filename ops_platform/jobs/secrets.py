@@ -38,8 +38,11 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ops_platform.db import schema
+from ops_platform.db.batching import SAMPLE_SIZE
 from ops_platform.db.engine import is_postgres, utcnow
-from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
+from ops_platform.db.pacing import run_paced, use_pacer
+from ops_platform.jobs._common import GuardedJobConfig, singleton, transient_retries
+from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import job_tags, op_tags
@@ -117,10 +120,20 @@ class RotationResult:
     batches: int = 0
     longest_transaction_s: float = 0.0
     names_rotated: list[str] = field(default_factory=list)
+    sample_ids: list[int] = field(default_factory=list)  # dry runs: a few of the rows matched
 
     @property
     def rows_changed(self) -> int:
         return self.rotated + self.new_versions + self.superseded + self.retired
+
+    def preview(self) -> Preview:
+        """For the blast-radius gate: existing rows updated; new versions are added rows."""
+        updated = self.rotated + self.superseded + self.retired
+        return Preview(
+            rows=self.rows_changed,
+            tables={"secrets": updated} if updated else {},
+            samples={"secrets": self.sample_ids} if self.sample_ids else {},
+        )
 
 
 _LATEST_EXPIRED = (
@@ -157,29 +170,40 @@ def _insert_ignoring_duplicates(connection: Connection, rows: list[dict]) -> int
     return len(connection.execute(statement).all())
 
 
+def _paced_figures(pacer, label: str, result: RotationResult) -> None:
+    mine = [t for t in pacer.timings if t.label == label]
+    result.batches += len(mine)
+    result.longest_transaction_s = max([result.longest_transaction_s, *(t.seconds for t in mine)])
+
+
 def _update_in_batches(
-    engine: Engine, set_sql: str, where: str, params: dict, batch_size: int, result: RotationResult
+    engine: Engine,
+    set_sql: str,
+    where: str,
+    params: dict,
+    batch_size: int,
+    result: RotationResult,
+    label: str,
 ) -> int:
-    changed = 0
-    while True:
-        started = time.perf_counter()
-        with engine.begin() as connection:
-            count = connection.execute(
-                text(
-                    f"UPDATE secrets SET {set_sql} WHERE id IN "
-                    f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id LIMIT :batch_size)"
-                ),
-                {**params, "batch_size": batch_size},
-            ).rowcount
-        result.longest_transaction_s = max(
-            result.longest_transaction_s, time.perf_counter() - started
-        )
-        if count <= 0:
-            return changed
-        changed += count
-        result.batches += 1
-        if count < batch_size:
-            return changed
+    changed = []
+
+    def work(connection: Connection, size: int) -> tuple[int, int]:
+        count = connection.execute(
+            text(
+                f"UPDATE secrets SET {set_sql} WHERE id IN "
+                f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id LIMIT :batch_size)"
+            ),
+            {**params, "batch_size": size},
+        ).rowcount
+        return max(count, 0), size
+
+    def commit(done: tuple[int, int]) -> tuple[int, bool]:
+        count, size = done
+        changed.append(count)
+        return count, count >= size
+
+    _paced_figures(run_paced(engine, "secrets", label, batch_size, work, commit), label, result)
+    return sum(changed)
 
 
 def rotate_secrets(
@@ -214,6 +238,15 @@ def rotate_secrets(
             result.new_versions = result.rotated
             result.superseded = _count(connection, _SUPERSEDED, params)
             result.retired = _count(connection, _RETIRABLE, params)
+            result.sample_ids = list(
+                connection.execute(
+                    text(
+                        f"SELECT s.id FROM secrets s WHERE ({_LATEST_EXPIRED}) OR ({_SUPERSEDED}) "
+                        f"OR ({_RETIRABLE}) ORDER BY s.id LIMIT {SAMPLE_SIZE}"
+                    ),
+                    params,
+                ).scalars()
+            )
             result.names_rotated = list(
                 connection.execute(
                     text(
@@ -229,7 +262,7 @@ def rotate_secrets(
     # Retire first what is past its grace period, so this run's rotations (retire_after in
     # the future) are not touched and a second run changes nothing.
     result.retired = _update_in_batches(
-        engine, "status = 'retired'", _RETIRABLE, params, batch_size, result
+        engine, "status = 'retired'", _RETIRABLE, params, batch_size, result, "secrets_retired"
     )
     if result.retired and progress:
         progress(f"secret_rotation: retired {result.retired} versions past their grace period")
@@ -241,62 +274,65 @@ def rotate_secrets(
         {**params, **retiring},
         batch_size,
         result,
+        "secrets_superseded",
     )
 
-    rotation_batches = 0
-    while True:
-        started = time.perf_counter()
-        with engine.begin() as connection:
-            # Claim: only a row still 'active' can be claimed, so a concurrent run that
-            # picked the same rows gets none of them.
-            claimed = connection.execute(
-                text(
-                    "UPDATE secrets SET status = 'retiring', rotated_at = :now, retire_after = :retire_after "
-                    f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
-                    "ORDER BY s.id LIMIT :batch_size) RETURNING name, version"
-                ),
-                {**params, **retiring, "batch_size": batch_size},
-            ).all()
-            rows = [
-                {
-                    "name": name,
-                    "version": version + 1,
-                    "status": "active",
-                    "value_ciphertext": cipher.encrypt(new_value()),
-                    "created_at": now,
-                    "expires_at": now + validity,
-                }
-                for name, version in claimed
-            ]
-            for start in range(0, len(rows), 1000):
-                result.new_versions += _insert_ignoring_duplicates(
-                    connection, rows[start : start + 1000]
-                )
-        result.longest_transaction_s = max(
-            result.longest_transaction_s, time.perf_counter() - started
+    def claim_and_rotate(connection: Connection, size: int):
+        # Claim: only a row still 'active' can be claimed, so a concurrent run that
+        # picked the same rows gets none of them.
+        claimed = connection.execute(
+            text(
+                "UPDATE secrets SET status = 'retiring', rotated_at = :now, retire_after = :retire_after "
+                f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
+                "ORDER BY s.id LIMIT :batch_size) RETURNING name, version"
+            ),
+            {**params, **retiring, "batch_size": size},
+        ).all()
+        rows = [
+            {
+                "name": name,
+                "version": version + 1,
+                "status": "active",
+                "value_ciphertext": cipher.encrypt(new_value()),
+                "created_at": now,
+                "expires_at": now + validity,
+            }
+            for name, version in claimed
+        ]
+        inserted = sum(
+            _insert_ignoring_duplicates(connection, rows[start : start + 1000])
+            for start in range(0, len(rows), 1000)
         )
-        if not claimed:
-            break
-        rotation_batches += 1
-        result.batches += 1
+        return claimed, inserted, size
+
+    def rotated(done) -> tuple[int, bool]:
+        claimed, inserted, size = done
+        result.new_versions += inserted
         result.rotated += len(claimed)
         if len(result.names_rotated) < MAX_LISTED:
             result.names_rotated.extend(
                 sorted(name for name, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
             )
-        if progress:
-            progress(
-                f"secret_rotation: rotated {result.rotated} secrets in {rotation_batches} batches"
-            )
-        if len(claimed) < batch_size:
-            break
+        return len(claimed), len(claimed) >= size
+
+    pacer = run_paced(
+        engine,
+        "secrets",
+        "secrets_rotated",
+        batch_size,
+        claim_and_rotate,
+        rotated,
+        progress=progress,
+        verb="rotated",
+    )
+    _paced_figures(pacer, "secrets_rotated", result)
     return result
 
 
 # --- the op and job ---------------------------------------------------------------------
 
 
-class SecretRotationConfig(DestructiveJobConfig):
+class SecretRotationConfig(GuardedJobConfig):
     grace_hours: float = Field(
         default=24, gt=0, description="How long a rotated-out version stays valid."
     )
@@ -339,22 +375,28 @@ def rotate_expired_secrets(
     folders: Folders,
 ) -> dg.Output[int]:
     started = time.perf_counter()
+    gate, pacer = pacer_for(context, config)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return dg.Output(
                 0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
             )
-        cipher = None if config.dry_run else load_cipher(data_dir=Path(folders.data_dir))
-        result = rotate_secrets(
-            database.engine,
-            utcnow(),
-            grace=timedelta(hours=config.grace_hours),
-            validity=timedelta(days=config.validity_days),
-            batch_size=config.batch_size,
-            dry_run=config.dry_run,
-            cipher=cipher,
-            progress=context.log.info,
-        )
+        now = utcnow()
+        options = {
+            "grace": timedelta(hours=config.grace_hours),
+            "validity": timedelta(days=config.validity_days),
+            "batch_size": config.batch_size,
+        }
+        # The dry run is the blast-radius gate's preview; a real run follows if it passes.
+        result = rotate_secrets(database.engine, now, dry_run=True, **options)
+        gate_metadata = check_blast_radius(context, database.engine, config, gate, result.preview())
+        cipher = None
+        if not config.dry_run:
+            cipher = load_cipher(data_dir=Path(folders.data_dir))
+            with use_pacer(pacer):
+                result = rotate_secrets(
+                    database.engine, now, cipher=cipher, progress=context.log.info, **options
+                )
     key_source = cipher.source if cipher else "not needed (dry run)"
     skipped = (
         result.skipped_unknown_status
@@ -366,7 +408,13 @@ def rotate_expired_secrets(
         f"secret_rotation {verb} {result.rotated} secrets, {result.superseded} superseded versions to retiring, "
         f"{result.retired} retired; {skipped} bad rows skipped"
     )
-    metadata = rotation_metadata(result, config, key_source, started)
+    metadata = {
+        **rotation_metadata(result, config, key_source, started),
+        **gate_metadata,
+        **pacer.summary(),
+    }
+    if pacer.stopped:
+        context.log.warning(f"secret_rotation {pacer.stopped.describe()}; the next run continues")
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 

@@ -237,7 +237,8 @@ def test_crash_half_way_then_rerun_completes(engine, database, monkeypatch):
         return real(n)
 
     monkeypatch.setattr(secrets_job.secrets_module, "token_urlsafe", dies_on_fifth)
-    assert not _run(database, batch_size=2).success
+    # Batches pinned at 2 (max_batch_size): adaptive sizing would grow the second one.
+    assert not _run(database, batch_size=2, max_batch_size=2).success
     statuses = _statuses(engine)
     assert (
         sum(1 for (name, v), s in statuses.items() if v == 2) == 4
