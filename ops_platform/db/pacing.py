@@ -121,13 +121,15 @@ class Pacer:
     def clamp(self, size: int, floor: int) -> int:
         return min(self.pacing.max_batch_size, max(floor, size))
 
-    def next_size(self, size: int, rows: int, seconds: float, floor: int = 1) -> int:
+    def next_size(self, size: int, rows: int, seconds: float, floor: int | None = None) -> int:
         """The size that would have taken `target_batch_seconds` at this batch's rate; at
         most twice the last one (one fast batch can be luck), at once smaller if it was slow."""
         if rows <= 0 or seconds <= 0:
             return size
         ideal = int(rows * self.pacing.target_batch_seconds / seconds)
-        return self.clamp(min(ideal, 2 * size), floor)
+        return self.clamp(
+            min(ideal, 2 * size), self.pacing.min_batch_size if floor is None else floor
+        )
 
     def shrink(self, size: int) -> int:
         return max(1, size // 4)
