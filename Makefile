@@ -23,7 +23,7 @@ install-dev: $(VENV)/.installed-dev
 
 ## demo: SQLite app database, small seed, every job and asset run in-process
 demo: install
-	$(BIN)/ops-platform demo
+	$(BIN)/ops-platform demo $(DEMO_ARGS)
 
 ## dev: the Dagster UI (and daemon) on the demo's instance: http://127.0.0.1:3000
 dev: install

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from ops_platform.demo_guard import DemoTargetRefused
 from ops_platform.settings import SettingsError, load_settings, redact_url
 
 
@@ -24,13 +25,17 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 def _cmd_seed(args: argparse.Namespace) -> int:
     from ops_platform.db.migrate import upgrade
     from ops_platform.db.seed import seed_database
+    from ops_platform.demo_guard import check_demo_database, mark_demo_database
 
     settings = load_settings()
+    verdict = check_demo_database(settings, "seed", args.reset_database)
     upgrade(settings.app_database_url)
     started = time.perf_counter()
     counts = seed_database(
         settings.app_database_url, users=args.users, seed=args.seed, progress=print
     )
+    if verdict.mark:
+        mark_demo_database(settings.app_database_url)
     total = sum(counts.values())
     print(
         f"seeded {total:,} rows in {time.perf_counter() - started:.1f}s "
@@ -42,7 +47,12 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ops_platform.demo import run_demo
 
-    return run_demo(users=args.users, seed=args.seed)
+    return run_demo(
+        users=args.users,
+        seed=args.seed,
+        reset_database=args.reset_database,
+        reset_object_store=args.reset_object_store,
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -78,6 +88,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     )
 
 
+def _reset_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reset-database",
+        metavar="NAME",
+        help="erase the data of this app database (its name, repeated) although it is not "
+        "the embedded default nor one ops-platform created",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ops-platform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--users", type=int, required=True, help="number of users; other tables scale from it"
     )
     seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    _reset_database_option(seed)
     seed.set_defaults(func=_cmd_seed)
 
     demo = commands.add_parser(
@@ -105,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--users", type=int, default=300)
     demo.add_argument("--seed", type=int, default=42)
+    _reset_database_option(demo)
+    demo.add_argument(
+        "--reset-object-store",
+        metavar="NAME",
+        help="let the demo write into and clean this object store (its bucket or folder, "
+        "repeated) although it holds objects the demo did not create",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     status = commands.add_parser(
@@ -155,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SettingsError as error:
         print(f"ops-platform: configuration error: {error}", file=sys.stderr)
+        return 2
+    except DemoTargetRefused as error:
+        print(f"ops-platform: {error}", file=sys.stderr)
         return 2
 
 

@@ -27,6 +27,11 @@ SUMMARY_KEYS = (
 )
 
 
+# The demo prints one line per run; Dagster's per-event DEBUG log stays in the instance
+# (the UI shows it), not on the terminal.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _instance():
     import dagster as dg
 
@@ -89,17 +94,39 @@ def _demo_runs(defs, now: datetime):
         yield name, repo.get_job(name), None
 
 
-def run_demo(users: int = 300, seed: int = 42) -> int:
+def run_demo(
+    users: int = 300,
+    seed: int = 42,
+    reset_database: str | None = None,
+    reset_object_store: str | None = None,
+) -> int:
     from ops_platform.db.migrate import upgrade
     from ops_platform.db.seed import seed_database
-    from ops_platform.settings import load_settings, redact_url
+    from ops_platform.demo_guard import (
+        check_demo_database,
+        check_demo_object_store,
+        describe_database,
+        mark_demo_database,
+        mark_demo_object_store,
+    )
+    from ops_platform.resources.object_store import build_object_store
+    from ops_platform.settings import load_settings
 
     settings = load_settings()
-    print(f"app database: {redact_url(settings.database_url)}")
+    # Both checks come before anything is written: a refused demo changes nothing.
+    database = check_demo_database(settings, "demo", reset_database)
+    store = build_object_store(settings)
+    store_verdict = check_demo_object_store(settings, store, reset_object_store)
+    print(f"app database: {describe_database(settings.database_url)} ({database.why})")
+    print(f"object store: {store.describe()} ({store_verdict.why})")
     upgrade(settings.app_database_url)
-    counts = seed_database(settings.app_database_url, users=users, seed=seed, progress=print)
+    counts = seed_database(settings.app_database_url, users=users, seed=seed, progress=None)
+    if database.mark:
+        mark_demo_database(settings.app_database_url)
     print(f"seeded {sum(counts.values()):,} rows for {users} users")
-    _prepare_demo_files(settings)
+    _prepare_demo_files(settings, store)
+    if store_verdict.mark:
+        mark_demo_object_store(store)
 
     from ops_platform.definitions import defs
 
@@ -109,14 +136,17 @@ def run_demo(users: int = 300, seed: int = 42) -> int:
     for label, job, partition_key in _demo_runs(defs, now):
         started = time.perf_counter()
         result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False
+            instance=instance,
+            partition_key=partition_key,
+            raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
         )
         seconds = time.perf_counter() - started
         status = "SUCCESS" if result.success else "FAILURE"
         failures += not result.success
         detail = _summary(result) if result.success else _failure_message(result)
         rows.append((label, status, f"{seconds:.2f}s", detail))
-        print(f"  {status:<8} {label} ({seconds:.2f}s)")
+        print(f"  {status:<8} {label} ({seconds:.2f}s)", flush=True)
     print()
     print(
         tabulate(rows, headers=("job / asset", "status", "time", "what it did"), tablefmt="github")
@@ -133,9 +163,10 @@ def _age(path: Path, days: float) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def _prepare_demo_files(settings) -> None:
-    """Give the file jobs work on the embedded default: log files of several ages in the
-    log folder, and upload objects (referenced, orphaned, old trash) in the local store."""
+def _prepare_demo_files(settings, store) -> None:
+    """Give the file jobs work: log files of several ages in the log folder, and upload
+    objects (referenced, orphaned, old trash) in the object store the guard accepted. A
+    local store gets them backdated; S3 cannot backdate, so there they are all fresh."""
     from sqlalchemy import text
 
     from ops_platform.db.engine import make_engine
@@ -151,9 +182,6 @@ def _prepare_demo_files(settings) -> None:
         path = logs / name
         path.write_text(f"demo log line for {name}\n" * 200)
         _age(path, days)
-    if settings.s3_bucket:
-        return  # never write demo objects into a real bucket
-    store = settings.local_object_store_dir
     engine = make_engine(settings.app_database_url)
     with engine.connect() as connection:
         referenced = (
@@ -166,12 +194,12 @@ def _prepare_demo_files(settings) -> None:
     objects += [(f"{settings.s3_uploads_prefix}demo/orphan-{i}.bin", 10) for i in range(5)]
     objects += [(f"{settings.s3_uploads_prefix}demo/fresh-orphan.bin", 0)]
     objects += [(f"{settings.s3_trash_prefix}{settings.s3_uploads_prefix}demo/long-gone.bin", 40)]
+    local = not settings.s3_bucket
     for key, days in objects:
-        path = store.joinpath(*key.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"demo object " + key.encode())
-        _age(path, days)
-    print(f"demo files: {len(objects)} objects under {store}, 4 log files under {logs}")
+        store.put_bytes(key, b"demo object " + key.encode())
+        if local:
+            _age(settings.local_object_store_dir.joinpath(*key.split("/")), days)
+    print(f"demo files: {len(objects)} objects in {store.describe()}, 4 log files under {logs}")
 
 
 def _failure_message(result) -> str:
