@@ -39,6 +39,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Connection, Engine, text
 
+from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
@@ -480,6 +481,8 @@ class OgDailyBonusConfig(dg.Config):
     pool=asset_pool("og_daily_bonus"),
     op_tags=op_tags("og_daily_bonus"),
     partitions_def=OG_BONUS_PARTITIONS,
+    backfill_policy=RANGE_IN_ONE_RUN,
+    output_required=False,
     group_name="bonuses",
     deps=[dg.AssetKey("users"), dg.AssetKey("og_tiers")],
     kinds={"sql"},
@@ -506,12 +509,20 @@ class OgDailyBonusConfig(dg.Config):
 def og_daily_bonus(
     context: dg.AssetExecutionContext, config: OgDailyBonusConfig, database: Database
 ):
-    day = context.partition_key
+    # A range (a backfill) credits day after day, each exactly once by its idempotency keys.
+    yield from materialize_partitions(
+        context, lambda day: _bonus_day(context, config, database, day)
+    )
+
+
+def _bonus_day(
+    context: dg.AssetExecutionContext, config: OgDailyBonusConfig, database: Database, day: str
+) -> PartitionOutcome:
     engine = database.engine
     if config.dry_run:
         state = bonus_day_state(engine, day, utcnow())
         would = [t for t in state.tiers if t["amount"] > 0]
-        return dg.MaterializeResult(
+        return PartitionOutcome(
             metadata={
                 "dry_run": True,
                 "day": day,
@@ -522,7 +533,7 @@ def og_daily_bonus(
                 "skipped_bad_tier": state.skipped_bad_tier,
                 "preview": dg.MetadataValue.md(_tier_preview(state)),
             },
-            check_results=[check_balances_cover_ledger(engine), check_one_credit_per_user(state)],
+            checks=[check_balances_cover_ledger(engine), check_one_credit_per_user(state)],
         )
     now = utcnow()
     with transient_retries(context):
@@ -534,7 +545,7 @@ def og_daily_bonus(
         f"og_daily_bonus {day}: credited {result.credited_users} users {result.total_coins} coins "
         f"in {result.batches} batches; {result.already_credited} already credited"
     )
-    return dg.MaterializeResult(
+    return PartitionOutcome(
         metadata={
             "day": day,
             "window_utc": f"{result.window_start.isoformat()} – {result.window_end.isoformat()}",
@@ -549,7 +560,7 @@ def og_daily_bonus(
             "longest_transaction_s": round(result.longest_batch_seconds, 3),
             "preview": dg.MetadataValue.md(_tier_preview(state)),
         },
-        check_results=[
+        checks=[
             check_balances_cover_ledger(engine),
             check_one_credit_per_user(state, result),
         ],

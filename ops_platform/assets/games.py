@@ -25,6 +25,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Connection, text
 
+from ops_platform.assets._ranges import RANGE_IN_ONE_RUN
 from ops_platform.assets._sql_assets import OWNERS
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, state_table, utcnow
@@ -501,7 +502,7 @@ def _pool_asset(
         kinds={"sql", "postgres"},
         deps=app_table_keys("leaderboard_entries", "leaderboard_entries_archive", "prize_pools"),
         partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=RANGE_IN_ONE_RUN,
         output_required=False,
         description=description,
         metadata={"dagster/table_name": "prize_pools"},

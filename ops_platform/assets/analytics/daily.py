@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from sqlalchemy import Engine, delete, insert, select
 
+from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.partitions import DAILY_PARTITIONS, OWNERS, parse_day
 from ops_platform.assets.analytics.sources import (
     course_day_frame,
@@ -89,6 +90,8 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
     pool=asset_pool("daily_course_analytics"),
     op_tags=op_tags("daily_course_analytics"),
     partitions_def=DAILY_PARTITIONS,
+    backfill_policy=RANGE_IN_ONE_RUN,
+    output_required=False,
     group_name="analytics",
     deps=[dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
     kinds={"pandas", "sql"},
@@ -105,19 +108,24 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
     ],
 )
 def daily_course_analytics(context: dg.AssetExecutionContext, database: Database):
-    started, day = time.perf_counter(), parse_day(context.partition_key)
-    with transient_retries(context):
-        frame = build_course_analytics(database.engine, day, utcnow())
-    return dg.MaterializeResult(
-        metadata=_daily_metadata(frame, started, day, "active_students"),
-        check_results=[check_daily_course_rows(database.engine, day)],
-    )
+    def one(key: str) -> PartitionOutcome:
+        started, day = time.perf_counter(), parse_day(key)
+        with transient_retries(context):
+            frame = build_course_analytics(database.engine, day, utcnow())
+        return PartitionOutcome(
+            metadata=_daily_metadata(frame, started, day, "active_students"),
+            checks=[check_daily_course_rows(database.engine, day)],
+        )
+
+    yield from materialize_partitions(context, one)
 
 
 @dg.asset(
     pool=asset_pool("daily_student_analytics"),
     op_tags=op_tags("daily_student_analytics"),
     partitions_def=DAILY_PARTITIONS,
+    backfill_policy=RANGE_IN_ONE_RUN,
+    output_required=False,
     group_name="analytics",
     deps=[dg.AssetKey("learning_events")],
     kinds={"pandas", "sql"},
@@ -127,7 +135,10 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
     "average quiz score (table daily_student_analytics).",
 )
 def daily_student_analytics(context: dg.AssetExecutionContext, database: Database):
-    started, day = time.perf_counter(), parse_day(context.partition_key)
-    with transient_retries(context):
-        frame = build_student_analytics(database.engine, day, utcnow())
-    return dg.MaterializeResult(metadata=_daily_metadata(frame, started, day, "lessons_completed"))
+    def one(key: str) -> PartitionOutcome:
+        started, day = time.perf_counter(), parse_day(key)
+        with transient_retries(context):
+            frame = build_student_analytics(database.engine, day, utcnow())
+        return PartitionOutcome(metadata=_daily_metadata(frame, started, day, "lessons_completed"))
+
+    yield from materialize_partitions(context, one)

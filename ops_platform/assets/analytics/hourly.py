@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from sqlalchemy import Connection, Engine, delete, insert, text
 
+from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.partitions import HOURLY_PARTITIONS, OWNERS
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
@@ -77,6 +78,8 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
     pool=asset_pool("hourly_platform_metrics"),
     op_tags=op_tags("hourly_platform_metrics"),
     partitions_def=HOURLY_PARTITIONS,
+    backfill_policy=RANGE_IN_ONE_RUN,
+    output_required=False,
     group_name="analytics",
     deps=[
         dg.AssetKey(name)
@@ -89,18 +92,21 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
     "queue and real-time outbox depth, failed Dagster runs (table hourly_platform_metrics).",
 )
 def hourly_platform_metrics(context: dg.AssetExecutionContext, database: Database):
-    started = time.perf_counter()
-    window = context.partition_time_window
-    start = window.start.astimezone(UTC)
-    failures = failed_runs_in(context.instance, start, window.end.astimezone(UTC))
-    with transient_retries(context):
-        row = build_hourly_metrics(database.engine, start, failures, utcnow())
-    shown = {k: v for k, v in row.items() if k not in ("hour", "computed_at")}
-    metadata = dict(shown)
-    metadata.update(
-        hour=start.isoformat(),
-        rows_written=1,
-        duration_s=round(time.perf_counter() - started, 3),
-        preview=dg.MetadataValue.md(markdown_table(None, [shown])),
-    )
-    return dg.MaterializeResult(metadata=metadata)
+    def one(key: str) -> PartitionOutcome:
+        started = time.perf_counter()
+        window = HOURLY_PARTITIONS.time_window_for_partition_key(key)
+        start = window.start.astimezone(UTC)
+        failures = failed_runs_in(context.instance, start, window.end.astimezone(UTC))
+        with transient_retries(context):
+            row = build_hourly_metrics(database.engine, start, failures, utcnow())
+        shown = {k: v for k, v in row.items() if k not in ("hour", "computed_at")}
+        metadata = dict(shown)
+        metadata.update(
+            hour=start.isoformat(),
+            rows_written=1,
+            duration_s=round(time.perf_counter() - started, 3),
+            preview=dg.MetadataValue.md(markdown_table(None, [shown])),
+        )
+        return PartitionOutcome(metadata=metadata)
+
+    yield from materialize_partitions(context, one)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from sqlalchemy import Connection, Engine, text
 
+from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.partitions import (
     MONTHLY_PARTITIONS,
     OWNERS,
@@ -183,6 +184,8 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
     pool=asset_pool("monthly_executive_summary"),
     op_tags=op_tags("monthly_executive_summary"),
     partitions_def=MONTHLY_PARTITIONS,
+    backfill_policy=RANGE_IN_ONE_RUN,
+    output_required=False,
     group_name="analytics",
     deps=[
         dg.AssetKey(name)
@@ -204,14 +207,17 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
 def monthly_executive_summary(
     context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
 ):
-    started, month_start = time.perf_counter(), parse_day(context.partition_key)
-    with transient_retries(context):
-        report = build_monthly_report(database.engine, month_start)
-        metadata = store_report(database.engine, object_store, report, utcnow())
-    this_month = report.metrics["this_month"]
-    metadata.update(
-        signups=this_month["users"]["signups"],
-        revenue_cents=this_month["revenue"]["revenue_cents"],
-        duration_s=round(time.perf_counter() - started, 3),
-    )
-    return dg.MaterializeResult(metadata=metadata)
+    def one(key: str) -> PartitionOutcome:
+        started, month_start = time.perf_counter(), parse_day(key)
+        with transient_retries(context):
+            report = build_monthly_report(database.engine, month_start)
+            metadata = store_report(database.engine, object_store, report, utcnow())
+        this_month = report.metrics["this_month"]
+        metadata.update(
+            signups=this_month["users"]["signups"],
+            revenue_cents=this_month["revenue"]["revenue_cents"],
+            duration_s=round(time.perf_counter() - started, 3),
+        )
+        return PartitionOutcome(metadata=metadata)
+
+    yield from materialize_partitions(context, one)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from sqlalchemy import Connection, Engine, select
 
+from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.partitions import OWNERS, WEEKLY_PARTITIONS, parse_day
 from ops_platform.assets.analytics.rendering import (
     Report,
@@ -162,6 +163,8 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
     pool=asset_pool("weekly_trend_report"),
     op_tags=op_tags("weekly_trend_report"),
     partitions_def=WEEKLY_PARTITIONS,
+    backfill_policy=RANGE_IN_ONE_RUN,
+    output_required=False,
     group_name="analytics",
     deps=[
         dg.AssetKey("daily_course_analytics"),
@@ -179,15 +182,18 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
 def weekly_trend_report(
     context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
 ):
-    started, week_start = time.perf_counter(), parse_day(context.partition_key)
-    with transient_retries(context):
-        report = build_weekly_report(database.engine, week_start)
-        metadata = store_report(database.engine, object_store, report, utcnow())
-    this_week = report.metrics["this_week"]
-    metadata.update(
-        active_students=this_week["active_students"],
-        lessons_completed=this_week["lessons_completed"],
-        days_recomputed=len(report.metrics["days_recomputed"]),
-        duration_s=round(time.perf_counter() - started, 3),
-    )
-    return dg.MaterializeResult(metadata=metadata)
+    def one(key: str) -> PartitionOutcome:
+        started, week_start = time.perf_counter(), parse_day(key)
+        with transient_retries(context):
+            report = build_weekly_report(database.engine, week_start)
+            metadata = store_report(database.engine, object_store, report, utcnow())
+        this_week = report.metrics["this_week"]
+        metadata.update(
+            active_students=this_week["active_students"],
+            lessons_completed=this_week["lessons_completed"],
+            days_recomputed=len(report.metrics["days_recomputed"]),
+            duration_s=round(time.perf_counter() - started, 3),
+        )
+        return PartitionOutcome(metadata=metadata)
+
+    yield from materialize_partitions(context, one)
