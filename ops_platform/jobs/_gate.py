@@ -69,8 +69,12 @@ def _overrides(config, keys: Iterable[str]) -> dict:
 
 
 def limits_for(context: dg.OpExecutionContext, config) -> tuple[Gate, Pacing]:
-    """The run's gate and pacing: run config, else its schedule's row, else the defaults."""
-    row = row_of_run(context.job_name, context.run.tags.get(SCHEDULE_TAG))
+    return limits(context.job_name, context.run.tags.get(SCHEDULE_TAG), config)
+
+
+def limits(job_name: str, schedule_name: str | None, config) -> tuple[Gate, Pacing]:
+    """A run's gate and pacing: run config, else its schedule's row, else the defaults."""
+    row = row_of_run(job_name, schedule_name)
     gate = row.gate if row else Gate()
     pacing = row.pacing if row else Pacing()
     return replace(gate, **_overrides(config, GATE_KEYS)), replace(

@@ -5,6 +5,7 @@ than their lock_timeout. Batch sizes follow the target duration on both database
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -89,6 +90,8 @@ def replicated():
     made by pg_basebackup -R; both stopped afterwards."""
     reason = pg_cluster.missing()
     if reason:
+        if os.environ.get("OPS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"OPS_REQUIRE_POSTGRES=1 but no throw-away cluster can start: {reason}")
         pytest.skip(reason)
     with pg_cluster.cluster_folder() as root:
         primary = pg_cluster.start_primary(root)

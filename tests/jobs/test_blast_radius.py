@@ -11,7 +11,8 @@ from sqlalchemy import func, insert, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._gate import Preview, judge
+from ops_platform.jobs._gate import Preview, judge, limits
+from ops_platform.jobs.auth import UnverifiedAccountCleanupConfig
 from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.alerts import Alerts
 from ops_platform.schedules.catalog import Gate
@@ -175,3 +176,42 @@ def test_dry_run_tells_what_the_gate_would_do_and_limits_come_from_run_config(da
 def test_judge(rows, size, history, refused):
     verdict = judge(Preview(rows, {"t": rows}), {"t": size}, history, Gate())
     assert verdict.refused is refused
+
+
+def test_limits_come_from_run_config_then_the_schedule_row_then_the_defaults():
+    row_gate, _ = limits("unverified_account_cleanup", None, UnverifiedAccountCleanupConfig())
+    assert row_gate == Gate(max_fraction=0.2)  # the schedule table's own limit
+    gate, pacing = limits(
+        "unverified_account_cleanup",
+        "unverified_account_cleanup_daily",
+        UnverifiedAccountCleanupConfig(max_fraction=0.4, lock_timeout_seconds=0.25),
+    )
+    assert (gate.max_fraction, gate.gate_min_rows, gate.max_factor) == (0.4, 1000, 10.0)
+    assert (pacing.lock_timeout_seconds, pacing.target_batch_seconds) == (0.25, 0.5)
+    assert limits("no_such_job", None, UnverifiedAccountCleanupConfig())[0] == Gate()
+
+
+GUARDED = {
+    "session_cleanup": "cleanup_sessions",
+    "token_cleanup": "cleanup_tokens",
+    "unverified_account_cleanup": "cleanup_unverified_accounts",
+    "team_member_cleanup": "cleanup_team_members",
+    "deliverable_expiry": "expire_deliverables",
+    "throne_expiry": "expire_thrones",
+    "festival_activation": "activate_festivals",
+    "game_cleanup": "cleanup_games",
+    "secret_rotation": "rotate_expired_secrets",
+    "orphaned_file_cleanup": "move_orphaned_files_to_trash",
+}
+
+
+@pytest.mark.parametrize("job_name", sorted(GUARDED))
+def test_every_job_that_changes_app_rows_takes_the_gate_keys(job_name):
+    from ops_platform.definitions import defs
+
+    job = defs.get_job_def(job_name)
+    keys = {"confirm_large": True, "gate_min_rows": 10, "max_fraction": 0.9, "max_factor": 3}
+    if job_name != "orphaned_file_cleanup":  # object-store pages: no batch transactions
+        keys.update(target_batch_seconds=0.2, max_replica_lag_seconds=5, lock_timeout_seconds=2)
+    config = {"ops": {GUARDED[job_name]: {"config": keys}}}
+    assert dg.validate_run_config(job, config)
