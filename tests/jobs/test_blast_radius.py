@@ -215,3 +215,37 @@ def test_every_job_that_changes_app_rows_takes_the_gate_keys(job_name):
         keys.update(target_batch_seconds=0.2, max_replica_lag_seconds=5, lock_timeout_seconds=2)
     config = {"ops": {GUARDED[job_name]: {"config": keys}}}
     assert dg.validate_run_config(job, config)
+
+
+def test_outbox_events_a_run_would_add_are_not_counted_as_changed_rows(database):
+    from ops_platform.jobs.engagement import throne_expiry
+
+    now = utcnow()
+    rows = [
+        {
+            "id": n,
+            "stream_id": n,
+            "holder_id": n,
+            "total_coins": 10,
+            "started_at": now - timedelta(days=1),
+            "expires_at": now - timedelta(minutes=1) if n <= 1_500 else now + timedelta(days=1),
+            "is_active": True,
+        }
+        for n in range(1, 2_001)
+    ]
+    with database.engine.begin() as connection:
+        connection.execute(insert(schema.thrones), rows)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = throne_expiry.execute_in_process(
+            resources={"database": database}, instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    message, metadata = step_failure(result)
+    assert "1,500 of the 2,000 rows of thrones (75%" in message
+    assert metadata["gate_rows"] == 3_000  # 1,500 updates and their 1,500 events
+    assert "gate_realtime_events_fraction" not in metadata
+    with database.engine.connect() as connection:
+        active = connection.execute(
+            select(func.count()).select_from(schema.thrones).where(schema.thrones.c.is_active)
+        ).scalar_one()
+    assert active == 2_000
