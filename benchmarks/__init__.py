@@ -21,6 +21,7 @@ BENCHMARKS = {
     "email": "benchmarks.email",
     "assets": "benchmarks.assets",
     "orphaned_files": "benchmarks.orphaned_files",
+    "metrics": "benchmarks.metrics",
 }
 
 

@@ -97,6 +97,24 @@ def _reset_database_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_dead_list(args: argparse.Namespace) -> int:
+    from ops_platform.dead_items import QUEUES, print_dead_list
+
+    settings = load_settings()
+    return print_dead_list(
+        settings.database_url, [args.queue] if args.queue else QUEUES, args.limit
+    )
+
+
+def _cmd_dead_replay(args: argparse.Namespace) -> int:
+    from ops_platform.dead_items import print_replay
+
+    settings = load_settings()
+    return print_replay(
+        settings.database_url, args.queue, None if args.all else args.id, dry_run=args.dry_run
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ops-platform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=None, help="steps run at once (default: CPU count)"
     )
     worker.set_defaults(func=_cmd_worker)
+
+    dead = commands.add_parser("dead", help="dead items of the email, payments and outbox queues")
+    dead_commands = dead.add_subparsers(dest="dead_command", required=True)
+    dead_list = dead_commands.add_parser(
+        "list", help="dead items, oldest first: id, age, attempts, last error"
+    )
+    dead_list.add_argument("--queue", choices=("email", "payments", "outbox"))
+    dead_list.add_argument("--limit", type=int, default=100, help="items shown per queue")
+    dead_list.set_defaults(func=_cmd_dead_list)
+    replay = dead_commands.add_parser(
+        "replay", help="put dead items back to pending with attempts reset (audited)"
+    )
+    replay.add_argument("--queue", choices=("email", "payments"), required=True)
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, nargs="+", help="item ids")
+    which.add_argument("--all", action="store_true", help="every dead item of the queue")
+    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    replay.set_defaults(func=_cmd_dead_replay)
     return parser
 
 

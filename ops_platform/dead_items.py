@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,12 +77,14 @@ def outbox_dead_clause(now: datetime):
     return and_(e.published_at.is_(None), e.created_at < now - OUTBOX_STUCK_AFTER)
 
 
-def count_dead(engine: Engine, queue: str, now: datetime) -> int:
+def count_dead_query(queue: str, now: datetime):
     table, clause = _table_and_clause(queue, now)
+    return select(func.count()).select_from(table).where(clause)
+
+
+def count_dead(engine: Engine, queue: str, now: datetime) -> int:
     with engine.connect() as connection:
-        return connection.execute(
-            select(func.count()).select_from(table).where(clause)
-        ).scalar_one()
+        return connection.execute(count_dead_query(queue, now)).scalar_one()
 
 
 def _table_and_clause(queue: str, now: datetime):
@@ -246,3 +249,66 @@ def record_replay(connection, **audit) -> None:
             run_id=audit["run_id"],
         )
     )
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f}d"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 60:.0f}m"
+
+
+def print_dead_list(database_url: str, queues: Sequence[str], limit: int) -> int:
+    from tabulate import tabulate
+
+    from ops_platform.db.engine import make_engine, utcnow
+
+    engine = make_engine(database_url)
+    now = utcnow()
+    try:
+        for queue in queues:
+            total = count_dead(engine, queue, now)
+            items = list_dead(engine, queue, now, limit=limit) if total else []
+            shown = f", oldest {len(items)} shown" if len(items) < total else ""
+            print(f"{queue}: {total} dead{shown}")
+            if items:
+                rows = [
+                    [
+                        item.id,
+                        _age(item.age_s(now)),
+                        "-" if item.attempts is None else item.attempts,
+                        (item.last_error or "").replace("\n", " ")[:120],
+                    ]
+                    for item in items
+                ]
+                print(tabulate(rows, headers=["id", "age", "attempts", "last error"]))
+            print()
+    finally:
+        engine.dispose()
+    return 0
+
+
+def print_replay(database_url: str, queue: str, ids: Sequence[int] | None, dry_run: bool) -> int:
+    from ops_platform.db.engine import make_engine, utcnow
+
+    engine = make_engine(database_url)
+    try:
+        result = replay_dead(engine, queue, utcnow(), ids, dry_run=dry_run)
+    except ValueError as error:
+        print(f"ops-platform: {error}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    verb = "would put" if dry_run else "put"
+    print(f"{queue}: {verb} {result.replayed} dead items back to pending (attempts reset)")
+    if result.skipped:
+        print(f"not dead (already sent or settled, or unknown), left alone: {result.skipped}")
+    if not dry_run and result.replayed:
+        print(f"audited in dead_item_replays as {who_am_i()}")
+    return 0

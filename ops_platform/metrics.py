@@ -23,7 +23,7 @@ from datetime import datetime
 
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
@@ -38,6 +38,7 @@ RUN_STATUSES = (
     dg.DagsterRunStatus.CANCELED,
 )
 EMAIL_STATES = ("pending", "processing", "failed", "dead")
+EMAIL_LEASE_S = 300  # email_queue's default lease: a claim older than this is due again
 
 
 def _gauge(name: str, documentation: str, labels: list[str]):
@@ -95,7 +96,8 @@ def run_stats(instance: dg.DagsterInstance, jobs: list[str]) -> tuple[dict[str, 
     """Per job: finished runs by status, newest success and newest finished run, failures
     since the last success; and the rows of those runs by storage id. Three statements on the
     run storage's `runs` table, whatever the number of jobs (a per-job API call each would be
-    hundreds of round trips per scrape)."""
+    hundreds of round trips per scrape): one aggregate over the finished runs (the instance
+    keeps `run_retention_days` of them), then index ranges only."""
     from dagster._core.storage.runs.schema import RunsTable as runs
 
     from ops_platform.status import FINISHED, NOT_SUCCESS
@@ -114,22 +116,17 @@ def run_stats(instance: dg.DagsterInstance, jobs: list[str]) -> tuple[dict[str, 
             if status == dg.DagsterRunStatus.SUCCESS.value:
                 job_runs.last_success_id = newest
             job_runs.newest_finished_id = max(newest, job_runs.newest_finished_id or 0)
-        success = runs.alias("success")
-        since = (
-            select(func.coalesce(func.max(success.c.id), 0))
-            .where(
-                success.c.pipeline_name == r.pipeline_name,
-                success.c.status == dg.DagsterRunStatus.SUCCESS.value,
+        # Failures since each job's last success: an index range per job (pipeline_name, id),
+        # only the runs after that success.
+        since_success = or_(
+            *(
+                and_(r.pipeline_name == job, r.id > (job_runs.last_success_id or 0))
+                for job, job_runs in stats.items()
             )
-            .scalar_subquery()
         )
         for job, count in connection.execute(
             select(r.pipeline_name, func.count())
-            .where(
-                r.pipeline_name.in_(jobs),
-                r.status.in_([status.value for status in NOT_SUCCESS]),
-                r.id > since,
-            )
+            .where(since_success, r.status.in_([status.value for status in NOT_SUCCESS]))
             .group_by(r.pipeline_name)
         ):
             stats[job].consecutive_failures = count
@@ -143,7 +140,12 @@ def run_stats(instance: dg.DagsterInstance, jobs: list[str]) -> tuple[dict[str, 
     return stats, rows
 
 
-def job_families(instance: dg.DagsterInstance, defs: dg.Definitions) -> Iterator:
+def job_families(
+    instance: dg.DagsterInstance, defs: dg.Definitions, rows_cache: dict | None = None
+) -> Iterator:
+    """The job families; `rows_cache` keeps each finished run's rows changed by run id (a
+    finished run's events never change), so a scrape reads events only of new successes."""
+    rows_cache = {} if rows_cache is None else rows_cache
     last_success = _gauge(
         "ops_job_last_success_timestamp_seconds",
         "End of the job's newest successful run (Unix time); absent before its first success.",
@@ -183,7 +185,9 @@ def job_families(instance: dg.DagsterInstance, defs: dg.Definitions) -> Iterator
         success = rows.get(job_runs.last_success_id)
         if success is not None:
             last_success.add_metric([job], success.end_time or success.start_time)
-            changed = rows_changed_of_run(instance, success.run_id)
+            if success.run_id not in rows_cache:
+                rows_cache[success.run_id] = rows_changed_of_run(instance, success.run_id)
+            changed = rows_cache[success.run_id]
             if changed is not None:
                 rows_changed.add_metric([job], changed)
     yield from (last_success, duration, runs, failures, rows_changed)
@@ -275,8 +279,8 @@ def partition_family(instance: dg.DagsterInstance, defs: dg.Definitions, now: da
 
 def queue_families(engine: Engine, now: datetime) -> Iterator:
     """Depth of each queue state and the age of each queue's oldest waiting item."""
-    from ops_platform.dead_items import QUEUES, count_dead
-    from ops_platform.jobs.email import count_due, due_clause
+    from ops_platform.dead_items import QUEUES, count_dead_query
+    from ops_platform.jobs.email import due_clause
 
     depth = _gauge(
         "ops_queue_depth",
@@ -303,10 +307,10 @@ def queue_families(engine: Engine, now: datetime) -> Iterator:
         )
         for state in EMAIL_STATES:
             depth.add_metric(["email", state], by_state.get(state, 0))
-        depth.add_metric(["email", "due"], count_due(connection, now))
-        oldest_due = connection.execute(
-            select(func.min(q.scheduled_for)).where(due_clause(now, 300))
-        ).scalar()
+        due, oldest_due = connection.execute(
+            select(func.count(), func.min(q.scheduled_for)).where(due_clause(now, EMAIL_LEASE_S))
+        ).one()
+        depth.add_metric(["email", "due"], due)
         pending, oldest_pending = connection.execute(
             select(func.count(), func.min(p.created_at)).where(p.status == "pending")
         ).one()
@@ -315,9 +319,11 @@ def queue_families(engine: Engine, now: datetime) -> Iterator:
             select(func.count(), func.min(e.created_at)).where(e.published_at.is_(None))
         ).one()
         depth.add_metric(["outbox", "unpublished"], unpublished)
-    for queue in QUEUES:
-        if queue != "email":
-            depth.add_metric([queue, "dead"], count_dead(engine, queue, now))
+        for queue in QUEUES:
+            if queue != "email":  # email's dead are among its states above
+                depth.add_metric(
+                    [queue, "dead"], connection.execute(count_dead_query(queue, now)).scalar_one()
+                )
     for queue, since in (
         ("email", oldest_due),
         ("payments", oldest_pending),
@@ -343,6 +349,7 @@ class OpsCollector:
     ):
         self.instance, self.defs, self.engine, self.clock = instance, defs, engine, clock
         self._lock = threading.Lock()  # one scrape at a time: concurrent ones would only queue
+        self._rows_changed: dict[str, int | None] = {}
 
     def collect(self) -> Iterator:
         with self._lock:
@@ -369,9 +376,14 @@ class OpsCollector:
             took.add_metric([], time.perf_counter() - started)
             yield took
 
+    def _rows_cache(self) -> dict:
+        if len(self._rows_changed) > 10_000:  # only the newest success per job is ever asked
+            self._rows_changed.clear()
+        return self._rows_changed
+
     def _instance_families(self, now: datetime) -> list:
         return [
-            *job_families(self.instance, self.defs),
+            *job_families(self.instance, self.defs, self._rows_cache()),
             schedule_family(self.instance, self.defs),
             partition_family(self.instance, self.defs, now),
             daemon_family(self.instance, now),

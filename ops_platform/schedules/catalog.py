@@ -3,7 +3,7 @@
 Cron, timezone, tier, enable-group and maximum runtime of each job and asset live here;
 schedules and run tags (`dagster/priority`, `dagster/max_runtime`, `ops/singleton`,
 `ops/group`) are derived from this table, never written by hand on a job.
-A row whose `cron` is None is sensor-driven: it still gives its job the tags.
+A row whose `cron` is None is sensor-driven or launched by hand: it still gives its job the tags.
 """
 
 from __future__ import annotations
@@ -342,6 +342,17 @@ SCHEDULES: tuple[ScheduleRow, ...] = (
     ),
     ScheduleRow(
         "realtime_publish_sensor", "realtime_publish", "job", None, "high", "engagement", 5 * MIN
+    ),
+    # --- launched by hand (the UI, `ops-platform dead replay`) -------------------------------
+    ScheduleRow(
+        "replay_dead_items_manual",
+        "replay_dead_items",
+        "job",
+        None,
+        "high",
+        "maintenance",
+        10 * MIN,
+        description="launched by hand from the UI; no schedule",
     ),
 )
 
