@@ -572,6 +572,22 @@ job_locks = Table(
     Column("expires_at", Ts, nullable=False),
 )
 
+# One row per replay of dead items (`ops-platform dead replay`, job replay_dead_items):
+# who asked, when, which queue, how many, which ids.
+dead_item_replays = Table(
+    "dead_item_replays",
+    state_metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("queue", String(16), nullable=False),
+    Column("requested", Integer, nullable=False),
+    Column("replayed", Integer, nullable=False),
+    Column("item_ids", Text, nullable=False),  # JSON list of the ids put back
+    Column("requested_by", String(200), nullable=False),
+    Column("replayed_at", Ts, nullable=False),
+    Column("run_id", String(64)),  # the Dagster run, when replayed by the job
+    Index("ix_dead_item_replays_replayed_at", "replayed_at"),
+)
+
 
 def find_table(name: str) -> Table:
     """The app's or the project's table called `name`."""
