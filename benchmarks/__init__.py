@@ -22,6 +22,7 @@ BENCHMARKS = {
     "assets": "benchmarks.assets",
     "orphaned_files": "benchmarks.orphaned_files",
     "metrics": "benchmarks.metrics",
+    "overhead": "benchmarks.overhead",
 }
 
 

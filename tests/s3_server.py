@@ -2,18 +2,21 @@
 
 import contextlib
 import functools
+import os
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
-from dagster_aws.s3 import S3Resource
 from moto.server import ThreadedMotoServer
 
 from ops_platform.resources.object_store import LocalObjectStore, S3ObjectStore
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 REGION = "us-east-1"
+# The store takes its credentials from the AWS chain, as in production; moto accepts any.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
 
 
 @contextlib.contextmanager
@@ -43,7 +46,9 @@ def make_bucket(endpoint: str) -> str:
 def s3_store(endpoint: str, bucket: str, **fields) -> S3ObjectStore:
     return S3ObjectStore(
         bucket=bucket,
-        s3=S3Resource(endpoint_url=endpoint, region_name=REGION, max_attempts=3, **CREDENTIALS),
+        endpoint_url=endpoint,
+        region_name=REGION,
+        max_attempts=3,
         **fields,
     )
 

@@ -1,5 +1,9 @@
 """The code location loads, and the schedule table is sound."""
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,3 +127,49 @@ def test_every_scheduled_asset_has_its_concurrency_pool():
         asset = repo.assets_defs_by_key[dg.AssetKey(row.target)]
         node = asset.node_def
         assert node.pool == asset_pool(row.target) == row.job_name, row.target
+
+
+# Imported inside the functions that use them, never when the definitions load (every run,
+# step process and code-server reload imports them).
+HEAVY_MODULES = (
+    "matplotlib",
+    "pandas",
+    "numpy",
+    "boto3",
+    "botocore",
+    "dagster_aws",
+    "redis",
+    "cryptography",
+    "alembic",
+    "urllib3",
+    "tabulate",
+)
+
+EVERY_SERVICE_CONFIGURED = {
+    "OPS_S3_BUCKET": "bucket",
+    "OPS_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+    "OPS_SMTP_URL": "smtp://127.0.0.1:2525",
+    "OPS_PAYMENTS_URL": "http://127.0.0.1:9",
+    "OPS_REDIS_URL": "redis://127.0.0.1:9/0",
+    "OPS_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+    "OPS_ALERT_EMAIL": "ops@example.com",
+}
+
+
+@pytest.mark.parametrize(
+    "env", [{}, EVERY_SERVICE_CONFIGURED], ids=["embedded defaults", "every service configured"]
+)
+def test_definitions_load_without_heavy_libraries(env, tmp_path):
+    probe = (
+        "import json, sys\n"
+        "import ops_platform.definitions\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))\n"
+    )
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("OPS_", "AWS_"))
+    }
+    environment.update(env, OPS_DATA_DIR=str(tmp_path), PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -7,8 +7,11 @@ every 30 minutes, each one set-based statement written back to the table the app
   half-life. Ranks 1..N with no gaps and no ties (equal scores: lower stream id first). The
   table's contents are replaced in one transaction, so the app never reads a half ranking.
 - `user_trust_scores`: `base + Σ weight × 0.5^(age / half-life)` over the user's
-  `reputation_events` up to now, clamped to 0–100, written with `trust_score_updated_at`
-  to every user; a user without events gets the neutral base score.
+  `reputation_events` up to now, clamped to 0–100; a user without events gets the neutral
+  base score. Every score is recomputed, but only written (with `trust_score_updated_at`)
+  where it moved by at least its display precision, 0.01, or was last written more than
+  24 h ago, and for new users: in 30 minutes few rounded scores change, and rewriting a
+  million rows for nothing costs the database a full table of dead rows each run.
 """
 
 import time
@@ -254,44 +257,87 @@ def one_ranking_row_per_stream(
 
 
 # --- user_trust_scores ----------------------------------------------------------------
-def _trust_update_sql(bind) -> str:
-    clamp = lambda expr: f"{least(bind, '100.0', greatest(bind, '0.0', expr))}"  # noqa: E731
+# Scores are shown with two decimals: a recomputed score closer than this to the stored one
+# would look the same, so it is not written (the stored score is never off by more).
+TRUST_SCORE_PRECISION = 0.01
+# Every score is rewritten at least this often, changed or not, so `trust_score_updated_at`
+# says when the score was last confirmed.
+TRUST_REFRESH_AFTER = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class TrustScoreUpdate:
+    examined: int  # users whose score was recomputed
+    written: int  # users whose row was written: changed by >= the precision, or due a refresh
+
+
+def _trust_score_sql(bind, users: str) -> str:
+    """`id`, `score` (the new one), `stored` and `stored_at` of every user in `users`."""
+    clamp = lambda expr: least(bind, "100.0", greatest(bind, "0.0", expr))  # noqa: E731
     decayed = f"weight * {decay_sql(bind, 'created_at')}"
     if is_postgres(bind):
         # One pass: aggregate the events per user (hash aggregate), join every user to it.
-        return f"""
-            UPDATE users AS u
-            SET trust_score = {clamp(":base + COALESCE(r.delta, 0.0)")},
-                trust_score_updated_at = :now
-            FROM users AS m
+        delta = "r.delta"
+        source = f"""{users} AS m
             LEFT JOIN (
                 SELECT user_id, SUM({decayed}) AS delta
                 FROM reputation_events WHERE created_at <= :now
                 GROUP BY user_id
-            ) AS r ON r.user_id = m.id
-            WHERE u.id = m.id
-        """
-    # SQLite: a correlated sum per user, served by ix_reputation_events_user_id.
+            ) AS r ON r.user_id = m.id"""
+    else:
+        # SQLite: a correlated sum per user, served by ix_reputation_events_user_id.
+        delta = f"""(SELECT SUM({decayed}) FROM reputation_events AS r
+                     WHERE r.user_id = m.id AND r.created_at <= :now)"""
+        source = f"{users} AS m"
+    return f"""
+        SELECT m.id, {clamp(f":base + COALESCE({delta}, 0.0)")} AS score,
+               m.trust_score AS stored, m.trust_score_updated_at AS stored_at
+        FROM {source}
+    """
+
+
+def _trust_update_sql(bind) -> str:
+    # Only the rows worth writing leave the subquery: new users (never scored), scores due a
+    # refresh, and scores that moved by at least the precision (clamping included).
     return f"""
         UPDATE users
-        SET trust_score = {
-        clamp(f'''(:base + COALESCE((
-                SELECT SUM({decayed}) FROM reputation_events AS r
-                WHERE r.user_id = users.id AND r.created_at <= :now), 0.0))''')
-    },
-            trust_score_updated_at = :now
+        SET trust_score = c.score, trust_score_updated_at = :now
+        FROM (
+            SELECT id, score FROM ({_trust_score_sql(bind, "users")}) AS s
+            WHERE stored_at IS NULL OR stored_at < :refresh_before OR stored IS NULL
+               OR ABS(stored - score) >= :min_change
+        ) AS c
+        WHERE users.id = c.id
     """
 
 
 def update_trust_scores(
-    connection: Connection, now: datetime, base_score: float, half_life: timedelta
-) -> int:
-    """Set `trust_score` and `trust_score_updated_at` of every user as of `now`;
-    returns the number of users updated."""
+    connection: Connection,
+    now: datetime,
+    base_score: float,
+    half_life: timedelta,
+    *,
+    min_change: float = TRUST_SCORE_PRECISION,
+    refresh_after: timedelta = TRUST_REFRESH_AFTER,
+) -> TrustScoreUpdate:
+    """Recompute every user's trust score as of `now` and write `trust_score` and
+    `trust_score_updated_at` where the score moved by at least `min_change` or was last
+    written before `now - refresh_after` (new users always). `min_change=0` rewrites every
+    user (the full recompute)."""
     if not 0 <= base_score <= 100:
         raise ValueError(f"base score must be within 0–100, got {base_score}")
-    params = {"now": now, "base": float(base_score), **decay_params(now, half_life)}
-    return connection.execute(text(_trust_update_sql(connection)), params).rowcount
+    if min_change < 0 or refresh_after < timedelta(0):
+        raise ValueError("min_change and refresh_after must not be negative")
+    params = {
+        "now": now,
+        "base": float(base_score),
+        "min_change": float(min_change),
+        "refresh_before": now - refresh_after,
+        **decay_params(now, half_life),
+    }
+    written = connection.execute(text(_trust_update_sql(connection)), params).rowcount
+    examined = connection.execute(text("SELECT COUNT(*) FROM users")).scalar_one()
+    return TrustScoreUpdate(examined=int(examined), written=written)
 
 
 def trust_summary(connection: Connection, limit: int = 10) -> tuple[dict, str]:
@@ -336,6 +382,17 @@ class TrustScoresConfig(dg.Config):
     half_life_days: float = Field(
         default=90.0, gt=0, description="A reputation event's weight halves every half-life."
     )
+    min_change: float = Field(
+        default=TRUST_SCORE_PRECISION,
+        ge=0,
+        description="A recomputed score is written when it moved by at least this much "
+        "(the two decimals it is shown with); 0 rewrites every user.",
+    )
+    refresh_after_hours: float = Field(
+        default=TRUST_REFRESH_AFTER.total_seconds() / 3600,
+        ge=0,
+        description="A score last written longer ago than this is rewritten even if unchanged.",
+    )
     preview_rows: int = Field(default=10, ge=1, le=100)
 
 
@@ -348,8 +405,9 @@ class TrustScoresConfig(dg.Config):
     deps=app_table_keys("users", "reputation_events"),
     description=(
         "Trust score 0–100 of every user: a neutral base plus the user's reputation events, "
-        "weighted and exponentially time-decayed, clamped. Written to `users.trust_score` and "
-        "`users.trust_score_updated_at` for every user in one statement."
+        "weighted and exponentially time-decayed, clamped. Recomputed for every user in one "
+        "statement that writes `users.trust_score` and `users.trust_score_updated_at` only "
+        "where the score moved by at least 0.01 or was last written over 24 h ago."
     ),
     metadata={"dagster/table_name": "users"},
 )
@@ -359,21 +417,33 @@ def user_trust_scores(
     now = utcnow()
     started = time.perf_counter()
     with transient_retries(context), database.begin() as connection:
-        updated = update_trust_scores(
-            connection, now, config.base_score, timedelta(days=config.half_life_days)
+        update = update_trust_scores(
+            connection,
+            now,
+            config.base_score,
+            timedelta(days=config.half_life_days),
+            min_change=config.min_change,
+            refresh_after=timedelta(hours=config.refresh_after_hours),
         )
     seconds = time.perf_counter() - started
     with database.connect() as connection:
         figures, preview = trust_summary(connection, config.preview_rows)
-    context.log.info(f"trust scores of {updated} users updated in {seconds:.2f}s")
+    context.log.info(
+        f"trust scores of {update.examined} users recomputed, {update.written} written, "
+        f"in {seconds:.2f}s"
+    )
     return dg.MaterializeResult(
         metadata={
-            "row_count": updated,
+            "row_count": update.examined,
+            "rows_examined": update.examined,
+            "rows_written": update.written,
             **figures,
             "duration_s": round(seconds, 3),
             "computed_at": now.isoformat(),
             "base_score": config.base_score,
             "half_life_days": config.half_life_days,
+            "min_change": config.min_change,
+            "refresh_after_hours": config.refresh_after_hours,
             "preview": dg.MetadataValue.md(preview),
         }
     )
@@ -392,23 +462,46 @@ def trust_scores_within_range(database: Database) -> dg.AssetCheckResult:
     )
 
 
+def _latest_trust_run(context: dg.AssetCheckExecutionContext) -> tuple[datetime | None, float]:
+    """When the latest materialization computed the scores, and its refresh age in hours."""
+    event = context.instance.get_latest_materialization_event(user_trust_scores.key)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    computed_at = metadata.get("computed_at")
+    refresh = metadata.get("refresh_after_hours")
+    return (
+        as_utc(computed_at.value) if computed_at is not None else None,
+        float(refresh.value) if refresh is not None else TrustScoresConfig().refresh_after_hours,
+    )
+
+
 @dg.asset_check(
     asset=user_trust_scores,
-    description="Every user was updated by the latest run (no trust_score_updated_at older than it).",
+    description="Every user's score was written or confirmed by the latest run: none never "
+    "scored, none last written longer than the refresh age before that run.",
 )
-def trust_scores_updated_for_every_user(database: Database) -> dg.AssetCheckResult:
+def trust_scores_updated_for_every_user(
+    context: dg.AssetCheckExecutionContext, database: Database
+) -> dg.AssetCheckResult:
+    computed_at, refresh_hours = _latest_trust_run(context)
     with database.connect() as connection:
-        stale, latest = connection.execute(
+        if computed_at is None:  # no run recorded: the newest write stands for it
+            computed_at = as_utc(
+                connection.execute(text("SELECT MAX(trust_score_updated_at) FROM users")).scalar()
+            )
+        stale = connection.execute(
             text("""
-                SELECT COUNT(*), (SELECT MAX(trust_score_updated_at) FROM users) FROM users
-                WHERE trust_score_updated_at IS NULL
-                   OR trust_score_updated_at < (SELECT MAX(trust_score_updated_at) FROM users)
-            """)
-        ).one()
-    latest = as_utc(latest)
+                SELECT COUNT(*) FROM users
+                WHERE trust_score_updated_at IS NULL OR trust_score_updated_at < :oldest
+            """),
+            {"oldest": (computed_at or utcnow()) - timedelta(hours=refresh_hours)},
+        ).scalar()
     return dg.AssetCheckResult(
         passed=stale == 0,
-        metadata={"stale_users": stale, "latest_update": latest.isoformat() if latest else "never"},
+        metadata={
+            "stale_users": stale,
+            "latest_run": computed_at.isoformat() if computed_at else "never",
+            "refresh_after_hours": refresh_hours,
+        },
     )
 
 

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from cryptography.fernet import Fernet, MultiFernet
 from pydantic import Field
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
@@ -43,10 +43,16 @@ from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.db.pacing import run_paced, use_pacer
 from ops_platform.jobs._common import GuardedJobConfig, singleton, transient_retries
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
+from ops_platform.lazy import lazy_module
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import job_tags, op_tags
 from ops_platform.settings import SettingsError
+
+if TYPE_CHECKING:
+    from cryptography import fernet as fernet_lib
+else:
+    fernet_lib = lazy_module("cryptography.fernet")
 
 KEY_ENV = "OPS_SECRETS_KEY"
 KEY_FILE_NAME = "secrets.key"
@@ -59,7 +65,7 @@ MAX_LISTED = 50
 
 @dataclass(frozen=True)
 class SecretCipher:
-    fernet: MultiFernet
+    fernet: "fernet_lib.MultiFernet"
     source: str  # where the key came from, for metadata (never the key itself)
 
     def encrypt(self, value: str) -> str:
@@ -69,19 +75,19 @@ class SecretCipher:
         return self.fernet.decrypt(ciphertext.encode()).decode()
 
 
-def _fernet_keys(raw: str, where: str) -> MultiFernet:
+def _fernet_keys(raw: str, where: str) -> "fernet_lib.MultiFernet":
     keys = [key.strip() for key in raw.split(",") if key.strip()]
     if not keys:
         raise SettingsError(f"{where} is empty; it must hold a Fernet key (Fernet.generate_key())")
     fernets = []
     for number, key in enumerate(keys, 1):
         try:
-            fernets.append(Fernet(key))
+            fernets.append(fernet_lib.Fernet(key))
         except (ValueError, TypeError):
             raise SettingsError(
                 f"{where}: key #{number} is not a Fernet key (32 url-safe base64-encoded bytes)"
             ) from None
-    return MultiFernet(fernets)
+    return fernet_lib.MultiFernet(fernets)
 
 
 def load_cipher(env: dict | None = None, data_dir: Path | None = None) -> SecretCipher:
@@ -97,7 +103,7 @@ def load_cipher(env: dict | None = None, data_dir: Path | None = None) -> Secret
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
-                handle.write(Fernet.generate_key())
+                handle.write(fernet_lib.Fernet.generate_key())
         except FileExistsError:
             pass  # another process created it first: use theirs
     if stat.S_IMODE(path.stat().st_mode) & 0o077:

@@ -11,7 +11,8 @@ know which one they talk to:
 - `delete_many(keys)` → number of keys deleted
 
 `S3ObjectStore` goes through dagster-aws's `S3Resource` (bucket `OPS_S3_BUCKET`, endpoint
-`OPS_S3_ENDPOINT_URL`). botocore's "standard" retry mode already retries throttling, 5xx
+`OPS_S3_ENDPOINT_URL`), built with the first request: boto3 is not loaded by runs that never
+touch the store. botocore's "standard" retry mode already retries throttling, 5xx
 and connection errors with exponential backoff and jitter; on top of it every call gets a
 few more attempts of our own (full jitter) so a longer S3 hiccup does not fail a run, and a
 fault that outlasts them surfaces as `TransientObjectStoreError` for the op to turn into a
@@ -27,13 +28,19 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import dagster as dg
-from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
+
+from ops_platform.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import botocore.exceptions as boto_errors
+    import dagster_aws.s3 as dagster_aws_s3
+else:
+    boto_errors = lazy_module("botocore.exceptions")
+    dagster_aws_s3 = lazy_module("dagster_aws.s3")
 
 T = TypeVar("T")
 
@@ -255,34 +262,48 @@ class LocalObjectStore(ObjectStore):
 
 def _is_transient_s3_error(error: BaseException) -> bool:
     # Connection refused/reset/timed out, or a response cut off half way.
-    if isinstance(error, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+    if isinstance(
+        error,
+        (boto_errors.ConnectionError, boto_errors.HTTPClientError, boto_errors.IncompleteReadError),
+    ):
         return True
-    if isinstance(error, ClientError):
+    if isinstance(error, boto_errors.ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return code in TRANSIENT_S3_CODES or status >= 500 or status == 429
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
+S3_CLIENT_FIELDS = {
+    "endpoint_url",
+    "region_name",
+    "profile_name",
+    "max_attempts",
+}
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
 
-def _shared_client(s3: S3Resource):
+def _shared_client(client_config: dict):
     """One boto3 client per S3 configuration and process: building one loads botocore's
     service model (about half a second), and clients are thread-safe."""
-    config = s3.model_dump_json()
+    key = repr(sorted(client_config.items()))
     with _clients_lock:
-        if config not in _clients:
-            _clients[config] = s3.get_client()
-        return _clients[config]
+        if key not in _clients:
+            _clients[key] = dagster_aws_s3.S3Resource(**client_config).get_client()
+        return _clients[key]
 
 
 class S3ObjectStore(ObjectStore):
     """Objects in an S3 (or S3-compatible) bucket, through dagster-aws's `S3Resource`."""
 
     bucket: str
-    s3: S3Resource
+    # The client's settings (those of dagster-aws's S3Resource). Credentials come from the
+    # usual AWS chain (environment, profile, instance role), never from this config.
+    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint.")
+    region_name: str | None = None
+    profile_name: str | None = None
+    max_attempts: int = Field(default=5, ge=1, description="botocore's own attempts per call.")
     retry_attempts: int = Field(
         default=4, ge=1, description="Our own attempts per call, on top of botocore's."
     )
@@ -294,7 +315,9 @@ class S3ObjectStore(ObjectStore):
     @property
     def client(self):
         if self._client is None:
-            self._client = _shared_client(self.s3)
+            self._client = _shared_client(
+                self.model_dump(include=S3_CLIENT_FIELDS, exclude_none=True)
+            )
         return self._client
 
     def uri(self, key: str) -> str:
@@ -339,7 +362,7 @@ class S3ObjectStore(ObjectStore):
                 f"get {key}",
                 lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(),
             )
-        except ClientError as error:
+        except boto_errors.ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise ObjectStoreError(f"no object {key!r} in s3://{self.bucket}") from None
             raise
@@ -350,7 +373,7 @@ class S3ObjectStore(ObjectStore):
             head = self._call(
                 f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key)
             )
-        except ClientError as error:
+        except boto_errors.ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
@@ -420,7 +443,7 @@ def build_object_store(settings) -> ObjectStore:
     if settings.s3_bucket:
         return S3ObjectStore(
             bucket=settings.s3_bucket,
-            s3=S3Resource(endpoint_url=settings.s3_endpoint_url, max_attempts=5),
+            endpoint_url=settings.s3_endpoint_url,
             **prefixes,
         )
     return LocalObjectStore(root=str(settings.local_object_store_dir), **prefixes)

@@ -36,14 +36,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import dagster as dg
-import urllib3
 from pydantic import Field, PrivateAttr
 
+from ops_platform.lazy import lazy_module
 from ops_platform.resources._environment import from_environment
+
+if TYPE_CHECKING:
+    import urllib3
+else:
+    urllib3 = lazy_module("urllib3")
 
 STATUSES = ("pending", "succeeded", "failed", "canceled", "expired")
 FINAL_STATUSES = ("succeeded", "failed", "canceled", "expired")
@@ -219,7 +224,7 @@ class PaymentProvider(dg.ConfigurableResource):
         return self._http_status(provider_ref)
 
     # -- HTTP --------------------------------------------------------------------------------
-    def _http(self) -> urllib3.PoolManager:
+    def _http(self) -> "urllib3.PoolManager":
         with self._pool_lock:
             if self._pool is None:
                 self._pool = urllib3.PoolManager(

@@ -11,13 +11,19 @@ redis-py with exponential backoff and jitter, and what still fails raises
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import redis
 from pydantic import Field, PrivateAttr
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
+
+from ops_platform.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import redis
+    import redis.backoff
+    import redis.retry
+else:
+    redis = lazy_module("redis")
 
 from ops_platform.resources._environment import from_environment
 from ops_platform.settings import redact_url
@@ -46,7 +52,9 @@ class RealtimePublisher(dg.ConfigurableResource):
                 self.url,
                 socket_timeout=self.socket_timeout_s,
                 socket_connect_timeout=self.socket_timeout_s,
-                retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), self.retries),
+                retry=redis.retry.Retry(
+                    redis.backoff.ExponentialWithJitterBackoff(base=0.1, cap=2.0), self.retries
+                ),
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
         return self._client

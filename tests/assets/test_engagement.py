@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import insert, select, text, update
 
 from ops_platform.assets.engagement import (
+    TrustScoreUpdate,
     one_ranking_row_per_stream,
     rank_streams,
     stream_rankings,
@@ -210,8 +211,8 @@ def _trust(engine):
 def test_update_trust_scores_exact_clamped_and_every_user(engine):
     _trust_fixture(engine, NOW)
     with engine.begin() as connection:
-        updated = update_trust_scores(connection, NOW, base_score=50, half_life=HALF_LIFE)
-    assert updated == 7
+        update = update_trust_scores(connection, NOW, base_score=50, half_life=HALF_LIFE)
+    assert update == TrustScoreUpdate(examined=7, written=7)
     scores = _trust(engine)
     for user, expected in EXPECTED_TRUST.items():
         assert scores[user][0] == pytest.approx(expected, abs=1e-9), user
@@ -245,6 +246,7 @@ def test_user_trust_scores_asset_updates_every_user_and_passes_checks(engine, da
     [materialization] = result.asset_materializations_for_node("user_trust_scores")
     metadata = materialization.metadata
     assert metadata["row_count"].value == 7
+    assert metadata["rows_examined"].value == 7 and metadata["rows_written"].value == 7
     assert metadata["users_at_0"].value == 1 and metadata["users_at_100"].value == 1
     assert "**Highest trust**" in metadata["preview"].value
     checks = _check_results(result)
@@ -290,3 +292,99 @@ def test_decay_matches_the_half_life_formula(engine):
     age_days = 33 + 5 / 24
     expected = 40 + 30 * math.pow(0.5, age_days / 90)
     assert _trust(engine)[1][0] == pytest.approx(expected, rel=1e-9)
+
+
+# --- trust scores: only what changed is written --------------------------------------------
+def _scores(engine) -> dict[int, float]:
+    return {user: score for user, (score, _) in _trust(engine).items()}
+
+
+def _full_recompute(engine, now) -> dict[int, float]:
+    """Every user's score rewritten (min_change 0), in a transaction rolled back."""
+    with engine.connect() as connection, connection.begin() as transaction:
+        update_trust_scores(connection, now, 50, HALF_LIFE, min_change=0)
+        rows = connection.execute(select(schema.users.c.id, schema.users.c.trust_score)).all()
+        transaction.rollback()
+    return dict(rows)
+
+
+def _assert_same_as_full_recompute(engine, now):
+    full = _full_recompute(engine, now)
+    ours = _scores(engine)
+    assert set(ours) == set(full)
+    for user, score in full.items():
+        assert abs(ours[user] - score) < 0.01, (user, ours[user], score)
+
+
+def test_incremental_trust_scores_write_only_changed_users_and_equal_a_full_recompute(engine):
+    _trust_fixture(engine, NOW)
+    with engine.begin() as connection:
+        first = update_trust_scores(connection, NOW, 50, HALF_LIFE)
+    assert first == TrustScoreUpdate(examined=7, written=7)  # never scored: all written
+
+    later = NOW + timedelta(minutes=30)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(schema.reputation_events),
+            [
+                # user 2 (60) crosses the upper bound: 60 + 45 -> 100
+                {"user_id": 2, "kind": "endorsement", "weight": 45, "created_at": later},
+                # user 4 (clamped at 100, raw 150) comes down through it: 150 - 90 -> 60
+                {"user_id": 4, "kind": "report", "weight": -90, "created_at": later},
+                # user 5 (clamped at 0, raw -30) stays below it: -20 -> still 0, not written
+                {"user_id": 5, "kind": "endorsement", "weight": 10, "created_at": later},
+                # user 3 moves by less than the precision: not written
+                {"user_id": 3, "kind": "endorsement", "weight": 0.004, "created_at": later},
+                # a new user with events, and one without (scored for the first time)
+                {"user_id": 9, "kind": "report", "weight": -70, "created_at": later},
+            ],
+        )
+        connection.execute(
+            insert(schema.users),
+            [{"id": 8, "email": "u8@example.com"}, {"id": 9, "email": "u9@example.com"}],
+        )
+    before = _trust(engine)
+    with engine.begin() as connection:
+        second = update_trust_scores(connection, later, 50, HALF_LIFE)
+    after = _trust(engine)
+    written = {user for user in after if after[user][1] == later}
+    # 2 and 4 crossed a bound, 8 and 9 are new; 60 in 30 min decays by < 0.01 (half-life 90 d)
+    assert written == {2, 4, 8, 9}
+    assert second == TrustScoreUpdate(examined=9, written=4)
+    assert after[2][0] == 100.0 and after[4][0] == pytest.approx(60.0, abs=0.05)
+    assert after[5][0] == 0.0 and after[9][0] == 0.0 and after[8][0] == 50.0
+    for user in set(before) - written:
+        assert after[user] == before[user], user  # untouched: score and time
+    _assert_same_as_full_recompute(engine, later)
+
+
+def test_scores_older_than_the_refresh_age_are_rewritten(engine):
+    _trust_fixture(engine, NOW)
+    with engine.begin() as connection:
+        update_trust_scores(connection, NOW, 50, HALF_LIFE)
+    with engine.begin() as connection:
+        soon = update_trust_scores(connection, NOW + 23 * H, 50, HALF_LIFE)
+    # 60 decays by 0.0128 in 23 h, 51 by 0.001: only user 2 moved by the precision
+    assert soon.written == 1
+    with engine.begin() as connection:
+        day_later = update_trust_scores(connection, NOW + 25 * H, 50, HALF_LIFE)
+    assert day_later == TrustScoreUpdate(examined=7, written=6)  # user 2 written 2 h ago
+    assert {at for _, at in _trust(engine).values()} == {NOW + 23 * H, NOW + 25 * H}
+    _assert_same_as_full_recompute(engine, NOW + 25 * H)
+    with engine.begin() as connection:
+        every = update_trust_scores(
+            connection, NOW + 26 * H, 50, HALF_LIFE, refresh_after=timedelta(0)
+        )
+    assert every.written == 7
+
+
+def test_a_changed_base_score_rewrites_the_users_it_moves(engine):
+    _trust_fixture(engine, NOW)
+    with engine.begin() as connection:
+        update_trust_scores(connection, NOW, 50, HALF_LIFE)
+        moved = update_trust_scores(connection, NOW, 45, HALF_LIFE)
+    # users 4 and 5 stay clamped (145 -> 100, -35 -> 0); every other score moves by 5
+    assert moved.written == 5
+    assert _scores(engine) == pytest.approx(
+        {1: 45.0, 2: 55.0, 3: 46.0, 4: 100.0, 5: 0.0, 6: 45.0, 7: 45.0}, abs=1e-9
+    )

@@ -124,7 +124,7 @@ def test_environment_picks_the_implementation(tmp_path):
             }
         )
     )
-    assert s3.bucket == "b" and s3.s3.endpoint_url == "http://127.0.0.1:9"
+    assert s3.bucket == "b" and s3.endpoint_url == "http://127.0.0.1:9"
     assert s3.uri("uploads/x") == "s3://b/uploads/x"
 
 
