@@ -4,8 +4,10 @@ every 30 minutes, each one set-based statement written back to the table the app
 - `stream_rankings`: engagement score of every live or recently ended stream from its
   `stream_events` in a trailing window; each event weighs `kind weight × value` (value is 1
   for views, chats, follows and shares, the coins for a gift), decayed by its age with a
-  half-life. Ranks 1..N with no gaps and no ties (equal scores: lower stream id first). The
-  table's contents are replaced in one transaction, so the app never reads a half ranking.
+  half-life. Ranks 1..N with no gaps and no ties (equal scores: lower stream id first). Only
+  the difference is written (rows whose rank changed or whose score moved by 0.01 or more,
+  new streams, streams no longer eligible removed), in one transaction, so the app never
+  reads a half ranking.
 - `user_trust_scores`: `base + Σ weight × 0.5^(age / half-life)` over the user's
   `reputation_events` up to now, clamped to 0–100; a user without events gets the neutral
   base score. Every score is recomputed, but only written (with `trust_score_updated_at`)
@@ -23,7 +25,13 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Connection, text
 
-from ops_platform.assets._sql_assets import OWNERS, decay_params, decay_sql
+from ops_platform.assets._sql_assets import (
+    OWNERS,
+    create_temp_table,
+    decay_params,
+    decay_sql,
+    sync_table,
+)
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.jobs._common import transient_retries
@@ -42,10 +50,17 @@ STREAM_EVENT_WEIGHTS: Mapping[str, float] = {
 
 
 # --- stream_rankings ------------------------------------------------------------------
+# Scores are shown with two decimals; a score that moved by less keeps its row (its rank is
+# always exact).
+STREAM_SCORE_PRECISION = 0.01
+
+
 @dataclass(frozen=True)
 class RankingResult:
     streams_ranked: int
     seconds: float
+    rows_written: int = 0  # inserted + updated + deleted
+    rows_deleted: int = 0  # streams no longer eligible
 
 
 def _stream_score_sql(bind) -> str:
@@ -72,9 +87,11 @@ def rank_streams(
     window: timedelta,
     half_life: timedelta,
     weights: Mapping[str, float] = STREAM_EVENT_WEIGHTS,
+    min_change: float = STREAM_SCORE_PRECISION,
 ) -> RankingResult:
-    """Replace `stream_rankings` with the ranking as of `now`, inside the caller's
-    transaction (readers see the old ranking until it commits)."""
+    """Make `stream_rankings` the ranking as of `now`, inside the caller's transaction
+    (readers see the old ranking until it commits): only rows whose rank changed or whose
+    score moved by at least `min_change` are written, streams no longer eligible removed."""
     started = time.perf_counter()
     unknown = set(weights) - set(STREAM_EVENT_WEIGHTS)
     if unknown:
@@ -88,21 +105,29 @@ def rank_streams(
             for kind, default in STREAM_EVENT_WEIGHTS.items()
         },
     }
-    connection.execute(text("DELETE FROM stream_rankings"))
-    inserted = connection.execute(
-        text(f"""
-            INSERT INTO stream_rankings (stream_id, score, rank, computed_at)
-            SELECT s.id,
-                   COALESCE(e.score, 0.0),
-                   ROW_NUMBER() OVER (ORDER BY COALESCE(e.score, 0.0) DESC, s.id),
-                   :now
-            FROM streams AS s
-            LEFT JOIN ({_stream_score_sql(connection)}) AS e ON e.stream_id = s.id
-            WHERE {ELIGIBLE_STREAM_SQL}
-        """),
+    ranking = f"""
+        SELECT s.id,
+               COALESCE(e.score, 0.0),
+               ROW_NUMBER() OVER (ORDER BY COALESCE(e.score, 0.0) DESC, s.id)
+        FROM streams AS s
+        LEFT JOIN ({_stream_score_sql(connection)}) AS e ON e.stream_id = s.id
+        WHERE {ELIGIBLE_STREAM_SQL}
+    """
+    result = sync_table(
+        connection,
+        "stream_rankings",
+        ranking,
         params,
-    ).rowcount
-    return RankingResult(streams_ranked=inserted, seconds=time.perf_counter() - started)
+        keys=("stream_id",),
+        values=("score", "rank"),
+        close_enough={"score": min_change},
+    )
+    return RankingResult(
+        streams_ranked=result.rows,
+        seconds=time.perf_counter() - started,
+        rows_written=result.written,
+        rows_deleted=result.deleted,
+    )
 
 
 def ranking_preview(connection: Connection, limit: int = 10) -> str:
@@ -177,11 +202,14 @@ def stream_rankings(
         ).one()
         preview = ranking_preview(connection, config.preview_rows)
     context.log.info(
-        f"ranked {result.streams_ranked} streams ({active or 0} with activity) in {result.seconds:.2f}s"
+        f"ranked {result.streams_ranked} streams ({active or 0} with activity), "
+        f"{result.rows_written} rows written, in {result.seconds:.2f}s"
     )
     return dg.MaterializeResult(
         metadata={
             "row_count": result.streams_ranked,
+            "rows_examined": result.streams_ranked,
+            "rows_written": result.rows_written,
             "streams_with_activity": int(active or 0),
             "top_score": float(top_score or 0.0),
             "duration_s": round(result.seconds, 3),
@@ -193,11 +221,11 @@ def stream_rankings(
     )
 
 
-def _latest_window_hours(context: dg.AssetCheckExecutionContext) -> float:
-    event = context.instance.get_latest_materialization_event(stream_rankings.key)
+def _latest_metadata(context: dg.AssetCheckExecutionContext, asset: dg.AssetsDefinition) -> dict:
+    """Metadata values of the asset's latest materialization ({} if none)."""
+    event = context.instance.get_latest_materialization_event(asset.key)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    value = metadata.get("window_hours")
-    return float(value.value) if value is not None else StreamRankingsConfig().window_hours
+    return {key: getattr(value, "value", value) for key, value in metadata.items()}
 
 
 @dg.asset_check(asset=stream_rankings, description="Ranks are 1..N with no gaps and no duplicates.")
@@ -225,16 +253,17 @@ def stream_ranks_dense_and_unique(database: Database) -> dg.AssetCheckResult:
 def one_ranking_row_per_stream(
     context: dg.AssetCheckExecutionContext, database: Database
 ) -> dg.AssetCheckResult:
+    # Unchanged rows keep the time they were last written: the ranking's own time is the
+    # latest materialization's.
+    latest = _latest_metadata(context, stream_rankings)
+    window_hours = float(latest.get("window_hours", StreamRankingsConfig().window_hours))
     with database.connect() as connection:
-        computed_at = as_utc(
+        computed_at = as_utc(latest.get("computed_at")) or as_utc(
             connection.execute(text("SELECT MAX(computed_at) FROM stream_rankings")).scalar()
         )
         if computed_at is None:
             computed_at = utcnow()
-        params = {
-            "now": computed_at,
-            "since": computed_at - timedelta(hours=_latest_window_hours(context)),
-        }
+        params = {"now": computed_at, "since": computed_at - timedelta(hours=window_hours)}
         missing = connection.execute(
             text(f"""
                 SELECT COUNT(*) FROM streams AS s
@@ -296,18 +325,14 @@ def _trust_score_sql(bind, users: str) -> str:
     """
 
 
-def _trust_update_sql(bind) -> str:
-    # Only the rows worth writing leave the subquery: new users (never scored), scores due a
-    # refresh, and scores that moved by at least the precision (clamping included).
+def _changed_scores_sql(bind) -> str:
+    # Only the rows worth writing are kept: new users (never scored), scores due a refresh,
+    # and scores that moved by at least the precision (clamping included).
     return f"""
-        UPDATE users
-        SET trust_score = c.score, trust_score_updated_at = :now
-        FROM (
-            SELECT id, score FROM ({_trust_score_sql(bind, "users")}) AS s
-            WHERE stored_at IS NULL OR stored_at < :refresh_before OR stored IS NULL
-               OR ABS(stored - score) >= :min_change
-        ) AS c
-        WHERE users.id = c.id
+        INSERT INTO changed_trust_scores (id, score)
+        SELECT id, score FROM ({_trust_score_sql(bind, "users")}) AS s
+        WHERE stored_at IS NULL OR stored_at < :refresh_before OR stored IS NULL
+           OR ABS(stored - score) >= :min_change
     """
 
 
@@ -335,7 +360,29 @@ def update_trust_scores(
         "refresh_before": now - refresh_after,
         **decay_params(now, half_life),
     }
-    written = connection.execute(text(_trust_update_sql(connection)), params).rowcount
+    postgres = is_postgres(connection)
+    if postgres:
+        # The per-user sums (one per user with events) hash-aggregated in memory rather than
+        # sorted through the user_id index: several times faster at a million users.
+        connection.execute(text("SET LOCAL work_mem = '64MB'"))
+    # First the changed scores (a read of every user), then the write of those rows only,
+    # joined through the primary key: the planner knows how few they are.
+    create_temp_table(
+        connection,
+        "changed_trust_scores",
+        "(id BIGINT PRIMARY KEY, score DOUBLE PRECISION NOT NULL)",
+    )
+    connection.execute(text(_changed_scores_sql(connection)), params)
+    if postgres:
+        connection.execute(text("ANALYZE changed_trust_scores"))
+    written = connection.execute(
+        text("""
+            UPDATE users SET trust_score = c.score, trust_score_updated_at = :now
+            FROM changed_trust_scores AS c WHERE users.id = c.id
+        """),
+        {"now": now},
+    ).rowcount
+    connection.execute(text("DROP TABLE changed_trust_scores"))
     examined = connection.execute(text("SELECT COUNT(*) FROM users")).scalar_one()
     return TrustScoreUpdate(examined=int(examined), written=written)
 
@@ -462,18 +509,6 @@ def trust_scores_within_range(database: Database) -> dg.AssetCheckResult:
     )
 
 
-def _latest_trust_run(context: dg.AssetCheckExecutionContext) -> tuple[datetime | None, float]:
-    """When the latest materialization computed the scores, and its refresh age in hours."""
-    event = context.instance.get_latest_materialization_event(user_trust_scores.key)
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    computed_at = metadata.get("computed_at")
-    refresh = metadata.get("refresh_after_hours")
-    return (
-        as_utc(computed_at.value) if computed_at is not None else None,
-        float(refresh.value) if refresh is not None else TrustScoresConfig().refresh_after_hours,
-    )
-
-
 @dg.asset_check(
     asset=user_trust_scores,
     description="Every user's score was written or confirmed by the latest run: none never "
@@ -482,7 +517,11 @@ def _latest_trust_run(context: dg.AssetCheckExecutionContext) -> tuple[datetime 
 def trust_scores_updated_for_every_user(
     context: dg.AssetCheckExecutionContext, database: Database
 ) -> dg.AssetCheckResult:
-    computed_at, refresh_hours = _latest_trust_run(context)
+    latest = _latest_metadata(context, user_trust_scores)
+    computed_at = as_utc(latest.get("computed_at"))
+    refresh_hours = float(
+        latest.get("refresh_after_hours", TrustScoresConfig().refresh_after_hours)
+    )
     with database.connect() as connection:
         if computed_at is None:  # no run recorded: the newest write stands for it
             computed_at = as_utc(

@@ -4,7 +4,8 @@ period and game type, `daily_prize_pools` (00:00 UTC, yesterday) and `weekly_pri
 
 - `leaderboards`: for every game type × period (daily = this UTC day, weekly = this week from
   Monday, alltime) the top players by best score, ranked with ROW_NUMBER() (equal scores:
-  whoever reached it first), written to `leaderboard_standings`.
+  whoever reached it first), written to `leaderboard_standings`: only the places that
+  changed, in one transaction.
 - Prize pools: partition = (period start date, game type). The partition's pool row in
   `prize_pools` is created if the app never opened it, then finalized with the top scorer of
   the period (ties: the earliest score wins); a period without scores is `no_winner`. A pool
@@ -26,7 +27,7 @@ from pydantic import Field
 from sqlalchemy import Connection, text
 
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN
-from ops_platform.assets._sql_assets import OWNERS
+from ops_platform.assets._sql_assets import OWNERS, SyncResult, sync_table
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
@@ -73,8 +74,8 @@ def _game_types_sql() -> str:
     return ", ".join(f"'{game}'" for game in GAME_TYPES)
 
 
+# Columns: game_type, period, rank (the key), player_address, score, period_start.
 STANDINGS_SQL = f"""
-    INSERT INTO {{standings}} (game_type, period, rank, player_address, score, period_start, computed_at)
     WITH entries AS (
         SELECT 'daily' AS period, game_type, player_address, score, created_at, id
         FROM leaderboard_entries WHERE created_at >= :daily_start AND created_at <= :now
@@ -98,15 +99,15 @@ STANDINGS_SQL = f"""
         FROM best WHERE pick = 1
     )
     SELECT game_type, period, rank, player_address, score,
-           CASE period WHEN 'daily' THEN :daily_date WHEN 'weekly' THEN :weekly_date END,
-           :now
+           CASE period WHEN 'daily' THEN :daily_date WHEN 'weekly' THEN :weekly_date END
     FROM ranked WHERE rank <= :top_n
 """
 
 
-def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -> int:
-    """Replace `leaderboard_standings` with the boards as of `now` inside the caller's
-    transaction; returns the rows written."""
+def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -> SyncResult:
+    """Make `leaderboard_standings` the boards as of `now` inside the caller's transaction
+    (readers see the old boards until it commits), writing only the places whose player,
+    score or period changed, and removing places beyond the boards' new ends."""
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
     starts = period_starts(now)
@@ -118,9 +119,14 @@ def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -
         "daily_date": starts["daily"].date(),
         "weekly_date": starts["weekly"].date(),
     }
-    standings = state_table(connection, "leaderboard_standings")
-    connection.execute(text(f"DELETE FROM {standings}"))
-    return connection.execute(text(STANDINGS_SQL.format(standings=standings)), params).rowcount
+    return sync_table(
+        connection,
+        state_table(connection, "leaderboard_standings"),
+        STANDINGS_SQL,
+        params,
+        keys=("game_type", "period", "rank"),
+        values=("player_address", "score", "period_start"),
+    )
 
 
 def board_sizes(connection: Connection) -> dict[tuple[str, str], int]:
@@ -170,15 +176,20 @@ def leaderboards(
     now = utcnow()
     started = time.perf_counter()
     with transient_retries(context), database.begin() as connection:
-        written = compute_standings(connection, now, config.top_n)
+        result = compute_standings(connection, now, config.top_n)
     seconds = time.perf_counter() - started
     with database.connect() as connection:
         sizes = board_sizes(connection)
         preview = standings_preview(connection)
-    context.log.info(f"{written} standings rows on {len(sizes)} boards in {seconds:.2f}s")
+    context.log.info(
+        f"{result.rows} standings rows on {len(sizes)} boards, {result.written} written, "
+        f"in {seconds:.2f}s"
+    )
     return dg.MaterializeResult(
         metadata={
-            "row_count": written,
+            "row_count": result.rows,
+            "rows_examined": result.rows,
+            "rows_written": result.written,
             "boards": len(sizes),
             "empty_boards": sum(1 for count in sizes.values() if count == 0),
             "duration_s": round(seconds, 3),

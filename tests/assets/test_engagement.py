@@ -3,11 +3,13 @@ clamping, every user updated, metadata and asset checks, on SQLite and Postgres.
 
 import math
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import dagster as dg
 import pytest
 from sqlalchemy import insert, select, text, update
 
+from ops_platform.assets import engagement
 from ops_platform.assets.engagement import (
     TrustScoreUpdate,
     one_ranking_row_per_stream,
@@ -103,7 +105,7 @@ def test_rank_streams_exact_scores_and_ranks(engine):
     rows = _rankings(engine)
     assert {sid: row.rank for sid, row in rows.items()} == EXPECTED_RANKS
     for sid, score in EXPECTED_SCORES.items():
-        assert rows[sid].score == pytest.approx(score, abs=1e-9), sid
+        assert rows[sid].score == pytest.approx(score, rel=1e-6), sid
     assert {as_utc(row.computed_at) for row in rows.values()} == {NOW}
 
 
@@ -121,6 +123,67 @@ def test_rank_streams_replaces_the_previous_ranking(engine):
     assert set(_rankings(engine)) == set(EXPECTED_RANKS)
 
 
+def _full_ranking(engine, now) -> dict[int, tuple[int, float]]:
+    """The ranking rewritten from scratch (min_change 0), in a transaction rolled back."""
+    with engine.connect() as connection, connection.begin() as transaction:
+        connection.execute(text("DELETE FROM stream_rankings"))
+        rank_streams(connection, now, window=24 * H, half_life=6 * H, min_change=0)
+        rows = connection.execute(text("SELECT stream_id, rank, score FROM stream_rankings")).all()
+        transaction.rollback()
+    return {sid: (rank, score) for sid, rank, score in rows}
+
+
+def _assert_same_as_full_ranking(engine, now):
+    full = _full_ranking(engine, now)
+    ours = _rankings(engine)
+    assert {sid: row.rank for sid, row in ours.items()} == {sid: r for sid, (r, _) in full.items()}
+    for sid, (_, score) in full.items():
+        assert abs(ours[sid].score - score) < 0.01, (sid, ours[sid].score, score)
+
+
+def test_rank_streams_writes_only_changed_rows_and_equals_a_full_ranking(engine):
+    _stream_fixture(engine, NOW)
+    with engine.begin() as connection:
+        first = rank_streams(connection, NOW, window=24 * H, half_life=6 * H)
+    assert (first.streams_ranked, first.rows_written) == (5, 5)
+
+    # A minute later only stream 2's score (7.5) decayed by 0.01 or more; no rank moved.
+    later = NOW + timedelta(minutes=1)
+    with engine.begin() as connection:
+        second = rank_streams(connection, later, window=24 * H, half_life=6 * H)
+    assert (second.streams_ranked, second.rows_written) == (5, 1)
+    rows = _rankings(engine)
+    assert as_utc(rows[2].computed_at) == later and as_utc(rows[1].computed_at) == NOW
+    _assert_same_as_full_ranking(engine, later)
+
+    # A new stream goes straight to the top (every rank moves), stream 5 ended days ago.
+    with engine.begin() as connection:
+        connection.execute(
+            insert(schema.streams),
+            [{"id": 7, "title": "new", "is_live": True, "started_at": later, "ended_at": None}],
+        )
+        connection.execute(
+            insert(schema.stream_events),
+            [{"stream_id": 7, "user_id": 1, "kind": "follow", "value": 2, "created_at": later}],
+        )
+        connection.execute(
+            update(schema.streams)
+            .where(schema.streams.c.id == 5)
+            .values(is_live=False, ended_at=later - 3 * D)
+        )
+        third = rank_streams(connection, later, window=24 * H, half_life=6 * H)
+    # stream 7 inserted, 2, 1, 3 and 6 moved down one rank, 5 deleted
+    assert (third.streams_ranked, third.rows_written, third.rows_deleted) == (5, 6, 1)
+    assert {sid: row.rank for sid, row in _rankings(engine).items()} == {
+        7: 1,
+        2: 2,
+        1: 3,
+        3: 4,
+        6: 5,
+    }
+    _assert_same_as_full_ranking(engine, later)
+
+
 def _check_results(result):
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
@@ -128,16 +191,16 @@ def _check_results(result):
 def test_stream_rankings_asset_writes_table_metadata_and_passes_checks(engine, database):
     now = utcnow()
     _stream_fixture(engine, now)
-    result = dg.materialize(
-        [stream_rankings, stream_ranks_dense_and_unique, one_ranking_row_per_stream],
-        resources={"database": database},
-    )
+    with mock.patch.object(engagement, "utcnow", lambda: now):  # the fixture's clock
+        result = dg.materialize(
+            [stream_rankings, stream_ranks_dense_and_unique, one_ranking_row_per_stream],
+            resources={"database": database},
+        )
     assert result.success
     rows = _rankings(engine)
     assert {sid: row.rank for sid, row in rows.items()} == EXPECTED_RANKS
     for sid, score in EXPECTED_SCORES.items():
-        # The asset's clock runs a few milliseconds after the fixture's.
-        assert rows[sid].score == pytest.approx(score, rel=1e-4), sid
+        assert rows[sid].score == pytest.approx(score, rel=1e-6), sid
     [materialization] = result.asset_materializations_for_node("stream_rankings")
     metadata = materialization.metadata
     assert metadata["row_count"].value == 5

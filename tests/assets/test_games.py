@@ -98,10 +98,10 @@ def _boards(engine):
 def test_compute_standings_exact(engine):
     _leaderboard_fixture(engine, NOW)
     with engine.begin() as connection:
-        written = compute_standings(connection, NOW, top_n=100)
+        result = compute_standings(connection, NOW, top_n=100)
     boards, rows = _boards(engine)
     assert boards == EXPECTED_BOARDS
-    assert written == sum(len(v) for v in EXPECTED_BOARDS.values())
+    assert result.rows == result.inserted == sum(len(v) for v in EXPECTED_BOARDS.values())
     starts = {(g, p): str(start) if start is not None else None for g, p, _, _, _, start in rows}
     assert starts[("snake", "daily")] == "2026-03-04"
     assert starts[("snake", "weekly")] == "2026-03-02"
@@ -116,6 +116,50 @@ def test_compute_standings_keeps_top_n_and_replaces_old_rows(engine):
     boards, _ = _boards(engine)
     assert boards[("snake", "alltime")] == [("dave", 200), ("alice", 120)]
     assert all(len(board) <= 2 for board in boards.values())
+
+
+def _full_standings(engine, now, top_n=100):
+    """The boards recomputed from an empty table, in a transaction rolled back."""
+    with engine.connect() as connection, connection.begin() as transaction:
+        connection.execute(text("DELETE FROM leaderboard_standings"))
+        compute_standings(connection, now, top_n=top_n)
+        rows = connection.execute(
+            text(
+                "SELECT game_type, period, rank, player_address, score, period_start "
+                "FROM leaderboard_standings ORDER BY game_type, period, rank"
+            )
+        ).all()
+        transaction.rollback()
+    return rows
+
+
+def test_compute_standings_writes_only_changed_places_and_equals_a_full_recompute(engine):
+    _leaderboard_fixture(engine, NOW)
+    with engine.begin() as connection:
+        compute_standings(connection, NOW, top_n=100)
+        again = compute_standings(connection, NOW + H / 2, top_n=100)
+    assert (again.rows, again.written) == (13, 0)  # nothing new: nothing written
+    # eve's 500 (at NOW + H) now counts, and carol scores 300: every snake place moves
+    _entries(engine, [("snake", "carol", 300, NOW + H), ("tetris", "zoe", 5, NOW + H)])
+    with engine.begin() as connection:
+        third = compute_standings(connection, NOW + 2 * H, top_n=100)
+    boards, rows = _boards(engine)
+    assert boards[("snake", "daily")] == [
+        ("eve", 500),
+        ("carol", 300),
+        ("bob", 100),
+        ("alice", 100),
+    ]
+    assert boards[("snake", "alltime")][:3] == [("eve", 500), ("carol", 300), ("dave", 200)]
+    assert boards[("tetris", "daily")] == [("frank", 10), ("zoe", 5)]
+    # snake: daily and weekly 3 places changed + 1 new, alltime 4 + 1; tetris: 3 new places
+    assert (third.updated, third.inserted, third.deleted) == (10, 6, 0)
+    assert rows == _full_standings(engine, NOW + 2 * H)
+    # a smaller top N removes the places beyond it
+    with engine.begin() as connection:
+        smaller = compute_standings(connection, NOW + 2 * H, top_n=1)
+    assert (smaller.updated, smaller.inserted, smaller.deleted) == (0, 0, 13)
+    assert _boards(engine)[1] == _full_standings(engine, NOW + 2 * H, top_n=1)
 
 
 def _checks(result):
