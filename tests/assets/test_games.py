@@ -121,12 +121,13 @@ def test_compute_standings_keeps_top_n_and_replaces_old_rows(engine):
 def _full_standings(engine, now, top_n=100):
     """The boards recomputed from an empty table, in a transaction rolled back."""
     with engine.connect() as connection, connection.begin() as transaction:
-        connection.execute(text("DELETE FROM leaderboard_standings"))
+        standings = state_table(engine, "leaderboard_standings")
+        connection.execute(text(f"DELETE FROM {standings}"))
         compute_standings(connection, now, top_n=top_n)
         rows = connection.execute(
             text(
                 "SELECT game_type, period, rank, player_address, score, period_start "
-                "FROM leaderboard_standings ORDER BY game_type, period, rank"
+                f"FROM {standings} ORDER BY game_type, period, rank"
             )
         ).all()
         transaction.rollback()
