@@ -143,6 +143,7 @@ HEAVY_MODULES = (
     "alembic",
     "urllib3",
     "tabulate",
+    "prometheus_client",
 )
 
 EVERY_SERVICE_CONFIGURED = {
