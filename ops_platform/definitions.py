@@ -18,6 +18,7 @@ import dagster as dg
 from ops_platform import assets as assets_pkg
 from ops_platform import jobs as jobs_pkg
 from ops_platform import sensors as sensors_pkg
+from ops_platform.config_checks import check_config_at_launch, op_defs_of
 from ops_platform.executors import build_executor
 from ops_platform.resources import build_resources
 from ops_platform.schedules.build import build_schedules, catchup_sensors
@@ -57,6 +58,7 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     domain = dg.Definitions.merge(*(module.defs for module in domain_modules()))
+    check_config_at_launch(op_defs_of(domain))  # bad run config never becomes a run
     assets_by_name = {}
     for asset in domain.assets or []:
         if isinstance(asset, dg.AssetsDefinition):

@@ -16,6 +16,15 @@ from ops_platform.resources.database import Database, JobAlreadyRunning
 from ops_platform.schedules.catalog import row_for
 
 MAX_TRANSIENT_RETRIES = 4
+# A run that failed on its run config carries this tag (value "config"): the failure alerts
+# report it as a config error, not as the job failing, and do not count it in a streak.
+FAILURE_KIND_TAG = "ops/failure"
+CONFIG_FAILURE = "config"
+
+
+class RunConfigError(ValueError):
+    """Run config that only the run itself can find wrong (e.g. a folder outside the allowed
+    one): the run fails with this one line, tagged as a config error."""
 
 
 class DestructiveJobConfig(dg.Config):
@@ -88,6 +97,9 @@ def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
     jitter; anything else (bad data, bugs) fails fast with its own message."""
     try:
         yield
+    except RunConfigError as error:
+        context.instance.add_run_tags(context.run_id, {FAILURE_KIND_TAG: CONFIG_FAILURE})
+        raise dg.Failure(description=f"run config error: {error}", allow_retries=False) from None
     except Exception as error:
         if is_transient(error) and context.retry_number < MAX_TRANSIENT_RETRIES:
             wait = backoff_seconds(context.retry_number)

@@ -14,6 +14,7 @@
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import dagster as dg
 from pydantic import Field, field_validator
@@ -38,10 +39,12 @@ TOKEN_TABLES = {
     "password_reset": "password_reset_tokens",
 }
 TOKEN_KINDS = tuple(TOKEN_TABLES)
+# The launchpad offers these; any other value is refused before a run starts.
+TokenKind = StrEnum("TokenKind", {kind: kind for kind in TOKEN_KINDS})
 
 
 class TokenCleanupConfig(GuardedJobConfig):
-    kinds: list[str] = Field(
+    kinds: list[TokenKind] = Field(
         default=list(TOKEN_KINDS),
         description="Token kinds to clean: refresh, email_verification, password_reset.",
     )
@@ -57,12 +60,9 @@ class TokenCleanupConfig(GuardedJobConfig):
 
     @field_validator("kinds")
     @classmethod
-    def _known_kinds(cls, kinds: list[str]) -> list[str]:
-        unknown = [kind for kind in kinds if kind not in TOKEN_KINDS]
-        if unknown or not kinds:
-            raise ValueError(
-                f"kinds {unknown or kinds!r} must be a non-empty list of {', '.join(TOKEN_KINDS)}"
-            )
+    def _some_kinds(cls, kinds: list[TokenKind]) -> list[TokenKind]:
+        if not kinds:
+            raise ValueError(f"kinds must name at least one of {', '.join(TOKEN_KINDS)}")
         return list(dict.fromkeys(kinds))
 
     def gate_scope(self) -> str:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import CONFIG_FAILURE, FAILURE_KIND_TAG
 from ops_platform.jobs._history import run_rows_changed
 from ops_platform.jobs.email import count_due
 from ops_platform.resources.alerts import Alerts
@@ -45,17 +46,40 @@ def failure_streak(
     start = next((i for i, run in enumerate(runs) if run.run_id == run_id), 0)
     streak = 0
     for run in runs[start:]:
+        if run.tags.get(FAILURE_KIND_TAG) == CONFIG_FAILURE:
+            continue  # a rejected run config says nothing about the job's health
         if run.status != dg.DagsterRunStatus.FAILURE:
             break
         streak += 1
     return streak
 
 
-def root_cause(error) -> str:
-    """The innermost error's message: Dagster wraps the op's own exception."""
+# Root causes that mean the run config was wrong, not the job: a Config class's rules
+# (pydantic), Dagster's own config check, or a check only the run could make.
+CONFIG_ERROR_CLASSES = {"ValidationError", "DagsterInvalidConfigError", "RunConfigError"}
+
+
+def innermost(error):
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    return error.message.strip()
+    return error
+
+
+def is_config_failure(context: dg.RunFailureSensorContext) -> bool:
+    if context.dagster_run.tags.get(FAILURE_KIND_TAG) == CONFIG_FAILURE:
+        return True
+    for event in context.get_step_failure_events():
+        error = event.event_specific_data.error
+        if error is not None and innermost(error).cls_name in CONFIG_ERROR_CLASSES:
+            return True
+        if error is not None and error.message.startswith("run config error:"):
+            return True
+    return False
+
+
+def root_cause(error) -> str:
+    """The innermost error's message: Dagster wraps the op's own exception."""
+    return innermost(error).message.strip()
 
 
 def failure_text(context: dg.RunFailureSensorContext) -> str:
@@ -78,11 +102,17 @@ def failure_text(context: dg.RunFailureSensorContext) -> str:
     monitor_all_code_locations=True,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts every failed run; a critical alert when a job fails 3 times in a row.",
+    description="Alerts every failed run (a run rejected for its config as a config error); a "
+    "critical alert when a job fails 3 times in a row.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts):
     run = context.dagster_run
     text = failure_text(context)
+    if is_config_failure(context):
+        # The job did not fail: someone launched it with bad config. Said so, never a streak.
+        context.instance.add_run_tags(run.run_id, {FAILURE_KIND_TAG: CONFIG_FAILURE})
+        alerts.send(f"{run.job_name}: run config rejected", text, "warning")
+        return
     alerts.send(f"{run.job_name} failed", text, "error")
     streak = failure_streak(context.instance, run.job_name, run.run_id)
     if streak == CRITICAL_STREAK:  # once per streak, not again at the 4th, 5th… failure

@@ -126,8 +126,12 @@ def test_token_concurrent_run_does_not_act(tokens, database):
 def test_unknown_token_kind_is_a_clear_error(tmp_path):
     # Config is checked before the database is touched: one database kind is enough.
     database = Database(url=f"sqlite:///{tmp_path / 'app.db'}")
-    with pytest.raises(Exception, match="must be a non-empty list of refresh"):
+    with pytest.raises(
+        dg.DagsterInvalidConfigError, match="not in enum type TokenKind got cookies"
+    ):
         _tokens(database, kinds=["cookies"])
+    with pytest.raises(dg.DagsterInvalidConfigError, match="kinds must name at least one of"):
+        _tokens(database, kinds=[])
     with pytest.raises(Exception, match="greater than 0"):
         _tokens(database, batch_size=0)
     with pytest.raises(dg.DagsterInvalidConfigError):

@@ -103,7 +103,9 @@ def test_concurrent_run_does_not_act(sessions_fixture, database):
 
 
 def test_bad_config_is_a_clear_error(database):
-    with pytest.raises(Exception, match="mode 'weekly' is not one of"):
+    with pytest.raises(
+        dg.DagsterInvalidConfigError, match="not in enum type SessionMode got weekly"
+    ):
         _run(database, mode="weekly")
     with pytest.raises(dg.DagsterInvalidConfigError):
         _run(database, batch_size="many")
