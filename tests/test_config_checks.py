@@ -58,8 +58,10 @@ def test_asset_config_is_checked_too():
         dg.validate_run_config(job, bad)
 
 
-def test_every_schedule_and_the_defaults_pass():
+def test_every_schedule_config_passes():
     for row in SCHEDULES:
+        if row.cron is None:
+            continue  # launched by a sensor or by hand, with config of its own
         job = REPO.get_job(row.job_name)
         dg.validate_run_config(job, dict(row.run_config) or None)
 
