@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, select, text, update
+from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
@@ -59,9 +59,9 @@ def reset(engine) -> None:
                 next_check_at=None,
                 last_checked_at=None,
                 settled_at=None,
-                last_error=None,
             )
         )
+        connection.execute(delete(schema.payment_check_errors))
 
 
 def http_ceiling(provider: PaymentProvider, count: int, concurrency: int) -> float:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Text, and_, bindparam, cast, func, select, update
+from sqlalchemy import Engine, Text, and_, bindparam, cast, delete, func, select, update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc
@@ -64,12 +64,27 @@ class ReplayResult:
 
 def email_dead_clause():
     q = schema.notification_email_queue.c
-    return and_(q.status == "dead", q.sent_at.is_(None), q.message_id.is_(None))
+    d = schema.email_deliveries.c
+    sent_with_message_id = (
+        select(d.queue_id).where(d.queue_id == q.id, d.message_id.is_not(None)).exists()
+    )
+    return and_(q.status == "dead", q.sent_at.is_(None), ~sent_with_message_id)
+
+
+def _payment_last_error():
+    e = schema.payment_check_errors.c
+    return (
+        select(e.last_error)
+        .where(e.payment_id == schema.payments.c.id)
+        .scalar_subquery()
+        .label("last_error")
+    )
 
 
 def payment_dead_clause():
     p = schema.payments.c
-    return and_(p.status == "expired", p.last_error.is_not(None))
+    e = schema.payment_check_errors.c
+    return and_(p.status == "expired", select(e.payment_id).where(e.payment_id == p.id).exists())
 
 
 def outbox_dead_clause(now: datetime):
@@ -107,7 +122,9 @@ def list_dead(engine: Engine, queue: str, now: datetime, limit: int = LIST_LIMIT
         order = (q.scheduled_for, q.id)
     elif queue == "payments":
         p = schema.payments.c
-        query = select(p.id, p.created_at, p.check_count, p.last_error).where(payment_dead_clause())
+        query = select(p.id, p.created_at, p.check_count, _payment_last_error()).where(
+            payment_dead_clause()
+        )
         order = (p.created_at, p.id)
     elif queue == "outbox":
         return _list_outbox(engine, now, limit)
@@ -190,6 +207,7 @@ def replay_dead(
             for start in range(0, len(dead_ids), _ID_CHUNK):
                 chunk = dead_ids[start : start + _ID_CHUNK]
                 replayed += connection.execute(statement, {"chunk": chunk}).rowcount
+                _reset_project_state(connection, queue, chunk)
             record_replay(
                 connection,
                 queue=queue,
@@ -211,20 +229,18 @@ def replay_dead(
 
 def _back_to_pending(queue: str, now: datetime) -> dict:
     if queue == "email":
-        return {
-            "status": "pending",
-            "attempts": 0,
-            "claimed_at": None,
-            "error_message": None,
-            "next_attempt_at": None,
-        }
-    return {
-        "status": "pending",
-        "check_count": 0,
-        "next_check_at": now,
-        "settled_at": None,
-        "last_error": None,
-    }
+        return {"status": "pending", "attempts": 0, "claimed_at": None, "error_message": None}
+    return {"status": "pending", "check_count": 0, "next_check_at": now, "settled_at": None}
+
+
+def _reset_project_state(connection, queue: str, ids: list[int]) -> None:
+    """The project's own state of replayed items: no backoff left, no stale error."""
+    if queue == "email":
+        d = schema.email_deliveries
+        connection.execute(update(d).where(d.c.queue_id.in_(ids)).values(next_attempt_at=None))
+    else:
+        e = schema.payment_check_errors
+        connection.execute(delete(e).where(e.c.payment_id.in_(ids)))
 
 
 def who_am_i() -> str:

@@ -34,6 +34,12 @@ PG_NULL = "\\N"
 class Frame:
     table: str
     columns: dict[str, object]
+    # Set for the project's own tables (its schema, or the attached SQLite file).
+    schema: str | None = None
+
+    @property
+    def sql_name(self) -> str:
+        return (f'"{self.schema}".' if self.schema else "") + f'"{self.table}"'
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -168,7 +174,7 @@ def copy_frame_postgres(dbapi_connection, frame: Frame, table=None, *, freeze: b
     options = ["FORMAT binary"] if kinds else []
     if freeze:
         options.append("FREEZE")
-    statement = f'COPY "{frame.table}" ({_quoted(frame.columns)}) FROM STDIN'
+    statement = f"COPY {frame.sql_name} ({_quoted(frame.columns)}) FROM STDIN"
     if options:
         statement += f" WITH ({', '.join(options)})"
     with dbapi_connection.cursor() as cursor:
@@ -309,7 +315,7 @@ def insert_frame_sqlite(dbapi_connection, frame: Frame) -> int:
     if not len(frame):
         return 0
     placeholders = ", ".join("?" for _ in frame.columns)
-    statement = f'INSERT INTO "{frame.table}" ({_quoted(frame.columns)}) VALUES ({placeholders})'
+    statement = f"INSERT INTO {frame.sql_name} ({_quoted(frame.columns)}) VALUES ({placeholders})"
     formatter = _Formatter(copy_text=False)
     cursor = dbapi_connection.cursor()
     try:

@@ -175,6 +175,29 @@ def least(bind, *exprs: str) -> str:
     return f"{'LEAST' if is_postgres(bind) else 'MIN'}({', '.join(exprs)})"
 
 
+def dialect_insert(bind):
+    """The INSERT construct of `bind`'s dialect (it has ON CONFLICT on both databases)."""
+    if is_postgres(bind):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def upsert(connection, table, rows: list[dict], keys: tuple[str, ...]) -> None:
+    """Insert `rows` into `table`, replacing the other columns of a row whose `keys` exist."""
+    if not rows:
+        return
+    statement = dialect_insert(connection)(table).values(rows)
+    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    statement = (
+        statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        if updates
+        else statement.on_conflict_do_nothing(index_elements=list(keys))
+    )
+    connection.execute(statement)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

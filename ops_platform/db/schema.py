@@ -123,8 +123,6 @@ secrets = Table(
     _created_at(),
     Column("expires_at", Ts),
     Column("rotated_at", Ts),
-    # When a retiring version stops being accepted (end of its grace period).
-    Column("retire_after", Ts),
     UniqueConstraint("name", "version", name="uq_secrets_name_version"),
     Index("ix_secrets_status_expires", "status", "expires_at"),
 )
@@ -169,7 +167,6 @@ payments = Table(
     Column("next_check_at", Ts),
     Column("last_checked_at", Ts),
     Column("settled_at", Ts),
-    Column("last_error", Text),
     Index("ix_payments_provider_ref", "provider_ref"),
     Index("ix_payments_status_next_check", "status", "next_check_at"),
     Index("ix_payments_user_id", "user_id"),
@@ -209,17 +206,7 @@ payment_reminders = Table(
     Column("recipient_email", String(320)),
     Column("scheduled_for", Ts),
     Column("sent_at", Ts),
-    # The UTC day the reminder is for: one reminder per project, kind and day.
-    Column("reminder_date", Date),
-    Column("error_message", Text),
     Index("ix_payment_reminders_project_id", "project_id"),
-    Index(
-        "uq_payment_reminders_project_kind_day",
-        "project_id",
-        "kind",
-        "reminder_date",
-        unique=True,
-    ),
 )
 
 deliverables = Table(
@@ -257,9 +244,6 @@ notification_email_queue = Table(
     Column("claimed_at", Ts),
     Column("sent_at", Ts),
     Column("error_message", Text),
-    # Earliest time a failed batch may be tried again (exponential backoff).
-    Column("next_attempt_at", Ts),
-    Column("message_id", String(300)),
     Index("ix_email_queue_status_scheduled", "status", "scheduled_for"),
 )
 
@@ -503,10 +487,6 @@ security_alerts = Table(
     Column("severity", String(16), nullable=False),
     Column("details", JSON),
     _created_at(),
-    # Stable identity of an ongoing finding, so it is not re-raised every window.
-    Column("fingerprint", String(300)),
-    Column("last_seen_at", Ts),
-    Index("ix_security_alerts_fingerprint", "fingerprint"),
 )
 
 # --- analytics outputs (written by the analytics assets) -------------------------------
@@ -586,6 +566,62 @@ dead_item_replays = Table(
     Column("replayed_at", Ts, nullable=False),
     Column("run_id", String(64)),  # the Dagster run, when replayed by the job
     Index("ix_dead_item_replays_replayed_at", "replayed_at"),
+)
+
+# --- the jobs' own state about app rows, keyed by the app row's id -----------------------
+# email_queue: when a failed batch may be tried again (exponential backoff) and the
+# Message-ID it was sent with.
+email_deliveries = Table(
+    "email_deliveries",
+    state_metadata,
+    Column("queue_id", Id, primary_key=True, autoincrement=False),
+    Column("next_attempt_at", Ts),
+    Column("message_id", String(300)),
+    Column("updated_at", Ts, nullable=False),
+    Index("ix_email_deliveries_next_attempt", "next_attempt_at"),
+)
+
+# overdue_payment_reminders: the UTC day each reminder is for (one per project, kind and
+# day) and the error of a failed send.
+payment_reminder_days = Table(
+    "payment_reminder_days",
+    state_metadata,
+    Column("reminder_id", Id, primary_key=True, autoincrement=False),
+    Column("project_id", Id, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reminder_date", Date, nullable=False),
+    Column("error_message", Text),
+    UniqueConstraint(
+        "project_id", "kind", "reminder_date", name="uq_payment_reminder_days_project_kind_day"
+    ),
+)
+
+# payment_status_check / payment_status_sweep: the last provider error of a payment.
+payment_check_errors = Table(
+    "payment_check_errors",
+    state_metadata,
+    Column("payment_id", Id, primary_key=True, autoincrement=False),
+    Column("last_error", Text, nullable=False),
+    Column("checked_at", Ts, nullable=False),
+)
+
+# secret_rotation: when a retiring version stops being accepted (end of its grace period).
+secret_retirements = Table(
+    "secret_retirements",
+    state_metadata,
+    Column("secret_id", Id, primary_key=True, autoincrement=False),
+    Column("retire_after", Ts, nullable=False),
+)
+
+# webhook_security_monitor: the stable identity of an ongoing finding, so it is not
+# re-raised every window, and when it was last seen.
+security_alert_fingerprints = Table(
+    "security_alert_fingerprints",
+    state_metadata,
+    Column("alert_id", Id, primary_key=True, autoincrement=False),
+    Column("fingerprint", String(300), nullable=False),
+    Column("last_seen_at", Ts, nullable=False),
+    Index("ix_security_alert_fingerprints_fingerprint", "fingerprint"),
 )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, inspect, text
 
 from ops_platform.db import schema
 from ops_platform.db.bulk_load import Frame, copy_frame_postgres, insert_frame_sqlite
-from ops_platform.db.engine import is_postgres, make_engine, state_table
+from ops_platform.db.engine import is_postgres, make_engine, state_schema, state_table
 from ops_platform.db.seed_data import GENERATORS, Context
 
 Progress = Callable[[str], None]
@@ -91,13 +91,16 @@ def _tables_to_empty(engine: Engine) -> list[str]:
     return app_tables + state_tables
 
 
-def _frames(ctx: Context) -> Iterator[tuple[Frame, float]]:
-    """Every table's frame in dependency order, with the seconds its generator took."""
+def _frames(ctx: Context, engine: Engine) -> Iterator[tuple[Frame, float]]:
+    """Every table's frame in dependency order, with the seconds its generator took; the
+    project's own tables are named in its schema."""
     for generator in GENERATORS:
         started = time.perf_counter()
         frames = generator(ctx)
         seconds = (time.perf_counter() - started) / max(len(frames), 1)
         for frame in frames:
+            if frame.table not in schema.metadata.tables:
+                frame.schema = state_schema(engine)
             yield frame, seconds
 
 
@@ -120,7 +123,7 @@ def _seed_sqlite(
     with engine.begin() as connection:
         for name in tables:
             connection.execute(text(f"DELETE FROM {name}"))
-        for frame, generated in _frames(ctx):
+        for frame, generated in _frames(ctx, engine):
             started = time.perf_counter()
             counts[frame.table] = insert_frame_sqlite(
                 connection.connection.driver_connection, frame
@@ -140,7 +143,7 @@ def _seed_postgres(
     # few connections load the ones already generated.
     with ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="seed-load") as pool:
         pending: set[Future] = set()
-        for frame, generated in _frames(ctx):
+        for frame, generated in _frames(ctx, engine):
             if len(pending) >= LOAD_WORKERS:  # bounds the frames held in memory
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 _collect(done, counts)
@@ -160,14 +163,14 @@ def _load_postgres_table(
     engine: Engine, frame: Frame, generated: float, progress: Progress
 ) -> tuple[str, int]:
     started = time.perf_counter()
-    table = schema.metadata.tables[frame.table]
+    table = schema.find_table(frame.table)
     # Building an index once after a big load is much cheaper than updating it per row.
     indexes = table.indexes if len(frame) >= REBUILD_INDEXES_FROM_ROWS else ()
     with engine.begin() as connection:
         connection.execute(text("SET LOCAL synchronous_commit = off"))
         connection.execute(text("SET LOCAL maintenance_work_mem = '128MB'"))
         # Truncated in this transaction, so COPY may write the rows already frozen.
-        connection.execute(text(f"TRUNCATE {_quote(frame.table)}"))
+        connection.execute(text(f"TRUNCATE {frame.sql_name}"))
         for index in indexes:
             connection.execute(text(f"DROP INDEX IF EXISTS {_quote(index.name)}"))
         rows = copy_frame_postgres(
@@ -177,7 +180,7 @@ def _load_postgres_table(
             index.create(connection)
         if rows:
             connection.execute(
-                text(f"ANALYZE {_quote(frame.table)}")
+                text(f"ANALYZE {frame.sql_name}")
             )  # good plans for the jobs' first runs
     _report(progress, frame, generated, time.perf_counter() - started)
     return frame.table, rows

@@ -10,7 +10,8 @@ records its outcome:
   the schedule after now (a late check does not shift the schedule; the last slot is the
   expiry time); past the expiry → `status = 'expired'`;
 - a provider error (unreachable, timeout, 5xx through every retry, malformed answer) →
-  `last_error`, `check_count + 1` and `next_check_at` advanced the same way, `status`
+  `last_error` (the project's `payment_check_errors`, cleared by the next clean check),
+  `check_count + 1` and `next_check_at` advanced the same way, `status`
   untouched. A payment the provider does not know (404) past its expiry expires.
 
 `settled_at` is the time the payment reached its final status. Every update is guarded by
@@ -29,10 +30,10 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Engine, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
 
 from ops_platform.db import schema
-from ops_platform.db.engine import as_utc, utcnow
+from ops_platform.db.engine import as_utc, upsert, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.resources.database import Database
 from ops_platform.resources.payments import (
@@ -54,12 +55,12 @@ MAX_ERRORS_REPORTED = 10
 
 _SETTLE = text(
     "UPDATE payments SET status = :status, settled_at = :now, last_checked_at = :now, "
-    "check_count = check_count + 1, next_check_at = NULL, last_error = :error "
+    "check_count = check_count + 1, next_check_at = NULL "
     "WHERE id = :id AND status = 'pending'"
 )
 _RESCHEDULE = text(
     "UPDATE payments SET check_count = check_count + 1, last_checked_at = :now, "
-    "next_check_at = :next_check_at, last_error = :error "
+    "next_check_at = :next_check_at "
     "WHERE id = :id AND status = 'pending' AND check_count = :seen_count"
 )
 
@@ -268,8 +269,29 @@ def check_payments(
     with engine.begin() as connection:
         written = connection.execute(_SETTLE, settle).rowcount if settle else 0
         written += connection.execute(_RESCHEDULE, reschedule).rowcount if reschedule else 0
+        _record_errors(connection, settle + reschedule, now)
     report.written, report.unchanged = written, report.checked - written
     return report
+
+
+def _record_errors(connection: Connection, outcomes: list[dict], now: datetime) -> None:
+    """Keep the provider error of each payment this check wrote (the guarded updates left
+    `last_checked_at = now` on exactly those); a clean check clears it."""
+    errors = schema.payment_check_errors
+    p = schema.payments.c
+    ids = [o["id"] for o in outcomes]
+    written = set(
+        connection.execute(select(p.id).where(p.id.in_(ids), p.last_checked_at == now)).scalars()
+    )
+    failed = [
+        {"payment_id": o["id"], "last_error": o["error"], "checked_at": now}
+        for o in outcomes
+        if o["id"] in written and o["error"]
+    ]
+    cleared = [o["id"] for o in outcomes if o["id"] in written and not o["error"]]
+    upsert(connection, errors, failed, ("payment_id",))
+    if cleared:
+        connection.execute(delete(errors).where(errors.c.payment_id.in_(cleared)))
 
 
 def check_due_payments(

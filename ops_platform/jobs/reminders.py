@@ -4,10 +4,11 @@ A project is overdue when its advance was paid at least `overdue_days` (3) ago a
 balance is still unpaid; the reminder goes to its primary contact (a current team member
 with an email address; the earliest such member if there are several).
 
-At most one reminder per project per UTC day, whatever re-runs happen: today's rows are
-inserted with `ON CONFLICT (project_id, kind, reminder_date) DO NOTHING`, then every
-PENDING or FAILED row of today is sent and marked SENT (with `sent_at`) or FAILED (with
-the error). A SENT row is never sent again; a crashed run's PENDING row is sent by the
+At most one reminder per project per UTC day, whatever re-runs happen: the day each
+reminder is for is the project's own record (`payment_reminder_days`, unique on project,
+kind and day, beside the app's `payment_reminders` row); today's rows are inserted for the
+overdue projects that have none yet, then every PENDING or FAILED row of today is sent and
+marked SENT (with `sent_at`) or FAILED (with the error, kept in `payment_reminder_days`). A SENT row is never sent again; a crashed run's PENDING row is sent by the
 next run; a project whose balance got paid meanwhile is marked CANCELED instead.
 """
 
@@ -19,9 +20,10 @@ from email.message import EmailMessage
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, delete, text
 
-from ops_platform.db.engine import as_utc, utcnow
+from ops_platform.db import schema
+from ops_platform.db.engine import as_utc, dialect_insert, state_table, utcnow
 from ops_platform.jobs._common import singleton, transient_retries
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
@@ -90,35 +92,64 @@ def _params(now: datetime, overdue_days: int) -> dict:
 
 
 def queue_todays_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
-    """Insert today's PENDING reminder of every overdue project that has none yet.
-    Returns (overdue projects, rows inserted)."""
+    """Insert today's PENDING reminder of every overdue project that has none yet, and its
+    day record. Returns (overdue projects, rows inserted)."""
     params = _params(now, overdue_days)
+    days = state_table(engine, "payment_reminder_days")
     with engine.begin() as connection:
         eligible = connection.execute(
             text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
         ).scalar_one()
-        inserted = connection.execute(
+        created = connection.execute(
             text(
-                "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for, reminder_date) "
-                f"SELECT o.project_id, :kind, 'PENDING', o.email, :now, :today FROM ({OVERDUE_PROJECTS}) o WHERE true "
-                "ON CONFLICT (project_id, kind, reminder_date) DO NOTHING"
+                "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for) "
+                f"SELECT o.project_id, :kind, 'PENDING', o.email, :now FROM ({OVERDUE_PROJECTS}) o "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {days} d WHERE d.project_id = o.project_id "
+                "AND d.kind = :day_kind AND d.reminder_date = :today) RETURNING id, project_id"
             ),
-            params,
-        ).rowcount
-    return eligible, inserted
+            {**params, "day_kind": KIND},  # a second name: Postgres types each use apart
+        ).all()
+        return eligible, _record_days(connection, created, now.date())
+
+
+def _record_days(connection: Connection, created: list, today: date) -> int:
+    """The day record of each new reminder. The unique day keeps one reminder per project
+    and day even against a concurrent run: a reminder whose day was taken meanwhile is
+    removed again in this transaction."""
+    days = schema.payment_reminder_days
+    rows = [
+        {"reminder_id": id_, "project_id": project, "kind": KIND, "reminder_date": today}
+        for id_, project in created
+    ]
+    recorded: set[int] = set()
+    for start in range(0, len(rows), 1000):
+        statement = (
+            dialect_insert(connection)(days)
+            .values(rows[start : start + 1000])
+            .on_conflict_do_nothing(index_elements=["project_id", "kind", "reminder_date"])
+            .returning(days.c.reminder_id)
+        )
+        recorded.update(connection.execute(statement).scalars())
+    lost = [id_ for id_, _ in created if id_ not in recorded]
+    if lost:
+        connection.execute(
+            delete(schema.payment_reminders).where(schema.payment_reminders.c.id.in_(lost))
+        )
+    return len(recorded)
 
 
 def todays_reminders(engine: Engine, today: date) -> list:
     """Today's reminders with what the email says and whether the balance is still due."""
+    days = state_table(engine, "payment_reminder_days")
     with engine.connect() as connection:
         return connection.execute(
             text(
                 "SELECT r.id, r.project_id, r.status, r.recipient_email, p.name AS project_name, "
                 "       s.advance_paid_at, COALESCE(s.balance_paid, false) AS balance_paid "
-                "FROM payment_reminders r "
+                f"FROM {days} d JOIN payment_reminders r ON r.id = d.reminder_id "
                 "LEFT JOIN projects p ON p.id = r.project_id "
                 "LEFT JOIN project_payment_status s ON s.project_id = r.project_id "
-                "WHERE r.kind = :kind AND r.reminder_date = :today ORDER BY r.id"
+                "WHERE d.kind = :kind AND d.reminder_date = :today ORDER BY r.id"
             ),
             {"kind": KIND, "today": today},
         ).all()
@@ -146,19 +177,20 @@ def build_reminder_email(row, mail_from: str, now: datetime) -> EmailMessage:
 
 
 def _mark(engine: Engine, reminder_id: int, status: str, *, sent_at=None, error=None) -> None:
+    days = state_table(engine, "payment_reminder_days")
     with engine.begin() as connection:
-        connection.execute(
+        changed = connection.execute(
             text(
-                "UPDATE payment_reminders SET status = :status, sent_at = :sent_at, error_message = :error "
+                "UPDATE payment_reminders SET status = :status, sent_at = :sent_at "
                 "WHERE id = :id AND status IN ('PENDING', 'FAILED')"
             ),
-            {
-                "id": reminder_id,
-                "status": status,
-                "sent_at": sent_at,
-                "error": error[:2000] if error else None,
-            },
-        )
+            {"id": reminder_id, "status": status, "sent_at": sent_at},
+        ).rowcount
+        if changed:
+            connection.execute(
+                text(f"UPDATE {days} SET error_message = :error WHERE reminder_id = :id"),
+                {"id": reminder_id, "error": error[:2000] if error else None},
+            )
 
 
 def send_payment_reminders(
@@ -210,6 +242,7 @@ def preview_payment_reminders(
 ) -> tuple[int, int]:
     """Dry run: (overdue projects, reminders a run would send today)."""
     params = _params(now, overdue_days)
+    days = state_table(engine, "payment_reminder_days")
     with engine.connect() as connection:
         eligible = connection.execute(
             text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
@@ -217,8 +250,9 @@ def preview_payment_reminders(
         would_send = connection.execute(
             text(
                 f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o "
-                "WHERE NOT EXISTS (SELECT 1 FROM payment_reminders r WHERE r.project_id = o.project_id "
-                "AND r.kind = :kind AND r.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
+                f"WHERE NOT EXISTS (SELECT 1 FROM {days} d JOIN payment_reminders r "
+                "ON r.id = d.reminder_id WHERE d.project_id = o.project_id AND d.kind = :kind "
+                "AND d.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
             ),
             params,
         ).scalar_one()

@@ -3,10 +3,11 @@
 - An `active` secret with `expires_at <= now` that is the latest version of its name gets a
   new version: `version + 1`, a fresh value from `secrets.token_urlsafe`, status `active`,
   expiring after `validity_days`. The old version becomes `retiring` (`rotated_at = now`,
-  `retire_after = now + grace`): the app still accepts it during the grace period.
+  `retire_after = now + grace`, kept in the project's `secret_retirements`): the app
+  still accepts it during the grace period.
 - An expired `active` secret that already has a newer version only becomes `retiring`.
-- A `retiring` secret past `retire_after` becomes `retired` (rows from before
-  `retire_after` existed fall back to `rotated_at + grace`).
+- A `retiring` secret past `retire_after` becomes `retired` (a version made `retiring`
+  by someone else, with no `retire_after`, falls back to `rotated_at + grace`).
 - Bad rows are skipped and counted: unknown status, `active` without `expires_at`,
   `retiring` with neither `retire_after` nor `rotated_at`.
 
@@ -39,7 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ops_platform.db import schema
 from ops_platform.db.batching import SAMPLE_SIZE
-from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.db.engine import is_postgres, state_table, upsert, utcnow
 from ops_platform.db.pacing import run_paced, use_pacer
 from ops_platform.jobs._common import GuardedJobConfig, singleton, transient_retries
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
@@ -150,10 +151,27 @@ _SUPERSEDED = (
     "s.status = 'active' AND s.expires_at <= :now "
     "AND EXISTS (SELECT 1 FROM secrets n WHERE n.name = s.name AND n.version > s.version)"
 )
+# The end of a retiring version's grace period is the project's own state, kept beside the
+# app's row in `secret_retirements`; {retire_after} is that lookup.
+_RETIRE_AFTER = "(SELECT r.retire_after FROM {retirements} r WHERE r.secret_id = s.id)"
 _RETIRABLE = (
-    "s.status = 'retiring' AND (s.retire_after <= :now "
-    "OR (s.retire_after IS NULL AND s.rotated_at <= :fallback_cutoff))"
+    "s.status = 'retiring' AND ({retire_after} <= :now "
+    "OR ({retire_after} IS NULL AND s.rotated_at <= :fallback_cutoff))"
 )
+_RETIRING_WITHOUT_DATES = (
+    "s.status = 'retiring' AND {retire_after} IS NULL AND s.rotated_at IS NULL"
+)
+
+
+def _with_retire_after(bind, where: str) -> str:
+    lookup = _RETIRE_AFTER.format(retirements=state_table(bind, "secret_retirements"))
+    return where.format(retire_after=lookup)
+
+
+def _record_retire_after(connection: Connection, ids: list[int], retire_after: datetime) -> None:
+    rows = [{"secret_id": id_, "retire_after": retire_after} for id_ in ids]
+    for start in range(0, len(rows), 1000):
+        upsert(connection, schema.secret_retirements, rows[start : start + 1000], ("secret_id",))
 
 
 def _count(connection: Connection, where: str, params: dict) -> int:
@@ -190,18 +208,27 @@ def _update_in_batches(
     batch_size: int,
     result: RotationResult,
     label: str,
+    retire_after: datetime | None = None,
 ) -> int:
+    """Update the matching secrets in paced batches; with `retire_after`, record it for each."""
     changed = []
 
     def work(connection: Connection, size: int) -> tuple[int, int]:
-        count = connection.execute(
-            text(
-                f"UPDATE secrets SET {set_sql} WHERE id IN "
-                f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id LIMIT :batch_size)"
-            ),
-            {**params, "batch_size": size},
-        ).rowcount
-        return max(count, 0), size
+        ids = (
+            connection.execute(
+                text(
+                    f"UPDATE secrets SET {set_sql} WHERE id IN "
+                    f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id "
+                    "LIMIT :batch_size) RETURNING id"
+                ),
+                {**params, "batch_size": size},
+            )
+            .scalars()
+            .all()
+        )
+        if retire_after is not None:
+            _record_retire_after(connection, ids, retire_after)
+        return len(ids), size
 
     def commit(done: tuple[int, int]) -> tuple[int, bool]:
         count, size = done
@@ -235,20 +262,19 @@ def rotate_secrets(
             connection, "s.status = 'active' AND s.expires_at IS NULL", {}
         )
         result.skipped_retiring_without_dates = _count(
-            connection,
-            "s.status = 'retiring' AND s.retire_after IS NULL AND s.rotated_at IS NULL",
-            {},
+            connection, _with_retire_after(connection, _RETIRING_WITHOUT_DATES), {}
         )
+        retirable = _with_retire_after(connection, _RETIRABLE)
         if dry_run:
             result.rotated = _count(connection, _LATEST_EXPIRED, params)
             result.new_versions = result.rotated
             result.superseded = _count(connection, _SUPERSEDED, params)
-            result.retired = _count(connection, _RETIRABLE, params)
+            result.retired = _count(connection, retirable, params)
             result.sample_ids = list(
                 connection.execute(
                     text(
                         f"SELECT s.id FROM secrets s WHERE ({_LATEST_EXPIRED}) OR ({_SUPERSEDED}) "
-                        f"OR ({_RETIRABLE}) ORDER BY s.id LIMIT {SAMPLE_SIZE}"
+                        f"OR ({retirable}) ORDER BY s.id LIMIT {SAMPLE_SIZE}"
                     ),
                     params,
                 ).scalars()
@@ -268,19 +294,20 @@ def rotate_secrets(
     # Retire first what is past its grace period, so this run's rotations (retire_after in
     # the future) are not touched and a second run changes nothing.
     result.retired = _update_in_batches(
-        engine, "status = 'retired'", _RETIRABLE, params, batch_size, result, "secrets_retired"
+        engine, "status = 'retired'", retirable, params, batch_size, result, "secrets_retired"
     )
     if result.retired and progress:
         progress(f"secret_rotation: retired {result.retired} versions past their grace period")
-    retiring = {"now": now, "retire_after": now + grace}
+    retire_after = now + grace
     result.superseded = _update_in_batches(
         engine,
-        "status = 'retiring', rotated_at = :now, retire_after = :retire_after",
+        "status = 'retiring', rotated_at = :now",
         _SUPERSEDED,
-        {**params, **retiring},
+        params,
         batch_size,
         result,
         "secrets_superseded",
+        retire_after=retire_after,
     )
 
     def claim_and_rotate(connection: Connection, size: int):
@@ -288,12 +315,13 @@ def rotate_secrets(
         # picked the same rows gets none of them.
         claimed = connection.execute(
             text(
-                "UPDATE secrets SET status = 'retiring', rotated_at = :now, retire_after = :retire_after "
+                "UPDATE secrets SET status = 'retiring', rotated_at = :now "
                 f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
-                "ORDER BY s.id LIMIT :batch_size) RETURNING name, version"
+                "ORDER BY s.id LIMIT :batch_size) RETURNING name, version, id"
             ),
-            {**params, **retiring, "batch_size": size},
+            {**params, "batch_size": size},
         ).all()
+        _record_retire_after(connection, [id_ for _, _, id_ in claimed], retire_after)
         rows = [
             {
                 "name": name,
@@ -303,7 +331,7 @@ def rotate_secrets(
                 "created_at": now,
                 "expires_at": now + validity,
             }
-            for name, version in claimed
+            for name, version, _ in claimed
         ]
         inserted = sum(
             _insert_ignoring_duplicates(connection, rows[start : start + 1000])
@@ -317,7 +345,7 @@ def rotate_secrets(
         result.rotated += len(claimed)
         if len(result.names_rotated) < MAX_LISTED:
             result.names_rotated.extend(
-                sorted(name for name, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
+                sorted(name for name, _, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
             )
         return len(claimed), len(claimed) >= size
 

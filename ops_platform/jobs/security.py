@@ -7,9 +7,9 @@ From the `webhook_events` received in the last window (`window_minutes`, 15 by d
 - `request_burst`: a source IP sending at least `burst_threshold` (100) events;
 - `replayed_event`: one provider event id received more than once.
 
-Each finding is one `security_alerts` row (kind, severity, details JSON, `fingerprint`
-= kind + source IP or provider + event id, `last_seen_at`) and one alert through the alerts
-resource. A finding whose fingerprint was already seen within the last
+Each finding is one `security_alerts` row (kind, severity, details JSON) with its
+`fingerprint` (kind + source IP or provider + event id) and `last_seen_at` in the project's
+`security_alert_fingerprints`, and one alert through the alerts resource. A finding whose fingerprint was already seen within the last
 `ongoing_windows` windows is ongoing: its row gets the new `last_seen_at` and details, and
 no new row or alert is made. The rows and the alerts are written in one transaction: if
 an alert cannot be delivered nothing is recorded, and the next run raises it again.
@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
@@ -206,7 +206,7 @@ def detect_findings(
 def _ongoing_fingerprints(
     connection: Connection, fingerprints: list[str], since: datetime
 ) -> set[str]:
-    a = schema.security_alerts.c
+    a = schema.security_alert_fingerprints.c
     found: set[str] = set()
     for start in range(0, len(fingerprints), 500):
         chunk = fingerprints[start : start + 500]
@@ -229,38 +229,37 @@ def record_findings(
         new=[f for f in findings if f.fingerprint not in ongoing_prints],
         ongoing=[f for f in findings if f.fingerprint in ongoing_prints],
     )
-    alerts = schema.security_alerts
+    alerts, prints = schema.security_alerts, schema.security_alert_fingerprints
     if report.ongoing:
-        refresh = (
+        current = and_(
+            prints.c.fingerprint == bindparam("fp"), prints.c.last_seen_at >= bindparam("since")
+        )
+        params = [
+            {"fp": f.fingerprint, "since": ongoing_since, "seen": now, "new_details": f.details}
+            for f in report.ongoing
+        ]
+        connection.execute(
             alerts.update()
-            .where(
-                alerts.c.fingerprint == bindparam("fp"), alerts.c.last_seen_at >= bindparam("since")
-            )
-            .values(
-                last_seen_at=bindparam("seen"),
-                details=bindparam("new_details", type_=alerts.c.details.type),
-            )
+            .where(alerts.c.id.in_(select(prints.c.alert_id).where(current)))
+            .values(details=bindparam("new_details", type_=alerts.c.details.type)),
+            params,
         )
         connection.execute(
-            refresh,
-            [
-                {"fp": f.fingerprint, "since": ongoing_since, "seen": now, "new_details": f.details}
-                for f in report.ongoing
-            ],
+            prints.update().where(current).values(last_seen_at=bindparam("seen")), params
         )
     if report.new:
-        connection.execute(
-            insert(alerts),
+        ids = connection.execute(
+            insert(alerts).returning(alerts.c.id, sort_by_parameter_order=True),
             [
-                {
-                    "kind": f.kind,
-                    "severity": f.severity,
-                    "details": f.details,
-                    "fingerprint": f.fingerprint,
-                    "created_at": now,
-                    "last_seen_at": now,
-                }
+                {"kind": f.kind, "severity": f.severity, "details": f.details, "created_at": now}
                 for f in report.new
+            ],
+        ).scalars()
+        connection.execute(
+            insert(prints),
+            [
+                {"alert_id": id_, "fingerprint": f.fingerprint, "last_seen_at": now}
+                for id_, f in zip(ids, report.new, strict=True)
             ],
         )
     return report

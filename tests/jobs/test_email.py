@@ -56,8 +56,13 @@ def seed_batches(engine, count, *, now=None, start=1, **overrides):
 
 
 def rows(engine):
+    """The queue's rows with the project's delivery state of each (backoff, Message-ID)."""
+    d = schema.email_deliveries
+    query = select(queue, d.c.next_attempt_at, d.c.message_id).outerjoin(
+        d, d.c.queue_id == queue.c.id
+    )
     with engine.connect() as connection:
-        return {row.id: row for row in connection.execute(select(queue))}
+        return {row.id: row for row in connection.execute(query)}
 
 
 def run_job(database, mailer, **config):

@@ -68,8 +68,15 @@ def _insert(engine, *rows):
 
 
 def _payment(engine, id):
+    """The app's payment row with the last provider error the project keeps for it."""
+    errors = schema.payment_check_errors
+    query = (
+        select(schema.payments, errors.c.last_error)
+        .outerjoin(errors, errors.c.payment_id == schema.payments.c.id)
+        .where(schema.payments.c.id == id)
+    )
     with engine.connect() as connection:
-        row = connection.execute(select(schema.payments).where(schema.payments.c.id == id)).one()
+        row = connection.execute(query).one()
     return row._asdict() | {
         k: as_utc(getattr(row, k))
         for k in ("created_at", "next_check_at", "last_checked_at", "settled_at")

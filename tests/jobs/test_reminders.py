@@ -116,8 +116,31 @@ def projects(engine):
 
 
 def reminder_rows(engine):
+    """The app's reminder rows with the day and error the project keeps for each."""
+    days = schema.payment_reminder_days
+    query = (
+        select(reminders, days.c.reminder_date, days.c.error_message)
+        .outerjoin(days, days.c.reminder_id == reminders.c.id)
+        .order_by(reminders.c.project_id)
+    )
     with engine.connect() as connection:
-        return connection.execute(select(reminders).order_by(reminders.c.project_id)).all()
+        return connection.execute(query).all()
+
+
+def insert_reminder(connection, row):
+    """A reminder a crashed run left behind: the app's row and its day record."""
+    reminder_date = row.pop("reminder_date")
+    new_id = connection.execute(
+        insert(reminders).values(row).returning(reminders.c.id)
+    ).scalar_one()
+    connection.execute(
+        insert(schema.payment_reminder_days).values(
+            reminder_id=new_id,
+            project_id=row["project_id"],
+            kind=row["kind"],
+            reminder_date=reminder_date,
+        )
+    )
 
 
 def run_job(database, mailer, **config):
@@ -194,8 +217,8 @@ def test_unreachable_server_marks_every_reminder_failed(projects, engine):
 def test_a_crashed_runs_pending_reminder_is_sent_by_the_next_run(projects, engine):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(
-            insert(reminders),
+        insert_reminder(
+            connection,
             {
                 "project_id": 1,
                 "kind": "BALANCE_DUE",
@@ -214,8 +237,8 @@ def test_a_crashed_runs_pending_reminder_is_sent_by_the_next_run(projects, engin
 def test_a_paid_balance_cancels_the_pending_reminder(projects, engine, tmp_path):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(
-            insert(reminders),
+        insert_reminder(
+            connection,
             {
                 "project_id": 1,
                 "kind": "BALANCE_DUE",

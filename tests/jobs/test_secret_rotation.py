@@ -29,8 +29,23 @@ def _secret(id, name, *, version=1, status="active", expires=None, rotated=None,
         "created_at": utcnow() - timedelta(days=100),
         "expires_at": expires,
         "rotated_at": rotated,
-        "retire_after": retire_after,
+        "retire_after": retire_after,  # the project's own record, inserted by _insert
     }
+
+
+def _insert(connection, rows):
+    """The app's secret rows, and the end of the grace period the project recorded."""
+    for row in rows:
+        retire_after = row.pop("retire_after", None)
+        new_id = connection.execute(
+            insert(schema.secrets).values(row).returning(schema.secrets.c.id)
+        ).scalar_one()
+        if retire_after is not None:
+            connection.execute(
+                insert(schema.secret_retirements).values(
+                    secret_id=new_id, retire_after=retire_after
+                )
+            )
 
 
 @pytest.fixture
@@ -65,7 +80,7 @@ def secrets_rows(engine):
         _secret(12, "retired_one", status="retired", expires=now - timedelta(days=9)),  # keep
     ]
     with engine.begin() as connection:
-        connection.execute(insert(schema.secrets), rows)
+        _insert(connection, rows)
     return engine
 
 
@@ -78,8 +93,11 @@ def _state(engine):
                 schema.secrets.c.status,
                 schema.secrets.c.value_ciphertext,
                 schema.secrets.c.rotated_at,
-                schema.secrets.c.retire_after,
+                schema.secret_retirements.c.retire_after,
                 schema.secrets.c.expires_at,
+            ).outerjoin(
+                schema.secret_retirements,
+                schema.secret_retirements.c.secret_id == schema.secrets.c.id,
             )
         ).all()
     return {(r.name, r.version): r for r in rows}
@@ -156,8 +174,8 @@ def test_rotation_grace_and_retirement(secrets_rows, database):
 def test_expiry_boundary_is_inclusive(engine):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(
-            insert(schema.secrets),
+        _insert(
+            connection,
             [
                 _secret(1, "at_now", expires=now),
                 _secret(2, "just_after", expires=now + timedelta(microseconds=1000)),
@@ -223,8 +241,8 @@ def test_values_are_never_logged_or_in_metadata(secrets_rows, database, caplog, 
 def test_crash_half_way_then_rerun_completes(engine, database, monkeypatch):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(
-            insert(schema.secrets),
+        _insert(
+            connection,
             [_secret(i, f"s{i:02d}", expires=now - timedelta(minutes=i)) for i in range(1, 11)],
         )
     real = secrets_job.secrets_module.token_urlsafe
@@ -262,8 +280,8 @@ def test_concurrent_run_does_not_act(secrets_rows, database):
 def test_two_unlocked_rotations_at_once_rotate_each_secret_once(engine):
     now = utcnow()
     with engine.begin() as connection:
-        connection.execute(
-            insert(schema.secrets),
+        _insert(
+            connection,
             [_secret(i, f"s{i:02d}", expires=now - timedelta(minutes=1)) for i in range(1, 41)],
         )
     cipher = SecretCipher(load_cipher({"OPS_SECRETS_KEY": KEY}).fernet, "test")

@@ -139,8 +139,11 @@ def attack(engine):
 
 def _alert_rows(engine):
     with engine.connect() as connection:
+        prints = schema.security_alert_fingerprints
         rows = connection.execute(
-            select(schema.security_alerts).order_by(schema.security_alerts.c.id)
+            select(schema.security_alerts, prints.c.fingerprint, prints.c.last_seen_at)
+            .outerjoin(prints, prints.c.alert_id == schema.security_alerts.c.id)
+            .order_by(schema.security_alerts.c.id)
         ).all()
     return [
         r._asdict() | {"last_seen_at": as_utc(r.last_seen_at), "created_at": as_utc(r.created_at)}

@@ -420,6 +420,7 @@ def secrets(ctx: Context) -> list[Frame]:
     retire = np.array(
         [NULL_TS if r is None else ctx.now + r * DAY for r in retire_after], dtype=np.int64
     )
+    has_retire = retire != NULL_TS
     # a version stops being the active one when its successor is created
     rotated = np.array(
         [NULL_TS if s == "active" else int(created[i + 1]) for i, s in enumerate(status)],
@@ -437,9 +438,13 @@ def secrets(ctx: Context) -> list[Frame]:
                 "created_at": ts(created),
                 "expires_at": ts(expires),
                 "rotated_at": ts(rotated),
-                "retire_after": ts(retire),
             },
-        )
+        ),
+        # the end of each retiring version's grace period, in the project's own table
+        Frame(
+            "secret_retirements",
+            {"secret_id": ids(n)[has_retire], "retire_after": ts(retire[has_retire])},
+        ),
     ]
 
 

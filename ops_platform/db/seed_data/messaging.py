@@ -116,6 +116,7 @@ def notifications(ctx: Context) -> list[Frame]:
     title_index = rng.integers(0, len(NOTIFICATION_TITLES), total)
     titles = np.array([t for t, _ in NOTIFICATION_TITLES], dtype=object)[title_index]
     bodies = np.array([b for _, b in NOTIFICATION_TITLES], dtype=object)[title_index]
+    tracked = (next_attempt != NULL_TS) | (sent != NULL_TS)
     return [
         Frame(
             "notifications",
@@ -139,11 +140,19 @@ def notifications(ctx: Context) -> list[Frame]:
                 "claimed_at": ts(claimed),
                 "sent_at": ts(sent),
                 "error_message": error,
-                "next_attempt_at": ts(next_attempt),
+            },
+        ),
+        # the delivery state the project keeps per batch: backoff and Message-ID
+        Frame(
+            "email_deliveries",
+            {
+                "queue_id": ids(batches)[tracked],
+                "next_attempt_at": ts(next_attempt[tracked]),
                 "message_id": [
                     None if s == NULL_TS else f"<seed-{i}@ops-platform.example.com>"
-                    for i, s in zip(range(1, batches + 1), sent.tolist())
+                    for i, s in zip(ids(batches)[tracked].tolist(), sent[tracked].tolist())
                 ],
+                "updated_at": ts(np.full(int(tracked.sum()), ctx.now, dtype=np.int64)),
             },
         ),
     ]

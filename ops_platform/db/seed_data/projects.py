@@ -134,7 +134,7 @@ def projects(ctx: Context) -> list[Frame]:
                 "balance_paid": balance_paid,
             },
         ),
-        _payment_reminders(
+        *_payment_reminders(
             ctx, rng, project_ids[status_codes == 0], primary_user[status_codes == 0]
         ),
         _deliverables(ctx, rng, project_ids),
@@ -144,8 +144,9 @@ def projects(ctx: Context) -> list[Frame]:
 
 def _payment_reminders(
     ctx: Context, rng, overdue_projects: np.ndarray, contacts: np.ndarray
-) -> Frame:
-    """Reminders already sent on earlier days; the first overdue project also got today's."""
+) -> list[Frame]:
+    """Reminders already sent on earlier days; the first overdue project also got today's.
+    The day each is for is the project's own record (`payment_reminder_days`)."""
     per_project = rng.integers(0, 4, len(overdue_projects))
     project = np.repeat(overdue_projects, per_project)
     contact = np.repeat(contacts, per_project)
@@ -161,19 +162,30 @@ def _payment_reminders(
     n = len(project)
     scheduled = day + 10 * HOUR
     scheduled = np.minimum(scheduled, ctx.now - MINUTE)
-    return Frame(
-        "payment_reminders",
-        {
-            "id": ids(n),
-            "project_id": project,
-            "kind": np.full(n, "BALANCE_DUE", dtype=object),
-            "status": status,
-            "recipient_email": [ctx.emails[u - 1] for u in contact.tolist()],
-            "scheduled_for": ts(scheduled),
-            "sent_at": ts(scheduled + between(rng, 1, 30, n)),
-            "reminder_date": (day // DAY).astype("datetime64[D]"),
-        },
-    )
+    kind = np.full(n, "BALANCE_DUE", dtype=object)
+    return [
+        Frame(
+            "payment_reminders",
+            {
+                "id": ids(n),
+                "project_id": project,
+                "kind": kind,
+                "status": status,
+                "recipient_email": [ctx.emails[u - 1] for u in contact.tolist()],
+                "scheduled_for": ts(scheduled),
+                "sent_at": ts(scheduled + between(rng, 1, 30, n)),
+            },
+        ),
+        Frame(
+            "payment_reminder_days",
+            {
+                "reminder_id": ids(n),
+                "project_id": project,
+                "kind": kind,
+                "reminder_date": (day // DAY).astype("datetime64[D]"),
+            },
+        ),
+    ]
 
 
 DELIVERABLE_CASES = {
