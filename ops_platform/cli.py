@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SettingsError as error:
-        print(f"ops-platform: configuration error: {error}", file=sys.stderr)
+        print(f"{error}\nops-platform: bad settings, nothing done", file=sys.stderr)
         return 2
     except DemoTargetRefused as error:
         print(f"ops-platform: {error}", file=sys.stderr)

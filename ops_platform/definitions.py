@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from types import ModuleType
 
 import dagster as dg
@@ -22,7 +23,7 @@ from ops_platform.config_checks import check_config_at_launch, op_defs_of
 from ops_platform.executors import build_executor
 from ops_platform.resources import build_resources
 from ops_platform.schedules.build import build_schedules, catchup_sensors
-from ops_platform.settings import Settings, load_settings
+from ops_platform.settings import Settings, SettingsError, load_settings
 
 
 def _modules(package: ModuleType) -> list[ModuleType]:
@@ -78,4 +79,33 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+SETTINGS_HINT = "ops_platform: bad settings (README.md, section Environment, describes each one)"
+
+
+def _report_settings_error(previous_hook):
+    """An excepthook printing a `SettingsError` as its own lines, without the traceback
+    through Dagster's command line and module loader."""
+
+    def hook(kind, error, traceback):
+        if isinstance(error, SettingsError):
+            print(f"{error}\n{SETTINGS_HINT}", file=sys.stderr)
+        else:
+            previous_hook(kind, error, traceback)
+
+    return hook
+
+
+def load_definitions() -> dg.Definitions:
+    """The code location from the process environment. Every bad setting is found here, at
+    load, all at once. A command that stops on it (`dagster job execute`, `dagster asset
+    materialize`) prints them from the first line; a code server reports the same message as
+    its load error, which the webserver shows and a run that cannot load fails with."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        sys.excepthook = _report_settings_error(sys.excepthook)
+        raise error.with_traceback(None) from None
+    return build_definitions(settings)
+
+
+defs = load_definitions()

@@ -8,11 +8,14 @@ Every bad value raises `SettingsError` naming the variable and what is wrong wit
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ops_platform.db.engine import (
@@ -57,7 +60,37 @@ FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 class SettingsError(ValueError):
-    """A setting from the environment is malformed; the message names the variable."""
+    """Settings from the environment are malformed. The message's first line names the
+    first bad variable and what is wrong with it; the next lines list any other."""
+
+    def __init__(self, *problems: str):
+        self.problems = list(problems)
+        first = problems[0] if problems else "bad settings"
+        more = len(problems) - 1
+        head = f"{first} (and {more} more bad setting{'s' * (more > 1)}, below)" if more else first
+        super().__init__("\n".join([head, *(f"  {problem}" for problem in problems[1:])]))
+
+
+class _Problems:
+    """Collects every bad setting, so start-up names them all at once."""
+
+    def __init__(self):
+        self.found: list[str] = []
+
+    def check(self, parse, *args, fallback=None):
+        """`parse(*args)`, or `fallback` after noting what was wrong."""
+        try:
+            return parse(*args)
+        except SettingsError as error:
+            self.found.extend(error.problems)
+            return fallback
+
+    def note(self, problem: str) -> None:
+        self.found.append(problem)
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise SettingsError(*self.found)
 
 
 @dataclass(frozen=True)
@@ -206,13 +239,16 @@ def _state_schema(name: str, value: str | None) -> str | None:
 
 def _enabled_groups(env: Mapping[str, str]) -> dict[str, bool]:
     enabled = {group: True for group in GROUPS}
-    for name, value in env.items():
+    problems = _Problems()
+    for name, value in sorted(env.items()):
         if not name.startswith("OPS_ENABLE_"):
             continue
         group = name.removeprefix("OPS_ENABLE_").lower()
         if group not in GROUPS:
-            raise SettingsError(f"{name}: unknown group {group!r}; groups are {', '.join(GROUPS)}")
-        enabled[group] = parse_bool(name, value)
+            problems.note(f"{name}: unknown group {group!r}; groups are {', '.join(GROUPS)}")
+            continue
+        enabled[group] = problems.check(parse_bool, name, value, fallback=True)
+    problems.raise_any()
     return enabled
 
 
@@ -236,47 +272,203 @@ def _executor(env: Mapping[str, str]) -> str:
     return name
 
 
+SMTP_QUERY_KEYS = ("starttls", "timeout", "cafile", "verify")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """`OPS_SMTP_URL` parsed: `smtp[s]://[user:pass@]host[:port][?starttls=&timeout=&cafile=&verify=]`."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool | None  # None: when offered; True: required; False: never
+    username: str | None = field(repr=False)
+    password: str | None = field(repr=False)
+    timeout: float
+    cafile: str | None
+    verify: bool
+
+    @classmethod
+    def from_url(cls, url: str, name: str = "OPS_SMTP_URL") -> SmtpSettings:
+        """Every part checked; `SettingsError` naming the variable and the part otherwise."""
+        parsed = urlparse(url)
+        shown = f"{name}={redact_url(url)!r}"
+        if parsed.scheme not in ("smtp", "smtps"):
+            raise SettingsError(f"{shown}: scheme must be smtp or smtps")
+        if not parsed.hostname:
+            raise SettingsError(f"{shown} has no host")
+        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+        unknown = sorted(set(query) - set(SMTP_QUERY_KEYS))
+        if unknown:
+            raise SettingsError(
+                f"{name}: unknown option ?{unknown[0]}=; options are {', '.join(SMTP_QUERY_KEYS)}"
+            )
+        implicit_tls = parsed.scheme == "smtps"
+        starttls = (
+            parse_bool(f"{name} ?starttls", query["starttls"]) if "starttls" in query else None
+        )
+        if implicit_tls and starttls:
+            raise SettingsError(f"{name}: smtps:// is already TLS; drop ?starttls=true")
+        try:
+            port = parsed.port or (465 if implicit_tls else 25)
+        except ValueError:
+            raise SettingsError(f"{shown}: the port is not a number from 1 to 65535") from None
+        try:
+            timeout = float(query.get("timeout", 30))
+        except ValueError:
+            timeout = 0.0
+        if not 0 < timeout < float("inf"):
+            raise SettingsError(
+                f"{name}: ?timeout={query['timeout']!r} is not a positive number of seconds"
+            )
+        cafile = query.get("cafile")
+        if cafile is not None and not Path(cafile).is_file():
+            raise SettingsError(f"{name}: ?cafile={cafile!r} is not a file")
+        return cls(
+            host=parsed.hostname,
+            port=port,
+            implicit_tls=implicit_tls,
+            starttls=starttls,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            timeout=timeout,
+            cafile=cafile,
+            verify=parse_bool(f"{name} ?verify", query.get("verify", "true")),
+        )
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.cafile)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def _check_smtp_url(name: str, value: str | None) -> str | None:
+    if value is not None:
+        SmtpSettings.from_url(value, name)
+    return value
+
+
+def _check_fernet_keys(name: str, value: str | None) -> str | None:
+    """Comma-separated Fernet keys (32 url-safe base64-encoded bytes each), the first
+    encrypting; checked without loading the cryptography library."""
+    if value is None:
+        return None
+    keys = [key.strip() for key in value.split(",") if key.strip()]
+    if not keys:
+        raise SettingsError(f"{name} holds no key; generate one with Fernet.generate_key()")
+    for number, key in enumerate(keys, 1):
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise SettingsError(
+                f"{name}: key #{number} is not a Fernet key (32 url-safe base64-encoded bytes); "
+                "generate one with Fernet.generate_key()"
+            )
+    return value
+
+
+def s3_prefix(name: str, value: str) -> str:
+    """An object-store prefix is a folder: a relative path, normalised to end with `/`."""
+    prefix = value.strip().strip("/")
+    if not prefix:
+        raise SettingsError(f"{name}={value!r} is empty; it must name a folder, e.g. uploads/")
+    if value.strip().startswith("/") or any(p in ("", ".", "..") for p in prefix.split("/")):
+        raise SettingsError(
+            f"{name}={value!r} is not a folder-like prefix (no leading '/', '.', '..' or '//')"
+        )
+    return prefix + "/"
+
+
+def check_prefixes(uploads: str, trash: str) -> None:
+    """Orphans are moved from uploads to trash: one folder inside the other (or the same)
+    would move the trash itself, or files that are not uploads."""
+    if uploads.startswith(trash) or trash.startswith(uploads):
+        raise SettingsError(
+            f"OPS_S3_UPLOADS_PREFIX={uploads!r} and OPS_S3_TRASH_PREFIX={trash!r} overlap: "
+            "one contains the other; use two separate folders"
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Every setting from `env` (default the process environment), checked all at once:
+    `SettingsError` lists every bad one, the first on its first line."""
     env = os.environ if env is None else env
+    problems = _Problems()
+    check = problems.check
     data_dir = Path(env.get("OPS_DATA_DIR") or ".ops_platform").resolve()
-    database_url = _optional(env, "OPS_DATABASE_URL") or f"sqlite:///{data_dir / 'app.db'}"
-    _check_url("OPS_DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
+    default_database = f"sqlite:///{data_dir / 'app.db'}"
+    database_url = check(
+        _check_url,
+        "OPS_DATABASE_URL",
+        _optional(env, "OPS_DATABASE_URL") or default_database,
+        ("sqlite", "postgresql", "postgres"),
+        fallback=default_database,
+    )
     database_url = psycopg_url(database_url)  # postgres:// and postgresql:// → psycopg 3
 
     bucket = _optional(env, "OPS_S3_BUCKET")
-    endpoint = _check_url(
-        "OPS_S3_ENDPOINT_URL", _optional(env, "OPS_S3_ENDPOINT_URL"), ("http", "https")
+    endpoint = check(
+        _check_url, "OPS_S3_ENDPOINT_URL", _optional(env, "OPS_S3_ENDPOINT_URL"), ("http", "https")
     )
     if endpoint and not bucket:
-        raise SettingsError("OPS_S3_ENDPOINT_URL is set but OPS_S3_BUCKET is not")
+        problems.note("OPS_S3_ENDPOINT_URL is set but OPS_S3_BUCKET is not")
+    uploads = check(
+        s3_prefix,
+        "OPS_S3_UPLOADS_PREFIX",
+        env.get("OPS_S3_UPLOADS_PREFIX", "uploads/"),
+        fallback="uploads/",
+    )
+    trash = check(
+        s3_prefix, "OPS_S3_TRASH_PREFIX", env.get("OPS_S3_TRASH_PREFIX", "trash/"), fallback=None
+    )
+    if trash is not None:
+        check(check_prefixes, uploads, trash)
+    smtp_url = check(_check_smtp_url, "OPS_SMTP_URL", _optional(env, "OPS_SMTP_URL"))
 
-    return Settings(
+    settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
         s3_bucket=bucket,
         s3_endpoint_url=endpoint,
-        s3_uploads_prefix=env.get("OPS_S3_UPLOADS_PREFIX", "uploads/"),
-        s3_trash_prefix=env.get("OPS_S3_TRASH_PREFIX", "trash/"),
+        s3_uploads_prefix=uploads,
+        s3_trash_prefix=trash or "trash/",
         local_object_store_dir=Path(
             env.get("OPS_OBJECT_STORE_DIR") or data_dir / "object_store"
         ).resolve(),
-        smtp_url=_check_url("OPS_SMTP_URL", _optional(env, "OPS_SMTP_URL"), ("smtp", "smtps")),
+        smtp_url=smtp_url,
         mail_from=env.get("OPS_MAIL_FROM", "ops-platform@localhost"),
         outbox_dir=Path(env.get("OPS_OUTBOX_DIR") or data_dir / "outbox").resolve(),
-        payments_url=_check_url(
-            "OPS_PAYMENTS_URL", _optional(env, "OPS_PAYMENTS_URL"), ("http", "https")
+        payments_url=check(
+            _check_url, "OPS_PAYMENTS_URL", _optional(env, "OPS_PAYMENTS_URL"), ("http", "https")
         ),
-        redis_url=_check_url("OPS_REDIS_URL", _optional(env, "OPS_REDIS_URL"), ("redis", "rediss")),
+        redis_url=check(
+            _check_url, "OPS_REDIS_URL", _optional(env, "OPS_REDIS_URL"), ("redis", "rediss")
+        ),
         log_dir=Path(env.get("OPS_LOG_DIR") or data_dir / "logs").resolve(),
-        log_patterns=parse_log_patterns("OPS_LOG_PATTERNS", _optional(env, "OPS_LOG_PATTERNS")),
-        alert_webhook_url=_check_url(
-            "OPS_ALERT_WEBHOOK_URL", _optional(env, "OPS_ALERT_WEBHOOK_URL"), ("http", "https")
+        log_patterns=check(
+            parse_log_patterns,
+            "OPS_LOG_PATTERNS",
+            _optional(env, "OPS_LOG_PATTERNS"),
+            fallback=("*.log",),
         ),
-        alert_email=_check_email("OPS_ALERT_EMAIL", _optional(env, "OPS_ALERT_EMAIL")),
-        enabled_groups=_enabled_groups(env),
+        alert_webhook_url=check(
+            _check_url,
+            "OPS_ALERT_WEBHOOK_URL",
+            _optional(env, "OPS_ALERT_WEBHOOK_URL"),
+            ("http", "https"),
+        ),
+        alert_email=check(_check_email, "OPS_ALERT_EMAIL", _optional(env, "OPS_ALERT_EMAIL")),
+        enabled_groups=check(_enabled_groups, env, fallback={}),
         payments_api_key=_optional(env, "OPS_PAYMENTS_API_KEY"),
-        secrets_key=_optional(env, "OPS_SECRETS_KEY"),
-        executor=_executor(env),
+        secrets_key=check(_check_fernet_keys, "OPS_SECRETS_KEY", _optional(env, "OPS_SECRETS_KEY")),
+        executor=check(_executor, env, fallback="in_process"),
         celery_backend_set=_optional(env, "OPS_CELERY_BACKEND_URL") is not None,
-        state_schema=_state_schema("OPS_STATE_SCHEMA", _optional(env, "OPS_STATE_SCHEMA")),
+        state_schema=check(_state_schema, "OPS_STATE_SCHEMA", _optional(env, "OPS_STATE_SCHEMA")),
     )
+    problems.raise_any()
+    return settings

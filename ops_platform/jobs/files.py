@@ -42,6 +42,7 @@ from ops_platform.resources.object_store import (
     TransientObjectStoreError,
 )
 from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.settings import check_prefixes
 
 MAX_PAGE = 1000  # S3's most keys per listing page and per DeleteObjects request
 MAX_LISTED = 50
@@ -85,17 +86,6 @@ class OrphanResult:
     @property
     def files_changed(self) -> int:
         return self.moved + self.resumed + self.trash_purged
-
-
-def check_prefixes(uploads_prefix: str, trash_prefix: str) -> None:
-    """Both set, and neither inside the other (else trash would be re-trashed or purged uploads)."""
-    if not uploads_prefix or not trash_prefix:
-        raise ValueError("OPS_S3_UPLOADS_PREFIX and OPS_S3_TRASH_PREFIX must both be non-empty")
-    if uploads_prefix.startswith(trash_prefix) or trash_prefix.startswith(uploads_prefix):
-        raise ValueError(
-            f"OPS_S3_UPLOADS_PREFIX={uploads_prefix!r} and OPS_S3_TRASH_PREFIX={trash_prefix!r} overlap; "
-            "the trash must live outside the uploads and the other way round"
-        )
 
 
 def referenced_keys(engine: Engine, keys: list[str]) -> set[str]:

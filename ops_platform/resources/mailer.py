@@ -17,9 +17,7 @@ import contextlib
 import os
 import re
 import smtplib
-import ssl
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -27,13 +25,12 @@ from email.message import EmailMessage
 from email.policy import compat32
 from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from ops_platform.resources._environment import from_environment
-from ops_platform.settings import parse_bool, redact_url
+from ops_platform.settings import SmtpSettings, redact_url
 
 
 class MailError(RuntimeError):
@@ -51,57 +48,6 @@ class MailServerUnavailable(MailError):
     def __init__(self, message: str, during_send: bool = False):
         super().__init__(message, permanent=False)
         self.during_send = during_send
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    implicit_tls: bool
-    starttls: bool | None  # None: when offered; True: required; False: never
-    username: str | None
-    password: str | None
-    timeout: float
-    cafile: str | None
-    verify: bool
-
-    @classmethod
-    def from_url(cls, url: str) -> "SmtpSettings":
-        parsed = urlparse(url)
-        if parsed.scheme not in ("smtp", "smtps"):
-            raise ValueError(f"OPS_SMTP_URL={redact_url(url)!r}: scheme must be smtp or smtps")
-        if not parsed.hostname:
-            raise ValueError(f"OPS_SMTP_URL={redact_url(url)!r} has no host")
-        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
-        implicit_tls = parsed.scheme == "smtps"
-        starttls = (
-            parse_bool("OPS_SMTP_URL starttls", query["starttls"]) if "starttls" in query else None
-        )
-        if implicit_tls and starttls:
-            raise ValueError("OPS_SMTP_URL: smtps:// is already TLS; drop ?starttls=true")
-        try:
-            port = parsed.port or (465 if implicit_tls else 25)
-            timeout = float(query.get("timeout", 30))
-        except ValueError as error:
-            raise ValueError(f"OPS_SMTP_URL={redact_url(url)!r}: {error}") from None
-        return cls(
-            host=parsed.hostname,
-            port=port,
-            implicit_tls=implicit_tls,
-            starttls=starttls,
-            username=unquote(parsed.username) if parsed.username else None,
-            password=unquote(parsed.password) if parsed.password else None,
-            timeout=timeout,
-            cafile=query.get("cafile"),
-            verify=parse_bool("OPS_SMTP_URL verify", query.get("verify", "true")),
-        )
-
-    def tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.cafile)
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
 
 _UTF8_QUOTED_PRINTABLE = Charset("utf-8")
@@ -294,8 +240,6 @@ class Mailer(dg.ConfigurableResource):
 
 def build_mailer(settings) -> Mailer:
     """SMTP when `OPS_SMTP_URL` is set, else the outbox folder (`OPS_OUTBOX_DIR`)."""
-    if settings.smtp_url:
-        SmtpSettings.from_url(settings.smtp_url)  # a malformed URL fails at load, not mid-run
     return Mailer(
         smtp_url=from_environment("OPS_SMTP_URL", settings.smtp_url),
         mail_from=settings.mail_from,

@@ -31,9 +31,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from ops_platform.lazy import lazy_module
+from ops_platform.settings import s3_prefix
 
 if TYPE_CHECKING:
     import botocore.exceptions as boto_errors
@@ -110,6 +111,12 @@ class ObjectStore(dg.ConfigurableResource):
         default="uploads/", description="Where the app stores user uploads."
     )
     trash_prefix: str = Field(default="trash/", description="Where orphaned uploads are moved.")
+
+    @field_validator("uploads_prefix", "trash_prefix")
+    @classmethod
+    def _folder_like(cls, value: str, info: ValidationInfo) -> str:
+        # A prefix is a folder: `u` must not match `user-exports/x.csv`, whatever run config says.
+        return s3_prefix(info.field_name, value)
 
     def put_bytes(
         self, key: str, data: bytes, content_type: str = "application/octet-stream"

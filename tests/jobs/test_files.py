@@ -219,3 +219,13 @@ def test_transient_store_faults_retry_the_step(uploads, database, monkeypatch):
     result = _run(database, uploads)
     assert result.success and _metadata(result)["moved_to_trash"] == 2
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
+
+
+def test_prefixes_are_folders_so_u_does_not_match_user_exports(tmp_path, engine):
+    store = LocalObjectStore(root=str(tmp_path / "store"), uploads_prefix="u", trash_prefix="trash")
+    assert (store.uploads_prefix, store.trash_prefix) == ("u/", "trash/")
+    store.put_bytes("user-exports/x.csv", b"export")
+    store.put_bytes("u/orphan.png", b"orphan")
+    result = clean_orphaned_files(engine, store, utcnow() + timedelta(days=8))
+    assert result.moved == 1
+    assert sorted(_keys(store)) == ["trash/u/orphan.png", "user-exports/x.csv"]
