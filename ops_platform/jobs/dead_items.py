@@ -11,7 +11,7 @@ from pydantic import Field
 from ops_platform import dead_items
 from ops_platform.db.engine import utcnow
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 
 class ReplayDeadItemsConfig(dg.Config):
@@ -24,7 +24,10 @@ class ReplayDeadItemsConfig(dg.Config):
     requested_by: str = Field(default="", description="Who asks (recorded in the audit table).")
 
 
-@dg.op(description="Put dead items back to pending, attempts reset; audited.")
+@dg.op(
+    tags=op_tags("replay_dead_items"),
+    description="Put dead items back to pending, attempts reset; audited.",
+)
 def replay_dead(context: dg.OpExecutionContext, config: ReplayDeadItemsConfig, database: Database):
     if bool(config.ids) == config.all:
         raise dg.Failure(description="give either `ids: [...]` or `all: true` (not both)")
