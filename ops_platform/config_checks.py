@@ -73,8 +73,9 @@ def check_config_at_launch(op_defs: Iterable[dg.OpDefinition]) -> int:
         if field is None or isinstance(field.config_type, ValidatedShape):
             continue
         shape = ValidatedShape(field.config_type.fields, model, field.config_type.description)
+        keep = {"default_value": field.default_value} if field.default_provided else {}
         op_def._config_schema = DefinitionConfigSchema(  # noqa: SLF001 - no public setter
-            dg.Field(shape, description=field.description, is_required=field.is_required)
+            dg.Field(shape, description=field.description, is_required=field.is_required, **keep)
         )
         changed += 1
     return changed

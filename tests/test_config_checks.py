@@ -58,6 +58,12 @@ def test_asset_config_is_checked_too():
         dg.validate_run_config(job, bad)
 
 
+def test_defaults_still_resolve_to_a_full_config():
+    resolved = dg.validate_run_config(REPO.get_job("session_cleanup"))
+    config = resolved["ops"]["cleanup_sessions"]["config"]
+    assert config["mode"] == "light" and config["batch_size"] > 0
+
+
 def test_every_schedule_config_passes():
     for row in SCHEDULES:
         if row.cron is None:
