@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorType
 from dagster._utils.schedules import cron_string_iterator
 
 from ops_platform.db.engine import utcnow
@@ -104,6 +103,9 @@ def last_success_time(instance: dg.DagsterInstance, job_name: str) -> datetime |
 
 def schedule_start_times(instance: dg.DagsterInstance) -> dict[str, datetime]:
     """When each stored schedule state was switched on (by name; the latest if several)."""
+    # Dagster's scheduler internals load only where a sensor reads them, not with the definitions.
+    from dagster._core.scheduler.instigation import InstigatorType
+
     started: dict[str, datetime] = {}
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE):
         stamp = getattr(state.instigator_data, "start_timestamp", None)
