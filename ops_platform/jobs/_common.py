@@ -12,6 +12,7 @@ from pydantic import Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ops_platform.db.batching import BatchResult
+from ops_platform.db.faults import fault_line, permanent_database_fault
 from ops_platform.resources.database import Database, JobAlreadyRunning
 from ops_platform.schedules.catalog import row_for
 
@@ -86,6 +87,8 @@ def backoff_seconds(retry_number: int, base: float = 1.0, cap: float = 60.0) -> 
 
 
 def is_transient(error: BaseException) -> bool:
+    if permanent_database_fault(error) is not None:
+        return False
     if isinstance(error, OperationalError):
         return True
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
@@ -101,6 +104,9 @@ def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
         context.instance.add_run_tags(context.run_id, {FAILURE_KIND_TAG: CONFIG_FAILURE})
         raise dg.Failure(description=f"run config error: {error}", allow_retries=False) from None
     except Exception as error:
+        meaning = permanent_database_fault(error)
+        if meaning is not None:
+            raise dg.Failure(description=fault_line(error, meaning), allow_retries=False) from None
         if is_transient(error) and context.retry_number < MAX_TRANSIENT_RETRIES:
             wait = backoff_seconds(context.retry_number)
             context.log.warning(
