@@ -79,6 +79,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
+class BadSettingsError(SettingsError, dg.DagsterError):
+    """A `SettingsError` that Dagster's user-code boundary passes through unwrapped: a code
+    server's load error (what the webserver shows) then starts with the bad variable, not
+    with "Error occurred during the loading of Dagster definitions"."""
+
+
 SETTINGS_HINT = "ops_platform: bad settings (README.md, section Environment, describes each one)"
 
 
@@ -104,7 +110,7 @@ def load_definitions() -> dg.Definitions:
         settings = load_settings()
     except SettingsError as error:
         sys.excepthook = _report_settings_error(sys.excepthook)
-        raise error.with_traceback(None) from None
+        raise BadSettingsError(*error.problems) from None
     return build_definitions(settings)
 
 

@@ -131,3 +131,21 @@ def test_prefixes_are_normalised_to_folders():
         load_settings({"OPS_S3_TRASH_PREFIX": ""})
     with pytest.raises(SettingsError, match="OPS_S3_TRASH_PREFIX='/trash/' is not a folder-like"):
         load_settings({"OPS_S3_TRASH_PREFIX": "/trash/"})
+
+
+def test_webserver_load_error_names_the_variable(tmp_path, monkeypatch):
+    """The webserver loads the code location through a code server, as here; its load error
+    (what the UI shows on the code location) starts with the variable."""
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    monkeypatch.setenv("OPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OPS_SECRETS_KEY", "not-a-fernet-key")
+    target = ModuleTarget("ops_platform.definitions", None, str(tmp_path), "ops_platform")
+    with dg.instance_for_test() as instance, WorkspaceProcessContext(instance, target) as context:
+        error = context.create_request_context().get_code_location_error("ops_platform")
+    assert error is not None
+    first = error.to_string().strip().splitlines()[0]
+    assert "OPS_SECRETS_KEY: key #1 is not a Fernet key" in first, error.to_string()
+    assert first.split(": ", 1)[1].startswith("OPS_SECRETS_KEY"), first
