@@ -220,10 +220,15 @@ def _binary_kinds(frame: Frame, table) -> list[str] | None:
         SmallInteger,
         String,
     )
+    from sqlalchemy.dialects.postgresql import JSONB, REAL
 
     kinds = []
     for name in frame.columns:
         column_type = table.c[name].type
+        # Wire formats that differ from what is built here (jsonb's version byte, 4-byte
+        # floats): the whole frame goes as text, which the server parses into any type.
+        if isinstance(column_type, (JSONB, REAL)):
+            return None
         if isinstance(column_type, Boolean):
             kinds.append("bool")
         elif isinstance(column_type, BigInteger):

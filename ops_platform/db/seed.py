@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, MetaData, Table, inspect, text
 
 from ops_platform.db import schema
 from ops_platform.db.bulk_load import Frame, copy_frame_postgres, insert_frame_sqlite
@@ -163,27 +163,49 @@ def _load_postgres_table(
     engine: Engine, frame: Frame, generated: float, progress: Progress
 ) -> tuple[str, int]:
     started = time.perf_counter()
-    table = schema.find_table(frame.table)
-    # Building an index once after a big load is much cheaper than updating it per row.
-    indexes = table.indexes if len(frame) >= REBUILD_INDEXES_FROM_ROWS else ()
+    # COPY's binary format follows the live column types (an app's own tables may use
+    # integer for bigint, json for jsonb, …), so they are read from the database.
+    live = Table(frame.table, MetaData(), schema=frame.schema, autoload_with=engine)
     with engine.begin() as connection:
         connection.execute(text("SET LOCAL synchronous_commit = off"))
         connection.execute(text("SET LOCAL maintenance_work_mem = '128MB'"))
         # Truncated in this transaction, so COPY may write the rows already frozen.
         connection.execute(text(f"TRUNCATE {frame.sql_name}"))
-        for index in indexes:
-            connection.execute(text(f"DROP INDEX IF EXISTS {_quote(index.name)}"))
-        rows = copy_frame_postgres(
-            connection.connection.driver_connection, frame, table, freeze=True
+        # Building an index once after a big load is much cheaper than updating it per row.
+        indexes = (
+            _plain_indexes(connection, frame.sql_name)
+            if len(frame) >= REBUILD_INDEXES_FROM_ROWS
+            else []
         )
-        for index in indexes:
-            index.create(connection)
+        for name, _ in indexes:
+            connection.execute(text(f"DROP INDEX {name}"))
+        rows = copy_frame_postgres(
+            connection.connection.driver_connection, frame, live, freeze=True
+        )
+        for _, definition in indexes:
+            connection.execute(text(definition))
         if rows:
             connection.execute(
                 text(f"ANALYZE {frame.sql_name}")
             )  # good plans for the jobs' first runs
     _report(progress, frame, generated, time.perf_counter() - started)
     return frame.table, rows
+
+
+def _plain_indexes(connection, sql_name: str) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of the table's live indexes that back no constraint,
+    whoever made them: the app's own as well as the contract's."""
+    return [
+        tuple(row)
+        for row in connection.execute(
+            text(
+                "SELECT CAST(i.indexrelid AS regclass)::text, pg_get_indexdef(i.indexrelid) "
+                "FROM pg_index i WHERE i.indrelid = CAST(:table AS regclass) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+            ),
+            {"table": sql_name},
+        )
+    ]
 
 
 def _reset_sequences(engine: Engine, counts: dict[str, int]) -> None:

@@ -34,13 +34,11 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text
 
 from ops_platform.db import schema
 from ops_platform.db.batching import SAMPLE_SIZE
-from ops_platform.db.engine import is_postgres, state_table, upsert, utcnow
+from ops_platform.db.engine import state_table, upsert, utcnow
 from ops_platform.db.pacing import run_paced, use_pacer
 from ops_platform.jobs._common import GuardedJobConfig, singleton, transient_retries
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
@@ -181,17 +179,22 @@ def _count(connection: Connection, where: str, params: dict) -> int:
 
 
 def _insert_ignoring_duplicates(connection: Connection, rows: list[dict]) -> int:
-    """Insert new versions; a (name, version) that exists already is left alone."""
+    """Insert new versions; a (name, version) that exists already is left alone. Checked
+    with NOT EXISTS, not ON CONFLICT: the app's own table need not have that unique key."""
     if not rows:
         return 0
-    insert = postgres_insert if is_postgres(connection) else sqlite_insert
-    statement = (
-        insert(schema.secrets)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["name", "version"])
-        .returning(schema.secrets.c.id)  # counted by RETURNING: rowcount is not reliable here
+    s = schema.secrets
+    columns = list(rows[0])
+    statement = insert(s).from_select(
+        columns,
+        select(*(bindparam(name, type_=s.c[name].type) for name in columns)).where(
+            ~select(s.c.id)
+            .where(s.c.name == bindparam("name"), s.c.version == bindparam("version"))
+            .exists()
+        ),
     )
-    return len(connection.execute(statement).all())
+    statement = statement.returning(s.c.id)  # counted by RETURNING: rowcount is not reliable
+    return sum(len(connection.execute(statement, row).all()) for row in rows)
 
 
 def _paced_figures(pacer, label: str, result: RotationResult) -> None:
