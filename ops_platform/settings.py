@@ -394,6 +394,29 @@ def check_prefixes(uploads: str, trash: str) -> None:
         )
 
 
+def _check_sender(name: str, value: str) -> str:
+    local, _, domain = value.strip().rpartition("<")[2].rstrip(">").partition("@")
+    if not local or not domain or " " in local + domain:
+        raise SettingsError(f"{name}={value!r} is not an email address (user@host)")
+    return value
+
+
+def _check_api_key(env: Mapping[str, str]) -> str | None:
+    key = _optional(env, "OPS_PAYMENTS_API_KEY")
+    if key and not _optional(env, "OPS_PAYMENTS_URL"):
+        raise SettingsError(
+            "OPS_PAYMENTS_API_KEY is set but OPS_PAYMENTS_URL is not: the built-in simulator "
+            "takes no key; set the provider's URL, or unset the key"
+        )
+    return key
+
+
+def _check_folder(name: str, value: str | None) -> None:
+    """A folder setting may name a folder still to be created, never an existing file."""
+    if value is not None and Path(value).exists() and not Path(value).is_dir():
+        raise SettingsError(f"{name}={value!r} is a file, not a folder")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Every setting from `env` (default the process environment), checked all at once:
     `SettingsError` lists every bad one, the first on its first line."""
@@ -441,7 +464,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env.get("OPS_OBJECT_STORE_DIR") or data_dir / "object_store"
         ).resolve(),
         smtp_url=smtp_url,
-        mail_from=env.get("OPS_MAIL_FROM", "ops-platform@localhost"),
+        mail_from=check(
+            _check_sender, "OPS_MAIL_FROM", env.get("OPS_MAIL_FROM", "ops-platform@localhost")
+        ),
         outbox_dir=Path(env.get("OPS_OUTBOX_DIR") or data_dir / "outbox").resolve(),
         payments_url=check(
             _check_url, "OPS_PAYMENTS_URL", _optional(env, "OPS_PAYMENTS_URL"), ("http", "https")
@@ -464,11 +489,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         alert_email=check(_check_email, "OPS_ALERT_EMAIL", _optional(env, "OPS_ALERT_EMAIL")),
         enabled_groups=check(_enabled_groups, env, fallback={}),
-        payments_api_key=_optional(env, "OPS_PAYMENTS_API_KEY"),
+        payments_api_key=check(_check_api_key, env),
         secrets_key=check(_check_fernet_keys, "OPS_SECRETS_KEY", _optional(env, "OPS_SECRETS_KEY")),
         executor=check(_executor, env, fallback="in_process"),
         celery_backend_set=_optional(env, "OPS_CELERY_BACKEND_URL") is not None,
         state_schema=check(_state_schema, "OPS_STATE_SCHEMA", _optional(env, "OPS_STATE_SCHEMA")),
     )
+    for name in ("OPS_DATA_DIR", "OPS_LOG_DIR", "OPS_OUTBOX_DIR", "OPS_OBJECT_STORE_DIR"):
+        check(_check_folder, name, _optional(env, name))
     problems.raise_any()
     return settings

@@ -149,3 +149,24 @@ def test_webserver_load_error_names_the_variable(tmp_path, monkeypatch):
     first = error.to_string().strip().splitlines()[0]
     assert "OPS_SECRETS_KEY: key #1 is not a Fernet key" in first, error.to_string()
     assert first.split(": ", 1)[1].startswith("OPS_SECRETS_KEY"), first
+
+
+def test_sender_key_without_provider_and_files_for_folders_are_refused(tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {
+                "OPS_MAIL_FROM": "nobody",
+                "OPS_PAYMENTS_API_KEY": "sk_live_x",
+                "OPS_LOG_DIR": str(a_file),
+            }
+        )
+    problems = caught.value.problems
+    assert any(p.startswith("OPS_MAIL_FROM='nobody' is not an email address") for p in problems)
+    assert any(
+        p.startswith("OPS_PAYMENTS_API_KEY is set but OPS_PAYMENTS_URL is not") for p in problems
+    )
+    assert any(p.startswith("OPS_LOG_DIR=") and "is a file" in p for p in problems)
+    assert "sk_live_x" not in str(caught.value)
+    assert load_settings({"OPS_MAIL_FROM": "Ops <ops@example.com>"}).mail_from
