@@ -48,6 +48,7 @@ from ops_platform.assets.engagement import (
 )
 from ops_platform.assets.games import LeaderboardsConfig, leaderboards, period_starts
 from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
     drop_schemas,
     make_engine,
     psycopg_url,
@@ -536,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.schema:
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S)
     database = Database(url=url)
     failures = 0
     try:

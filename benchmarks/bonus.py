@@ -34,7 +34,13 @@ from ops_platform.assets.bonuses import (
     credit_og_daily_bonus,
     sydney_day_window,
 )
-from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    drop_schemas,
+    make_engine,
+    psycopg_url,
+    schema_url,
+)
 from ops_platform.db.migrate import upgrade
 
 TARGET_FLOOR_RATIO = 1.3
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = schema_url(base, schema)
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S)
     try:
         upgrade(url)
         started = time.perf_counter()

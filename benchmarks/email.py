@@ -27,7 +27,14 @@ from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    drop_schemas,
+    make_engine,
+    psycopg_url,
+    schema_url,
+    utcnow,
+)
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.email import process_email_queue_in
 from ops_platform.resources.mailer import Mailer
@@ -171,7 +178,7 @@ def bench_database(
         db_url = f"sqlite:///{Path(folder.name) / 'app.db'}"
     try:
         upgrade(db_url)
-        engine = make_engine(db_url)
+        engine = make_engine(db_url, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S)
         fill_queue(engine, batches)
         before = server.count
         sent, seconds, runs = drain(engine, url, per_run)

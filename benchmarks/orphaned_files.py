@@ -23,7 +23,14 @@ from pathlib import Path
 from sqlalchemy import text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    drop_schemas,
+    make_engine,
+    psycopg_url,
+    schema_url,
+    utcnow,
+)
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench-files-"))
     try:
         upgrade(url)
-        engine = make_engine(url)
+        engine = make_engine(url, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S)
         started = time.perf_counter()
         load_references(engine, args.references, max(args.objects, args.s3_objects))
         print(

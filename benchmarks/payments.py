@@ -26,7 +26,14 @@ from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL
 from ops_platform.db import schema
-from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    drop_schemas,
+    make_engine,
+    psycopg_url,
+    schema_url,
+    utcnow,
+)
 from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.payments import sweep_pending
 from ops_platform.resources.payments import PaymentProvider, serve_simulator
@@ -98,7 +105,7 @@ def bench_database(
     rows = []
     try:
         upgrade(url)
-        engine = make_engine(url)
+        engine = make_engine(url, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S)
         fill(engine, count)
         for concurrency in levels:
             reset(engine)

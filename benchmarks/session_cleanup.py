@@ -23,7 +23,14 @@ import uuid
 from sqlalchemy import create_engine, text
 
 from benchmarks import BENCH_POSTGRES_URL
-from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url, utcnow
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    drop_schemas,
+    make_engine,
+    psycopg_url,
+    schema_url,
+    utcnow,
+)
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.pacing import Pacer, Pacing, use_pacer
 from ops_platform.jobs.sessions import SessionCleanupConfig, cleanup_sessions_in
@@ -167,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = schema_url(base, schema)
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S)
     all_ok = True
     try:
         upgrade(url)

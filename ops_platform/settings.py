@@ -128,6 +128,9 @@ class Settings:
             return self.database_url
         return with_state_schema(self.database_url, self.state_schema)
 
+    database_connect_timeout_s: int = 10
+    database_statement_timeout_s: int = 300
+
     @property
     def embedded_database(self) -> bool:
         """The default SQLite file under the data folder (no OPS_DATABASE_URL)."""
@@ -494,6 +497,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         executor=check(_executor, env, fallback="in_process"),
         celery_backend_set=_optional(env, "OPS_CELERY_BACKEND_URL") is not None,
         state_schema=check(_state_schema, "OPS_STATE_SCHEMA", _optional(env, "OPS_STATE_SCHEMA")),
+        database_connect_timeout_s=check(
+            parse_positive_int,
+            "OPS_DATABASE_CONNECT_TIMEOUT",
+            env.get("OPS_DATABASE_CONNECT_TIMEOUT") or 10,
+            fallback=10,
+        ),
+        database_statement_timeout_s=check(
+            parse_positive_int,
+            "OPS_DATABASE_STATEMENT_TIMEOUT",
+            env.get("OPS_DATABASE_STATEMENT_TIMEOUT") or 300,
+            fallback=300,
+        ),
     )
     for name in ("OPS_DATA_DIR", "OPS_LOG_DIR", "OPS_OUTBOX_DIR", "OPS_OBJECT_STORE_DIR"):
         check(_check_folder, name, _optional(env, name))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 import re
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
 SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -101,9 +105,123 @@ def sqlite_state_file(database: str | None, schema: str) -> str:
     return str(path.with_name(f"{path.stem}.{schema}{path.suffix or '.db'}"))
 
 
-def make_engine(url: str, state_schema: str | None = None, **kwargs) -> Engine:
+# A Postgres server that stops answering must fail a run in bounded time, never hang it.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_STATEMENT_TIMEOUT_S = 300.0
+# Seeding and migrations: one statement may copy or index millions of rows.
+LONG_STATEMENT_TIMEOUT_S = 3600.0
+# TCP keepalives: a peer gone from the network (host down, cable cut) is noticed in about a
+# minute even while the connection is idle; unacknowledged writes give up as soon.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
+def database_peer(url: str) -> str:
+    """`host:port` of a database URL, for messages (never its credentials)."""
+    parsed = make_url(psycopg_url(url))
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def silent_database_message(peer: str, seconds: float, name: str = "app database") -> str:
+    return f"{name} at {peer} did not answer within {seconds:g} s"
+
+
+def _postgres_connect_args(parsed, connect_timeout_s: float, statement_timeout_s: float) -> dict:
+    """libpq parameters bounding every wait on the server; the URL's own values win."""
+    query = parsed.query
+    args: dict = {key: value for key, value in KEEPALIVES.items() if key not in query}
+    if "connect_timeout" not in query:
+        args["connect_timeout"] = max(2, math.ceil(connect_timeout_s))  # libpq's minimum
+    options = query.get("options", "")
+    options = " ".join(options) if isinstance(options, tuple) else options
+    if "statement_timeout" not in options:
+        args["options"] = f"{options} -c statement_timeout={int(statement_timeout_s * 1000)}"
+        args["options"] = args["options"].strip()
+    return args
+
+
+@functools.cache
+def _answering_connection_class():
+    """A psycopg connection that gives up on a server silent for longer than its
+    `answer_timeout_s`: the server enforces statement_timeout itself, but a stopped or
+    wedged server (or a peer that accepted and went quiet) never sends that error, and
+    the kernel keeps acknowledging keepalives of a stopped process."""
+    import psycopg
+    from psycopg import errors
+
+    class AnsweringConnection(psycopg.Connection):
+        answer_timeout_s: float | None = None  # statement timeout + grace
+        grace_s: float = DEFAULT_CONNECT_TIMEOUT_S
+        peer: str = ""
+
+        def wait(self, gen, interval=0.1, timeout=None):
+            if timeout is not None or not self.answer_timeout_s:
+                return super().wait(gen, interval=interval, timeout=timeout)
+            try:
+                return super().wait(gen, interval=interval, timeout=self.answer_timeout_s)
+            except errors._WaitTimeout:
+                # Half a protocol exchange is left on the wire: the connection is unusable.
+                self.pgconn.finish()
+                message = silent_database_message(self.peer, self.answer_timeout_s)
+                raise psycopg.OperationalError(message) from None
+
+    return AnsweringConnection
+
+
+def _connect_answering(cparams: dict, peer: str, grace_s: float, answer_s: float):
+    import psycopg
+
+    try:
+        connection = _answering_connection_class().connect(**cparams)
+    except psycopg.errors.ConnectionTimeout:
+        seconds = int(cparams.get("connect_timeout") or grace_s)
+        raise psycopg.OperationalError(
+            silent_database_message(peer, seconds) + " (connect timeout)"
+        ) from None
+    connection.answer_timeout_s, connection.grace_s, connection.peer = answer_s, grace_s, peer
+    return connection
+
+
+@contextlib.contextmanager
+def statement_timeout(connection: Connection, seconds: float) -> Iterator[None]:
+    """Let statements of `connection` run up to `seconds` inside the block (a VACUUM of a big
+    table), on the server and in the client's wait; both limits are restored after."""
+    dbapi = connection.connection.dbapi_connection
+    if not is_postgres(connection) or not hasattr(dbapi, "answer_timeout_s"):
+        yield
+        return
+    previous = dbapi.answer_timeout_s
+    connection.execute(text(f"SET statement_timeout = '{int(seconds * 1000)}ms'"))
+    dbapi.answer_timeout_s = seconds + dbapi.grace_s
+    try:
+        yield
+    finally:
+        dbapi.answer_timeout_s = previous
+        if not connection.invalidated:
+            connection.execute(text("RESET statement_timeout"))
+
+
+def make_engine(
+    url: str,
+    state_schema: str | None = None,
+    *,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    **kwargs,
+) -> Engine:
     """Create an engine for `url`; SQLite gets WAL, a busy timeout, its folder created and the
-    project's namespace attached. `state_schema` overrides the one the URL names."""
+    project's namespace attached. `state_schema` overrides the one the URL names.
+
+    Postgres (the app's tables and the project's own) gets a connect timeout, TCP
+    keepalives and a per-statement timeout; a server that does not answer within
+    statement timeout + connect timeout is given up on with `app database at host:port
+    did not answer within N s` (a transient OperationalError, so the op retries and the
+    next run continues where this one stopped)."""
     url = psycopg_url(url)  # the resource may get the variable's raw `postgres://…`
     parsed, named = split_state_schema(url)
     state_schema = check_state_schema(state_schema) if state_schema else named
@@ -130,7 +248,17 @@ def make_engine(url: str, state_schema: str | None = None, **kwargs) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    engine = create_engine(parsed, **kwargs)
+    connect_args = _postgres_connect_args(parsed, connect_timeout_s, statement_timeout_s)
+    engine = create_engine(
+        parsed, connect_args={**connect_args, **kwargs.pop("connect_args", {})}, **kwargs
+    )
+    if parsed.get_driver_name() == "psycopg":
+        peer = database_peer(url)
+        answer_s = statement_timeout_s + connect_timeout_s
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect, _record, _cargs, cparams):
+            return _connect_answering(cparams, peer, connect_timeout_s, answer_s)
 
     @event.listens_for(engine, "connect")
     def _utc_session(dbapi_connection, _record):

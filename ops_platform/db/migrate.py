@@ -17,7 +17,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from ops_platform.db.engine import is_postgres, make_engine, state_schema
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    is_postgres,
+    make_engine,
+    state_schema,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -47,7 +52,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def _engine(url_or_engine: str | Engine) -> tuple[Engine, bool]:
     if isinstance(url_or_engine, str):
-        return make_engine(url_or_engine), True
+        # A migration may index or rewrite millions of rows in one statement.
+        return make_engine(url_or_engine, statement_timeout_s=LONG_STATEMENT_TIMEOUT_S), True
     return url_or_engine, False
 
 

@@ -28,7 +28,13 @@ from sqlalchemy import Engine, MetaData, Table, inspect, text
 
 from ops_platform.db import schema
 from ops_platform.db.bulk_load import Frame, copy_frame_postgres, insert_frame_sqlite
-from ops_platform.db.engine import is_postgres, make_engine, state_schema, state_table
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    is_postgres,
+    make_engine,
+    state_schema,
+    state_table,
+)
 from ops_platform.db.seed_data import GENERATORS, Context
 
 Progress = Callable[[str], None]
@@ -55,7 +61,11 @@ def seed_database(
     progress = progress or (lambda message: None)
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     ctx = Context(users=users, seed=seed, now_dt=now)
-    engine = make_engine(_psycopg_url(url), pool_size=LOAD_WORKERS + 1)
+    engine = make_engine(
+        _psycopg_url(url),
+        pool_size=LOAD_WORKERS + 1,
+        statement_timeout_s=LONG_STATEMENT_TIMEOUT_S,
+    )
     try:
         tables = _tables_to_empty(engine)
         progress(f"seeding {users:,} users (seed {seed}) into {len(schema.CONTRACT_TABLES)} tables")

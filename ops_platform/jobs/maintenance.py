@@ -18,7 +18,12 @@ from pydantic import Field
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.db.engine import (
+    LONG_STATEMENT_TIMEOUT_S,
+    is_postgres,
+    statement_timeout,
+    utcnow,
+)
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.jobs._log_files import (
     LogFolderError,
@@ -28,7 +33,7 @@ from ops_platform.jobs._log_files import (
     prune_log_folder,
 )
 from ops_platform.markdown import markdown_table
-from ops_platform.resources.database import Database
+from ops_platform.resources.database import Database, run_max_runtime_s
 from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import job_tags, op_tags
 
@@ -219,10 +224,15 @@ def tables_needing_vacuum(
 
 
 def vacuum_tables(
-    engine: Engine, outcomes: list[VacuumOutcome], lock_timeout_s: float, progress=None
+    engine: Engine,
+    outcomes: list[VacuumOutcome],
+    lock_timeout_s: float,
+    progress=None,
+    vacuum_timeout_s: float = LONG_STATEMENT_TIMEOUT_S,
 ) -> list[str]:
     """`VACUUM (ANALYZE)` each table outside any transaction (VACUUM refuses to run inside
-    one); a table whose lock cannot be had in time is skipped, not waited for."""
+    one); a table whose lock cannot be had in time is skipped, not waited for. A VACUUM of
+    a big table may outlast the usual statement timeout, up to `vacuum_timeout_s`."""
     problems = []
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as connection:
@@ -230,7 +240,8 @@ def vacuum_tables(
         quote = connection.dialect.identifier_preparer.quote
         connection.execute(text(f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
         try:
-            _vacuum_each(connection, schema_name, quote, outcomes, problems, progress)
+            with statement_timeout(connection, vacuum_timeout_s):
+                _vacuum_each(connection, schema_name, quote, outcomes, problems, progress)
         finally:
             if not connection.invalidated:
                 connection.execute(
@@ -290,6 +301,7 @@ def maintain_database(
     dry_run: bool = False,
     now: datetime | None = None,
     progress=None,
+    vacuum_timeout_s: float = LONG_STATEMENT_TIMEOUT_S,
 ) -> MaintenanceResult:
     """Postgres: VACUUM (ANALYZE) the current schema's tables past the threshold.
     SQLite: ANALYZE and PRAGMA optimize, with a note saying so."""
@@ -304,7 +316,9 @@ def maintain_database(
         for outcome in result.outcomes:
             outcome.status = "would vacuum"
     else:
-        result.problems = vacuum_tables(engine, result.outcomes, lock_timeout_s, progress)
+        result.problems = vacuum_tables(
+            engine, result.outcomes, lock_timeout_s, progress, vacuum_timeout_s
+        )
     return result
 
 
@@ -418,6 +432,7 @@ def maintain_app_database(
             revacuum_after_hours=config.revacuum_after_hours,
             dry_run=config.dry_run,
             progress=context.log.info,
+            vacuum_timeout_s=run_max_runtime_s(context.run) or LONG_STATEMENT_TIMEOUT_S,
         )
         report = (
             activity_report(engine, utcnow(), config.long_query_seconds)

@@ -23,6 +23,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             if settings.embedded_database
             else from_environment("OPS_DATABASE_URL", settings.database_url),
             state_schema=settings.state_schema,
+            connect_timeout_s=settings.database_connect_timeout_s,
+            statement_timeout_s=settings.database_statement_timeout_s,
         ),
         "object_store": build_object_store(settings),
         "mailer": build_mailer(settings),

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine, text
 
-from ops_platform.db.engine import is_postgres, make_engine, state_table, utcnow
+from ops_platform.db.engine import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    is_postgres,
+    make_engine,
+    state_table,
+    utcnow,
+)
+from ops_platform.schedules.catalog import rows_for
 
 
 class JobAlreadyRunning(RuntimeError):
@@ -27,17 +36,47 @@ def advisory_lock_key(schema: str, job: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def run_max_runtime_s(run: dg.DagsterRun | None) -> float | None:
+    """The run's maximum runtime: its `dagster/max_runtime` tag (from the schedule table),
+    else the table's row of its job or of the assets it materializes."""
+    if run is None:
+        return None
+    tagged = run.tags.get("dagster/max_runtime")
+    if tagged:
+        return float(tagged)
+    targets = [run.job_name, run.job_name.removesuffix("_job")]
+    targets += [key.to_user_string() for key in run.asset_selection or ()]
+    runtimes = [row.max_runtime_s for target in targets for row in rows_for(target)]
+    return max(runtimes) if runtimes else None
+
+
 class Database(dg.ConfigurableResource):
-    """SQLAlchemy access to the app database (`OPS_DATABASE_URL`)."""
+    """SQLAlchemy access to the app database (`OPS_DATABASE_URL`).
+
+    On Postgres every connection has a connect timeout, TCP keepalives and a statement
+    timeout (`statement_timeout_s`, never longer than the run's own max runtime); a server
+    that stays silent past them fails the run with one line naming it (see `make_engine`).
+    """
 
     url: str
     # The project's own schema; None: the one the URL names, else `ops`.
     state_schema: str | None = None
+    connect_timeout_s: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0)
+    statement_timeout_s: float = Field(default=DEFAULT_STATEMENT_TIMEOUT_S, gt=0)
 
     _engine: Engine | None = PrivateAttr(default=None)
 
+    def _make_engine(self, max_runtime_s: float | None = None) -> Engine:
+        statement_timeout_s = min(self.statement_timeout_s, max_runtime_s or math.inf)
+        return make_engine(
+            self.url,
+            state_schema=self.state_schema,
+            connect_timeout_s=self.connect_timeout_s,
+            statement_timeout_s=statement_timeout_s,
+        )
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._engine = make_engine(self.url, state_schema=self.state_schema)
+        self._engine = self._make_engine(run_max_runtime_s(context.run))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:
@@ -48,7 +87,7 @@ class Database(dg.ConfigurableResource):
     def engine(self) -> Engine:
         # Outside a run (tests, CLI) the engine is created on first use.
         if self._engine is None:
-            self._engine = make_engine(self.url, state_schema=self.state_schema)
+            self._engine = self._make_engine()
         return self._engine
 
     @property

@@ -286,6 +286,8 @@ S3_CLIENT_FIELDS = {
     "region_name",
     "profile_name",
     "max_attempts",
+    "connect_timeout_s",
+    "read_timeout_s",
 }
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
@@ -293,11 +295,24 @@ _clients_lock = threading.Lock()
 
 def _shared_client(client_config: dict):
     """One boto3 client per S3 configuration and process: building one loads botocore's
-    service model (about half a second), and clients are thread-safe."""
+    service model (about half a second), and clients are thread-safe. Built here rather
+    than by dagster-aws's `S3Resource.get_client`, which leaves botocore's 60 s connect and
+    read timeouts: a silent S3 must fail a call in seconds, not minutes times every retry."""
     key = repr(sorted(client_config.items()))
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = dagster_aws_s3.S3Resource(**client_config).get_client()
+            import boto3
+            from botocore.config import Config
+
+            settings = dict(client_config)
+            config = Config(
+                retries={"max_attempts": settings.pop("max_attempts", 5), "mode": "standard"},
+                connect_timeout=settings.pop("connect_timeout_s"),
+                read_timeout=settings.pop("read_timeout_s"),
+                tcp_keepalive=True,
+            )
+            session = boto3.session.Session(profile_name=settings.pop("profile_name", None))
+            _clients[key] = session.client("s3", config=config, **settings)
         return _clients[key]
 
 
@@ -311,6 +326,8 @@ class S3ObjectStore(ObjectStore):
     region_name: str | None = None
     profile_name: str | None = None
     max_attempts: int = Field(default=5, ge=1, description="botocore's own attempts per call.")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Per connection attempt.")
+    read_timeout_s: float = Field(default=30.0, gt=0, description="Per read of an answer.")
     retry_attempts: int = Field(
         default=4, ge=1, description="Our own attempts per call, on top of botocore's."
     )

@@ -1,0 +1,263 @@
+"""A peer that stops answering fails a run in bounded time with one clear line; it never
+hangs it. The app database (a listener that accepts and never answers; a throw-away
+Postgres cluster whose backend is frozen with SIGSTOP mid-job), S3, SMTP, Redis, the
+payment provider and the alert webhook."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import create_engine, text
+
+from ops_platform.db.engine import psycopg_url
+from ops_platform.db.migrate import upgrade
+from ops_platform.jobs._common import MAX_TRANSIENT_RETRIES
+from ops_platform.jobs.sessions import session_cleanup
+from ops_platform.resources.alerts import AlertDeliveryError, Alerts
+from ops_platform.resources.database import Database
+from ops_platform.resources.mailer import Mailer, MailServerUnavailable
+from ops_platform.resources.object_store import S3ObjectStore
+from ops_platform.resources.payments import PaymentProvider, ProviderUnavailable
+from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
+from tests import pg_cluster
+
+# The op's transient retries: every attempt, plus the longest backoff before each retry.
+ATTEMPTS = MAX_TRANSIENT_RETRIES + 1
+MAX_BACKOFF_S = sum(2**n for n in range(MAX_TRANSIENT_RETRIES))
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP listener on 127.0.0.1 that accepts every connection and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for connection in held:
+        connection.close()
+
+
+def _timed(call) -> tuple[BaseException, float]:
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        call()
+    return caught.value, time.monotonic() - started
+
+
+def test_dagster_job_execute_against_a_silent_database_fails_in_bounded_time(silent_port, tmp_path):
+    connect_timeout = 2
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "OPS_DATABASE_URL": f"postgresql://ops:secret@127.0.0.1:{silent_port}/app",
+        "OPS_DATABASE_CONNECT_TIMEOUT": str(connect_timeout),
+        "OPS_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(home),
+    }
+    dagster = Path(sys.executable).parent / "dagster"
+    command = [dagster, "job", "execute", "-m", "ops_platform.definitions", "-j", "session_cleanup"]
+    started = time.monotonic()
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    elapsed = time.monotonic() - started
+    output = finished.stdout + finished.stderr
+    line = f"app database at 127.0.0.1:{silent_port} did not answer within {connect_timeout} s"
+    assert finished.returncode != 0
+    assert line in output
+    assert "secret" not in output
+    # Every attempt waits the connect timeout, plus the backoffs, plus process start-up.
+    assert elapsed < ATTEMPTS * connect_timeout + MAX_BACKOFF_S + 60, elapsed
+    print(f"dagster job execute against a silent database ended after {elapsed:.1f} s")
+
+
+def _seed_sessions(url: str, expired: int, live: int) -> None:
+    upgrade(url)
+    engine = create_engine(psycopg_url(url))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO sessions (id, user_id, kind, created_at, last_seen_at, expires_at) "
+                "SELECT n, n, 'user', now() - interval '2 days', now() - interval '1 hour', "
+                "CASE WHEN n <= :expired THEN now() - interval '1 hour' "
+                "ELSE now() + interval '1 day' END "
+                "FROM generate_series(1, :total) AS n"
+            ),
+            {"expired": expired, "total": expired + live},
+        )
+    engine.dispose()
+
+
+def _counts(engine) -> tuple[int, int]:
+    with engine.connect() as connection:
+        return connection.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE expires_at < now()), "
+                "count(*) FILTER (WHERE expires_at >= now()) FROM sessions"
+            )
+        ).one()
+
+
+def test_a_frozen_backend_fails_the_run_in_bounded_time_and_the_next_run_finishes():
+    expired, live, blocker_id = 20_000, 5_000, 10_000
+    connect_timeout, statement_timeout = 2, 3
+    if pg_cluster.missing():
+        pytest.skip(pg_cluster.missing())
+    with pg_cluster.cluster_folder() as root:
+        cluster = pg_cluster.start_primary(root)
+        frozen: dict = {}
+        try:
+            _seed_sessions(cluster.url, expired, live)
+            monitor = create_engine(psycopg_url(cluster.url))
+            database = Database(
+                url=cluster.url,
+                connect_timeout_s=connect_timeout,
+                statement_timeout_s=statement_timeout,
+            )
+
+            def freeze_the_job_mid_statement() -> None:
+                """Hold one expired row so the job's batch waits on it, freeze (SIGSTOP) the
+                backend running that DELETE, then let go of the row."""
+                with monitor.connect() as holder:
+                    holder.execute(
+                        text("SELECT id FROM sessions WHERE id = :id FOR UPDATE"),
+                        {"id": blocker_id},
+                    )
+                    with monitor.connect() as watch:
+                        for _ in range(600):
+                            pid = watch.execute(
+                                text(
+                                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                    "AND query LIKE 'DELETE FROM sessions%'"
+                                )
+                            ).scalar()
+                            if pid:
+                                break
+                            watch.commit()  # activity is a snapshot per transaction
+                            time.sleep(0.05)
+                    os.kill(pid, signal.SIGSTOP)
+                    frozen.update(pid=pid, at=time.monotonic())
+                    holder.rollback()
+
+            watcher = threading.Thread(target=freeze_the_job_mid_statement)
+            watcher.start()
+            time.sleep(0.5)  # the row lock is held before the job starts
+            run_config = {"ops": {"cleanup_sessions": {"config": {"batch_size": 1000}}}}
+            instance = dg.DagsterInstance.ephemeral()
+            result = session_cleanup.execute_in_process(
+                run_config=run_config,
+                resources={"database": database},
+                raise_on_error=False,
+                instance=instance,
+            )
+            ended = time.monotonic()
+            watcher.join()
+            stalled = ended - frozen["at"]
+            print(
+                f"run ended {stalled:.1f} s after its backend was frozen; success={result.success}"
+            )
+            # The frozen attempt gives up after statement + connect timeout; each retry finds the
+            # frozen backend's row locks and is cancelled by the server's statement timeout.
+            answer = statement_timeout + connect_timeout
+            assert stalled < answer + (ATTEMPTS - 1) * answer + MAX_BACKOFF_S + 10
+            logs = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+            assert f"did not answer within {answer} s" in logs
+            assert not result.success
+            expired_left, live_left = _counts(monitor)
+            assert 0 < expired_left < expired and live_left == live  # batches before it committed
+
+            os.kill(frozen["pid"], signal.SIGCONT)
+            database = Database(url=cluster.url)
+            again = session_cleanup.execute_in_process(
+                run_config=run_config, resources={"database": database}, raise_on_error=False
+            )
+            assert again.success
+            assert _counts(monitor) == (0, live)  # every expired row gone, no live row touched
+            monitor.dispose()
+        finally:
+            if "pid" in frozen:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(frozen["pid"], signal.SIGCONT)
+            cluster.stop()
+
+
+def test_s3_silent_endpoint_fails_a_call_in_seconds(silent_port, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    store = S3ObjectStore(
+        bucket="uploads",
+        endpoint_url=f"http://127.0.0.1:{silent_port}",
+        region_name="us-east-1",
+        max_attempts=1,
+        connect_timeout_s=1,
+        read_timeout_s=1,
+        retry_attempts=2,
+        retry_base_seconds=0.1,
+        retry_cap_seconds=0.2,
+    )
+    assert store.client is not None  # built first: loading botocore's model takes a while
+    error, elapsed = _timed(lambda: store.stat("uploads/a.txt"))
+    # Our attempts × botocore's (max_attempts retries + the first) × the read timeout.
+    assert elapsed < 2 * (1 + 1) * 1 + 0.2 + 2, elapsed
+    assert "timeout" in f"{type(error).__name__} {error}".lower()
+
+
+def test_smtp_silent_server_fails_a_send_in_seconds(silent_port):
+    mailer = Mailer(smtp_url=f"smtp://127.0.0.1:{silent_port}?timeout=1")
+    message = EmailMessage()
+    message["Message-ID"] = "<1@test>"
+    message["To"] = "a@example.com"
+    error, elapsed = _timed(lambda: mailer.send(message))
+    assert isinstance(error, MailServerUnavailable | TimeoutError | OSError), error
+    assert elapsed < 4, elapsed
+
+
+def test_redis_silent_server_fails_a_publish_in_seconds(silent_port):
+    publisher = RealtimePublisher(url=f"redis://127.0.0.1:{silent_port}/0", socket_timeout_s=1)
+    error, elapsed = _timed(lambda: publisher.publish_many([("channel", "message")]))
+    assert isinstance(error, RealtimeUnavailable), error
+    assert elapsed < (publisher.retries + 1) * 2 + 3, elapsed
+
+
+def test_payment_provider_silent_fails_a_check_in_seconds(silent_port):
+    provider = PaymentProvider(
+        url=f"http://127.0.0.1:{silent_port}", read_timeout_s=1, max_retries=1, backoff_cap_s=0.1
+    )
+    error, elapsed = _timed(lambda: provider.get_status("ref-1"))
+    assert isinstance(error, ProviderUnavailable) and "timed out" in str(error)
+    assert elapsed < 2 * 1 + 0.1 + 2, elapsed
+
+
+def test_alert_webhook_silent_fails_in_seconds(silent_port, tmp_path):
+    alerts = Alerts(
+        webhook_url=f"http://127.0.0.1:{silent_port}/hook",
+        log_file=str(tmp_path / "alerts.log"),
+        timeout_s=1,
+        attempts=2,
+        retry_base_s=0.1,
+    )
+    started = time.monotonic()
+    with contextlib.suppress(AlertDeliveryError):
+        alerts.send("title", "text")
+    assert time.monotonic() - started < 2 * 1 + 0.2 + 2
