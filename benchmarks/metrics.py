@@ -34,7 +34,7 @@ from sqlalchemy import create_engine, text
 from tabulate import tabulate
 
 from benchmarks import BENCH_POSTGRES_URL, vacuum
-from ops_platform.db.engine import make_engine, psycopg_url, schema_url
+from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.seed import seed_database
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     finally:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            drop_schemas(connection, schema)
             connection.execute(text(f'DROP DATABASE IF EXISTS "{instance_db}" WITH (FORCE)'))
         admin.dispose()
     print(

@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,9 @@ RUN_STATUSES = (
     dg.DagsterRunStatus.FAILURE,
     dg.DagsterRunStatus.CANCELED,
 )
+FINISHED_VALUES = tuple(status.value for status in RUN_STATUSES)
+SETTLE_LAG = 100
+UNFINISHED = tuple(s.value for s in dg.DagsterRunStatus if s.value not in FINISHED_VALUES)
 EMAIL_STATES = ("pending", "processing", "failed", "dead")
 EMAIL_LEASE_S = 300  # email_queue's default lease: a claim older than this is due again
 
@@ -92,27 +96,80 @@ class JobRuns:
     consecutive_failures: int = 0
 
 
-def run_stats(instance: dg.DagsterInstance, jobs: list[str]) -> tuple[dict[str, JobRuns], dict]:
+class RunLedger:
+    """Finished runs by (job, status), counted once each as the run storage's ids advance.
+
+    Every run below the *watermark* (the oldest run not finished yet) is finished for good:
+    its counts are settled once and kept, so a scrape reads only the runs from the watermark
+    on (a short id range), and a count never goes down when old runs are pruned — what a
+    Prometheus counter needs. The first scrape of a process settles the whole history."""
+
+    def __init__(self):
+        self.watermark = 0
+        self.settled: Counter = Counter()  # (job, status) → finished runs below the watermark
+        self.settled_newest: dict[tuple[str, str], int] = {}  # (job, status) → newest run id
+
+    def read(self, connection) -> tuple[Counter, dict[tuple[str, str], int]]:
+        """(count, newest run id) per (job, status) of every finished run in the storage."""
+        from dagster._core.storage.runs.schema import RunsTable as runs
+
+        r = runs.c
+        newest_id = connection.execute(select(func.max(r.id))).scalar() or 0
+        oldest_unfinished = connection.execute(
+            select(func.min(r.id)).where(r.status.in_(UNFINISHED))
+        ).scalar()
+        # The newest SETTLE_LAG runs stay unsettled too: a run inserted with a lower id may
+        # commit after a higher one, and must not land below the watermark uncounted.
+        watermark = min(oldest_unfinished or newest_id + 1, newest_id + 1 - SETTLE_LAG)
+        if watermark > self.watermark:
+            for job, status, count, newest in self._finished(
+                connection, r.id >= self.watermark, r.id < watermark
+            ):
+                self.settled[(job, status)] += count
+                self.settled_newest[(job, status)] = max(
+                    newest, self.settled_newest.get((job, status), 0)
+                )
+            self.watermark = watermark
+        counts, newest_ids = Counter(self.settled), dict(self.settled_newest)
+        for job, status, count, newest in self._finished(connection, r.id >= self.watermark):
+            counts[(job, status)] += count
+            newest_ids[(job, status)] = max(newest, newest_ids.get((job, status), 0))
+        return counts, newest_ids
+
+    @staticmethod
+    def _finished(connection, *where):
+        from dagster._core.storage.runs.schema import RunsTable as runs
+
+        r = runs.c
+        return connection.execute(
+            select(r.pipeline_name, r.status, func.count(), func.max(r.id))
+            .where(*where, r.status.in_(FINISHED_VALUES))
+            .group_by(r.pipeline_name, r.status)
+        ).all()
+
+
+def run_stats(
+    instance: dg.DagsterInstance, jobs: list[str], ledger: RunLedger | None = None
+) -> tuple[dict[str, JobRuns], dict]:
     """Per job: finished runs by status, newest success and newest finished run, failures
-    since the last success; and the rows of those runs by storage id. Three statements on the
-    run storage's `runs` table, whatever the number of jobs (a per-job API call each would be
-    hundreds of round trips per scrape): one aggregate over the finished runs (the instance
-    keeps `run_retention_days` of them), then index ranges only."""
+    since the last success; and the rows of those runs by storage id. A handful of statements
+    on the run storage's `runs` table whatever the number of jobs (a per-job API call each
+    would be hundreds of round trips per scrape): the ledger's id range, then index ranges."""
     from dagster._core.storage.runs.schema import RunsTable as runs
 
-    from ops_platform.status import FINISHED, NOT_SUCCESS
+    from ops_platform.status import NOT_SUCCESS
 
+    ledger = ledger or RunLedger()
     stats = {job: JobRuns() for job in jobs}
-    finished = [status.value for status in FINISHED]
     r = runs.c
     with instance.run_storage.connect() as connection:
-        for job, status, count, newest in connection.execute(
-            select(r.pipeline_name, r.status, func.count(), func.max(r.id))
-            .where(r.pipeline_name.in_(jobs), r.status.in_(finished))
-            .group_by(r.pipeline_name, r.status)
-        ):
+        counts, newest_ids = ledger.read(connection)
+        for (job, status), count in counts.items():
+            if job not in stats:
+                continue  # a job no longer in the code location
             job_runs = stats[job]
             job_runs.counts[status] = count
+            newest = newest_ids[(job, status)]
             if status == dg.DagsterRunStatus.SUCCESS.value:
                 job_runs.last_success_id = newest
             job_runs.newest_finished_id = max(newest, job_runs.newest_finished_id or 0)
@@ -141,7 +198,10 @@ def run_stats(instance: dg.DagsterInstance, jobs: list[str]) -> tuple[dict[str, 
 
 
 def job_families(
-    instance: dg.DagsterInstance, defs: dg.Definitions, rows_cache: dict | None = None
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    rows_cache: dict | None = None,
+    ledger: RunLedger | None = None,
 ) -> Iterator:
     """The job families; `rows_cache` keeps each finished run's rows changed by run id (a
     finished run's events never change), so a scrape reads events only of new successes."""
@@ -158,8 +218,7 @@ def job_families(
     )
     runs = _counter(
         "ops_job_runs_total",
-        "Finished runs of the job in the instance, by status (runs pruned by "
-        "database_maintenance leave the count).",
+        "Finished runs of the job, by status (never decreases when old runs are pruned).",
         ["job", "status"],
     )
     failures = _gauge(
@@ -173,7 +232,7 @@ def job_families(
         ["job"],
     )
     jobs = _job_names(defs)
-    stats, rows = run_stats(instance, jobs)
+    stats, rows = run_stats(instance, jobs, ledger)
     for job in jobs:
         job_runs = stats[job]
         for status in RUN_STATUSES:
@@ -350,6 +409,7 @@ class OpsCollector:
         self.instance, self.defs, self.engine, self.clock = instance, defs, engine, clock
         self._lock = threading.Lock()  # one scrape at a time: concurrent ones would only queue
         self._rows_changed: dict[str, int | None] = {}
+        self._ledger = RunLedger()
 
     def collect(self) -> Iterator:
         with self._lock:
@@ -383,7 +443,7 @@ class OpsCollector:
 
     def _instance_families(self, now: datetime) -> list:
         return [
-            *job_families(self.instance, self.defs, self._rows_cache()),
+            *job_families(self.instance, self.defs, self._rows_cache(), self._ledger),
             schedule_family(self.instance, self.defs),
             partition_family(self.instance, self.defs, now),
             daemon_family(self.instance, now),

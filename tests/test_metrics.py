@@ -278,3 +278,60 @@ def test_an_unreadable_app_database_does_not_fail_the_scrape(tmp_path, monkeypat
     assert 'ops_metrics_source_up{source="app_database"} 0.0' in text
     assert 'ops_metrics_source_up{source="instance"} 1.0' in text
     assert "ops_job_runs_total" in text and "ops_queue_depth{" not in text
+
+
+class _FlakyConfig(dg.Config):
+    fail: bool = False
+
+
+@dg.op
+def _flaky_op(config: _FlakyConfig) -> None:
+    if config.fail:
+        raise RuntimeError("planned failure")
+
+
+@dg.job
+def flaky():
+    _flaky_op()
+
+
+def test_run_counts_never_decrease_when_old_runs_are_pruned(monkeypatch):
+    """The ledger settles the runs below the oldest unfinished one once: later scrapes read
+    only the newer ids, a run finishing late is counted then, and pruning lowers nothing."""
+    import ops_platform.metrics as metrics
+
+    monkeypatch.setattr(metrics, "SETTLE_LAG", 0)
+    ledger = metrics.RunLedger()
+
+    def counts(instance):
+        stats, _rows = metrics.run_stats(instance, ["flaky"], ledger)
+        return stats["flaky"].counts, stats["flaky"].consecutive_failures
+
+    def run(instance, fail: bool):
+        flaky.execute_in_process(
+            run_config={"ops": {"_flaky_op": {"config": {"fail": fail}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    with dg.instance_for_test() as instance:
+        for fail in (False, True, False):
+            run(instance, fail)
+        assert counts(instance) == ({"SUCCESS": 2, "FAILURE": 1}, 0)
+        first = instance.get_run_records(dg.RunsFilter(job_name="flaky"), ascending=True)[0]
+
+        stuck = instance.add_run(
+            dg.DagsterRun(job_name="flaky", status=dg.DagsterRunStatus.STARTED)
+        )
+        run(instance, True)
+        assert counts(instance) == ({"SUCCESS": 2, "FAILURE": 2}, 1)
+        assert ledger.watermark == instance.get_run_record_by_id(stuck.run_id).storage_id
+
+        instance.delete_run(first.dagster_run.run_id)  # pruned: still counted
+        instance.report_run_failed(stuck)  # the old run finishes late: counted now
+        assert counts(instance) == ({"SUCCESS": 2, "FAILURE": 3}, 2)
+        # A new process starts from what the storage still holds.
+        assert metrics.run_stats(instance, ["flaky"])[0]["flaky"].counts == {
+            "SUCCESS": 1,
+            "FAILURE": 3,
+        }
