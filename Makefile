@@ -28,6 +28,8 @@ demo: install
 ## dev: the Dagster UI (and daemon) on the demo's instance: http://127.0.0.1:3000
 dev: install
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	# the run queue that gives runs launched by hand their asset job's tags (deploy/dagster.yaml)
+	test -s $(DAGSTER_HOME)/dagster.yaml || printf 'run_coordinator:\n  module: ops_platform.run_coordinator\n  class: ProjectTagsRunCoordinator\n' > $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## lint: ruff format and ruff check, as CI enforces them

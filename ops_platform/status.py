@@ -117,20 +117,45 @@ class JobHistory:
     last_success_run_id: str | None
 
 
+# Runs of an asset launched by hand (the UI's Materialize, backfills) run as this implicit
+# job; the run queue gives them their asset job's tags, `ops/singleton` among them.
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"
+
+
+def _filters(job_name: str, **filters) -> list[dg.RunsFilter]:
+    """Two disjoint filters covering every run of a job: its own, and its asset's by hand."""
+    return [
+        dg.RunsFilter(job_name=job_name, **filters),
+        dg.RunsFilter(job_name=IMPLICIT_ASSET_JOB, tags={"ops/singleton": job_name}, **filters),
+    ]
+
+
+def run_records(instance: dg.DagsterInstance, job_name: str, limit: int, **filters) -> list:
+    """The job's newest `limit` runs, whichever way they were launched."""
+    records = [
+        record
+        for runs_filter in _filters(job_name, **filters)
+        for record in instance.get_run_records(runs_filter, limit=limit)
+    ]
+    records.sort(key=lambda record: record.create_timestamp, reverse=True)
+    return records[:limit]
+
+
+def runs_count(instance: dg.DagsterInstance, job_name: str, **filters) -> int:
+    return sum(instance.get_runs_count(f) for f in _filters(job_name, **filters))
+
+
 def job_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> JobHistory:
-    """Four indexed queries per job, whatever the number of runs in the instance."""
-    latest = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-    finished = instance.get_run_records(
-        dg.RunsFilter(job_name=job_name, statuses=FINISHED), limit=last_n
-    )
+    """A few indexed queries per job, whatever the number of runs in the instance."""
+    latest = run_records(instance, job_name, 1)
+    finished = run_records(instance, job_name, last_n, statuses=FINISHED)
     successes = sum(
         1 for record in finished if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
     )
-    last_success = instance.get_run_records(
-        dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
-    )
-    failures_filter = dg.RunsFilter(
-        job_name=job_name,
+    last_success = run_records(instance, job_name, 1, statuses=[dg.DagsterRunStatus.SUCCESS])
+    consecutive_failures = runs_count(
+        instance,
+        job_name,
         statuses=NOT_SUCCESS,
         created_after=last_success[0].create_timestamp if last_success else None,
     )
@@ -143,7 +168,7 @@ def job_history(instance: dg.DagsterInstance, job_name: str, last_n: int) -> Job
         last_run=latest[0] if latest else None,
         finished=len(finished),
         successes=successes,
-        consecutive_failures=instance.get_runs_count(failures_filter),
+        consecutive_failures=consecutive_failures,
         last_success_end=(success.end_time or success.start_time) if success else None,
         last_run_duration_s=duration,
         last_success_run_id=success.dagster_run.run_id if success else None,

@@ -50,7 +50,9 @@ def test_user_code_deployment_serves_the_code_location():
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "ops_platform.definitions"]
     assert deployment["port"] == 3030
     assert VALUES["runLauncher"]["type"] == "K8sRunLauncher"
-    assert VALUES["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    coordinator = VALUES["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["type"] == "CustomRunCoordinator"
+    assert coordinator["config"]["customRunCoordinator"]["class"] == "ProjectTagsRunCoordinator"
     assert VALUES["postgresql"]["enabled"] is False
     assert "postgresqlPassword" not in VALUES["postgresql"]
     assert VALUES["global"]["postgresqlSecretName"]

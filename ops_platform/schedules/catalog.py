@@ -428,6 +428,22 @@ def job_tags(target: str) -> dict[str, str]:
     return tags
 
 
+def manual_run_tags(asset_names: list[str]) -> dict[str, str]:
+    """Tags of a run launched by hand (the UI's Materialize, a backfill, the CLI) on the
+    implicit asset job: those of the asset's own job when it is one scheduled asset; for
+    several, the highest priority and the sum of their maximum runtimes."""
+    scheduled = [name for name in asset_names if rows_for(name)]
+    if len(scheduled) == 1 and len(asset_names) == 1:
+        return job_tags(scheduled[0])
+    if not scheduled:
+        return {}
+    rows = [row_for(name) for name in scheduled]
+    return {
+        "dagster/priority": str(max(TIER_PRIORITY[row.tier] for row in rows)),
+        "dagster/max_runtime": str(sum(row.max_runtime_s for row in rows)),
+    }
+
+
 # Celery queue of each job's steps (OPS_EXECUTOR=celery): `heavy` for the assets and the jobs
 # that scan whole tables, folders or buckets; `light` for the rest, so the many small runs
 # (email every minute, payment checks, expiries) never wait behind a report or a vacuum.

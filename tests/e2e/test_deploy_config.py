@@ -40,7 +40,7 @@ def test_instance_files_are_valid(name, tmp_path, instance_env):
     (tmp_path / "dagster.yaml").write_text((DEPLOY / name).read_text())
     config, _ = dagster_instance_config(str(tmp_path))
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
-    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_coordinator"]["class"] == "ProjectTagsRunCoordinator"
     assert config["run_monitoring"]["enabled"] is True
     assert config["run_retries"] == {
         "enabled": True,
