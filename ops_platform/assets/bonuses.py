@@ -483,7 +483,7 @@ class OgDailyBonusConfig(dg.Config):
     partitions_def=OG_BONUS_PARTITIONS,
     backfill_policy=RANGE_IN_ONE_RUN,
     output_required=False,
-    group_name="bonuses",
+    group_name="engagement",  # its schedule table group: OPS_ENABLE_ENGAGEMENT switches it
     deps=[dg.AssetKey("users"), dg.AssetKey("og_tiers")],
     kinds={"sql"},
     owners=["team:bonuses"],
