@@ -13,14 +13,41 @@ data-modifying CTEs; SQLite runs them one after the other under its single write
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.engine import is_postgres
 from ops_platform.db.pacing import run_paced
+
+# Rows changed by the batches committed so far in the current op attempt, per label:
+# {label: [table, rows]}. A transient fault retries the op from the start; what the failed
+# attempt committed is kept (see `jobs._common.transient_retries`) so the run reports all.
+_attempt_rows: contextvars.ContextVar[dict[str, list] | None] = contextvars.ContextVar(
+    "attempt_rows", default=None
+)
+
+
+@contextlib.contextmanager
+def counting_committed_rows() -> Iterator[dict[str, list]]:
+    """Collect the rows every committed batch changes inside the block."""
+    rows: dict[str, list] = {}
+    token = _attempt_rows.set(rows)
+    try:
+        yield rows
+    finally:
+        _attempt_rows.reset(token)
+
+
+def _note_committed(label: str, table: str, count: int) -> None:
+    rows = _attempt_rows.get()
+    if rows is not None and count:
+        rows.setdefault(label, [table, 0])[1] += count
+
 
 # Smallest key: the first batch starts after it.
 KEY_FLOOR = -(2**63)
@@ -171,6 +198,7 @@ def run_in_batches(
                 else (tables or {}).get(changed_label, changed_label)
             )
             totals.add(changed_label, table_of, count)
+            _note_committed(changed_label, table_of, count)
         if selected:
             state["after"] = upper
         return selected, selected >= size

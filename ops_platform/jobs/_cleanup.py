@@ -20,9 +20,11 @@ from ops_platform.db.engine import utcnow
 from ops_platform.db.pacing import use_pacer
 from ops_platform.jobs._common import (
     GuardedJobConfig,
+    attempts_metadata,
     rows_metadata,
     singleton,
     transient_retries,
+    with_earlier_attempts,
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.resources.database import Database
@@ -88,10 +90,12 @@ def run_rule_op(
                 },
             )
         outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
+    results = with_earlier_attempts(context, outcome.results)
     metadata = rows_metadata(
-        outcome.results,
+        results,
         started,
         config.dry_run,
+        **attempts_metadata(context, outcome.results, results),
         **outcome.counts,
         **extra_metadata,
         **gate_metadata,
@@ -102,7 +106,7 @@ def run_rule_op(
             f"{context.job_name} {pacer.stopped.describe()}; the next run continues"
         )
     verb = "would change" if config.dry_run else "changed"
-    per_label = ", ".join(f"{r.label}={r.matched}" for r in outcome.results) or "nothing to do"
+    per_label = ", ".join(f"{r.label}={r.matched}" for r in results) or "nothing to do"
     bad = ", ".join(f"{k}={v}" for k, v in outcome.counts.items() if v)
     context.log.info(
         f"{context.job_name} {verb} {metadata['rows_matched']} rows ({per_label})"
