@@ -22,6 +22,27 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db_check(args: argparse.Namespace) -> int:
+    from ops_platform.db.check import check_database, render
+    from ops_platform.db.engine import make_engine
+
+    settings = load_settings()
+    engine = make_engine(settings.app_database_url)
+    try:
+        findings = check_database(engine)
+    finally:
+        engine.dispose()
+    print(render(findings))
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        print(
+            f"\n{len(errors)} problem(s) stop jobs: {', '.join(f.where for f in errors)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _cmd_seed(args: argparse.Namespace) -> int:
     from ops_platform.db.migrate import upgrade
     from ops_platform.db.seed import seed_database
@@ -31,9 +52,13 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     verdict = check_demo_database(settings, "seed", args.reset_database)
     upgrade(settings.app_database_url)
     started = time.perf_counter()
-    counts = seed_database(
-        settings.app_database_url, users=args.users, seed=args.seed, progress=print
-    )
+    try:
+        counts = seed_database(
+            settings.app_database_url, users=args.users, seed=args.seed, progress=print
+        )
+    except RuntimeError as refused:  # the schema cannot take the data set: nothing written
+        print(f"ops-platform seed: {refused}", file=sys.stderr)
+        return 1
     if verdict.mark:
         mark_demo_database(settings.app_database_url)
     total = sum(counts.values())
@@ -129,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sql", action="store_true", help="print the DDL it would run, without running it"
     )
     db_upgrade.set_defaults(func=_cmd_db_upgrade)
+    db_commands.add_parser(
+        "check",
+        help="missing tables/columns, unusable types, missing indexes; exit 1 if a job cannot run",
+    ).set_defaults(func=_cmd_db_check)
 
     seed = commands.add_parser("seed", help="fill the app database with a synthetic data set")
     seed.add_argument(

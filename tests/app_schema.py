@@ -111,10 +111,14 @@ _TYPES = {
 }
 
 
-def app_table_statements(dialect: str) -> list[str]:
-    """CREATE TABLE statements of the app's own schema on `dialect`."""
+def app_table_statements(dialect: str, replace: dict[str, str] | None = None) -> list[str]:
+    """CREATE TABLE statements of the app's own schema on `dialect`; `replace` edits the
+    template first (a column left out, another type)."""
+    template = _TABLES
+    for old, new in (replace or {}).items():
+        template = template.replace(old, new)
     statements = []
-    for block in _TABLES.strip().split("\n"):
+    for block in template.strip().split("\n"):
         if block.startswith(" "):
             statements[-1] += " " + block.strip()
         else:
@@ -122,10 +126,11 @@ def app_table_statements(dialect: str) -> list[str]:
     return [f"CREATE TABLE {s.format(**_TYPES[dialect])}" for s in statements]
 
 
-def create_app_schema(engine) -> None:
-    """The app's tables (its own index names) on `engine`, empty."""
+def create_app_schema(engine, replace: dict[str, str] | None = None) -> None:
+    """The app's tables (its own index names) on `engine`, empty; `replace` edits the DDL
+    (a column left out, another type)."""
     with engine.begin() as connection:
-        for statement in app_table_statements(engine.dialect.name):
+        for statement in app_table_statements(engine.dialect.name, replace):
             connection.execute(text(statement))
         connection.execute(text("CREATE INDEX app_sessions_expiry ON sessions (expires_at)"))
         connection.execute(text("CREATE INDEX app_users_email ON users (email)"))

@@ -118,3 +118,89 @@ def test_every_job_and_asset_runs_green_on_the_apps_own_tables(app_url):
     assert current_revision(engine) == head_revision()
     assert "nothing to run" in upgrade_sql(app_url)
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    return request.getfixturevalue("postgres_schema_url")
+
+
+def test_db_check_names_a_missing_column_and_a_wrong_type(empty_url, monkeypatch, capsys):
+    from ops_platform.cli import main
+    from ops_platform.db.check import SchemaNotReady
+    from ops_platform.jobs.sessions import session_cleanup
+    from ops_platform.resources.database import Database
+
+    engine = make_engine(empty_url)
+    create_app_schema(
+        engine,
+        {
+            ", og_expires_at {ts})": ")",  # a column left out
+            "expires_at {tsz}, revoked_at": "expires_at integer, revoked_at",  # a time as integer
+        },
+    )
+    upgrade(empty_url)
+    monkeypatch.setenv("OPS_DATABASE_URL", empty_url)
+    assert main(["db", "check"]) == 1
+    captured = capsys.readouterr()
+    assert "users.og_expires_at" in captured.out and "column missing" in captured.out
+    assert "sessions.expires_at" in captured.out and "the jobs need timestamp" in captured.out
+    assert "users.og_expires_at" in captured.err and "sessions.expires_at" in captured.err
+
+    # The job stops before touching anything, naming the column and itself.
+    result = session_cleanup.execute_in_process(
+        resources={"database": Database(url=empty_url)}, raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "RUN_FAILURE"] or [None]
+    messages = " ".join(
+        str(e.event_specific_data.error.message)
+        if getattr(e, "event_specific_data", None) and getattr(e.event_specific_data, "error", None)
+        else e.message or ""
+        for e in result.all_events
+    )
+    assert "sessions.expires_at" in messages and "session_cleanup cannot run" in messages
+    with pytest.raises(SchemaNotReady, match="og_daily_bonus"):
+        from ops_platform.db.check import require_tables_for
+
+        require_tables_for(engine, {"og_daily_bonus"})
+    engine.dispose()
+
+
+def test_db_check_passes_an_upgraded_app_schema_and_lists_the_indexes_to_add(
+    empty_url, monkeypatch, capsys
+):
+    from ops_platform.cli import main
+
+    engine = make_engine(empty_url)
+    create_app_schema(engine)
+    engine.dispose()
+    upgrade(empty_url)
+    monkeypatch.setenv("OPS_DATABASE_URL", empty_url)
+    assert main(["db", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "error" not in out.split("\n", 2)[-1].split()[:1]
+    create = "CREATE INDEX CONCURRENTLY" if "postgres" in empty_url else "CREATE INDEX"
+    assert f"{create} IF NOT EXISTS ix_payments_status_next_check ON payments" in out
+    assert "ix_sessions_expires_at" not in out  # the app's own index covers it
+
+
+def test_db_check_is_clean_on_a_database_the_project_created(db_url, monkeypatch, capsys):
+    from ops_platform.cli import main
+
+    monkeypatch.setenv("OPS_DATABASE_URL", db_url)
+    assert main(["db", "check"]) == 0
+    assert "every contract table" in capsys.readouterr().out
+
+
+def test_seed_refuses_at_once_naming_the_columns_it_cannot_fill(empty_url):
+    engine = make_engine(empty_url)
+    create_app_schema(engine, {", og_expires_at {ts})": ")"})
+    upgrade(empty_url)
+    with pytest.raises(RuntimeError, match=r"users\.og_expires_at"):
+        seed_database(empty_url, 10, progress=None)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+    engine.dispose()

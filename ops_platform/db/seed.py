@@ -85,13 +85,23 @@ def _psycopg_url(url: str) -> str:
 
 
 def _tables_to_empty(engine: Engine) -> list[str]:
-    """SQL names of the tables a reseed empties."""
+    """SQL names of the tables a reseed empties. Refuses at once, naming them, when tables
+    or columns are missing or of a type the data set cannot go into."""
+    from ops_platform.db.check import check_tables
+
     present = set(inspect(engine).get_table_names())
     missing = [name for name in schema.CONTRACT_TABLES if name not in present]
     if missing:
         raise RuntimeError(
             f"the app database lacks tables {', '.join(missing)}: run `ops-platform db upgrade` first"
         )
+    unusable = [
+        f"{f.where} ({f.problem})"
+        for f in check_tables(engine, list(schema.metadata.sorted_tables), indexes=False)
+        if f.level == "error"
+    ]
+    if unusable:
+        raise RuntimeError(f"cannot seed these app columns: {'; '.join(unusable)}")
     app_tables = [_quote(t.name) for t in schema.metadata.sorted_tables if t.name in present]
     state_tables = [
         state_table(engine, t.name)

@@ -50,6 +50,16 @@ def run_max_runtime_s(run: dg.DagsterRun | None) -> float | None:
     return max(runtimes) if runtimes else None
 
 
+def _run_targets(context: dg.InitResourceContext) -> set[str]:
+    """The job and assets of the run the resource is set up for (none outside a run)."""
+    run = getattr(context, "dagster_run", None)
+    if run is None:
+        return set()
+    names = {run.job_name, run.job_name.removesuffix("_job")}
+    names |= {key.path[-1] for key in run.asset_selection or ()}
+    return names
+
+
 class Database(dg.ConfigurableResource):
     """SQLAlchemy access to the app database (`OPS_DATABASE_URL`).
 
@@ -77,6 +87,13 @@ class Database(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._engine = self._make_engine(run_max_runtime_s(context.run))
+        targets = _run_targets(context)
+        if targets:
+            from ops_platform.db.check import require_tables_for
+
+            # A short schema stops the run here with table.column and the job named,
+            # instead of a raw SQL error half way through.
+            require_tables_for(self._engine, targets)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:
