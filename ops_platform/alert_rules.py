@@ -27,9 +27,11 @@ def _missed_run_rule(row: ScheduleRow) -> dict:
     window = missed_run_window_s(row)
     return {
         "alert": "OpsMissedRun",
+        # Since the last success; before the first one, since the schedule was switched on.
         "expr": (
-            f'(time() - ops_job_last_success_timestamp_seconds{{job="{row.job_name}"}}) > {window}'
-            f' and on(job) ops_schedule_running{{schedule="{row.name}"}} == 1'
+            f'(time() - (ops_job_last_success_timestamp_seconds{{job="{row.job_name}"}}'
+            f' or on(job) ops_schedule_on_since_timestamp_seconds{{schedule="{row.name}"}}))'
+            f' > {window} and on(job) ops_schedule_running{{schedule="{row.name}"}} == 1'
         ),
         "for": "1m",
         "labels": {"severity": SEVERITY[row.tier], "tier": row.tier, "schedule": row.name},

@@ -252,17 +252,28 @@ def job_families(
     yield from (last_success, duration, runs, failures, rows_changed)
 
 
-def schedule_family(instance: dg.DagsterInstance, defs: dg.Definitions):
+def schedule_families(instance: dg.DagsterInstance, defs: dg.Definitions) -> Iterator:
+    from ops_platform.schedules.overdue import schedule_start_times
     from ops_platform.status import schedules_on
 
     running = _gauge(
         "ops_schedule_running", "1 when the schedule is on, 0 when stopped.", ["schedule", "job"]
     )
+    on_since = _gauge(
+        "ops_schedule_on_since_timestamp_seconds",
+        "When the schedule was switched on (Unix time, as the daemon stored it): a job that "
+        "never succeeded is overdue a window after this.",
+        ["schedule", "job"],
+    )
     schedules = defs.get_repository_def().schedule_defs
     on = schedules_on(instance, schedules)
+    started = schedule_start_times(instance)
     for schedule in sorted(schedules, key=lambda s: s.name):
-        running.add_metric([schedule.name, schedule.job_name], 1 if on[schedule.name] else 0)
-    return running
+        labels = [schedule.name, schedule.job_name]
+        running.add_metric(labels, 1 if on[schedule.name] else 0)
+        if on[schedule.name] and schedule.name in started:
+            on_since.add_metric(labels, started[schedule.name].timestamp())
+    yield from (running, on_since)
 
 
 def daemon_family(instance: dg.DagsterInstance, now: datetime):
@@ -444,7 +455,7 @@ class OpsCollector:
     def _instance_families(self, now: datetime) -> list:
         return [
             *job_families(self.instance, self.defs, self._rows_cache(), self._ledger),
-            schedule_family(self.instance, self.defs),
+            *schedule_families(self.instance, self.defs),
             partition_family(self.instance, self.defs, now),
             daemon_family(self.instance, now),
         ]

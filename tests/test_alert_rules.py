@@ -36,7 +36,9 @@ def test_one_missed_run_rule_per_schedule_with_its_window():
     rows = scheduled_rows()
     assert set(missed) == {row.name for row in rows}
     for row in rows:
-        assert f'{{job="{row.job_name}"}}) > {missed_run_window_s(row)} ' in missed[row.name]
+        expr = missed[row.name]
+        assert f'ops_job_last_success_timestamp_seconds{{job="{row.job_name}"}}' in expr
+        assert f'{{schedule="{row.name}"}})) > {missed_run_window_s(row)} and' in expr
 
 
 def test_promtool_check_rules():
