@@ -3,6 +3,7 @@ job of the code location carries the tags the run queue's limits rely on. Fast: 
 process is started (the end-to-end tests next to this file run the real thing)."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,26 @@ def test_workspace_loads_the_code_location_from_a_grpc_server(monkeypatch):
     assert entry["grpc_server"]["location_name"] == "ops_platform"
     assert result.value["load_from"][0]["grpc_server"]["host"] == "code-server.internal"
     assert result.value["load_from"][0]["grpc_server"]["port"] == 4266
+
+
+def _grpc_hosts(text: str) -> set[str]:
+    """The `-h` of every `dagster api grpc` command written in `text`."""
+    return set(re.findall(r"dagster api grpc\b[^\n`]*?-h (\S+)", text))
+
+
+def test_the_code_server_binds_one_address_everywhere_it_is_documented():
+    """The gRPC code server has no authentication: on a host it listens on 127.0.0.1 (or a
+    private address), in a container on the container's own network with its port never
+    published to the host."""
+    workspace_comment = (DEPLOY / "workspace.yaml").read_text()
+    deploy_readme = (DEPLOY / "README.md").read_text()
+    readme = (DEPLOY.parent / "README.md").read_text()
+    assert _grpc_hosts(workspace_comment) == {"127.0.0.1"}
+    assert _grpc_hosts(deploy_readme) == {"127.0.0.1"}
+    assert _grpc_hosts(readme) <= {"127.0.0.1"}
+    compose = yaml.safe_load((DEPLOY / "docker" / "compose.yaml").read_text())
+    code_server = compose["services"]["code-server"]
+    assert "ports" not in code_server  # reachable on the container network only
+    for service in compose["services"].values():
+        for mapping in service.get("ports", []):
+            assert str(mapping).startswith("127.0.0.1:"), mapping
