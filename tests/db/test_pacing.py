@@ -174,6 +174,28 @@ def pg_engine(postgres_schema_url):
     engine.dispose()
 
 
+@pytest.fixture
+def hold_row(pg_engine):
+    """Open a session holding one sessions row locked (say an admin tool); whatever the test
+    does, it is gone before the schema is dropped."""
+    holders = []
+
+    def hold(session_id: int):
+        holder = pg_engine.connect()
+        holder.begin()
+        holder.execute(
+            text("SELECT id FROM sessions WHERE id = :id FOR UPDATE"), {"id": session_id}
+        )
+        holders.append(holder)
+        return holder
+
+    yield hold
+    for holder in holders:
+        if not holder.closed:
+            holder.rollback()
+            holder.close()
+
+
 def session_waiting_on_lock(engine, fragment: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -190,11 +212,9 @@ def session_waiting_on_lock(engine, fragment: str, timeout: float = 30) -> None:
     raise AssertionError(f"no session waiting on a lock with {fragment!r}")
 
 
-def test_cleanup_pauses_while_the_app_waits_on_a_lock_on_its_table(pg_engine):
+def test_cleanup_pauses_while_the_app_waits_on_a_lock_on_its_table(pg_engine, hold_row):
     load_sessions(pg_engine, 5_000)
-    holder = pg_engine.connect()
-    holder.begin()
-    holder.execute(text("SELECT id FROM sessions WHERE id = 4001 FOR UPDATE"))
+    holder = hold_row(4001)
     waited: dict = {}
 
     def app_update():
@@ -221,12 +241,10 @@ def test_cleanup_pauses_while_the_app_waits_on_a_lock_on_its_table(pg_engine):
     assert pacer.paused_seconds >= 0.5 and pacer.stopped is None
 
 
-def test_an_app_query_never_waits_behind_the_job_longer_than_its_lock_timeout(pg_engine):
+def test_an_app_query_never_waits_behind_the_job_longer_than_its_lock_timeout(pg_engine, hold_row):
     load_sessions(pg_engine, 3_000)
     # A session (say an admin tool) holds row 2001, which the job's first batch wants.
-    holder = pg_engine.connect()
-    holder.begin()
-    holder.execute(text("SELECT id FROM sessions WHERE id = 2001 FOR UPDATE"))
+    holder = hold_row(2001)
 
     messages = Messages()
     pacing = Pacing(lock_timeout_seconds=1.0, poll_seconds=0.2, max_wait_seconds=60)
@@ -286,3 +304,49 @@ def test_adaptive_batches_delete_everything_with_the_rate_logged(engine):
     sizes = [t.size for t in pacer.timings]
     assert sizes[0] == 100 and max(sizes) > 100  # grew from the first batch
     assert all("rows/s" in m for m in messages if "deleted" in m)
+
+
+def app_touches(engine, session_id: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE sessions SET last_seen_at = now() WHERE id = :id"), {"id": session_id}
+        )
+
+
+def test_a_run_that_waited_too_long_succeeds_reporting_where_it_stopped(
+    pg_engine, postgres_schema_url, hold_row
+):
+    import dagster as dg
+
+    from ops_platform.jobs._history import recent_rows_changed
+    from ops_platform.jobs.sessions import session_cleanup
+    from ops_platform.resources.database import Database
+
+    load_sessions(pg_engine, 5_000)
+    holder = hold_row(4001)
+    app = threading.Thread(target=app_touches, args=(pg_engine, 4001), daemon=True)
+    database = Database(url=postgres_schema_url)
+    config = {"confirm_large": True, "max_wait_seconds": 1.5}
+    try:
+        app.start()
+        session_waiting_on_lock(pg_engine, "SET last_seen_at = now() WHERE id")
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = session_cleanup.execute_in_process(
+                run_config={"ops": {"cleanup_sessions": {"config": config}}},
+                resources={"database": database},
+                instance=instance,
+            )
+            assert result.success
+            [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+            metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+            assert metadata["stopped"].startswith("stopped at sessions_expired: ")
+            assert "waiting on a lock on sessions" in metadata["stopped"]
+            assert metadata["rows_changed"] == 0 and metadata["paused_s"] >= 1.5
+            # A stopped run did not do its usual amount: the gate's history leaves it out.
+            assert recent_rows_changed(instance, "session_cleanup", "mode=light", 10, 50) == []
+    finally:
+        holder.commit()
+        holder.close()
+        app.join(10)
+        database.engine.dispose()
+    assert remaining(pg_engine)[0] == 4_000

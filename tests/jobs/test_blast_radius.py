@@ -16,7 +16,7 @@ from ops_platform.jobs.auth import UnverifiedAccountCleanupConfig
 from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.alerts import Alerts
 from ops_platform.schedules.catalog import Gate
-from ops_platform.sensors.alerting import run_failure_alert_sensor
+from tests.sensors.test_alerting import alert_on_failure
 
 
 def add_sessions(engine, first_id: int, expired: int, live: int) -> None:
@@ -67,19 +67,6 @@ def step_failure(result):
 def output_metadata(result) -> dict:
     [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return {key: value.value for key, value in output.event_specific_data.metadata.items()}
-
-
-def alert_on_failure(instance, result, alerts):
-    run = instance.get_run_by_id(result.run_id)
-    [failure] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=failure.dagster_event,
-        resources={"alerts": alerts},
-    ).for_run_failure()
-    run_failure_alert_sensor(context)
 
 
 def alert_lines(alerts: Alerts) -> list[dict]:
