@@ -27,9 +27,7 @@ demo: install
 
 ## dev: the Dagster UI (and daemon) on the demo's instance: http://127.0.0.1:3000
 dev: install
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
-	# the run queue that gives runs launched by hand their asset job's tags (deploy/dagster.yaml)
-	test -s $(DAGSTER_HOME)/dagster.yaml || printf 'run_coordinator:\n  module: ops_platform.run_coordinator\n  class: ProjectTagsRunCoordinator\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m ops_platform.local_instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## lint: ruff format and ruff check, as CI enforces them
@@ -45,6 +43,7 @@ format: install-dev
 
 ## test: lint, then every test, on SQLite and Postgres
 test: lint
+	@test -x /usr/bin/chromium || echo "make test: /usr/bin/chromium is missing, so the browser tests will be SKIPPED; install it with: sudo apt-get install chromium (bash .ci/run does), or use make test-fast" >&2
 	$(BIN)/pytest
 
 ## test-fast: the unit and database tests only, without end-to-end processes or a browser

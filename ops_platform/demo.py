@@ -35,9 +35,10 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 def _instance():
     import dagster as dg
 
+    from ops_platform.local_instance import ensure_local_instance
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    ensure_local_instance(home)
     return dg.DagsterInstance.get()
 
 

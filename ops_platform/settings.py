@@ -25,7 +25,7 @@ from ops_platform.db.engine import (
     with_state_schema,
 )
 
-# Groups that OPS_ENABLE_<GROUP> can switch off (SPEC §2).
+# Groups that OPS_ENABLE_<GROUP> can switch off.
 GROUPS = (
     "cleanup",
     "email",

@@ -1,6 +1,6 @@
 """The web app's tables that assets read, as external assets.
 
-The app owns these tables (SPEC §3); Dagster never materializes them. Declaring them as
+The app owns these tables; Dagster never materializes them. Declaring them as
 asset specs puts them in the lineage graph, so the UI shows `users`, `stream_events`, … feeding
 each asset. Keys equal table names: an asset lists what it reads with
 `deps=app_table_keys("users", "reputation_events")` (or `deps=[dg.AssetKey("users")]`).

@@ -1,4 +1,4 @@
-"""`og_daily_bonus`: the daily bonus of active OG subscribers (seed 001).
+"""`og_daily_bonus`: the daily bonus of active OG subscribers.
 
 Partitions are days in Australia/Sydney. The schedule ticks at 00:05 Sydney time and, like
 the seed, credits the Sydney day that has just started: the partitions definition has
@@ -8,7 +8,7 @@ for partition D. Across daylight-saving changes a partition is the real local da
 
 Rule, for the partition's day D:
 - active OG user: `og_level > 0` and `og_expires_at > now`, `now` being the time of the run
-  (SPEC §1, as the seed did at 00:05). A re-run or a late catch-up of D credits the users
+  (00:05 Sydney for the scheduled one). A re-run or a late catch-up of D credits the users
   active when it runs who have no credit for D yet; nobody is ever credited twice for D.
   A day that has not begun in Sydney cannot be credited.
 - tier: `og_tier_id`, or — when it is NULL — the tier of `og_level` (lowest id of that level).

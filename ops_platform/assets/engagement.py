@@ -1,4 +1,4 @@
-"""Engagement assets (seed 001): `stream_rankings` every 10 minutes and `user_trust_scores`
+"""Engagement assets: `stream_rankings` every 10 minutes and `user_trust_scores`
 every 30 minutes, each one set-based statement written back to the table the app reads.
 
 - `stream_rankings`: engagement score of every live or recently ended stream from its

@@ -1,4 +1,4 @@
-"""Arcade assets (seed 004): hourly `leaderboards`, and the prize pools finalized per
+"""Arcade assets: hourly `leaderboards`, and the prize pools finalized per
 period and game type, `daily_prize_pools` (00:00 UTC, yesterday) and `weekly_prize_pools`
 (Mondays 00:00 UTC, last week).
 

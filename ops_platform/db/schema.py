@@ -1,4 +1,4 @@
-"""The app database contract (SPEC §3) as SQLAlchemy Core tables.
+"""The app database contract as SQLAlchemy Core tables.
 
 Table and column names are fixed: the web app and outside tests use them. Columns added
 beyond the contract are nullable or have a default, so a row inserted with only the

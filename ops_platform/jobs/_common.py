@@ -31,7 +31,7 @@ class RunConfigError(ValueError):
 
 
 class DestructiveJobConfig(dg.Config):
-    """Run config every destructive op accepts (SPEC §4)."""
+    """Run config every destructive op accepts."""
 
     dry_run: bool = Field(default=False, description="Report what would change; change nothing.")
     batch_size: int = Field(default=5000, gt=0, le=1_000_000, description="Rows per transaction.")

@@ -1,4 +1,4 @@
-"""Auth cleanup (seeds 002, 003): expired tokens and accounts never verified.
+"""Auth cleanup: expired tokens and accounts never verified.
 
 - `token_cleanup`: tokens of each kind past `expires_at` plus the kind's retention —
   refresh tokens are kept 7 days after expiry, password-reset tokens 24 h, email
@@ -117,7 +117,7 @@ def cleanup_tokens(
 
 @dg.job(
     tags=job_tags("token_cleanup"),
-    description="Delete expired tokens past their retention (seeds 002, 003).",
+    description="Delete expired tokens past their retention.",
 )
 def token_cleanup():
     cleanup_tokens()
@@ -193,7 +193,7 @@ def cleanup_unverified_accounts(
 
 @dg.job(
     tags=job_tags("unverified_account_cleanup"),
-    description="Delete accounts never verified after 30 days (seed 002).",
+    description="Delete accounts never verified after 30 days.",
 )
 def unverified_account_cleanup():
     cleanup_unverified_accounts()

@@ -1,4 +1,4 @@
-"""`email_queue`: send the due batches of `notification_email_queue` (seed 003).
+"""`email_queue`: send the due batches of `notification_email_queue`.
 
 A batch is due when it is `pending` and scheduled, `failed` and its backoff has passed, or
 `processing` with a lease older than `lease_seconds` (a crashed run's batch comes back).

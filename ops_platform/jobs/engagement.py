@@ -1,4 +1,4 @@
-"""Streaming engagement state (seed 001): thrones and festivals.
+"""Streaming engagement state: thrones and festivals.
 
 Each state change and the `realtime_events` outbox row announcing it are written in the
 same transaction, so the app never hears of a change that did not happen or misses one
@@ -149,7 +149,7 @@ def expire_thrones(
 
 @dg.job(
     tags=job_tags("throne_expiry"),
-    description="Deactivate expired thrones and publish throne:expired (seed 001).",
+    description="Deactivate expired thrones and publish throne:expired.",
 )
 def throne_expiry():
     expire_thrones()
@@ -266,7 +266,7 @@ def activate_festivals(
 
 @dg.job(
     tags=job_tags("festival_activation"),
-    description="Activate and end festivals and their gifts and theme (seed 001).",
+    description="Activate and end festivals and their gifts and theme.",
 )
 def festival_activation():
     activate_festivals()

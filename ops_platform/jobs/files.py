@@ -1,4 +1,4 @@
-"""`orphaned_file_cleanup` (seed 000, weekly): uploads nobody references go to the trash.
+"""`orphaned_file_cleanup` (weekly): uploads nobody references go to the trash.
 
 Through the `object_store` resource (S3, or the local folder by default):
 1. The uploads prefix is listed page by page (at most 1,000 keys a page). For each page,
@@ -331,7 +331,7 @@ def move_orphaned_files_to_trash(
 
 @dg.job(
     tags=job_tags("orphaned_file_cleanup"),
-    description="Weekly: unreferenced uploads to the trash, old trash purged (seed 000).",
+    description="Weekly: unreferenced uploads to the trash, old trash purged.",
 )
 def orphaned_file_cleanup():
     move_orphaned_files_to_trash()

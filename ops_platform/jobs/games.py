@@ -1,4 +1,4 @@
-"""`game_cleanup` (seed 004): stale game sessions, orphaned and old leaderboard entries.
+"""`game_cleanup`: stale game sessions, orphaned and old leaderboard entries.
 
 In order, each rule in bounded batches:
 1. game sessions still `active` 30 minutes after `started_at` are marked `expired`
@@ -189,7 +189,7 @@ def cleanup_games(
 
 @dg.job(
     tags=job_tags("game_cleanup"),
-    description="Expire stale game sessions and tidy leaderboards (seed 004).",
+    description="Expire stale game sessions and tidy leaderboards.",
 )
 def game_cleanup():
     cleanup_games()

@@ -1,4 +1,4 @@
-"""Maintenance jobs: `log_pruning` (seed 002) and `database_maintenance` (seed 000).
+"""Maintenance jobs: `log_pruning` and `database_maintenance`.
 
 - log_pruning: the log folder (`OPS_LOG_DIR`) pruned by the rules in `_log_files.py`.
 - database_maintenance: Postgres `VACUUM (ANALYZE)` of the current schema's tables whose
@@ -151,7 +151,7 @@ def prune_logs(
 
 @dg.job(
     tags=job_tags("log_pruning"),
-    description="Daily: compress, rotate and prune the log folder (seed 002).",
+    description="Daily: compress, rotate and prune the log folder.",
 )
 def log_pruning():
     prune_logs()
@@ -577,7 +577,7 @@ def prune_dagster_runs(
 @dg.job(
     tags=job_tags("database_maintenance"),
     executor_def=dg.in_process_executor,  # steps share the job lock, so they run one after the other
-    description="Weekly: VACUUM (ANALYZE) and activity report of the app database; old Dagster runs pruned (seed 000).",
+    description="Weekly: VACUUM (ANALYZE) and activity report of the app database; old Dagster runs pruned.",
 )
 def database_maintenance():
     maintain_app_database()

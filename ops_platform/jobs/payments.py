@@ -1,4 +1,4 @@
-"""`payment_status_check` (sensor-driven) and `payment_status_sweep` (every 30 min) — seed 000.
+"""`payment_status_check` (sensor-driven) and `payment_status_sweep` (every 30 min).
 
 A pending payment is checked with the provider at 5 s, 10 s, 15 s, 20 s, 30 s and 60 s after
 its creation, then every 60 s, until it settles or expires (30 min by default). Each check

@@ -1,4 +1,4 @@
-"""Agency portal upkeep (seed 003): removed team members and deliverable access.
+"""Agency portal upkeep: removed team members and deliverable access.
 
 - `team_member_cleanup`: `project_team` rows soft-removed (`removed_at`) over 90 days ago
   are hard-deleted; current members (`removed_at` NULL) are never touched.
@@ -68,7 +68,7 @@ def cleanup_team_members(
 
 @dg.job(
     tags=job_tags("team_member_cleanup"),
-    description="Hard-delete team members removed over 90 days ago (seed 003).",
+    description="Hard-delete team members removed over 90 days ago.",
 )
 def team_member_cleanup():
     cleanup_team_members()
@@ -146,7 +146,7 @@ def expire_deliverables(
 
 @dg.job(
     tags=job_tags("deliverable_expiry"),
-    description="Mark deliverables past expires_at as expired (seed 003).",
+    description="Mark deliverables past expires_at as expired.",
 )
 def deliverable_expiry():
     expire_deliverables()

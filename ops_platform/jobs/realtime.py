@@ -1,4 +1,4 @@
-"""`realtime_publish` (sensor-driven) — seed 001.
+"""`realtime_publish` (sensor-driven).
 
 Jobs that change what users see (throne expired, festival activated/ended, bonus credited)
 write a row to the `realtime_events` outbox in the same transaction as their change. This

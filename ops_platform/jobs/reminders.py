@@ -1,4 +1,4 @@
-"""`overdue_payment_reminders`: daily, one balance-due reminder per overdue project (seed 003).
+"""`overdue_payment_reminders`: daily, one balance-due reminder per overdue project.
 
 A project is overdue when its advance was paid at least `overdue_days` (3) ago and its
 balance is still unpaid; the reminder goes to its primary contact (a current team member

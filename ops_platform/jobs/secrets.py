@@ -1,4 +1,4 @@
-"""`secret_rotation` (seed 002, daily 05:00): rotate secrets past their expiry.
+"""`secret_rotation` (daily 05:00): rotate secrets past their expiry.
 
 - An `active` secret with `expires_at <= now` that is the latest version of its name gets a
   new version: `version + 1`, a fresh value from `secrets.token_urlsafe`, status `active`,
@@ -457,7 +457,7 @@ def rotate_expired_secrets(
 
 @dg.job(
     tags=job_tags("secret_rotation"),
-    description="Daily: rotate expired secrets with a grace period (seed 002).",
+    description="Daily: rotate expired secrets with a grace period.",
 )
 def secret_rotation():
     rotate_expired_secrets()

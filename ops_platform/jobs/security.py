@@ -1,4 +1,4 @@
-"""`webhook_security_monitor` (every 15 min) — seed 000.
+"""`webhook_security_monitor` (every 15 min).
 
 From the `webhook_events` received in the last window (`window_minutes`, 15 by default):
 

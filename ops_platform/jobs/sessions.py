@@ -1,4 +1,4 @@
-"""`session_cleanup`: light every 2 h, deep every 12 h, a weekly safety net (seeds 000, 002, 003).
+"""`session_cleanup`: light every 2 h, deep every 12 h, a weekly safety net.
 
 - light: sessions past `expires_at`.
 - deep: light, plus revoked sessions past the revoked retention and sessions idle past

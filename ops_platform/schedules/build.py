@@ -1,6 +1,6 @@
 """Turn the schedule table into Dagster schedules, asset jobs and catch-up sensors.
 
-Catch-up ("no business day skipped", SPEC §2): Dagster drops the missed ticks of a schedule
+Catch-up ("no business day skipped"): Dagster drops the missed ticks of a schedule
 (a partitioned one catches up at most 5). For every scheduled asset with time partitions
 (daily, weekly, monthly, hourly; alone or × a static dimension such as the game type) a
 sensor `<asset>_catchup` finds the partitions its schedule should already have requested
@@ -56,12 +56,11 @@ def asset_job(
     asset: dg.AssetsDefinition | dg.AssetSpec, asset_name: str
 ) -> dg.UnresolvedAssetJobDefinition:
     """The job that materializes one scheduled asset (and its checks), tagged from its table row."""
-    partitions_def = getattr(asset, "partitions_def", None)
+    # Its partitions are the asset's (Dagster infers them from the selection).
     return dg.define_asset_job(
         name=row_for(asset_name).job_name,
         selection=dg.AssetSelection.assets(dg.AssetKey(asset_name)),
         tags=job_tags(asset_name),
-        partitions_def=partitions_def,
         description=f"Materializes {asset_name} on its schedule.",
     )
 

@@ -1,4 +1,4 @@
-"""Every schedule of the platform in one table (SPEC §1).
+"""Every schedule of the platform in one table.
 
 Cron, timezone, tier, enable-group and maximum runtime of each job and asset live here;
 schedules and run tags (`dagster/priority`, `dagster/max_runtime`, `ops/singleton`,

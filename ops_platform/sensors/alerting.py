@@ -1,4 +1,4 @@
-"""Alerting sensors (seed 003), all sending through the `alerts` resource.
+"""Alerting sensors, all sending through the `alerts` resource.
 
 - `run_failure_alert_sensor`: every failed run alerts (job, run id, error); when a job's
   finished runs end in 3 failures in a row, one extra `critical` alert for that streak.
@@ -188,7 +188,7 @@ def stalled_cleanups(context: dg.SensorEvaluationContext, alerts: Alerts):
             alerts.send(
                 f"{job_name} changed nothing for {days} days",
                 f"Every successful run of {job_name} on the last {days} days it ran changed 0 rows. "
-                "Check its rules and inputs (seed 003: this may indicate an issue).",
+                "Check its rules and inputs: a cleanup that never finds work may have a broken rule.",
                 "warning",
             )
             alerted.add(job_name)
