@@ -56,9 +56,25 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     return sensors
 
 
+DATABASE_KINDS = {"postgres", "sqlite"}
+
+
+def database_kind(settings: Settings):
+    """Asset specs' kind tags name the database actually configured, not always Postgres."""
+    configured = "sqlite" if settings.database_url.startswith("sqlite") else "postgres"
+
+    def replace(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if not spec.kinds & DATABASE_KINDS:
+            return spec
+        return spec.replace_attributes(kinds=(spec.kinds - DATABASE_KINDS) | {configured})
+
+    return replace
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     domain = dg.Definitions.merge(*(module.defs for module in domain_modules()))
+    domain = domain.map_asset_specs(func=database_kind(settings))
     check_config_at_launch(op_defs_of(domain))  # bad run config never becomes a run
     assets_by_name = {}
     for asset in domain.assets or []:

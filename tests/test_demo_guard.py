@@ -166,3 +166,12 @@ def test_a_local_store_outside_the_data_dir_is_guarded_too(tmp_path):
     embedded = load_settings({"OPS_DATA_DIR": str(tmp_path / "data")})
     LocalObjectStore(root=str(tmp_path / "data" / "object_store")).put_bytes("uploads/y", b"y")
     assert not check_demo_object_store(embedded, store).mark
+
+
+def test_the_demo_skips_jobs_that_need_run_config():
+    from ops_platform.definitions import defs
+    from ops_platform.demo import needs_run_config
+
+    repo = defs.get_repository_def()
+    assert needs_run_config(repo.get_job("replay_dead_items"))
+    assert not needs_run_config(repo.get_job("session_cleanup"))

@@ -39,3 +39,17 @@ def test_each_asset_group_is_its_enable_group():
     for row in SCHEDULES:
         if row.kind == "asset":
             assert groups.get(dg.AssetKey(row.target)).group_name == row.group, row.target
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"), [("sqlite:///x/app.db", "sqlite"), ("postgresql://u@h/app", "postgres")]
+)
+def test_kind_tags_name_the_configured_database(url, kind, tmp_path):
+    from ops_platform.definitions import build_definitions
+    from ops_platform.settings import load_settings
+
+    settings = load_settings({"OPS_DATABASE_URL": url, "OPS_DATA_DIR": str(tmp_path)})
+    graph = build_definitions(settings).get_repository_def().asset_graph
+    for name in ("stream_rankings", "users"):
+        kinds = graph.get(dg.AssetKey(name)).kinds
+        assert kind in kinds and not (kinds & ({"sqlite", "postgres"} - {kind})), (name, kinds)
