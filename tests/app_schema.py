@@ -5,6 +5,8 @@ index names, and a few rows that exist before the project ever runs."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import text
 
 # {id} is the app's id column, {ts}/{tsz} a timestamp without/with time zone, {json} its
@@ -134,3 +136,52 @@ def create_app_schema(engine, replace: dict[str, str] | None = None) -> None:
             connection.execute(text(statement))
         connection.execute(text("CREATE INDEX app_sessions_expiry ON sessions (expires_at)"))
         connection.execute(text("CREATE INDEX app_users_email ON users (email)"))
+
+
+# Jobs run by hand with a config naming what to do (no schedule runs them bare).
+NEEDS_CONFIG = {"replay_dead_items"}
+
+
+def _defaults(job) -> dict:
+    """Every configurable op with its config's defaults, as a schedule's tick sends it."""
+    ops = {
+        node.name: {"config": {}}
+        for node in job.graph.nodes
+        if node.definition.config_schema.as_field() is not None
+        and node.definition.config_schema.as_field().config_type.kind.name.endswith("SHAPE")
+    }
+    return {"ops": ops} if ops else {}
+
+
+def _cause(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            while error.cause is not None:
+                error = error.cause
+            return error.message.strip().splitlines()[0]
+    return ""
+
+
+def run_every_job(defs) -> tuple[list[str], int]:
+    """Every asset job's latest partitions and every op job, as the demo runs them, on an
+    ephemeral instance: (one line per failed run, runs)."""
+    import dagster as dg
+
+    from ops_platform.demo import _demo_runs, _failure_message
+
+    failures, runs = [], 0
+    with dg.DagsterInstance.ephemeral() as instance:
+        for label, job, partition_key in _demo_runs(defs, datetime.now(UTC)):
+            if label in NEEDS_CONFIG:
+                continue
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition_key,
+                raise_on_error=False,
+                run_config=_defaults(job),
+            )
+            runs += 1
+            if not result.success:
+                failures.append(f"{label}: {_failure_message(result)} {_cause(result)}")
+    return failures, runs

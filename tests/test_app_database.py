@@ -6,17 +6,14 @@ byte for byte as they were, and a second `db upgrade` changes nothing."""
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 
-import dagster as dg
 import pytest
 from sqlalchemy import text
 
 from ops_platform.db.engine import make_engine
 from ops_platform.db.migrate import current_revision, head_revision, upgrade, upgrade_sql
 from ops_platform.db.seed import seed_database
-from ops_platform.demo import _demo_runs, _failure_message
-from tests.app_schema import create_app_schema
+from tests.app_schema import create_app_schema, run_every_job
 
 # App tables no job or asset writes: they must come out exactly as they went in.
 READ_ONLY_TABLES = (
@@ -55,31 +52,6 @@ def app_url(request, tmp_path, monkeypatch):
     return url
 
 
-# Jobs run by hand with a config naming what to do (no schedule runs them bare).
-NEEDS_CONFIG = {"replay_dead_items"}
-
-
-def _defaults(job) -> dict:
-    """Every configurable op with its config's defaults, as a schedule's tick sends it."""
-    ops = {
-        node.name: {"config": {}}
-        for node in job.graph.nodes
-        if node.definition.config_schema.as_field() is not None
-        and node.definition.config_schema.as_field().config_type.kind.name.endswith("SHAPE")
-    }
-    return {"ops": ops} if ops else {}
-
-
-def _cause(result) -> str:
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.event_specific_data.error
-            while error.cause is not None:
-                error = error.cause
-            return error.message.strip().splitlines()[0]
-    return ""
-
-
 def _digest(engine, tables) -> dict[str, str]:
     digests = {}
     with engine.connect() as connection:
@@ -96,20 +68,7 @@ def test_every_job_and_asset_runs_green_on_the_apps_own_tables(app_url):
     engine = make_engine(app_url)
     before = _digest(engine, READ_ONLY_TABLES)
     defs = build_definitions(load_settings())
-    failures, runs = [], 0
-    with dg.DagsterInstance.ephemeral() as instance:
-        for label, job, partition_key in _demo_runs(defs, datetime.now(UTC)):
-            if label in NEEDS_CONFIG:
-                continue
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=partition_key,
-                raise_on_error=False,
-                run_config=_defaults(job),
-            )
-            runs += 1
-            if not result.success:
-                failures.append(f"{label}: {_failure_message(result)} {_cause(result)}")
+    failures, runs = run_every_job(defs)
     assert runs >= 20
     assert failures == [], "\n".join(failures)
     assert _digest(engine, READ_ONLY_TABLES) == before

@@ -166,6 +166,11 @@ SQLITE_NOTE = (
 )
 
 
+NOT_OWNER = (
+    "skipped: not its owner (only the table's owner may VACUUM it; its autovacuum still runs)"
+)
+
+
 @dataclass
 class VacuumOutcome:
     table: str
@@ -182,6 +187,8 @@ class MaintenanceResult:
     tables_checked: int = 0
     outcomes: list[VacuumOutcome] = field(default_factory=list)
     recently_vacuumed: list[VacuumOutcome] = field(default_factory=list)
+    # Due, but the run's role does not own them: only a table's owner may VACUUM it.
+    not_owned: list[VacuumOutcome] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     note: str = ""
     sqlite_pages: int = 0
@@ -202,10 +209,12 @@ def tables_needing_vacuum(
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT relname, n_live_tup, n_dead_tup, "
+                "SELECT s.relname, n_live_tup, n_dead_tup, "
                 "COALESCE(n_dead_tup::float8 / NULLIF(n_live_tup + n_dead_tup, 0), 0) AS dead_ratio, "
-                "GREATEST(last_vacuum, last_autovacuum) AS last_vacuumed "
-                "FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC, relname"
+                "GREATEST(last_vacuum, last_autovacuum) AS last_vacuumed, "
+                "pg_has_role(c.relowner, 'USAGE') AS owned "
+                "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+                "WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC, s.relname"
             )
         ).all()
     due, recent = [], []
@@ -215,7 +224,10 @@ def tables_needing_vacuum(
         outcome = VacuumOutcome(
             row.relname, row.n_live_tup, row.n_dead_tup, round(row.dead_ratio, 4)
         )
-        if row.last_vacuumed is not None and row.last_vacuumed >= vacuumed_since:
+        if not row.owned:
+            outcome.status = NOT_OWNER
+            recent.append(outcome)
+        elif row.last_vacuumed is not None and row.last_vacuumed >= vacuumed_since:
             outcome.status = f"not again: vacuumed at {row.last_vacuumed:%Y-%m-%d %H:%M:%S}Z, an older transaction holds its dead tuples"
             recent.append(outcome)
         else:
@@ -309,9 +321,11 @@ def maintain_database(
         return sqlite_maintenance(engine, dry_run)
     result = MaintenanceResult(backend="postgresql")
     now = now or utcnow()
-    result.tables_checked, result.outcomes, result.recently_vacuumed = tables_needing_vacuum(
+    result.tables_checked, result.outcomes, waiting = tables_needing_vacuum(
         engine, dead_ratio_threshold, min_dead_tuples, now - timedelta(hours=revacuum_after_hours)
     )
+    result.not_owned = [o for o in waiting if o.status == NOT_OWNER]
+    result.recently_vacuumed = [o for o in waiting if o.status != NOT_OWNER]
     if dry_run:
         for outcome in result.outcomes:
             outcome.status = "would vacuum"
@@ -448,6 +462,7 @@ def maintain_app_database(
         "tables_due": planned,
         "tables_vacuumed": result.tables_vacuumed,
         "tables_recently_vacuumed": len(result.recently_vacuumed),
+        "tables_not_owned": len(result.not_owned),
         "rows_matched": planned,
         "rows_changed": result.tables_vacuumed,
         "problems": len(result.problems),
@@ -458,7 +473,10 @@ def maintain_app_database(
         metadata["vacuum"] = dg.MetadataValue.md(
             markdown_table(
                 None,
-                [vars(outcome) for outcome in result.outcomes + result.recently_vacuumed],
+                [
+                    vars(outcome)
+                    for outcome in result.outcomes + result.recently_vacuumed + result.not_owned
+                ],
                 f"_no table over a {config.dead_ratio_threshold:g} dead-tuple ratio "
                 f"with {config.min_dead_tuples}+ dead tuples_",
             )
@@ -469,6 +487,13 @@ def maintain_app_database(
         metadata["sqlite_free_pages"] = result.sqlite_free_pages
     for problem in result.problems:
         context.log.warning(f"database_maintenance: {problem}")
+    if result.not_owned:
+        names = ", ".join(outcome.table for outcome in result.not_owned)
+        metadata["not_owned"] = names
+        context.log.warning(
+            f"database_maintenance: could not VACUUM {names}: the run's database role does not "
+            "own them (grant ownership, or leave them to autovacuum)"
+        )
     if result.backend == "postgresql":
         verb = "would vacuum" if config.dry_run else "vacuumed"
         context.log.info(

@@ -22,9 +22,15 @@ if context.is_offline_mode():
     )
     create_schema = config.attributes["create_schema"]
 else:
+    from sqlalchemy import inspect
+
     connection = config.attributes["connection"]
     context.configure(connection=connection, **options)
-    create_schema = connection.dialect.name == "postgresql"
+    # Checked first: a role that owns the schema a DBA made for it need not be allowed to
+    # create schemas (Postgres checks that right before IF NOT EXISTS).
+    create_schema = connection.dialect.name == "postgresql" and not inspect(connection).has_schema(
+        state_schema
+    )
 
 with context.begin_transaction():
     # The version table is created in the project's schema before the first revision runs.
