@@ -40,6 +40,7 @@ RUN_STATUSES = (
 )
 FINISHED_VALUES = tuple(status.value for status in RUN_STATUSES)
 SETTLE_LAG = 100
+SINGLETON_TAG = "ops/singleton"
 UNFINISHED = tuple(s.value for s in dg.DagsterRunStatus if s.value not in FINISHED_VALUES)
 EMAIL_STATES = ("pending", "processing", "failed", "dead")
 EMAIL_LEASE_S = 300  # email_queue's default lease: a claim older than this is due again
@@ -139,13 +140,29 @@ class RunLedger:
     @staticmethod
     def _finished(connection, *where):
         from dagster._core.storage.runs.schema import RunsTable as runs
+        from dagster._core.storage.runs.schema import RunTagsTable as tags
 
         r = runs.c
+        job = _job_of_run(r, tags.c)
         return connection.execute(
-            select(r.pipeline_name, r.status, func.count(), func.max(r.id))
+            select(job, r.status, func.count(), func.max(r.id))
+            .select_from(runs.outerjoin(tags, _singleton_tag_of_manual_run(r, tags.c)))
             .where(*where, r.status.in_(FINISHED_VALUES))
-            .group_by(r.pipeline_name, r.status)
+            .group_by(job, r.status)
         ).all()
+
+
+def _singleton_tag_of_manual_run(r, t):
+    """Join condition: the `ops/singleton` tag of a run launched by hand as the implicit
+    asset job (the run queue gives it its asset job's tags)."""
+    from ops_platform.status import IMPLICIT_ASSET_JOB
+
+    return and_(t.run_id == r.run_id, t.key == SINGLETON_TAG, r.pipeline_name == IMPLICIT_ASSET_JOB)
+
+
+def _job_of_run(r, t):
+    """The job a run counts for: its own, or for a run by hand its asset job's."""
+    return func.coalesce(t.value, r.pipeline_name).label("job")
 
 
 def run_stats(
@@ -156,8 +173,9 @@ def run_stats(
     on the run storage's `runs` table whatever the number of jobs (a per-job API call each
     would be hundreds of round trips per scrape): the ledger's id range, then index ranges."""
     from dagster._core.storage.runs.schema import RunsTable as runs
+    from dagster._core.storage.runs.schema import RunTagsTable as tags
 
-    from ops_platform.status import NOT_SUCCESS
+    from ops_platform.status import IMPLICIT_ASSET_JOB, NOT_SUCCESS
 
     ledger = ledger or RunLedger()
     stats = {job: JobRuns() for job in jobs}
@@ -181,12 +199,29 @@ def run_stats(
                 for job, job_runs in stats.items()
             )
         )
+        not_success = r.status.in_([status.value for status in NOT_SUCCESS])
         for job, count in connection.execute(
             select(r.pipeline_name, func.count())
-            .where(since_success, r.status.in_([status.value for status in NOT_SUCCESS]))
+            .where(since_success, not_success)
             .group_by(r.pipeline_name)
         ):
             stats[job].consecutive_failures = count
+        # Failed runs by hand (the implicit asset job) after the oldest of those successes.
+        t = tags.c
+        manual_since = or_(
+            *(
+                and_(t.value == job, r.id > (job_runs.last_success_id or 0))
+                for job, job_runs in stats.items()
+            )
+        )
+        oldest = min((s.last_success_id or 0) for s in stats.values()) if stats else 0
+        for job, count in connection.execute(
+            select(t.value, func.count())
+            .select_from(runs.join(tags, _singleton_tag_of_manual_run(r, t)))
+            .where(r.pipeline_name == IMPLICIT_ASSET_JOB, r.id > oldest, not_success, manual_since)
+            .group_by(t.value)
+        ):
+            stats[job].consecutive_failures += count
         ids = {i for s in stats.values() for i in (s.last_success_id, s.newest_finished_id) if i}
         rows = {
             row.id: row

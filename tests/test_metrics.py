@@ -335,3 +335,24 @@ def test_run_counts_never_decrease_when_old_runs_are_pruned(monkeypatch):
             "SUCCESS": 1,
             "FAILURE": 3,
         }
+
+        # Runs launched by hand run as the implicit asset job, tagged with their job by the
+        # run queue: they count for that job.
+        def manual(status):
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name="__ASSET_JOB", status=status, tags={"ops/singleton": "flaky"}
+                )
+            )
+
+        manual(dg.DagsterRunStatus.FAILURE)
+        stats = metrics.run_stats(instance, ["flaky"])[0]["flaky"]
+        assert (stats.counts, stats.consecutive_failures) == ({"SUCCESS": 1, "FAILURE": 4}, 3)
+        manual(dg.DagsterRunStatus.SUCCESS)
+        stats, rows = metrics.run_stats(instance, ["flaky"])
+        assert (stats["flaky"].counts, stats["flaky"].consecutive_failures) == (
+            {"SUCCESS": 2, "FAILURE": 4},
+            0,
+        )
+        newest = instance.get_run_records(limit=1)[0]
+        assert stats["flaky"].last_success_id == newest.storage_id

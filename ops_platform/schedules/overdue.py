@@ -90,10 +90,11 @@ def _span(seconds: float) -> str:
 
 
 def last_success_time(instance: dg.DagsterInstance, job_name: str) -> datetime | None:
-    """End time of the job's newest successful run (one indexed query)."""
-    records = instance.get_run_records(
-        dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
-    )
+    """End time of the job's newest successful run, launched by its schedule or by hand
+    (two indexed queries)."""
+    from ops_platform.status import run_records
+
+    records = run_records(instance, job_name, 1, statuses=[dg.DagsterRunStatus.SUCCESS])
     if not records:
         return None
     record = records[0]
