@@ -43,6 +43,27 @@ def _cmd_db_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db_grants(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+
+    from ops_platform.db.engine import is_postgres, make_engine, state_schema
+    from ops_platform.db.grants import grant_statements
+
+    settings = load_settings()
+    engine = make_engine(settings.app_database_url)
+    try:
+        if not is_postgres(engine):
+            print("ops-platform db grants: roles and grants are a Postgres matter", file=sys.stderr)
+            return 2
+        with engine.connect() as connection:
+            app_schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+        for statement in grant_statements(args.role, app_schema, state_schema(engine)):
+            print(f"{statement};")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _cmd_seed(args: argparse.Namespace) -> int:
     from ops_platform.db.migrate import upgrade
     from ops_platform.db.seed import seed_database
@@ -158,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="missing tables/columns, unusable types, missing indexes; exit 1 if a job cannot run",
     ).set_defaults(func=_cmd_db_check)
+    db_grants = db_commands.add_parser(
+        "grants", help="print the least-privilege grants for the jobs' database role"
+    )
+    db_grants.add_argument("--role", required=True, help="the role the jobs connect as")
+    db_grants.set_defaults(func=_cmd_db_grants)
 
     seed = commands.add_parser("seed", help="fill the app database with a synthetic data set")
     seed.add_argument(

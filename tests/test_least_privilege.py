@@ -85,3 +85,15 @@ def test_maintenance_names_the_tables_it_may_not_vacuum(restricted):
     assert {"users", "sessions", "payments"} <= not_owned
     assert result.tables_vacuumed == 0 and result.problems == []
     assert all("not its owner" in outcome.status for outcome in result.not_owned)
+
+
+def test_db_grants_prints_what_the_fixture_ran(postgres_schema_url, monkeypatch, capsys):
+    from ops_platform.cli import main
+
+    app_schema = postgres_schema_url.split("search_path%3D")[1].split("&")[0]
+    monkeypatch.setenv("OPS_DATABASE_URL", postgres_schema_url)
+    assert main(["db", "grants", "--role", "ops_jobs"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    state = split_state_schema(postgres_schema_url)[1]
+    assert printed == [f"{s};" for s in grant_statements("ops_jobs", app_schema, state)]
+    assert f'ON "{app_schema}"."users",' in printed[2] and "DELETE" in printed[2]
