@@ -14,6 +14,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -203,6 +204,28 @@ def parse_positive_int(name: str, value: str | int, *, allow_zero: bool = False)
     if number < 0 or (number == 0 and not allow_zero):
         raise SettingsError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
     return number
+
+
+# Months before today of the default first partition: the UI shows a few filled months,
+# not years of empty partitions before the platform went live.
+DEFAULT_PARTITIONS_MONTHS = 3
+
+
+def partitions_start(env: Mapping[str, str] | None = None, today: date | None = None) -> str:
+    """First day of every partitioned asset (`OPS_PARTITIONS_START`, YYYY-MM-DD; production
+    sets its go-live day). Default: the first of the month three months back."""
+    env = os.environ if env is None else env
+    value = _optional(env, "OPS_PARTITIONS_START")
+    if value is not None:
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise SettingsError(
+                f"OPS_PARTITIONS_START={value!r} is not a day (YYYY-MM-DD)"
+            ) from None
+    today = today or datetime.now(UTC).date()
+    months = today.year * 12 + today.month - 1 - DEFAULT_PARTITIONS_MONTHS
+    return date(months // 12, months % 12 + 1, 1).isoformat()
 
 
 def check_timezone(name: str, value: str) -> str:
@@ -426,6 +449,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     problems = _Problems()
     check = problems.check
+    check(partitions_start, env)  # read by the partitioned assets when they are defined
     data_dir = Path(env.get("OPS_DATA_DIR") or ".ops_platform").resolve()
     default_database = f"sqlite:///{data_dir / 'app.db'}"
     database_url = check(

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class JobStatus:
     next_tick: str | None  # ISO 8601 UTC of the earliest next tick of its running schedules
     sensors: list[str]
     sensor_on: bool | None  # None when no sensor targets the job
+    schedules_running: list[str] = field(default_factory=list)  # which of `schedules` are on
 
 
 def _iso(moment: datetime | float | None) -> str | None:
@@ -238,6 +239,7 @@ def collect_status(
                 next_tick=_iso(min(ticks)) if ticks else None,
                 sensors=sorted(s.name for s in sensors),
                 sensor_on=any(sensor_on) if sensors else None,
+                schedules_running=sorted(s.name for s in running),
             )
         )
     return statuses
@@ -245,6 +247,24 @@ def collect_status(
 
 def _on_off(value: bool | None) -> str:
     return "-" if value is None else ("on" if value else "off")
+
+
+def _schedules_cell(status: JobStatus) -> str:
+    """on/off for one schedule; for several, which are on (their names past the job's)."""
+    if len(status.schedules) < 2:
+        return _on_off(status.schedule_on)
+    short = [name.removeprefix(f"{status.job}_") for name in status.schedules_running]
+    return f"{len(short)}/{len(status.schedules)} on" + (f": {', '.join(short)}" if short else "")
+
+
+def daemon_line(instance: dg.DagsterInstance, now: datetime) -> str:
+    """Whether the daemon's heartbeats are fresh: without it no schedule or sensor ticks."""
+    from ops_platform.schedules.overdue import daemon_states
+
+    stale = [state.describe() for state in daemon_states(instance, now) if state.stale]
+    if not stale:
+        return "daemon: heartbeats fresh"
+    return "daemon: NOT RUNNING or stale, schedules and sensors do not tick — " + "; ".join(stale)
 
 
 def format_table(statuses: Iterable[JobStatus], last_n: int) -> str:
@@ -260,7 +280,7 @@ def format_table(statuses: Iterable[JobStatus], last_n: int) -> str:
                 (s.last_run_at or "").replace("+00:00", "Z"),
                 rate,
                 s.consecutive_failures,
-                _on_off(s.schedule_on),
+                _schedules_cell(s),
                 (s.next_tick or "").replace("+00:00", "Z"),
                 _on_off(s.sensor_on),
             ]
@@ -345,8 +365,10 @@ def print_status(as_json: bool, last_n: int, check: bool = False) -> int:
             return print_check(health_check(instance, defs, check_now()), as_json)
     with instance:
         statuses = collect_status(instance, defs, last_n=last_n)
+        daemon = daemon_line(instance, datetime.now(UTC))
     if as_json:
         print(json.dumps([asdict(s) for s in statuses], indent=2))
     else:
+        print(daemon)
         print(format_table(statuses, last_n))
     return 0

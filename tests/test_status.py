@@ -207,3 +207,19 @@ def test_cli_json_on_the_code_location(tmp_path, monkeypatch, capsys):
 def test_cli_rejects_bad_last(capsys):
     assert main(["status", "--last", "0"]) == 2
     assert "--last must be at least 1" in capsys.readouterr().err
+
+
+def test_which_of_several_schedules_is_on_and_whether_the_daemon_beats(instance):
+    from dagster._daemon.types import DaemonHeartbeat
+
+    from ops_platform.status import daemon_line
+
+    status = by_job(collect_status(instance, status_defs, now=NOW))["flaky"]
+    assert status.schedules_running == ["flaky_hourly", "flaky_nightly_sydney"]
+    assert "2/2 on: hourly, nightly_sydney" in format_table([status], last_n=20)
+    assert daemon_line(instance, NOW).startswith("daemon: NOT RUNNING or stale")
+    for daemon_type in instance.get_required_daemon_types():
+        instance.add_daemon_heartbeat(
+            DaemonHeartbeat(NOW.timestamp(), daemon_type, "test", errors=[])
+        )
+    assert daemon_line(instance, NOW) == "daemon: heartbeats fresh"

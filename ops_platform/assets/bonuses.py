@@ -45,13 +45,14 @@ from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool, op_tags
+from ops_platform.settings import partitions_start
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 LEDGER_KIND = "og_daily_bonus"
 EVENT_NAME = "bonus:credited"
 
 OG_BONUS_PARTITIONS = dg.DailyPartitionsDefinition(
-    start_date="2025-01-01", timezone="Australia/Sydney", end_offset=1
+    start_date=partitions_start(), timezone="Australia/Sydney", end_offset=1
 )
 
 

@@ -40,12 +40,13 @@ from ops_platform.jobs._common import (
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool, op_tags
+from ops_platform.settings import partitions_start
 
 BOARD_PERIODS = ("daily", "weekly", "alltime")
 FINAL_STATUSES = ("finalized", "no_winner")
 
-# First period that has a prize pool partition (a Monday, so both calendars start together).
-PRIZE_POOLS_START_DATE = "2025-12-01"
+# First day of the prize pool partitions; the first weekly pool is the first Monday from it.
+PRIZE_POOLS_START_DATE = partitions_start()  # OPS_PARTITIONS_START
 
 GAME_TYPE_PARTITIONS = dg.StaticPartitionsDefinition(list(GAME_TYPES))
 DAILY_POOL_PARTITIONS = dg.MultiPartitionsDefinition(

@@ -6,10 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-ANALYTICS_START = "2025-01-01"
+from ops_platform.settings import partitions_start
+
+ANALYTICS_START = partitions_start()  # OPS_PARTITIONS_START
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=ANALYTICS_START)
-# Weeks start on Sunday 00:00 UTC (day_offset=0); 2025-01-05 is the first Sunday of 2025.
-WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(start_date="2025-01-05", day_offset=0)
+# Weeks start on Sunday 00:00 UTC (day_offset=0): the first is the first Sunday from the start.
+WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(start_date=ANALYTICS_START, day_offset=0)
 MONTHLY_PARTITIONS = dg.MonthlyPartitionsDefinition(start_date=ANALYTICS_START)
 HOURLY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date=f"{ANALYTICS_START}-00:00")
 
