@@ -176,36 +176,87 @@ def _covered(index: Index, live_indexes: list[list[str]]) -> bool:
     return any(columns[: len(wanted)] == wanted for columns in live_indexes)
 
 
+_PG_FAMILIES = (
+    ("timestamp", "timestamp"),
+    ("date", "date"),
+    ("smallint", "integer"),
+    ("integer", "integer"),
+    ("bigint", "integer"),
+    ("numeric", "number"),
+    ("double precision", "number"),
+    ("real", "number"),
+    ("boolean", "boolean"),
+    ("json", "json"),
+    ("text", "text"),
+    ("character", "text"),  # character varying (varchar) and character (char)
+)
+
+
+def _pg_family(type_text: str) -> str:
+    return next(
+        (family for prefix, family in _PG_FAMILIES if type_text.startswith(prefix)), type_text
+    )
+
+
+def live_columns(engine: Engine, names: list[str]) -> dict[str, dict[str, tuple[str, str]]]:
+    """{table: {column: (type as declared, family)}} of the app tables `names` that exist.
+    Postgres: one catalog query (a run checks this before it starts)."""
+    if is_postgres(engine):
+        from sqlalchemy import text
+
+        found: dict[str, dict[str, tuple[str, str]]] = {}
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+                    "FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+                    "WHERE c.relnamespace = CAST(current_schema() AS regnamespace) "
+                    "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname = ANY(:names) "
+                    "AND a.attnum > 0 AND NOT a.attisdropped"
+                ),
+                {"names": names},
+            )
+            for table, column, type_text in rows:
+                found.setdefault(table, {})[column] = (type_text, _pg_family(type_text))
+        return found
+    inspector = inspect(engine)
+    present = set(inspector.get_table_names())
+    return {
+        name: {
+            column["name"]: (str(column["type"]).lower(), _family(column["type"]))
+            for column in inspector.get_columns(name)
+        }
+        for name in names
+        if name in present
+    }
+
+
 def check_tables(engine: Engine, tables: list[Table], *, indexes: bool = True) -> list[Finding]:
     """Findings for the app tables `tables`: missing tables, columns, types and indexes."""
-    inspector = inspect(engine)
     postgres = is_postgres(engine)
-    present = set(inspector.get_table_names())
+    live_tables = live_columns(engine, [table.name for table in tables])
+    inspector = inspect(engine) if indexes else None
     findings: list[Finding] = []
     for table in tables:
         jobs = TABLE_USERS.get(table.name, ())
-        if table.name not in present:
+        live = live_tables.get(table.name)
+        if live is None:
             findings.append(
                 Finding("error", table.name, "table missing", jobs, "ops-platform db upgrade")
             )
             continue
-        live = {column["name"]: column["type"] for column in inspector.get_columns(table.name)}
         for column in table.columns:
             where = f"{table.name}.{column.name}"
             if column.name not in live:
                 findings.append(Finding("error", where, "column missing", jobs))
                 continue
-            expected, found = _family(column.type), _family(live[column.name])
+            declared, found = live[column.name]
+            expected = _family(column.type)
             if not _compatible(expected, found, postgres):
                 findings.append(
-                    Finding(
-                        "error",
-                        where,
-                        f"type {str(live[column.name]).lower()}: the jobs need {expected}",
-                        jobs,
-                    )
+                    Finding("error", where, f"type {declared}: the jobs need {expected}", jobs)
                 )
-        if indexes:
+        if inspector is not None:
             findings += _missing_indexes(inspector, table, jobs, postgres)
     return findings
 
