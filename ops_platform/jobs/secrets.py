@@ -234,9 +234,9 @@ def _update_in_batches(
         return len(ids), size
 
     def commit(done: tuple[int, int]) -> tuple[int, bool]:
-        count, size = done
+        count, _ = done
         changed.append(count)
-        return count, count >= size
+        return count, count > 0  # a concurrent run may take part of a batch: go on until none
 
     _paced_figures(run_paced(engine, "secrets", label, batch_size, work, commit), label, result)
     return sum(changed)
@@ -350,7 +350,8 @@ def rotate_secrets(
             result.names_rotated.extend(
                 sorted(name for name, _, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
             )
-        return len(claimed), len(claimed) >= size
+        # A concurrent run may claim part of a batch first: go on until a batch claims none.
+        return len(claimed), bool(claimed)
 
     pacer = run_paced(
         engine,
