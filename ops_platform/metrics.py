@@ -24,10 +24,10 @@ from datetime import datetime
 
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, func, or_, select, text
 
 from ops_platform.db import schema
-from ops_platform.db.engine import as_utc, utcnow
+from ops_platform.db.engine import as_utc, is_postgres, utcnow
 
 log = logging.getLogger("ops_platform.metrics")
 
@@ -405,6 +405,10 @@ def queue_families(engine: Engine, now: datetime) -> Iterator:
         schema.realtime_events.c,
     )
     with engine.connect() as connection:
+        if is_postgres(connection):
+            # The due-mail statement's plan is costed high enough for Postgres to JIT-compile
+            # it: 0.6 s of compiling for 0.1 s of work, on every scrape.
+            connection.execute(text("SET LOCAL jit = off"))
         by_state = dict(
             connection.execute(
                 select(q.status, func.count()).where(q.status.in_(EMAIL_STATES)).group_by(q.status)
