@@ -4,7 +4,8 @@ Every module of `ops_platform.assets` and `ops_platform.jobs` exposes a `defs` o
 they are merged here. Everything the settings govern is built from the settings passed to
 `build_definitions`: the sensors of `ops_platform.sensors` (each module's
 `build_sensors(settings)`), the schedule table's asset jobs, schedules and catch-up
-sensors, and the resources. Settings are read from the environment once, here.
+sensors, the reports' automation sensors, the freshness checks and their sensors, and the
+resources. Settings are read from the environment once, here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from ops_platform import sensors as sensors_pkg
 from ops_platform.config_checks import check_config_at_launch, op_defs_of
 from ops_platform.executors import build_executor
 from ops_platform.resources import build_resources
+from ops_platform.schedules.automation import automation_sensors
 from ops_platform.schedules.build import build_schedules, catchup_sensors
+from ops_platform.schedules.freshness import freshness_definitions
 from ops_platform.settings import Settings, SettingsError, load_settings
 
 
@@ -83,12 +86,19 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 assets_by_name[key.to_user_string()] = asset
     op_jobs = {job.name: job for job in domain.jobs or [] if isinstance(job, dg.JobDefinition)}
     asset_jobs, schedules = build_schedules(op_jobs, assets_by_name, settings)
+    freshness_checks, freshness_sensors = freshness_definitions(assets_by_name, settings)
     return dg.Definitions.merge(
         domain,
         dg.Definitions(
             jobs=asset_jobs,
             schedules=schedules,
-            sensors=build_sensors(settings) + catchup_sensors(assets_by_name, settings),
+            asset_checks=freshness_checks,
+            sensors=[
+                *build_sensors(settings),
+                *catchup_sensors(assets_by_name, settings),
+                *automation_sensors(assets_by_name, settings),
+                *freshness_sensors,
+            ],
             resources=build_resources(settings),
             executor=build_executor(settings),
         ),

@@ -239,6 +239,7 @@ def test_every_partitioned_scheduled_asset_has_a_catchup_sensor():
         for row in SCHEDULES
         if row.kind == "asset"
         and row.cron
+        and not row.waits_for_inputs
         and REPO.has_job(row.job_name)
         and is_time_partitioned(REPO.get_job(row.job_name).partitions_def)
     }
@@ -246,6 +247,10 @@ def test_every_partitioned_scheduled_asset_has_a_catchup_sensor():
     for asset in partitioned:
         assert sensors[f"{asset}_catchup"].job_name == f"{asset}_job"
     assert "stream_rankings_catchup" not in sensors
+    # The reports wait for their inputs: their automation condition catches up, not a sensor.
+    for report in ("weekly_trend_report", "monthly_executive_summary"):
+        assert f"{report}_catchup" not in sensors
+        assert isinstance(sensors[f"{report}_automation"], dg.AutomationConditionSensorDefinition)
 
 
 def test_default_status_follows_the_group_switch():

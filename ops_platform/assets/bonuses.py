@@ -398,7 +398,9 @@ _BELOW_LEDGER_SAMPLE = f"""
 """
 
 
-def check_balances_cover_ledger(engine: Engine) -> dg.AssetCheckResult:
+def check_balances_cover_ledger(
+    engine: Engine, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
     """Bonus balances are never negative, and never below the sum of the OG bonus credits
     in the ledger (bonus coins cannot be spent: a balance below its credits lost one)."""
     with engine.connect() as connection:
@@ -414,13 +416,15 @@ def check_balances_cover_ledger(engine: Engine) -> dg.AssetCheckResult:
         check_name="bonus_balances_cover_ledger",
         passed=passed,
         metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         description="no negative bonus balance; no balance below the OG bonus credits in its ledger",
     )
 
 
 def check_one_credit_per_user(
-    state: DayState, result: BonusResult | None = None
+    state: DayState,
+    result: BonusResult | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> dg.AssetCheckResult:
     """Every active OG user of the day has exactly one ledger row of the right amount, and
     this run added to balances exactly what it wrote to the ledger."""
@@ -444,7 +448,7 @@ def check_one_credit_per_user(
         check_name="one_credit_per_active_og_user",
         passed=passed,
         metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         description="each active OG user has exactly one ledger row of the day with the rule's amount",
     )
 
@@ -498,12 +502,16 @@ class OgDailyBonusConfig(dg.Config):
         dg.AssetCheckSpec(
             "bonus_balances_cover_ledger",
             asset="og_daily_bonus",
-            description="No negative bonus balance; none below the OG bonus credits in its ledger.",
+            description="Blocking: no negative bonus balance; none below the OG bonus credits in "
+            "its ledger. A failure fails the run (alerted) and stops anything downstream.",
+            blocking=True,
         ),
         dg.AssetCheckSpec(
             "one_credit_per_active_og_user",
             asset="og_daily_bonus",
-            description="Each active OG user of the day has exactly one ledger row of the right amount.",
+            description="Blocking: each active OG user of the day has exactly one ledger row of the "
+            "right amount, and the run's ledger credits equal its balance increase.",
+            blocking=True,
         ),
     ],
 )
@@ -534,7 +542,11 @@ def _bonus_day(
                 "skipped_bad_tier": state.skipped_bad_tier,
                 "preview": dg.MetadataValue.md(_tier_preview(state)),
             },
-            checks=[check_balances_cover_ledger(engine), check_one_credit_per_user(state)],
+            # A dry run moves no money: what its checks find is reported (WARN), never blocking.
+            checks=[
+                check_balances_cover_ledger(engine, dg.AssetCheckSeverity.WARN),
+                check_one_credit_per_user(state, severity=dg.AssetCheckSeverity.WARN),
+            ],
         )
     now = utcnow()
     with transient_retries(context):

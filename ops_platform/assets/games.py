@@ -29,7 +29,7 @@ from sqlalchemy import Connection, text
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN
 from ops_platform.assets._sql_assets import OWNERS, SyncResult, sync_table
 from ops_platform.assets.app_tables import app_table_keys
-from ops_platform.db.engine import as_utc, state_table, utcnow
+from ops_platform.db.engine import as_utc, is_postgres, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.jobs._common import (
     MAX_TRANSIENT_RETRIES,
@@ -543,14 +543,58 @@ weekly_prize_pools = _pool_asset(
 )
 
 
+PERIOD_DAYS = {"daily": 1, "weekly": 7}
+# Only recently finalized pools are checked against the scores: game_cleanup later deletes
+# entries whose session is gone, so an old pool's winning row may no longer exist.
+SCORED_WINNER_LOOKBACK = timedelta(days=2)
+
+
+def _period_bounds_sql(bind, days: int) -> tuple[str, str]:
+    """SQL of the UTC start and end of a pool's period (`p.period_start` + `days`)."""
+    if is_postgres(bind):
+        return (
+            "(p.period_start::timestamp AT TIME ZONE 'UTC')",
+            f"((p.period_start + {days})::timestamp AT TIME ZONE 'UTC')",
+        )
+    return "p.period_start", f"date(p.period_start, '+{days} days')"
+
+
+def winners_without_a_score(connection: Connection, period: str, since: datetime) -> list[str]:
+    """Pools of `period` finalized since `since` whose winner has no entry with the winning
+    score, in that game, inside the pool's period (live or archived entries)."""
+    start, end = _period_bounds_sql(connection, PERIOD_DAYS[period])
+    rows = connection.execute(
+        text(f"""
+            SELECT p.game_type, p.period_start FROM prize_pools AS p
+            WHERE p.period = :period AND p.status = 'finalized' AND p.finalized_at >= :since
+              AND NOT EXISTS (
+                SELECT 1 FROM {ENTRIES_WITH_ARCHIVE}
+                WHERE entries.game_type = p.game_type
+                  AND entries.player_address = p.winner_address
+                  AND entries.score = p.winning_score
+                  AND entries.created_at >= {start} AND entries.created_at < {end})
+            ORDER BY p.period_start, p.game_type
+        """),
+        {"period": period, "since": since},
+    ).all()
+    return [f"{game}:{day}" for game, day in rows]
+
+
 def _one_winner_check(asset, period: str):
     @dg.asset_check(
         asset=asset,
         name="one_winner_per_finalized_pool",
-        description=f"Every finalized {period} pool has exactly one winner and score; `no_winner` pools have none; one pool per game type and period.",
+        blocking=True,
+        description=f"Blocking: every finalized {period} pool has exactly one winner and score, "
+        "and (pools finalized in the last 2 days) the winner scored it in that game and period; "
+        "`no_winner` pools have none; one pool per game type and period. A failure fails the "
+        "run (alerted) and stops anything downstream.",
     )
     def _check(database: Database) -> dg.AssetCheckResult:
         with database.connect() as connection:
+            unscored = winners_without_a_score(
+                connection, period, utcnow() - SCORED_WINNER_LOOKBACK
+            )
             pools, without_winner, no_winner_with_one, unstamped = connection.execute(
                 text("""
                     SELECT COUNT(*),
@@ -574,9 +618,11 @@ def _one_winner_check(asset, period: str):
             "no_winner_with_a_winner": int(no_winner_with_one or 0),
             "final_without_finalized_at": int(unstamped or 0),
             "duplicated_pools": int(duplicated or 0),
+            "winner_without_a_score": len(unscored),
         }
         return dg.AssetCheckResult(
-            passed=not any(problems.values()), metadata={"pools": pools, **problems}
+            passed=not any(problems.values()),
+            metadata={"pools": pools, **problems, "unscored_pools": ", ".join(unscored) or "none"},
         )
 
     return _check

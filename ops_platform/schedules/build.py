@@ -272,8 +272,9 @@ def catchup_sensors(
     """A catch-up sensor for every scheduled asset with time partitions."""
     sensors = []
     for name in sorted(scheduled_targets()):
-        asset = assets.get(name)
-        if asset is None or row_for(name).kind != "asset" or row_for(name).cron is None:
+        asset, row = assets.get(name), row_for(name)
+        # A report waiting for its inputs is caught up by its automation condition.
+        if asset is None or row.kind != "asset" or row.cron is None or row.waits_for_inputs:
             continue
         partitions_def = getattr(asset, "partitions_def", None)
         if is_time_partitioned(partitions_def):
@@ -288,7 +289,8 @@ def build_schedules(
     assets: Mapping[str, dg.AssetsDefinition],
     settings: Settings,
 ) -> tuple[list, list[dg.ScheduleDefinition]]:
-    """Asset jobs and schedules for every table row whose job or asset exists."""
+    """Asset jobs and schedules for every table row whose job or asset exists (a report that
+    waits for its inputs gets its job, for runs by hand, but no schedule)."""
     asset_jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
     schedules: list[dg.ScheduleDefinition] = []
     for row in SCHEDULES:
@@ -303,7 +305,7 @@ def build_schedules(
             if row.target not in op_jobs:
                 continue
             job, partitions_def = op_jobs[row.target], op_jobs[row.target].partitions_def
-        if row.cron is not None:
+        if row.cron is not None and not row.waits_for_inputs:
             schedules.append(_schedule_for_row(row, job, partitions_def, settings))
     return list(asset_jobs.values()), schedules
 

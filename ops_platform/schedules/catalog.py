@@ -4,6 +4,10 @@ Cron, timezone, tier, enable-group and maximum runtime of each job and asset liv
 schedules and run tags (`dagster/priority`, `dagster/max_runtime`, `ops/singleton`,
 `ops/group`) are derived from this table, never written by hand on a job.
 A row whose `cron` is None is sensor-driven or launched by hand: it still gives its job the tags.
+A row with `waits_for_inputs` (the reports) gets no schedule: its asset is materialized by
+declarative automation once every input partition it reads is materialized
+(ops_platform/schedules/automation.py); its cron is then the time by which it is due.
+Every asset row's cron and max runtime also give its freshness check (schedules/freshness.py).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class ScheduleRow:
     # Jobs that change app rows: the gate's limits and the batch pacing (run config overrides).
     gate: Gate = Gate()
     pacing: Pacing = Pacing()
+    waits_for_inputs: bool = False
 
     @property
     def job_name(self) -> str:
@@ -146,6 +151,7 @@ SCHEDULES: tuple[ScheduleRow, ...] = (
         "low",
         "analytics",
         1 * HOUR,
+        waits_for_inputs=True,
     ),
     ScheduleRow(
         "monthly_executive_summary_monthly",
@@ -155,6 +161,7 @@ SCHEDULES: tuple[ScheduleRow, ...] = (
         "low",
         "analytics",
         2 * HOUR,
+        waits_for_inputs=True,
     ),
     ScheduleRow(
         "hourly_platform_metrics_hourly",

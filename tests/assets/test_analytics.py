@@ -578,13 +578,6 @@ def test_failed_runs_are_counted_in_their_hour():
     [
         ("daily_course_analytics", datetime(2026, 11, 23, 0, 0, tzinfo=UTC), "2026-11-22"),
         ("daily_student_analytics", datetime(2026, 3, 29, 0, 0, tzinfo=UTC), "2026-03-28"),
-        (
-            "weekly_trend_report",
-            datetime(2026, 11, 22, 1, 0, tzinfo=UTC),
-            "2026-11-15",
-        ),  # Sunday 01:00
-        ("monthly_executive_summary", datetime(2026, 12, 1, 2, 0, tzinfo=UTC), "2026-11-01"),
-        ("monthly_executive_summary", datetime(2027, 1, 1, 2, 0, tzinfo=UTC), "2026-12-01"),
         ("hourly_platform_metrics", datetime(2026, 11, 23, 5, 0, tzinfo=UTC), "2026-11-23-04:00"),
     ],
 )

@@ -324,9 +324,12 @@ def test_corrupted_balance_fails_the_asset_check(og_users, database):
     credit_og_daily_bonus(og_users, DAY, now=NOW)
     with og_users.begin() as connection:
         connection.execute(text("UPDATE users SET bonus_balance = 0 WHERE id = 2"))
-    result = dg.materialize([og_daily_bonus], partition_key=DAY, resources={"database": database})
+    result = dg.materialize(
+        [og_daily_bonus], partition_key=DAY, resources={"database": database}, raise_on_error=False
+    )
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"bonus_balances_cover_ledger": False, "one_credit_per_active_og_user": True}
+    assert not result.success  # the check is blocking: the run fails (and is alerted)
 
 
 def test_day_not_begun_and_malformed_day_are_clear_errors(engine):

@@ -519,10 +519,12 @@ def test_one_winner_check(engine, database):
         partition_key="2026-01-01|snake",
         selection=dg.AssetSelection.assets(daily_prize_pools)
         | dg.AssetSelection.checks_for_assets(daily_prize_pools),
+        raise_on_error=False,
     )
     [check] = result.get_asset_check_evaluations()
     assert not check.passed
     assert check.metadata["finalized_without_winner"].value == 1
+    assert not result.success  # blocking: the failed check fails the run
 
 
 # --- schedules ------------------------------------------------------------------------
@@ -609,3 +611,66 @@ def test_cli_partition_range_backfills(tmp_path):
     assert len(pools) == 15
     assert pools[("snake", "2026-01-01")].winner_address == "p2"
     engine.dispose()
+
+
+def test_a_winner_without_a_score_fails_the_blocking_check_stops_downstream_and_alerts(
+    engine, database, tmp_path
+):
+    from ops_platform.resources.alerts import Alerts
+    from tests.sensors.test_alerting import alert_on_failure
+
+    _pool_fixture(engine)
+    with engine.begin() as connection:  # finalized just now for a player who never scored
+        connection.execute(
+            insert(schema.prize_pools),
+            [
+                {
+                    "game_type": "tetris",
+                    "period": "daily",
+                    "period_start": date(2026, 1, 2),
+                    "total_amount": 1,
+                    "status": "finalized",
+                    "winner_address": "ghost",
+                    "winning_score": 999,
+                    "finalized_at": utcnow(),
+                }
+            ],
+        )
+    paid = []
+
+    @dg.asset(deps=[daily_prize_pools], partitions_def=daily_prize_pools.partitions_def)
+    def prize_payouts():
+        paid.append(True)
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [daily_prize_pools, prize_payouts, *games.defs.asset_checks],
+            resources={"database": database},
+            partition_key="2026-01-01|snake",
+            selection=dg.AssetSelection.assets(daily_prize_pools, prize_payouts)
+            | dg.AssetSelection.checks_for_assets(daily_prize_pools),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        [check] = result.get_asset_check_evaluations()
+        assert not check.passed and check.metadata["winner_without_a_score"].value == 1
+        assert check.metadata["unscored_pools"].value == "tetris:2026-01-02"
+        assert paid == [] and not instance.get_materialized_partitions(prize_payouts.key)
+        alerts = Alerts(log_file=str(tmp_path / "alerts.log"))
+        alert_on_failure(instance, result, alerts)
+    alert = (tmp_path / "alerts.log").read_text()
+    assert "one_winner_per_finalized_pool" in alert and "blocking asset check failed" in alert
+
+
+def test_a_winner_with_a_score_in_the_period_passes(engine, database):
+    _pool_fixture(engine)
+    result = dg.materialize(
+        [daily_prize_pools, *games.defs.asset_checks],
+        resources={"database": database},
+        partition_key="2026-01-01|snake",
+        selection=dg.AssetSelection.assets(daily_prize_pools)
+        | dg.AssetSelection.checks_for_assets(daily_prize_pools),
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["winner_without_a_score"].value == 0

@@ -7,13 +7,18 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert
 
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
+from ops_platform.assets.analytics.checks import (
+    check_course_rows,
+    check_row_count_near_median,
+    check_specs,
+    check_student_rows,
+)
 from ops_platform.assets.analytics.partitions import DAILY_PARTITIONS, OWNERS, parse_day
 from ops_platform.assets.analytics.sources import (
     course_day_frame,
-    read_frame,
     records,
     student_day_frame,
 )
@@ -63,29 +68,6 @@ def _daily_metadata(frame: "pd.DataFrame", started: float, day: date, sort_by: s
     }
 
 
-def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
-    table = schema.daily_course_analytics
-    with engine.connect() as connection:
-        frame = read_frame(connection, select(table).where(table.c.day == day))
-    bad_rate = int(((frame.completion_rate < 0) | (frame.completion_rate > 1)).sum())
-    negative = int(
-        (frame[["active_students", "lessons_completed", "enrollments", "completions"]] < 0)
-        .any(axis=1)
-        .sum()
-    )
-    bad_score = int((frame.avg_quiz_score < 0).sum())
-    return dg.AssetCheckResult(
-        check_name="rates_and_counts_in_range",
-        passed=bad_rate == 0 and negative == 0 and bad_score == 0,
-        metadata={
-            "rows": len(frame),
-            "rates_out_of_range": bad_rate,
-            "negative_counts": negative,
-            "negative_scores": bad_score,
-        },
-    )
-
-
 @dg.asset(
     pool=asset_pool("daily_course_analytics"),
     op_tags=op_tags("daily_course_analytics"),
@@ -99,13 +81,10 @@ def check_daily_course_rows(engine: Engine, day: date) -> dg.AssetCheckResult:
     tags={"domain": "learning"},
     description="Per course and UTC day: active students, lessons completed, enrollments, "
     "completions, completion rate, average quiz score (table daily_course_analytics).",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "rates_and_counts_in_range",
-            asset="daily_course_analytics",
-            description="Completion rate in [0, 1]; no negative counts or scores.",
-        )
-    ],
+    check_specs=check_specs(
+        "daily_course_analytics",
+        "Blocking: completion rate in [0, 1]; no negative counts or scores.",
+    ),
 )
 def daily_course_analytics(context: dg.AssetExecutionContext, database: Database):
     def one(key: str) -> PartitionOutcome:
@@ -114,7 +93,10 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
             frame = build_course_analytics(database.engine, day, utcnow())
         return PartitionOutcome(
             metadata=_daily_metadata(frame, started, day, "active_students"),
-            checks=[check_daily_course_rows(database.engine, day)],
+            checks=[
+                check_course_rows(database.engine, day),
+                check_row_count_near_median(database.engine, schema.daily_course_analytics, day),
+            ],
         )
 
     yield from materialize_partitions(context, one)
@@ -133,12 +115,19 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
     tags={"domain": "learning"},
     description="Per student and UTC day: courses touched, lessons completed, quizzes taken, "
     "average quiz score (table daily_student_analytics).",
+    check_specs=check_specs("daily_student_analytics", "Blocking: no negative counts or scores."),
 )
 def daily_student_analytics(context: dg.AssetExecutionContext, database: Database):
     def one(key: str) -> PartitionOutcome:
         started, day = time.perf_counter(), parse_day(key)
         with transient_retries(context):
             frame = build_student_analytics(database.engine, day, utcnow())
-        return PartitionOutcome(metadata=_daily_metadata(frame, started, day, "lessons_completed"))
+        return PartitionOutcome(
+            metadata=_daily_metadata(frame, started, day, "lessons_completed"),
+            checks=[
+                check_student_rows(database.engine, day),
+                check_row_count_near_median(database.engine, schema.daily_student_analytics, day),
+            ],
+        )
 
     yield from materialize_partitions(context, one)

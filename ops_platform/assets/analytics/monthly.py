@@ -9,6 +9,12 @@ import dagster as dg
 from sqlalchemy import Connection, Engine, text
 
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
+from ops_platform.assets.analytics.inputs import (
+    ReportInputs,
+    days_between,
+    input_deps,
+    report_inputs,
+)
 from ops_platform.assets.analytics.partitions import (
     MONTHLY_PARTITIONS,
     OWNERS,
@@ -16,14 +22,26 @@ from ops_platform.assets.analytics.partitions import (
     parse_day,
 )
 from ops_platform.assets.analytics.rendering import Report, comparison_row, monthly_charts
-from ops_platform.assets.analytics.sources import IS_LESSON, IS_QUIZ, day_sql, read_frame
-from ops_platform.assets.analytics.storage import store_report
-from ops_platform.db.engine import utcnow
+from ops_platform.assets.analytics.sources import (
+    IS_LESSON,
+    IS_QUIZ,
+    day_sql,
+    quiz_average,
+    read_frame,
+    stored_or_computed,
+    student_day_frame,
+)
+from ops_platform.assets.analytics.storage import report_metadata
+from ops_platform.db import schema
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import ObjectStore
+from ops_platform.schedules.automation import when_inputs_complete
 from ops_platform.schedules.catalog import asset_pool, op_tags
+
+# The learning figures of the summary come from the daily student analytics.
+MONTHLY_INPUTS = ("daily_student_analytics",)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,16 +150,49 @@ def games_by_type(connection: Connection, start: datetime, end: datetime) -> lis
     ).all()
 
 
-def build_monthly_report(engine: Engine, month_start: date) -> Report:
+def previous_month_start(month_start: date) -> date:
+    return date(month_start.year - (month_start.month == 1), (month_start.month - 2) % 12 + 1, 1)
+
+
+def monthly_input_days(month_start: date) -> list[date]:
+    """The days a month's summary reads from the daily analytics: its month and the one before."""
+    return days_between(previous_month_start(month_start), month_window(month_start)[1].date())
+
+
+def learning_from_daily(connection: Connection, first: date, end: date) -> tuple[dict, set[date]]:
+    """Learners, lessons, quizzes and quiz average of [first, end) from the daily student
+    analytics (a day not stored is computed from the source); and the days computed."""
+    days = [first + timedelta(days=n) for n in range((end - first).days)]
+    students, computed = stored_or_computed(
+        connection, schema.daily_student_analytics, student_day_frame, days
+    )
+    figures = {
+        "learners": int(students.user_id.nunique()),
+        "lessons_completed": int(students.lessons_completed.sum()),
+        "quizzes_taken": int(students.quizzes_taken.sum()),
+        "avg_quiz_score": quiz_average(students),
+    }
+    return figures, computed
+
+
+def build_monthly_report(
+    engine: Engine, month_start: date, inputs: ReportInputs | None = None
+) -> Report:
+    """KPIs of the month starting `month_start`, month over month; the learning figures come
+    from the daily student analytics. `inputs` adds the partitions it read to the report."""
     start, end = month_window(month_start)
-    previous_start = month_window(
-        date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1)
-    )[0]
+    previous_start = month_window(previous_month_start(month_start))[0]
     with engine.connect() as connection:
         current = month_kpis(connection, start, end)
         previous = month_kpis(connection, previous_start, start)
+        learning, computed = learning_from_daily(connection, start.date(), end.date())
+        previous_learning, previous_computed = learning_from_daily(
+            connection, previous_start.date(), start.date()
+        )
         series = month_daily_series(connection, start, end)
         by_game = games_by_type(connection, start, end)
+    current["learning"].update(learning)
+    previous["learning"].update(previous_learning)
     kpi_rows = [
         (section, *comparison_row(name, value, previous[section][name]))
         for section, values in current.items()
@@ -156,8 +207,10 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
         f"**{current['games']['games_played']:,}** games played"
     )
     template = "\n\n".join(
-        [
+        part
+        for part in (
             f"# Executive summary: {start:%B %Y} (UTC)",
+            inputs.summary() if inputs else "",
             headline,
             markdown_table(
                 ("area", "kpi", "this month", "previous month", "change"), kpi_rows, "_no rows_"
@@ -168,9 +221,17 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
             markdown_table(
                 ("game_type", "games_played", "players", "top_score"), by_game, "_no rows_"
             ),
-        ]
+        )
+        if part
     )
-    metrics = {"month": start.strftime("%Y-%m"), "this_month": current, "previous_month": previous}
+    metrics = {
+        "month": start.strftime("%Y-%m"),
+        "this_month": current,
+        "previous_month": previous,
+        "days_recomputed": sorted(d.isoformat() for d in computed | previous_computed),
+    }
+    if inputs:
+        metrics.update(inputs_complete=inputs.complete, inputs=inputs.as_json())
     return Report(
         "monthly_executive_summary",
         month_start.isoformat(),
@@ -188,36 +249,47 @@ def build_monthly_report(engine: Engine, month_start: date) -> Report:
     output_required=False,
     group_name="analytics",
     deps=[
-        dg.AssetKey(name)
-        for name in (
-            "users",
-            "payments",
-            "stream_events",
-            "learning_events",
-            "enrollments",
-            "leaderboard_entries",
-        )
+        *input_deps(*MONTHLY_INPUTS),
+        *(
+            dg.AssetKey(name)
+            for name in (
+                "users",
+                "payments",
+                "stream_events",
+                "learning_events",
+                "enrollments",
+                "leaderboard_entries",
+            )
+        ),
     ],
     kinds={"pandas", "matplotlib"},
     owners=OWNERS,
     tags={"domain": "executive"},
     description="KPIs of the month (users, revenue, engagement, learning, games), month over month, as "
-    "Markdown with charts; stored in analytics_reports and the object store under reports/.",
+    "Markdown with charts; stored in analytics_reports and the object store under reports/. "
+    "Materialized once every daily student analytics partition of the month and the month "
+    "before is.",
+    automation_condition=when_inputs_complete(MONTHLY_INPUTS),
 )
 def monthly_executive_summary(
     context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
 ):
     def one(key: str) -> PartitionOutcome:
         started, month_start = time.perf_counter(), parse_day(key)
+        inputs = report_inputs(context.instance, MONTHLY_INPUTS, monthly_input_days(month_start))
         with transient_retries(context):
-            report = build_monthly_report(database.engine, month_start)
-            metadata = store_report(database.engine, object_store, report, utcnow())
-        this_month = report.metrics["this_month"]
-        metadata.update(
-            signups=this_month["users"]["signups"],
-            revenue_cents=this_month["revenue"]["revenue_cents"],
-            duration_s=round(time.perf_counter() - started, 3),
-        )
+            report = build_monthly_report(database.engine, month_start, inputs)
+            this_month = report.metrics["this_month"]
+            metadata = report_metadata(
+                database.engine,
+                object_store,
+                report,
+                inputs,
+                started,
+                signups=this_month["users"]["signups"],
+                revenue_cents=this_month["revenue"]["revenue_cents"],
+                days_recomputed=len(report.metrics["days_recomputed"]),
+            )
         return PartitionOutcome(metadata=metadata)
 
     yield from materialize_partitions(context, one)

@@ -139,3 +139,31 @@ def student_day_frame(connection: Connection, day: date) -> pd.DataFrame:
     return frame[
         ["day", "user_id", "courses_active", "lessons_completed", "quizzes_taken", "avg_quiz_score"]
     ]
+
+
+def stored_or_computed(
+    connection: Connection, table, compute, days: list[date]
+) -> tuple[pd.DataFrame, set[date]]:
+    """Rows of the daily table `table` for `days`: the stored ones, and for a day with no
+    stored rows the same figures computed from the source tables with `compute(connection,
+    day)`. Returns the rows and the days computed."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    stored = read_frame(
+        connection, select(table).where(table.c.day >= days[0], table.c.day <= days[-1])
+    )
+    parts, computed = [stored], set()
+    for day in days:
+        if not (stored.day == day).any():
+            parts.append(compute(connection, day))
+            computed.add(day)
+    frame = pd.concat([p for p in parts if not p.empty] or [stored], ignore_index=True)
+    return frame, computed
+
+
+def quiz_average(students: pd.DataFrame) -> float | None:
+    """Average quiz score over student-day rows, weighted by their quizzes (None: no quiz)."""
+    quizzes = int(students.quizzes_taken.sum())
+    weighted = (students.avg_quiz_score.fillna(0) * students.quizzes_taken).sum()
+    return round(float(weighted / quizzes), 2) if quizzes else None

@@ -5,13 +5,16 @@ the report row (the Markdown linking the stored charts, and the metrics) to
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 import dagster as dg
 from sqlalchemy import Engine, delete, insert
 
+from ops_platform.assets.analytics.inputs import ReportInputs
 from ops_platform.assets.analytics.rendering import Report, data_uri
 from ops_platform.db import schema
+from ops_platform.db.engine import utcnow
 from ops_platform.resources.object_store import ObjectStore
 
 REPORTS_PREFIX = "reports"
@@ -57,3 +60,19 @@ def store_report(engine: Engine, object_store: ObjectStore, report: Report, now:
         "chart_uris": ", ".join(chart_uris.values()),
         "rows_written": 1,
     }
+
+
+def report_metadata(
+    engine: Engine,
+    object_store: ObjectStore,
+    report: Report,
+    inputs: ReportInputs,
+    started: float,
+    **figures,
+) -> dict:
+    """Store the report; returns what its materialization shows: the report, the input
+    partitions it read (with their materialization times), headline figures, the duration."""
+    metadata = store_report(engine, object_store, report, utcnow())
+    metadata.update(inputs.metadata())
+    metadata.update(figures, duration_s=round(time.perf_counter() - started, 3))
+    return metadata

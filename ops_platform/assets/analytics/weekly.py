@@ -12,6 +12,13 @@ import dagster as dg
 from sqlalchemy import Connection, Engine, select
 
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
+from ops_platform.assets.analytics.inputs import (
+    DAILY_INPUTS,
+    ReportInputs,
+    days_between,
+    input_deps,
+    report_inputs,
+)
 from ops_platform.assets.analytics.partitions import OWNERS, WEEKLY_PARTITIONS, parse_day
 from ops_platform.assets.analytics.rendering import (
     Report,
@@ -19,22 +26,24 @@ from ops_platform.assets.analytics.rendering import (
     percent_change,
     weekly_chart,
 )
-from ops_platform.assets.analytics.sources import course_day_frame, read_frame, student_day_frame
-from ops_platform.assets.analytics.storage import store_report
+from ops_platform.assets.analytics.sources import (
+    course_day_frame,
+    quiz_average,
+    read_frame,
+    stored_or_computed,
+    student_day_frame,
+)
+from ops_platform.assets.analytics.storage import report_metadata
 from ops_platform.db import schema
-from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import frame_table
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import ObjectStore
+from ops_platform.schedules.automation import when_inputs_complete
 from ops_platform.schedules.catalog import asset_pool, op_tags
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _stored_days(connection: Connection, table, first: date, last: date) -> "pd.DataFrame":
-    return read_frame(connection, select(table).where(table.c.day >= first, table.c.day <= last))
 
 
 def daily_rows_for(
@@ -42,36 +51,27 @@ def daily_rows_for(
 ) -> "tuple[pd.DataFrame, pd.DataFrame, list[date]]":
     """Course and student rows of `days`: the stored ones, and for a day with no stored
     rows the same figures computed from the source tables. Returns the days recomputed."""
-    import pandas as pd
+    courses, course_days = stored_or_computed(
+        connection, schema.daily_course_analytics, course_day_frame, days
+    )
+    students, student_days = stored_or_computed(
+        connection, schema.daily_student_analytics, student_day_frame, days
+    )
+    return courses, students, sorted(course_days | student_days)
 
-    stored_courses = _stored_days(connection, schema.daily_course_analytics, days[0], days[-1])
-    stored_students = _stored_days(connection, schema.daily_student_analytics, days[0], days[-1])
-    course_parts, student_parts, recomputed = [stored_courses], [stored_students], set()
-    for day in days:
-        if not (stored_courses.day == day).any():
-            course_parts.append(course_day_frame(connection, day))
-            recomputed.add(day)
-        if not (stored_students.day == day).any():
-            student_parts.append(student_day_frame(connection, day))
-            recomputed.add(day)
-    courses = pd.concat(
-        [p for p in course_parts if not p.empty] or [stored_courses], ignore_index=True
-    )
-    students = pd.concat(
-        [p for p in student_parts if not p.empty] or [stored_students], ignore_index=True
-    )
-    return courses, students, sorted(recomputed)
+
+def weekly_input_days(week_start: date) -> list[date]:
+    """The days a week's report reads: its week and the week before."""
+    return days_between(week_start - timedelta(days=7), week_start + timedelta(days=7))
 
 
 def week_metrics(courses: "pd.DataFrame", students: "pd.DataFrame") -> dict:
-    quizzes = int(students.quizzes_taken.sum())
-    weighted = (students.avg_quiz_score.fillna(0) * students.quizzes_taken).sum()
     return {
         "active_students": int(students.user_id.nunique()),
         "student_days": len(students),
         "lessons_completed": int(courses.lessons_completed.sum()),
-        "quizzes_taken": quizzes,
-        "avg_quiz_score": round(float(weighted / quizzes), 2) if quizzes else None,
+        "quizzes_taken": int(students.quizzes_taken.sum()),
+        "avg_quiz_score": quiz_average(students),
         "new_enrollments": int(courses.enrollments.sum()),
         "completions": int(courses.completions.sum()),
         "active_courses": int(courses.course_id.nunique()),
@@ -105,8 +105,11 @@ def _top_courses(courses: "pd.DataFrame", titles: "pd.DataFrame") -> "pd.DataFra
     return top[["course_id", "title", "lessons_completed", "student_days", "completions"]]
 
 
-def build_weekly_report(engine: Engine, week_start: date) -> Report:
-    """Week-over-week learning trends of the week starting Sunday `week_start`."""
+def build_weekly_report(
+    engine: Engine, week_start: date, inputs: ReportInputs | None = None
+) -> Report:
+    """Week-over-week learning trends of the week starting Sunday `week_start`; `inputs`
+    (the daily partitions it read, from the instance) adds what it used to the report."""
     import pandas as pd
 
     days = [week_start + timedelta(days=offset) for offset in range(-7, 7)]
@@ -139,6 +142,7 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
             None,
             [
                 f"# Weekly learning trends: {week_start:%a %Y-%m-%d} – {week_end:%a %Y-%m-%d} (UTC)",
+                inputs.summary() if inputs else "",
                 frame_table(trends, "_no rows_"),
                 "![Daily active students and lessons completed, this week vs previous]({chart:daily_activity})",
                 "## Top courses this week",
@@ -154,6 +158,8 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
         "change_percent": {k: percent_change(current[k], previous[k]) for k in current},
         "days_recomputed": [d.isoformat() for d in recomputed],
     }
+    if inputs:
+        metrics.update(inputs_complete=inputs.complete, inputs=inputs.as_json())
     return Report(
         "weekly_trend_report", week_start.isoformat(), template, {"daily_activity": chart}, metrics
     )
@@ -167,8 +173,7 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
     output_required=False,
     group_name="analytics",
     deps=[
-        dg.AssetKey("daily_course_analytics"),
-        dg.AssetKey("daily_student_analytics"),
+        *input_deps(*DAILY_INPUTS),
         dg.AssetKey("learning_events"),
         dg.AssetKey("enrollments"),
         dg.AssetKey("courses"),
@@ -177,23 +182,29 @@ def build_weekly_report(engine: Engine, week_start: date) -> Report:
     owners=OWNERS,
     tags={"domain": "learning"},
     description="Week-over-week learning trends (weeks Sunday→Sunday UTC) as Markdown with a chart; "
-    "stored in analytics_reports and the object store under reports/.",
+    "stored in analytics_reports and the object store under reports/. Materialized once every "
+    "daily analytics partition of the week and the week before is.",
+    automation_condition=when_inputs_complete(DAILY_INPUTS),
 )
 def weekly_trend_report(
     context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
 ):
     def one(key: str) -> PartitionOutcome:
         started, week_start = time.perf_counter(), parse_day(key)
+        inputs = report_inputs(context.instance, DAILY_INPUTS, weekly_input_days(week_start))
         with transient_retries(context):
-            report = build_weekly_report(database.engine, week_start)
-            metadata = store_report(database.engine, object_store, report, utcnow())
-        this_week = report.metrics["this_week"]
-        metadata.update(
-            active_students=this_week["active_students"],
-            lessons_completed=this_week["lessons_completed"],
-            days_recomputed=len(report.metrics["days_recomputed"]),
-            duration_s=round(time.perf_counter() - started, 3),
-        )
+            report = build_weekly_report(database.engine, week_start, inputs)
+            this_week = report.metrics["this_week"]
+            metadata = report_metadata(
+                database.engine,
+                object_store,
+                report,
+                inputs,
+                started,
+                active_students=this_week["active_students"],
+                lessons_completed=this_week["lessons_completed"],
+                days_recomputed=len(report.metrics["days_recomputed"]),
+            )
         return PartitionOutcome(metadata=metadata)
 
     yield from materialize_partitions(context, one)
