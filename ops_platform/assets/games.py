@@ -563,12 +563,15 @@ def winners_without_a_score(connection: Connection, period: str, since: datetime
     """Pools of `period` finalized since `since` whose winner has no entry with the winning
     score, in that game, inside the pool's period (live or archived entries)."""
     start, end = _period_bounds_sql(connection, PERIOD_DAYS[period])
+    entries = ENTRIES_WITH_ARCHIVE.format(
+        archive=state_table(connection, "leaderboard_entries_archive")
+    )
     rows = connection.execute(
         text(f"""
             SELECT p.game_type, p.period_start FROM prize_pools AS p
             WHERE p.period = :period AND p.status = 'finalized' AND p.finalized_at >= :since
               AND NOT EXISTS (
-                SELECT 1 FROM {ENTRIES_WITH_ARCHIVE}
+                SELECT 1 FROM {entries}
                 WHERE entries.game_type = p.game_type
                   AND entries.player_address = p.winner_address
                   AND entries.score = p.winning_score

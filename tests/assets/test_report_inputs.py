@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select
 
 from ops_platform.assets.analytics.checks import (
     IN_RANGE,
@@ -205,7 +205,8 @@ def test_row_count_far_from_the_trailing_median_warns(engine):
     assert result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["trailing_median"].value == 10.0 and result.metadata["rows"].value == 2
     with engine.begin() as connection:
-        connection.execute(text("DELETE FROM daily_course_analytics WHERE day = :d"), {"d": day})
+        table = schema.daily_course_analytics
+        connection.execute(delete(table).where(table.c.day == day))
     _fill_course_days(engine, {day: 12})
     assert check_row_count_near_median(engine, schema.daily_course_analytics, day).passed
 
