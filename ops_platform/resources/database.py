@@ -13,6 +13,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from ops_platform.db.engine import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -22,7 +23,12 @@ from ops_platform.db.engine import (
     state_table,
     utcnow,
 )
+from ops_platform.db.faults import fault_line, permanent_database_fault
 from ops_platform.schedules.catalog import rows_for
+
+
+class DatabaseMisconfigured(RuntimeError):
+    """The app database cannot be used until a setting is fixed (see `db.faults`)."""
 
 
 class JobAlreadyRunning(RuntimeError):
@@ -93,7 +99,14 @@ class Database(dg.ConfigurableResource):
 
             # A short schema stops the run here with table.column and the job named,
             # instead of a raw SQL error half way through.
-            require_tables_for(self._engine, targets)
+            try:
+                require_tables_for(self._engine, targets)
+            except DBAPIError as error:
+                meaning = permanent_database_fault(error)
+                if meaning is None:
+                    raise
+                # No retry fixes it: one line naming the setting, not a driver trace.
+                raise DatabaseMisconfigured(fault_line(error, meaning)) from None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:

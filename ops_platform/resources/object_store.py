@@ -267,7 +267,18 @@ class LocalObjectStore(ObjectStore):
         return deleted
 
 
+def unresolvable_endpoint(error: BaseException) -> bool:
+    """The endpoint's host name does not resolve: no retry fixes that, the setting must."""
+    detail = f"{error} {getattr(error, 'kwargs', {}).get('error', '')} {error.__cause__ or ''}"
+    return any(
+        sign in detail.lower()
+        for sign in ("name or service not known", "failed to resolve", "nodename nor servname")
+    )
+
+
 def _is_transient_s3_error(error: BaseException) -> bool:
+    if unresolvable_endpoint(error):
+        return False
     # Connection refused/reset/timed out, or a response cut off half way.
     if isinstance(
         error,
@@ -353,6 +364,11 @@ class S3ObjectStore(ObjectStore):
             try:
                 return action()
             except Exception as error:
+                if unresolvable_endpoint(error):
+                    raise ObjectStoreError(
+                        "object store: the endpoint's host name does not resolve — check "
+                        f"OPS_S3_ENDPOINT_URL (not retried): {' '.join(str(error).split())}"
+                    ) from None
                 if not _is_transient_s3_error(error):
                     raise
                 if attempt + 1 == self.retry_attempts:

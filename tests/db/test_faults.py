@@ -80,10 +80,17 @@ def test_a_run_on_an_unresolvable_host_fails_at_once_in_one_line():
         )
         retries = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert not result.success and retries == []
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    message = failure.event_specific_data.error.message.strip()
-    assert message.startswith("dagster._core.definitions.events.Failure: app database: the host")
-    assert "check OPS_DATABASE_URL (not retried)" in message.splitlines()[0]
+    # Whether the resource's start-up check or the step meets it first, the error says it.
+    errors = [
+        event.event_specific_data.error
+        for event in result.all_events
+        if event.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE")
+    ]
+    messages = [error.message.strip() for error in errors if error is not None]
+    assert messages, [e.event_type_value for e in result.all_events]
+    first = messages[0].splitlines()[0]
+    assert "app database: the host name does not resolve" in first
+    assert "check OPS_DATABASE_URL (not retried)" in first
     assert time.perf_counter() - started < 20
 
 
@@ -104,3 +111,22 @@ def test_the_command_line_names_the_setting(tmp_path):
     assert "the host name does not resolve — check OPS_DATABASE_URL" in result.stderr
     assert "RETRY" not in result.stderr
     assert time.perf_counter() - started < 60
+
+
+def test_an_unresolvable_object_store_endpoint_is_permanent(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from ops_platform.resources.object_store import (
+        ObjectStoreError,
+        S3ObjectStore,
+        TransientObjectStoreError,
+    )
+
+    store = S3ObjectStore(
+        bucket="b", endpoint_url="http://nope.invalid:1", region_name="us-east-1", max_attempts=1
+    )
+    started = time.perf_counter()
+    with pytest.raises(ObjectStoreError, match="check OPS_S3_ENDPOINT_URL") as raised:
+        store.put_bytes("uploads/x", b"x")
+    assert not isinstance(raised.value, TransientObjectStoreError)
+    assert time.perf_counter() - started < 20
