@@ -21,6 +21,7 @@ BENCHMARKS = {
     "email": "benchmarks.email",
     "assets": "benchmarks.assets",
     "orphaned_files": "benchmarks.orphaned_files",
+    "scale_out": "benchmarks.scale_out",
     "metrics": "benchmarks.metrics",
     "overhead": "benchmarks.overhead",
 }

@@ -492,7 +492,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ).resolve(),
         smtp_url=smtp_url,
         mail_from=check(
-            _check_sender, "OPS_MAIL_FROM", env.get("OPS_MAIL_FROM", "ops-platform@localhost")
+            _check_sender, "OPS_MAIL_FROM", env.get("OPS_MAIL_FROM") or "ops-platform@localhost"
         ),
         outbox_dir=Path(env.get("OPS_OUTBOX_DIR") or data_dir / "outbox").resolve(),
         payments_url=check(
