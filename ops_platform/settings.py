@@ -443,6 +443,20 @@ def _check_folder(name: str, value: str | None) -> None:
         raise SettingsError(f"{name}={value!r} is a file, not a folder")
 
 
+def _check_log_dir(name: str, value: str | None, default: Path) -> Path:
+    """The log folder `log_pruning` may prune: never the filesystem root, a system folder
+    (/etc, /usr, /var/lib…) nor the home folder."""
+    from ops_platform.jobs._log_files import LogFolderError, check_log_root
+
+    path = Path(value or default)
+    if path.exists() and not path.is_dir():
+        return path.resolve()  # a file: `_check_folder` says so
+    try:
+        return check_log_root(path)
+    except LogFolderError as refused:
+        raise SettingsError(f"{name}={value!r}: {refused}") from None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Every setting from `env` (default the process environment), checked all at once:
     `SettingsError` lists every bad one, the first on its first line."""
@@ -501,7 +515,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_url=check(
             _check_url, "OPS_REDIS_URL", _optional(env, "OPS_REDIS_URL"), ("redis", "rediss")
         ),
-        log_dir=Path(env.get("OPS_LOG_DIR") or data_dir / "logs").resolve(),
+        log_dir=check(
+            _check_log_dir,
+            "OPS_LOG_DIR",
+            env.get("OPS_LOG_DIR"),
+            data_dir / "logs",
+            fallback=(data_dir / "logs").resolve(),
+        ),
         log_patterns=check(
             parse_log_patterns,
             "OPS_LOG_PATTERNS",

@@ -234,11 +234,13 @@ def test_missing_folder_is_created_with_a_note(database, tmp_path):
     assert "created it" in metadata["note"] and root.is_dir() and metadata["rows_changed"] == 0
 
 
-def test_a_file_as_log_dir_is_a_clear_error(database, tmp_path):
+def test_a_file_as_log_dir_is_a_clear_error(tmp_path):
     not_a_folder = _write(tmp_path / "file", 0)
-    result = _run(database, not_a_folder)
-    assert not result.success
-    assert "is not a folder" in result.failure_data_for_node("prune_logs").error.to_string()
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"OPS_LOG_DIR": str(not_a_folder)})
+    assert str(refused.value) == f"OPS_LOG_DIR={str(not_a_folder)!r} is a file, not a folder"
+    with pytest.raises(LogFolderError, match="is not a folder"):
+        check_log_root(not_a_folder)  # and the job refuses it too
 
 
 def test_log_names():
@@ -369,3 +371,11 @@ def test_data_dir_holding_the_app_database_is_refused_as_ops_log_dir(database, t
     assert _snapshot(data) == before
     # Its logs sub-folder (the default OPS_LOG_DIR) is fine.
     assert _run(database, data / "logs", env={"OPS_DATA_DIR": str(data)}).success
+
+
+@pytest.mark.parametrize("folder", ["/etc", "/var/lib", "/usr/share/app", "/"])
+def test_a_system_folder_as_ops_log_dir_is_a_settings_error(folder):
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"OPS_LOG_DIR": folder})
+    first_line = str(refused.value).splitlines()[0]
+    assert first_line.startswith(f"OPS_LOG_DIR={folder!r}: ") and "refusing to prune" in first_line
