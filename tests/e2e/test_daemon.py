@@ -11,7 +11,8 @@ Proved here: a run launched through GraphQL goes through the queue and succeeds;
 tick (payment checks) and a schedule tick (the every-minute email queue) launch runs that
 succeed; the daemon killed with SIGKILL and restarted keeps its cursors and launches no
 duplicate run for a tick or a run key; queued runs start by `dagster/priority`; two runs of
-a singleton job never overlap; `ops-platform status` reads the instance.
+a singleton job never overlap; `ops-platform status` reads the instance; a weekly report
+waits for its last input partition, then its automation sensor runs it once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -669,3 +670,77 @@ def test_definitions_validate_from_the_cli(tmp_path):
         timeout=170,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- reports wait for their inputs ----------------------------------------------------------
+
+REPORT_SENSOR = "weekly_trend_report_automation"
+
+
+def report_inputs_landed(stack: Stack, days) -> None:
+    """Daily analytics partitions materialized and checked, as their daily runs record them."""
+    from ops_platform.assets.analytics.checks import IN_RANGE
+    from ops_platform.assets.analytics.inputs import DAILY_INPUTS
+
+    for day in days:
+        for asset in DAILY_INPUTS:
+            stack.instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=asset, partition=day.isoformat())
+            )
+            stack.instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(asset), check_name=IN_RANGE, passed=True, blocking=True
+                )
+            )
+
+
+def report_runs(stack: Stack, week: str) -> list[dg.RunRecord]:
+    return [
+        record
+        for record in stack.runs(tags={"dagster/partition": week})
+        if dg.AssetKey("weekly_trend_report") in (record.dagster_run.asset_selection or ())
+    ]
+
+
+def evaluations(stack: Stack) -> int:
+    return len(stack.ticks(InstigatorType.SENSOR, REPORT_SENSOR))
+
+
+@pytest.mark.timeout(900)
+def test_a_report_waits_for_its_inputs_then_runs_once(stack):
+    from ops_platform.assets.analytics.partitions import WEEKLY_PARTITIONS
+    from ops_platform.assets.analytics.weekly import weekly_input_days
+
+    week = WEEKLY_PARTITIONS.get_last_partition_key()
+    days = weekly_input_days(date.fromisoformat(week))
+    stack.start_sensor(REPORT_SENSOR)
+    wait_for("the automation sensor's first evaluation", lambda: evaluations(stack) >= 1, 300)
+
+    report_inputs_landed(stack, days[:-1])  # the week's last day is late
+    seen = evaluations(stack)
+    wait_for("two more evaluations", lambda: evaluations(stack) >= seen + 2, 400, interval_s=2)
+    assert report_runs(stack, week) == []  # incomplete inputs: no report
+
+    report_inputs_landed(stack, days[-1:])
+    [run] = wait_for(
+        "the report's run",
+        lambda: report_runs(stack, week) or None,
+        400,
+        interval_s=2,
+        diagnostics=stack.diagnostics,
+    )
+    stack.wait_finished(run.dagster_run.run_id)
+    assert run.dagster_run.tags["ops/singleton"] == "weekly_trend_report_job"
+    [record] = stack.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("weekly_trend_report"), asset_partitions=[week]
+        ),
+        limit=1,
+    ).records
+    metadata = record.asset_materialization.metadata
+    assert metadata["inputs_complete"].value is True
+    assert len(metadata["input_partitions"].value["daily_course_analytics"]) == len(days)
+
+    seen = evaluations(stack)
+    wait_for("two more evaluations", lambda: evaluations(stack) >= seen + 2, 400, interval_s=2)
+    assert len(report_runs(stack, week)) == 1  # once
