@@ -1,4 +1,4 @@
-"""`ops-platform`: db upgrade | seed | demo | status | metrics | dead."""
+"""`ops-platform`: db upgrade | seed | demo | status | metrics | dead | pause | resume."""
 
 from __future__ import annotations
 
@@ -161,6 +161,51 @@ def _cmd_dead_replay(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_pause(args: argparse.Namespace) -> int:
+    from ops_platform.maintenance import print_pause
+
+    return print_pause(load_settings(), args)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from ops_platform.maintenance import print_resume
+
+    return print_resume(load_settings(), args)
+
+
+def _maintenance_parsers(commands) -> None:
+    pause = commands.add_parser(
+        "pause",
+        help="open a maintenance window: the schedules and sensors of its groups skip their ticks",
+    )
+    scope = pause.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--groups", help="comma-separated groups (cleanup,email,...)")
+    scope.add_argument("--all", action="store_true", help="every group")
+    pause.add_argument("--reason", required=True, help="why (the skip message of every tick)")
+    end = pause.add_mutually_exclusive_group()
+    end.add_argument("--until", help="end, ISO 8601 (UTC without a zone); may pass the maximum")
+    end.add_argument(
+        "--for", dest="duration", help="length: 90m, 2h, 1h30m (at most OPS_MAINTENANCE_MAX_HOURS)"
+    )
+    pause.add_argument("--from", dest="starts", help="start of a planned window (default: now)")
+    pause.add_argument("--by", help="who (default: OPS_OPERATOR or the OS user)")
+    pause.add_argument(
+        "--drain",
+        action="store_true",
+        help="then wait until no run of the paused groups is queued or running",
+    )
+    pause.add_argument(
+        "--drain-timeout", type=float, default=900.0, help="seconds --drain waits (default 900)"
+    )
+    pause.set_defaults(func=_cmd_pause)
+    resume = commands.add_parser(
+        "resume", help="end the maintenance windows (of some groups); the catch-up follows"
+    )
+    resume.add_argument("--groups", help="comma-separated groups (default: every window)")
+    resume.add_argument("--by", help="who (default: OPS_OPERATOR or the OS user)")
+    resume.set_defaults(func=_cmd_resume)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ops-platform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -261,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every dead item of the queue")
     replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
     replay.set_defaults(func=_cmd_dead_replay)
+    _maintenance_parsers(commands)
     return parser
 
 

@@ -22,6 +22,7 @@ from ops_platform import jobs as jobs_pkg
 from ops_platform import sensors as sensors_pkg
 from ops_platform.config_checks import check_config_at_launch, op_defs_of
 from ops_platform.executors import build_executor
+from ops_platform.maintenance import hold_sensors_in_windows
 from ops_platform.resources import build_resources
 from ops_platform.schedules.automation import automation_sensors
 from ops_platform.schedules.build import build_schedules, catchup_sensors
@@ -93,12 +94,17 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             jobs=asset_jobs,
             schedules=schedules,
             asset_checks=freshness_checks,
-            sensors=[
-                *build_sensors(settings),
-                *catchup_sensors(assets_by_name, settings),
-                *automation_sensors(assets_by_name, settings),
-                *freshness_sensors,
-            ],
+            # One seam: every sensor of a group skips its ticks during a maintenance window
+            # (the schedules do the same where they are built).
+            sensors=hold_sensors_in_windows(
+                [
+                    *build_sensors(settings),
+                    *catchup_sensors(assets_by_name, settings),
+                    *automation_sensors(assets_by_name, settings),
+                    *freshness_sensors,
+                ],
+                settings,
+            ),
             resources=build_resources(settings),
             executor=build_executor(settings),
         ),

@@ -131,6 +131,8 @@ class Settings:
 
     database_connect_timeout_s: int = 10
     database_statement_timeout_s: int = 300
+    # Longest maintenance window unless `--until` names a later end explicitly.
+    maintenance_max_hours: int = 24
 
     @property
     def embedded_database(self) -> bool:
@@ -552,6 +554,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "OPS_DATABASE_STATEMENT_TIMEOUT",
             env.get("OPS_DATABASE_STATEMENT_TIMEOUT") or 300,
             fallback=300,
+        ),
+        maintenance_max_hours=check(
+            parse_positive_int,
+            "OPS_MAINTENANCE_MAX_HOURS",
+            env.get("OPS_MAINTENANCE_MAX_HOURS") or 24,
+            fallback=24,
         ),
     )
     for name in ("OPS_DATA_DIR", "OPS_LOG_DIR", "OPS_OUTBOX_DIR", "OPS_OBJECT_STORE_DIR"):

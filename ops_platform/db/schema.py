@@ -568,6 +568,24 @@ dead_item_replays = Table(
     Index("ix_dead_item_replays_replayed_at", "replayed_at"),
 )
 
+# Maintenance windows (`ops-platform pause`/`resume`, job `maintenance_window`): while one is
+# active, the schedules and sensors of its groups skip their ticks. `groups` is a
+# comma-separated list, or `*` for every group; `ended_at` is set by `resume`.
+maintenance_windows = Table(
+    "maintenance_windows",
+    state_metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("groups", String(300), nullable=False),
+    Column("starts_at", Ts, nullable=False),
+    Column("ends_at", Ts, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("ended_at", Ts),
+    Column("ended_by", String(200)),
+    Index("ix_maintenance_windows_ends_at", "ends_at"),
+)
+
 # --- the jobs' own state about app rows, keyed by the app row's id -----------------------
 # email_queue: when a failed batch may be tried again (exponential backoff) and the
 # Message-ID it was sent with.

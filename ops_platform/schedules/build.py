@@ -176,7 +176,26 @@ def unmaterialized_partitions(
 def _schedule_for_row(
     row: ScheduleRow, job, partitions_def, settings: Settings
 ) -> dg.ScheduleDefinition:
-    common = dict(
+    from ops_platform.maintenance import window_over
+
+    def execution_fn(context: dg.ScheduleEvaluationContext):
+        # A maintenance window over the row's group skips the tick (no backfill of it later:
+        # an unpartitioned job runs once at its next tick, the catch-up sensor requests the
+        # partitions that fell due meanwhile).
+        window = window_over(settings, row.group)
+        if window is not None:
+            yield dg.SkipReason(window.skip_message())
+            return
+        if partitions_def is None:
+            yield dg.RunRequest(run_config=dict(row.run_config))
+            return
+        for key in last_partition_keys(partitions_def, context.scheduled_execution_time):
+            # One run per partition; the run key makes a re-evaluated tick a no-op.
+            yield dg.RunRequest(
+                run_key=f"{row.name}:{key}", partition_key=key, run_config=dict(row.run_config)
+            )
+
+    return dg.ScheduleDefinition(
         name=row.name,
         cron_schedule=row.cron,
         execution_timezone=row.timezone,
@@ -184,19 +203,8 @@ def _schedule_for_row(
         default_status=default_status(settings, row.group),
         description=row.description
         or f"{row.target}: {row.cron} ({row.timezone}), tier {row.tier}",
+        execution_fn=execution_fn,
     )
-    if partitions_def is None:
-        return dg.ScheduleDefinition(run_config=dict(row.run_config), **common)
-
-    def execution_fn(context: dg.ScheduleEvaluationContext):
-        at = context.scheduled_execution_time
-        for key in last_partition_keys(partitions_def, at):
-            # One run per partition; the run key makes a re-evaluated tick a no-op.
-            yield dg.RunRequest(
-                run_key=f"{row.name}:{key}", partition_key=key, run_config=dict(row.run_config)
-            )
-
-    return dg.ScheduleDefinition(execution_fn=execution_fn, **common)
 
 
 def catchup_sensor(

@@ -361,6 +361,16 @@ SCHEDULES: tuple[ScheduleRow, ...] = (
         10 * MIN,
         description="launched by hand from the UI; no schedule",
     ),
+    ScheduleRow(
+        "maintenance_window_manual",
+        "maintenance_window",
+        "job",
+        None,
+        "high",
+        "maintenance",
+        5 * MIN,
+        description="launched by hand from the UI (`ops-platform pause`/`resume`); no schedule",
+    ),
 )
 
 

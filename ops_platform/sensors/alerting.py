@@ -204,12 +204,14 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
             name="email_backlog_sensor",
             minimum_interval_seconds=60,
             default_status=default_sensor_status(settings, "email"),
+            tags={"ops/group": "email"},  # quiet during a maintenance window over email
             description=f"Alerts once when more than {BACKLOG_THRESHOLD:,} email batches are due.",
         )(email_backlog),
         dg.sensor(
             name="stalled_cleanup_sensor",
             minimum_interval_seconds=3600,
             default_status=default_sensor_status(settings, "cleanup"),
+            tags={"ops/group": "cleanup"},
             description=f"Alerts once when a cleanup job changed 0 rows on {STALL_DAYS} consecutive days.",
         )(stalled_cleanups),
     ]

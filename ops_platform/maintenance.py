@@ -1,0 +1,462 @@
+"""Maintenance windows: one durable switch that holds the platform's jobs still.
+
+A window is a row of `maintenance_windows` (the project's own schema of the app database), so
+it is the same for the daemon, the webserver, every code server and the command line, and it
+survives their restarts. While a window is active (`starts_at <= now < ends_at`, not ended by
+`resume`), every schedule and sensor whose job belongs to one of its groups skips its ticks
+with the window's reason and end as the skip message. Each schedule's own on/off state in
+the Dagster instance is not touched. A planned window (`--from`) starts by itself, one whose
+end passes ends by itself. After a window the catch-up sensors request every partition that
+fell due inside it, once, oldest first; an unpartitioned job runs at its next tick, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import dagster as dg
+from sqlalchemy import and_, or_, select, update
+
+from ops_platform.db import schema
+from ops_platform.db.engine import as_utc, make_engine, utcnow
+from ops_platform.schedules.catalog import SCHEDULES
+from ops_platform.settings import GROUPS, Settings
+
+logger = logging.getLogger(__name__)
+
+ALL = "*"  # `groups` of a window over every group
+GROUP_TAG = "ops/group"  # a sensor without a job (an alert) names its group with this tag
+
+
+class WindowError(ValueError):
+    """A window that cannot be opened as asked (bad time, too long, unknown group)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    id: int
+    created_by: str
+    reason: str
+    groups: tuple[str, ...]  # every group when the window is over all
+    all_groups: bool
+    starts_at: datetime
+    ends_at: datetime
+    created_at: datetime
+    ended_at: datetime | None = None
+
+    def covers(self, group: str) -> bool:
+        return self.all_groups or group in self.groups
+
+    def active(self, at: datetime) -> bool:
+        return self.ended_at is None and self.starts_at <= at < self.ends_at
+
+    def planned(self, at: datetime) -> bool:
+        return self.ended_at is None and at < self.starts_at
+
+    @property
+    def scope(self) -> str:
+        return "all groups" if self.all_groups else ", ".join(self.groups)
+
+    def describe(self) -> str:
+        return (
+            f"maintenance window #{self.id} ({self.scope}) by {self.created_by}: {self.reason}; "
+            f"{self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M} UTC"
+        )
+
+    def skip_message(self) -> str:
+        return (
+            f"paused by maintenance window #{self.id} ({self.scope}): {self.reason} — until "
+            f"{self.ends_at:%Y-%m-%d %H:%M} UTC or `ops-platform resume` (by {self.created_by})"
+        )
+
+
+# --- parsing ---------------------------------------------------------------------------------
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90m`, `2h`, `1h30m`, `1d`."""
+    match = _DURATION.match(text.lower())
+    if not match or not any(match.groups()):
+        raise WindowError(f"duration {text!r} is not like 90m, 2h, 1h30m or 1d")
+    days, hours, minutes = (int(part or 0) for part in match.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes)
+    if duration <= timedelta(0):
+        raise WindowError(f"duration {text!r} is not positive")
+    return duration
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (`2026-12-03T02:00`, `2026-12-03 02:00+01:00`); without a zone, UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise WindowError(f"time {text!r} is not ISO 8601, e.g. 2026-12-03T02:00 (UTC)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_groups(groups: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    """Group names, checked; None or `*`/`all`: every group."""
+    if groups is None:
+        return None
+    names = [g.strip() for g in (groups.split(",") if isinstance(groups, str) else groups)]
+    names = [g for g in names if g]
+    if not names or any(g in (ALL, "all") for g in names):
+        return None
+    unknown = [g for g in names if g not in GROUPS]
+    if unknown:
+        raise WindowError(f"unknown group(s) {', '.join(unknown)}; groups are {', '.join(GROUPS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def window_bounds(
+    now: datetime,
+    max_hours: int,
+    starts: datetime | None = None,
+    until: datetime | None = None,
+    duration: timedelta | None = None,
+) -> tuple[datetime, datetime]:
+    """(start, end) of a window: from `starts` (default now) for `duration`, or to `until`.
+    Without either it lasts the maximum length; `--for` may not exceed it (`--until` may:
+    naming the end is the explicit choice)."""
+    start = starts or now
+    limit = timedelta(hours=max_hours)
+    if until is not None and duration is not None:
+        raise WindowError("give --until or --for, not both")
+    if duration is not None and duration > limit:
+        raise WindowError(
+            f"--for {duration} is longer than the maximum window of {max_hours} h "
+            "(OPS_MAINTENANCE_MAX_HOURS); name the end with --until to go beyond it"
+        )
+    end = until if until is not None else start + (duration or limit)
+    if end <= now:
+        raise WindowError(f"the window would end in the past ({end:%Y-%m-%d %H:%M} UTC)")
+    if end <= start:
+        raise WindowError(f"the window would end ({end:%Y-%m-%d %H:%M} UTC) before it starts")
+    return start, end
+
+
+# --- the table -------------------------------------------------------------------------------
+def _window(row) -> Window:
+    all_groups = row.groups == ALL
+    return Window(
+        id=row.id,
+        created_by=row.created_by,
+        reason=row.reason,
+        groups=GROUPS if all_groups else tuple(row.groups.split(",")),
+        all_groups=all_groups,
+        starts_at=as_utc(row.starts_at),
+        ends_at=as_utc(row.ends_at),
+        created_at=as_utc(row.created_at),
+        ended_at=as_utc(row.ended_at),
+    )
+
+
+def open_window(
+    engine,
+    *,
+    groups: Sequence[str] | None,
+    reason: str,
+    by: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime | None = None,
+) -> Window:
+    """Insert a window (groups None: every group)."""
+    if not reason.strip():
+        raise WindowError("a window needs a --reason (it is the skip message of every tick)")
+    table = schema.maintenance_windows
+    values = dict(
+        created_by=by[:200],
+        reason=reason.strip(),
+        groups=ALL if groups is None else ",".join(groups),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_at=now or utcnow(),
+    )
+    with engine.begin() as connection:
+        new_id = connection.execute(table.insert().values(**values)).inserted_primary_key[0]
+        row = connection.execute(select(table).where(table.c.id == new_id)).one()
+    return _window(row)
+
+
+def open_windows(engine, now: datetime, recent: timedelta | None = None) -> list[Window]:
+    """Windows not ended by `resume` whose end has not passed (active and planned), oldest
+    start first; with `recent`, also those that ended (or were resumed) within it."""
+    table = schema.maintenance_windows
+    current = and_(table.c.ended_at.is_(None), table.c.ends_at > now)
+    where = current
+    if recent is not None:
+        since = now - recent
+        where = or_(
+            current,
+            table.c.ended_at >= since,
+            and_(table.c.ended_at.is_(None), table.c.ends_at >= since),
+        )
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(table).where(where).order_by(table.c.starts_at, table.c.id)
+        ).all()
+    return [_window(row) for row in rows]
+
+
+def active_windows(engine, now: datetime) -> list[Window]:
+    return [w for w in open_windows(engine, now) if w.active(now)]
+
+
+def paused_groups(windows: Iterable[Window], now: datetime) -> dict[str, Window]:
+    """Each group inside an active window -> the window (the one ending last)."""
+    paused: dict[str, Window] = {}
+    for window in sorted(windows, key=lambda w: w.ends_at):
+        if window.active(now):
+            for group in window.groups:
+                paused[group] = window
+    return paused
+
+
+def end_windows(
+    engine, *, groups: Sequence[str] | None, by: str, now: datetime
+) -> tuple[list[Window], list[Window]]:
+    """End the active and planned windows over `groups` (None: every window). A window over
+    more groups than those resumed is ended and reopened for the others, same reason and end.
+    Returns (ended windows, reopened windows)."""
+    table = schema.maintenance_windows
+    resumed = set(GROUPS if groups is None else groups)
+    ended, reopened = [], []
+    for window in open_windows(engine, now):
+        if not resumed & set(window.groups):
+            continue
+        with engine.begin() as connection:
+            done = connection.execute(
+                update(table)
+                .where(table.c.id == window.id, table.c.ended_at.is_(None))
+                .values(ended_at=now, ended_by=by[:200])
+            ).rowcount
+        if not done:
+            continue  # someone else ended it meanwhile
+        ended.append(window)
+        rest = [g for g in window.groups if g not in resumed]
+        if rest:
+            reopened.append(
+                open_window(
+                    engine,
+                    groups=rest,
+                    reason=window.reason,
+                    by=window.created_by,
+                    starts_at=max(window.starts_at, now),
+                    ends_at=window.ends_at,
+                    now=now,
+                )
+            )
+    return ended, reopened
+
+
+# --- holding schedules and sensors -------------------------------------------------------------
+@cache
+def _engine(url: str):
+    """One small pool per database for the window lookups of every tick of this process."""
+    return make_engine(url)
+
+
+def _no_database(url: str) -> bool:
+    """A SQLite file not created yet holds no window (and a lookup must not create it)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and not (
+        parsed.database and os.path.exists(parsed.database)
+    )
+
+
+def window_over(settings: Settings, group: str | None, now: datetime | None = None):
+    """The active window over `group` (None: none). A lookup that fails (the database down,
+    or not upgraded yet) holds nothing: the runs it lets through fail and alert as they would
+    without windows, where a silently held tick would hide the outage."""
+    if group is None or _no_database(settings.app_database_url):
+        return None
+    now = now or utcnow()
+    try:
+        windows = active_windows(_engine(settings.app_database_url), now)
+    except Exception as error:
+        logger.warning("cannot read the maintenance windows (%s): ticks not held", error)
+        return None
+    return paused_groups(windows, now).get(group)
+
+
+_ROW_BY_NAME = {row.name: row for row in SCHEDULES}
+_GROUP_BY_JOB = {row.job_name: row.group for row in SCHEDULES}
+
+
+def _sensor_job_names(sensor: dg.SensorDefinition) -> list[str]:
+    return [target.job_name for target in sensor.targets]
+
+
+def group_of(definition: dg.ScheduleDefinition | dg.SensorDefinition) -> str | None:
+    """The group a schedule or sensor belongs to: its schedule-table row, its `ops/group`
+    tag, or the row of the job it launches. None: it belongs to no group (an alert on every
+    job), and windows never hold it."""
+    row = _ROW_BY_NAME.get(definition.name)
+    if row is not None:
+        return row.group
+    if definition.tags.get(GROUP_TAG):
+        return definition.tags[GROUP_TAG]
+    if isinstance(definition, dg.ScheduleDefinition):
+        return _GROUP_BY_JOB.get(definition.job_name)
+    groups = {_GROUP_BY_JOB.get(name) for name in _sensor_job_names(definition)} - {None}
+    return groups.pop() if len(groups) == 1 else None
+
+
+def held_sensor(sensor: dg.SensorDefinition, group: str, settings: Settings):
+    """`sensor`, skipping its ticks while a window is over `group`; its cursor is kept."""
+    from dagster._core.definitions.sensor_definition import (
+        resolve_jobs_from_targets_for_with_attributes,
+    )
+
+    def evaluate(context: dg.SensorEvaluationContext):
+        window = window_over(settings, group)
+        if window is not None:
+            return dg.SkipReason(window.skip_message())
+        return sensor(context)
+
+    job_name, job, jobs = resolve_jobs_from_targets_for_with_attributes(sensor, None)
+    return dg.SensorDefinition(
+        name=sensor.name,
+        evaluation_fn=evaluate,
+        minimum_interval_seconds=sensor.minimum_interval_seconds,
+        description=sensor.description,
+        job_name=job_name,
+        job=job,
+        jobs=jobs,
+        default_status=sensor.default_status,
+        asset_selection=sensor.asset_selection,
+        required_resource_keys=set(sensor.required_resource_keys) or None,
+        tags=sensor.tags,
+        metadata=sensor.metadata,
+    )
+
+
+def hold_sensors_in_windows(
+    sensors: Sequence[dg.SensorDefinition], settings: Settings
+) -> list[dg.SensorDefinition]:
+    """Every sensor of a group, held while a window is over that group. Sensors of other
+    kinds (run-status alerts on every job, automation-condition and freshness sensors, which
+    Dagster evaluates itself) are left as they are."""
+    held = []
+    for sensor in sensors:
+        group = group_of(sensor) if type(sensor) is dg.SensorDefinition else None
+        held.append(sensor if group is None else held_sensor(sensor, group, settings))
+    return held
+
+
+# --- draining --------------------------------------------------------------------------------
+def runs_in_groups(instance: dg.DagsterInstance, groups: Sequence[str]) -> list:
+    """Runs of `groups` queued or in progress (their `ops/group` tag), one query per group."""
+    from ops_platform.sensors._common import ACTIVE_STATUSES
+
+    runs = []
+    for group in groups:
+        runs.extend(
+            instance.get_runs(
+                dg.RunsFilter(statuses=ACTIVE_STATUSES, tags={GROUP_TAG: group}), limit=500
+            )
+        )
+    return runs
+
+
+def drain(instance, groups: Sequence[str], timeout_s: float, poll_s: float = 5.0, say=print):
+    """Wait (at most `timeout_s`) until no run of `groups` is queued or running; returns the
+    runs still there (empty: drained). Runs are never stopped: they finish by themselves."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        runs = runs_in_groups(instance, groups)
+        if not runs or time.monotonic() >= deadline:
+            return runs
+        say(
+            f"waiting for {len(runs)} run(s): "
+            + ", ".join(f"{r.job_name} {r.run_id[:8]} ({r.status.value})" for r in runs[:10])
+        )
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+# --- the command line ------------------------------------------------------------------------
+def print_pause(settings: Settings, args) -> int:
+    """`ops-platform pause`."""
+    import sys
+
+    from ops_platform.dead_items import who_am_i
+
+    now = utcnow()
+    try:
+        groups = None if args.all else parse_groups(args.groups)
+        starts, ends = window_bounds(
+            now,
+            settings.maintenance_max_hours,
+            starts=parse_time(args.starts) if args.starts else None,
+            until=parse_time(args.until) if args.until else None,
+            duration=parse_duration(args.duration) if args.duration else None,
+        )
+        window = open_window(
+            _engine(settings.app_database_url),
+            groups=groups,
+            reason=args.reason,
+            by=args.by or who_am_i(),
+            starts_at=starts,
+            ends_at=ends,
+            now=now,
+        )
+    except WindowError as error:
+        print(f"ops-platform pause: {error}", file=sys.stderr)
+        return 2
+    verb = "planned" if window.planned(now) else "opened"
+    print(f"{verb} {window.describe()}")
+    print("schedules and sensors of these groups skip their ticks until it ends; their on/off")
+    print("state is unchanged. `ops-platform resume` ends it earlier.")
+    if args.drain and window.active(now):
+        from ops_platform.status import instance_from_env
+
+        with instance_from_env() as instance:
+            left = drain(instance, window.groups, args.drain_timeout)
+        if left:
+            print(
+                f"still running after {args.drain_timeout:.0f}s: "
+                + ", ".join(f"{r.job_name} {r.run_id} ({r.status.value})" for r in left),
+                file=sys.stderr,
+            )
+            return 1
+        print(f"drained: no run of {window.scope} is queued or running")
+    return 0
+
+
+def print_resume(settings: Settings, args) -> int:
+    """`ops-platform resume`."""
+    import sys
+
+    from ops_platform.dead_items import who_am_i
+
+    try:
+        groups = parse_groups(args.groups) if args.groups else None
+    except WindowError as error:
+        print(f"ops-platform resume: {error}", file=sys.stderr)
+        return 2
+    ended, reopened = end_windows(
+        _engine(settings.app_database_url), groups=groups, by=args.by or who_am_i(), now=utcnow()
+    )
+    if not ended:
+        print(
+            "no active or planned maintenance window over " + (", ".join(groups or ["any group"]))
+        )
+        return 0
+    for window in ended:
+        print(f"ended {window.describe()}")
+    for window in reopened:
+        print(f"still paused: {window.describe()}")
+    print("schedules and sensors tick again; catch-up sensors request the partitions missed.")
+    return 0

@@ -1,0 +1,220 @@
+"""Maintenance windows: `ops-platform pause` holds every schedule and sensor of the paused
+groups (skip message: the reason and the end), `resume` lets them tick again, the instance's
+schedule states are untouched; planned windows start and past ones end by themselves; the
+catch-up sensor materializes the partition that fell due inside a window once, after it."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from sqlalchemy import select
+
+from ops_platform import maintenance
+from ops_platform.cli import main
+from ops_platform.db import schema
+from ops_platform.definitions import build_definitions
+from ops_platform.jobs.maintenance_window import maintenance_window
+from ops_platform.resources.database import Database
+from ops_platform.schedules import build
+from ops_platform.schedules.build import catchup_partition_keys, last_partition_keys
+from ops_platform.schedules.catalog import row_for
+from ops_platform.settings import load_settings
+
+
+@pytest.fixture
+def env(db_url, monkeypatch, tmp_path):
+    values = {"OPS_DATABASE_URL": db_url, "OPS_DATA_DIR": str(tmp_path / "ops_data")}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPS_OPERATOR", "alice")
+    return values
+
+
+@pytest.fixture
+def repo(env):
+    return build_definitions(load_settings(env)).get_repository_def()
+
+
+def _schedule_tick(repo, name, at=None):
+    context = dg.build_schedule_context(
+        scheduled_execution_time=at or datetime.now(UTC), repository_def=repo
+    )
+    return repo.get_schedule_def(name).evaluate_tick(context)
+
+
+def _sensor_tick(repo, name, instance, db_url, cursor=None):
+    with dg.build_sensor_context(
+        instance=instance,
+        repository_def=repo,
+        cursor=cursor,
+        resources={"database": Database(url=db_url)},
+    ) as context:
+        return repo.get_sensor_def(name).evaluate_tick(context)
+
+
+def _windows(engine):
+    table = schema.maintenance_windows
+    with engine.connect() as connection:
+        return connection.execute(select(table).order_by(table.c.id)).all()
+
+
+WATCHING = json.dumps({"watching_since": "2025-11-01T00:00:00+00:00"})
+
+
+def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, env, engine, capsys):
+    db_url = env["OPS_DATABASE_URL"]
+    with dg.instance_for_test() as instance:
+        states_before = instance.all_instigator_state()
+        assert _schedule_tick(repo, "session_cleanup_light").run_requests
+        assert _schedule_tick(repo, "og_daily_bonus_daily").run_requests
+
+        assert main(["pause", "--all", "--reason", "app database migration", "--for", "2h"]) == 0
+        assert "opened maintenance window #1 (all groups) by alice" in capsys.readouterr().out
+        [row] = _windows(engine)
+        assert (row.created_by, row.groups, row.ended_at) == ("alice", "*", None)
+
+        for name in ("session_cleanup_light", "og_daily_bonus_daily"):
+            tick = _schedule_tick(repo, name)
+            assert tick.run_requests == []
+            assert "app database migration" in tick.skip_message
+            assert "until" in tick.skip_message and "UTC" in tick.skip_message
+        for name in ("og_daily_bonus_catchup", "email_queue_due_sensor"):
+            tick = _sensor_tick(repo, name, instance, db_url, cursor=WATCHING)
+            assert tick.run_requests == []
+            assert "app database migration" in tick.skip_message
+            assert tick.cursor == WATCHING  # the catch-up's cursor is kept through the window
+        # Alerts on every job are never held.
+        assert maintenance.group_of(repo.get_sensor_def("missed_run_alert_sensor")) is None
+
+        assert main(["resume"]) == 0
+        assert "ended maintenance window #1" in capsys.readouterr().out
+        assert _windows(engine)[0].ended_by == "alice"
+        assert _schedule_tick(repo, "session_cleanup_light").run_requests
+        assert _schedule_tick(repo, "og_daily_bonus_daily").run_requests
+        assert _sensor_tick(repo, "og_daily_bonus_catchup", instance, db_url, WATCHING).run_requests
+        assert instance.all_instigator_state() == states_before
+
+
+def test_pause_of_some_groups_holds_only_them_and_resume_of_one_keeps_the_rest(
+    repo, env, engine, capsys
+):
+    assert main(["pause", "--groups", "cleanup,email", "--reason", "restore", "--by", "bob"]) == 0
+    assert "restore" in _schedule_tick(repo, "session_cleanup_light").skip_message
+    assert _schedule_tick(repo, "og_daily_bonus_daily").run_requests  # engagement: not paused
+    assert main(["resume", "--groups", "cleanup"]) == 0
+    out = capsys.readouterr().out
+    assert "still paused: maintenance window #2 (email) by bob" in out
+    assert _schedule_tick(repo, "session_cleanup_light").run_requests
+    settings = load_settings(env)
+    assert maintenance.window_over(settings, "email").reason == "restore"
+    assert maintenance.window_over(settings, "cleanup") is None
+
+
+def test_bad_windows_are_refused(env, capsys):
+    assert main(["pause", "--groups", "cleanup,nope", "--reason", "x"]) == 2
+    assert "unknown group(s) nope" in capsys.readouterr().err
+    # Longer than the maximum (24 h) with --for: refused; --until may name a later end.
+    assert main(["pause", "--all", "--reason", "x", "--for", "25h"]) == 2
+    assert "OPS_MAINTENANCE_MAX_HOURS" in capsys.readouterr().err
+    later = (datetime.now(UTC) + timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M")
+    assert main(["pause", "--all", "--reason", "x", "--until", later]) == 0
+    assert main(["pause", "--all", "--reason", "x", "--until", "2020-01-01T00:00"]) == 2
+    assert "in the past" in capsys.readouterr().err
+
+
+def test_default_length_is_the_maximum(env, engine):
+    env["OPS_MAINTENANCE_MAX_HOURS"] = "3"
+    settings = load_settings(env)
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert maintenance.window_bounds(now, settings.maintenance_max_hours) == (
+        now,
+        now + timedelta(hours=3),
+    )
+
+
+def test_past_window_ends_and_planned_window_starts_by_themselves(repo, env, engine, monkeypatch):
+    now = datetime.now(UTC)
+    maintenance.open_window(
+        engine,
+        groups=None,
+        reason="over already",
+        by="alice",
+        starts_at=now - timedelta(hours=3),
+        ends_at=now - timedelta(minutes=1),
+    )
+    assert _schedule_tick(repo, "session_cleanup_light").run_requests
+    assert main(["pause", "--all", "--reason", "release 4.2", "--from", _iso(now + timedelta(hours=1)), "--for", "1h"]) == 0  # fmt: skip
+    assert _schedule_tick(repo, "session_cleanup_light").run_requests  # planned, not yet
+    monkeypatch.setattr(maintenance, "utcnow", lambda: now + timedelta(minutes=90))
+    assert "release 4.2" in _schedule_tick(repo, "session_cleanup_light").skip_message
+    monkeypatch.setattr(maintenance, "utcnow", lambda: now + timedelta(hours=2, minutes=1))
+    assert _schedule_tick(repo, "session_cleanup_light").run_requests
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_catchup_after_a_window_over_a_daily_boundary_materializes_the_missed_day_once(
+    repo, env, engine, monkeypatch
+):
+    """og_daily_bonus ticks at 00:05 Sydney (13:05 UTC in January). A window from 12:00 to
+    14:00 UTC holds that tick and the catch-up; after it the catch-up requests that day once."""
+    db_url = env["OPS_DATABASE_URL"]
+    partitions_def = repo.get_job("og_daily_bonus_job").partitions_def
+    start, end = datetime(2026, 1, 10, 12, 0, tzinfo=UTC), datetime(2026, 1, 10, 14, 0, tzinfo=UTC)
+    maintenance.open_window(
+        engine, groups=None, reason="db migration", by="alice", starts_at=start, ends_at=end
+    )
+    cursor = json.dumps({"watching_since": "2026-01-08T00:00:00+00:00"})
+
+    def at(moment):
+        monkeypatch.setattr(build, "sensor_now", lambda: moment)
+        monkeypatch.setattr(maintenance, "utcnow", lambda: moment)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        before = catchup_partition_keys(
+            partitions_def, row_for("og_daily_bonus"), start, datetime(2026, 1, 8, tzinfo=UTC)
+        )
+        for key in before:  # every day due before the window was paid
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key="og_daily_bonus", partition=key)
+            )
+        at(datetime(2026, 1, 10, 13, 30, tzinfo=UTC))
+        tick_time = datetime(2026, 1, 10, 13, 5, tzinfo=UTC)
+        assert (
+            "db migration" in _schedule_tick(repo, "og_daily_bonus_daily", tick_time).skip_message
+        )
+        held = _sensor_tick(repo, "og_daily_bonus_catchup", instance, db_url, cursor)
+        assert held.run_requests == [] and "db migration" in held.skip_message
+
+        at(datetime(2026, 1, 10, 14, 30, tzinfo=UTC))  # the window ended by itself at 14:00
+        missed = [str(k) for k in last_partition_keys(partitions_def, tick_time)]
+        result = _sensor_tick(repo, "og_daily_bonus_catchup", instance, db_url, cursor)
+        assert [str(r.partition_key) for r in result.run_requests] == missed
+        assert [r.run_key for r in result.run_requests] == [f"og_daily_bonus:{missed[0]}"]
+        for key in missed:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key="og_daily_bonus", partition=key)
+            )
+        again = _sensor_tick(repo, "og_daily_bonus_catchup", instance, db_url, cursor)
+        assert again.run_requests == []  # exactly once
+
+
+def test_the_ui_job_opens_and_ends_windows(env, database, engine):
+    resources = {"database": database}
+    config = {"action": "pause", "groups": ["payments"], "reason": "provider outage"}
+    result = maintenance_window.execute_in_process(
+        run_config={"ops": {"set_maintenance_window": {"config": config}}}, resources=resources
+    )
+    assert result.success
+    [row] = _windows(engine)
+    assert (row.groups, row.reason) == ("payments", "provider outage")
+    assert row.created_by.startswith("dagster run ")
+    assert row.ends_at - row.starts_at == timedelta(hours=24)
+    resume = {"action": "resume", "groups": ["payments"]}
+    result = maintenance_window.execute_in_process(
+        run_config={"ops": {"set_maintenance_window": {"config": resume}}}, resources=resources
+    )
+    assert result.success and _windows(engine)[0].ended_at is not None
