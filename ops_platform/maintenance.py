@@ -34,6 +34,12 @@ ALL = "*"  # `groups` of a window over every group
 GROUP_TAG = "ops/group"  # a sensor without a job (an alert) names its group with this tag
 
 
+class MaintenancePolicy(dg.ConfigurableResource):
+    """The windows' rules a run needs: the maximum length (OPS_MAINTENANCE_MAX_HOURS)."""
+
+    max_hours: int = 24
+
+
 class WindowError(ValueError):
     """A window that cannot be opened as asked (bad time, too long, unknown group)."""
 

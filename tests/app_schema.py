@@ -139,7 +139,7 @@ def create_app_schema(engine, replace: dict[str, str] | None = None) -> None:
 
 
 # Jobs run by hand with a config naming what to do (no schedule runs them bare).
-NEEDS_CONFIG = {"replay_dead_items"}
+NEEDS_CONFIG = {"replay_dead_items", "maintenance_window"}
 
 
 def _defaults(job) -> dict:

@@ -203,7 +203,7 @@ def test_catchup_after_a_window_over_a_daily_boundary_materializes_the_missed_da
 
 
 def test_the_ui_job_opens_and_ends_windows(env, database, engine):
-    resources = {"database": database}
+    resources = {"database": database, "maintenance_policy": maintenance.MaintenancePolicy()}
     config = {"action": "pause", "groups": ["payments"], "reason": "provider outage"}
     result = maintenance_window.execute_in_process(
         run_config={"ops": {"set_maintenance_window": {"config": config}}}, resources=resources

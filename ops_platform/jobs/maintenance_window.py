@@ -8,9 +8,9 @@ from pydantic import Field
 
 from ops_platform import maintenance
 from ops_platform.db.engine import utcnow
+from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
-from ops_platform.settings import load_settings
 
 
 class MaintenanceWindowConfig(dg.Config):
@@ -30,7 +30,10 @@ class MaintenanceWindowConfig(dg.Config):
     description="Open a maintenance window or end the windows over some groups.",
 )
 def set_maintenance_window(
-    context: dg.OpExecutionContext, config: MaintenanceWindowConfig, database: Database
+    context: dg.OpExecutionContext,
+    config: MaintenanceWindowConfig,
+    database: Database,
+    maintenance_policy: MaintenancePolicy,
 ):
     now = utcnow()
     by = config.requested_by or f"dagster run {context.run_id}"
@@ -47,7 +50,7 @@ def set_maintenance_window(
             return dg.Output(len(ended), metadata={"ended": len(ended)})
         starts, ends = maintenance.window_bounds(
             now,
-            load_settings().maintenance_max_hours,
+            maintenance_policy.max_hours,
             starts=maintenance.parse_time(config.starts) if config.starts else None,
             until=maintenance.parse_time(config.until) if config.until else None,
             duration=maintenance.parse_duration(config.duration) if config.duration else None,

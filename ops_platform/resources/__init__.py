@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources._environment import from_environment
 from ops_platform.resources.alerts import build_alerts
 from ops_platform.resources.database import Database
@@ -32,4 +33,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "payments": build_payments(settings),
         "realtime": build_realtime(settings),
         "folders": build_folders(settings),
+        "maintenance_policy": MaintenancePolicy(max_hours=settings.maintenance_max_hours),
     }
