@@ -305,13 +305,17 @@ def _sensor_job_names(sensor: dg.SensorDefinition) -> list[str]:
 
 def group_of(definition: dg.ScheduleDefinition | dg.SensorDefinition) -> str | None:
     """The group a schedule or sensor belongs to: its schedule-table row, its `ops/group`
-    tag, or the row of the job it launches. None: it belongs to no group (an alert on every
+    tag, its name (`<group>_freshness_sensor`), or the row of the job it launches. None: it belongs to no group (an alert on every
     job), and windows never hold it."""
     row = _ROW_BY_NAME.get(definition.name)
     if row is not None:
         return row.group
     if definition.tags.get(GROUP_TAG):
         return definition.tags[GROUP_TAG]
+    # `<group>_freshness_sensor` (Dagster's freshness-check sensors take no sensor tags).
+    prefix, _, suffix = definition.name.partition("_freshness_")
+    if suffix == "sensor" and prefix in GROUPS:
+        return prefix
     if isinstance(definition, dg.ScheduleDefinition):
         return _GROUP_BY_JOB.get(definition.job_name)
     groups = {_GROUP_BY_JOB.get(name) for name in _sensor_job_names(definition)} - {None}

@@ -79,7 +79,7 @@ def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, env, engine
             assert tick.run_requests == []
             assert "app database migration" in tick.skip_message
             assert "until" in tick.skip_message and "UTC" in tick.skip_message
-        for name in ("og_daily_bonus_catchup", "email_queue_due_sensor"):
+        for name in ("og_daily_bonus_catchup", "email_queue_due_sensor", "games_freshness_sensor"):
             tick = _sensor_tick(repo, name, instance, db_url, cursor=WATCHING)
             assert tick.run_requests == []
             assert "app database migration" in tick.skip_message
@@ -93,6 +93,9 @@ def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, env, engine
         assert _schedule_tick(repo, "session_cleanup_light").run_requests
         assert _schedule_tick(repo, "og_daily_bonus_daily").run_requests
         assert _sensor_tick(repo, "og_daily_bonus_catchup", instance, db_url, WATCHING).run_requests
+        assert "app database" not in (
+            _sensor_tick(repo, "games_freshness_sensor", instance, db_url).skip_message or ""
+        )
         assert instance.all_instigator_state() == states_before
 
 
