@@ -40,6 +40,7 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine, text
 
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
+from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
@@ -528,6 +529,7 @@ def _bonus_day(
     context: dg.AssetExecutionContext, config: OgDailyBonusConfig, database: Database, day: str
 ) -> PartitionOutcome:
     engine = database.engine
+    bad_rows = bad_rows_metadata(engine, JOB_TABLES["og_daily_bonus"], context.log.warning)
     if config.dry_run:
         state = bonus_day_state(engine, day, utcnow())
         would = [t for t in state.tiers if t["amount"] > 0]
@@ -540,6 +542,7 @@ def _bonus_day(
                 "would_credit_coins": sum(t["missing"] * t["amount"] for t in would),
                 "already_credited": state.total("ledger_rows"),
                 "skipped_bad_tier": state.skipped_bad_tier,
+                **bad_rows,
                 "preview": dg.MetadataValue.md(_tier_preview(state)),
             },
             # A dry run moves no money: what its checks find is reported (WARN), never blocking.
@@ -568,6 +571,7 @@ def _bonus_day(
             "already_credited": result.already_credited,
             "zero_amount": result.zero_amount,
             "skipped_bad_tier": state.skipped_bad_tier,
+            **bad_rows,
             "batches": result.batches,
             "duration_s": round(result.seconds, 3),
             "longest_transaction_s": round(result.longest_batch_seconds, 3),

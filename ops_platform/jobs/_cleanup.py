@@ -15,6 +15,7 @@ from datetime import datetime
 import dagster as dg
 from sqlalchemy import Engine
 
+from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
 from ops_platform.db.batching import BatchResult
 from ops_platform.db.engine import utcnow
 from ops_platform.db.pacing import use_pacer
@@ -91,12 +92,16 @@ def run_rule_op(
             )
         outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
     results = with_earlier_attempts(context, outcome.results)
+    bad_rows = bad_rows_metadata(
+        database.engine, JOB_TABLES.get(context.job_name, ()), context.log.warning
+    )
     metadata = rows_metadata(
         results,
         started,
         config.dry_run,
         **attempts_metadata(context, outcome.results, results),
         **outcome.counts,
+        **bad_rows,
         **extra_metadata,
         **gate_metadata,
         **pacer.summary(),
