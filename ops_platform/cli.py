@@ -104,7 +104,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from ops_platform.status import print_status
 
-    return print_status(as_json=args.json, last_n=args.last, check=args.check)
+    return print_status(
+        as_json=args.json,
+        last_n=args.last,
+        check=args.check,
+        database_url=load_settings().app_database_url,
+    )
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:

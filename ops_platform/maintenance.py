@@ -470,3 +470,38 @@ def print_resume(settings: Settings, args) -> int:
         print(f"still paused: {window.describe()}")
     print("schedules and sensors tick again; catch-up sensors request the partitions missed.")
     return 0
+
+
+# --- visible: status, metrics -----------------------------------------------------------------
+def window_lines(engine, now: datetime) -> list[str]:
+    """`ops-platform status`'s first lines: the active and planned windows."""
+    lines = []
+    for window in open_windows(engine, now):
+        state = "ACTIVE" if window.active(now) else "PLANNED"
+        lines.append(f"MAINTENANCE {state} {window.describe()}")
+    return lines
+
+
+def maintenance_family(engine, now: datetime):
+    """`ops_maintenance_active{group}`: 1 while a window holds the group, else 0."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    gauge = GaugeMetricFamily(
+        "ops_maintenance_active",
+        "1 while a maintenance window holds the group's schedules and sensors, else 0.",
+        labels=["group"],
+    )
+    paused = paused_groups(active_windows(engine, now), now)
+    for group in GROUPS:
+        gauge.add_metric([group], 1 if group in paused else 0)
+    return gauge
+
+
+def windows_by_id(engine, ids: Iterable[int]) -> dict[int, Window]:
+    table = schema.maintenance_windows
+    ids = list(ids)
+    if not ids:
+        return {}
+    with engine.connect() as connection:
+        rows = connection.execute(select(table).where(table.c.id.in_(ids))).all()
+    return {row.id: _window(row) for row in rows}

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, and_, func, or_, select, text
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, is_postgres, utcnow
+from ops_platform.maintenance import maintenance_family
 
 log = logging.getLogger("ops_platform.metrics")
 
@@ -470,7 +471,13 @@ class OpsCollector:
             )
             sources = (
                 ("instance", lambda: self._instance_families(now)),
-                ("app_database", lambda: list(queue_families(self.engine, now))),
+                (
+                    "app_database",
+                    lambda: [
+                        *queue_families(self.engine, now),
+                        maintenance_family(self.engine, now),
+                    ],
+                ),
             )
             for source, read in sources:
                 try:
@@ -569,7 +576,7 @@ def run_metrics_command(serve_it: bool, host: str, port: int) -> int:
     from ops_platform.db.engine import make_engine
     from ops_platform.definitions import defs
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.app_database_url)  # the project's tables too
     with instance:
         registry = registry_for(OpsCollector(instance, defs, engine))
         if not serve_it:

@@ -347,7 +347,26 @@ def print_check(check: HealthCheck, as_json: bool) -> int:
     return 0 if check.ok else 1
 
 
-def print_status(as_json: bool, last_n: int, check: bool = False) -> int:
+def print_windows(database_url: str | None) -> None:
+    """The active and planned maintenance windows, first: they explain every skipped tick."""
+    if database_url is None:
+        return
+    from ops_platform.db.engine import make_engine
+    from ops_platform.maintenance import window_lines
+
+    engine = make_engine(database_url)
+    try:
+        for line in window_lines(engine, datetime.now(UTC)):
+            print(line)
+    except Exception as error:  # the status of the instance is still worth printing
+        print(f"maintenance windows unreadable: {type(error).__name__}", file=sys.stderr)
+    finally:
+        engine.dispose()
+
+
+def print_status(
+    as_json: bool, last_n: int, check: bool = False, database_url: str | None = None
+) -> int:
     if last_n < 1:
         print("ops-platform: --last must be at least 1", file=sys.stderr)
         return 2
@@ -369,6 +388,7 @@ def print_status(as_json: bool, last_n: int, check: bool = False) -> int:
     if as_json:
         print(json.dumps([asdict(s) for s in statuses], indent=2))
     else:
+        print_windows(database_url)
         print(daemon)
         print(format_table(statuses, last_n))
     return 0

@@ -221,3 +221,109 @@ def test_the_ui_job_opens_and_ends_windows(env, database, engine):
         run_config={"ops": {"set_maintenance_window": {"config": resume}}}, resources=resources
     )
     assert result.success and _windows(engine)[0].ended_at is not None
+
+
+# --- visible: alerts, missed-run quiet, status, gauge -----------------------------------------
+def _alert_titles(path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["title"] for line in path.read_text().splitlines()]
+
+
+def test_alerts_once_when_a_window_starts_ends_and_passes_the_maximum(database, engine, tmp_path):
+    from ops_platform.resources.alerts import Alerts
+    from ops_platform.sensors.maintenance import maintenance_window_alert_sensor
+
+    log_file = tmp_path / "alerts.log"
+    resources = {
+        "alerts": Alerts(log_file=str(log_file)),
+        "database": database,
+        "maintenance_policy": maintenance.MaintenancePolicy(max_hours=1),
+    }
+
+    def tick(cursor):
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            maintenance_window_alert_sensor(context)
+            return context.cursor
+
+    now = datetime.now(UTC)
+    cursor = tick(None)
+    assert _alert_titles(log_file) == []
+    # Explicitly longer than the maximum (--until): it runs, and alerts once past 1 h.
+    maintenance.open_window(
+        engine,
+        groups=["email"],
+        reason="SMTP move",
+        by="alice",
+        starts_at=now - timedelta(hours=2),
+        ends_at=now + timedelta(hours=1),
+    )
+    cursor = tick(cursor)
+    assert _alert_titles(log_file) == [
+        "maintenance window #1 started (email)",
+        "maintenance window #1 still active after 1 h",
+    ]
+    cursor = tick(cursor)
+    assert len(_alert_titles(log_file)) == 2  # once each
+    maintenance.end_windows(engine, groups=None, by="bob", now=datetime.now(UTC))
+    cursor = tick(cursor)
+    assert _alert_titles(log_file)[2:] == ["maintenance window #1 ended (email)"]
+    assert "resumed at" in log_file.read_text().splitlines()[-1]
+    tick(cursor)
+    assert len(_alert_titles(log_file)) == 3
+
+
+def test_missed_runs_of_a_held_group_stay_quiet_then_alert_again(database, engine):
+    from ops_platform.schedules.overdue import Overdue
+    from ops_platform.sensors.missed_runs import _held_by_windows
+
+    now = datetime.now(UTC)
+    late = {
+        "session_cleanup_light": Overdue(
+            "session_cleanup_light", "session_cleanup", 1, now - timedelta(hours=6), True
+        ),
+        "og_daily_bonus_daily": Overdue(
+            "og_daily_bonus_daily", "og_daily_bonus", 1, now - timedelta(days=3), True
+        ),
+    }
+    assert _held_by_windows(database, late, now) == set()
+    maintenance.open_window(
+        engine,
+        groups=["cleanup"],
+        reason="restore",
+        by="alice",
+        starts_at=now - timedelta(hours=5),
+        ends_at=now + timedelta(hours=1),
+    )
+    assert _held_by_windows(database, late, now) == {"session_cleanup_light"}
+    # Long after the window (more than the schedule's missed-run window): alerting again.
+    assert _held_by_windows(database, late, now + timedelta(days=2)) == set()
+
+
+def test_status_shows_windows_first_and_the_gauge_says_which_groups(
+    db_url, engine, tmp_path, monkeypatch, capsys
+):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tests.platform_env import platform_env
+
+    platform_env(monkeypatch, tmp_path, db_url)
+    now = datetime.now(UTC)
+    assert main(["pause", "--groups", "games", "--reason", "leaderboard fix", "--for", "1h"]) == 0
+    assert main(["pause", "--all", "--reason", "release", "--from", _iso(now + timedelta(days=1))]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("MAINTENANCE ACTIVE maintenance window #1 (games)")
+    assert "leaderboard fix" in lines[0]
+    assert lines[1].startswith("MAINTENANCE PLANNED maintenance window #2 (all groups)")
+
+    class Family:
+        def collect(self):
+            yield maintenance.maintenance_family(engine, datetime.now(UTC))
+
+    registry = CollectorRegistry()
+    registry.register(Family())
+    text = generate_latest(registry).decode()
+    assert 'ops_maintenance_active{group="games"} 1.0' in text
+    assert 'ops_maintenance_active{group="email"} 0.0' in text

@@ -8,11 +8,12 @@ It runs in the daemon, so it cannot report the daemon's own death: the Prometheu
 """
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from ops_platform.resources.alerts import Alerts
+from ops_platform.resources.database import Database
 from ops_platform.schedules import overdue as overdue_rules
 from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.schedules.overdue import last_success_time, overdue_schedules
@@ -38,6 +39,34 @@ def _resolution(instance: dg.DagsterInstance, job: str, since: str, now: datetim
     return f"{job} is no longer watched: its schedule was stopped ({now:%Y-%m-%d %H:%M} UTC)."
 
 
+def _held_by_windows(database: Database, overdue: dict, now: datetime) -> set[str]:
+    """Overdue schedules late because of a maintenance window over their group: one that
+    overlapped the time they have been overdue for, and ended less than their missed-run
+    window ago (after that, a job still not run alerts). Their open incidents stay open."""
+    from ops_platform.maintenance import open_windows
+
+    if not overdue:
+        return set()
+    try:
+        windows = open_windows(database.engine, now, recent=timedelta(days=32))
+    except Exception:  # windows unreadable: alert as without them
+        return set()
+    held = set()
+    for name, o in overdue.items():
+        row = _ROWS[name]
+        grace = timedelta(seconds=overdue_rules.missed_run_window_s(row))
+        for window in windows:
+            end = window.ended_at or window.ends_at
+            if (
+                window.covers(row.group)
+                and window.starts_at <= now
+                and end >= o.since
+                and now <= end + grace
+            ):
+                held.add(name)
+    return held
+
+
 @dg.sensor(
     name="missed_run_alert_sensor",
     minimum_interval_seconds=INTERVAL_S,
@@ -45,7 +74,9 @@ def _resolution(instance: dg.DagsterInstance, job: str, since: str, now: datetim
     description="Alerts once when a schedule that is on has no successful run within twice its "
     "period plus its max runtime, and again when it recovers.",
 )
-def missed_run_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
+def missed_run_alert_sensor(
+    context: dg.SensorEvaluationContext, alerts: Alerts, database: Database
+):
     from ops_platform.status import schedules_on
 
     now = overdue_rules.check_now()
@@ -57,6 +88,9 @@ def missed_run_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts)
             context.instance, {name for name, is_on in on.items() if is_on}, now
         )
     }
+    held = _held_by_windows(database, overdue, now)
+    for name in held:
+        overdue.pop(name)
     for name, o in overdue.items():
         if name in incidents:
             continue  # already alerted for this incident
@@ -77,7 +111,8 @@ def missed_run_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts)
             "info",
         )
         context.update_cursor(json.dumps({"open": incidents}))
-    return dg.SkipReason(f"overdue: {', '.join(sorted(overdue)) or 'none'}")
+    quiet = f"; quiet during a maintenance window: {', '.join(sorted(held))}" if held else ""
+    return dg.SkipReason(f"overdue: {', '.join(sorted(overdue)) or 'none'}{quiet}")
 
 
 def build_sensors(settings) -> list[dg.SensorDefinition]:

@@ -12,6 +12,7 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from ops_platform.cli import main
 from ops_platform.resources.alerts import Alerts
+from ops_platform.resources.database import Database
 from ops_platform.schedules import overdue
 from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.sensors.missed_runs import missed_run_alert_sensor
@@ -40,9 +41,9 @@ def alerts_logged(path) -> list[dict]:
 
 
 def evaluate(sensor_context_args, cursor):
-    context = dg.build_sensor_context(cursor=cursor, **sensor_context_args)
-    result = missed_run_alert_sensor(context)
-    return context.cursor, result
+    with dg.build_sensor_context(cursor=cursor, **sensor_context_args) as context:
+        result = missed_run_alert_sensor(context)
+        return context.cursor, result
 
 
 def check(capsys) -> tuple[int, str]:
@@ -58,7 +59,7 @@ def test_missed_run_alerts_once_and_recovers(db_url, tmp_path, monkeypatch, caps
     sensor_args = dict(
         instance=instance,
         repository_def=defs.get_repository_def(),
-        resources={"alerts": Alerts(log_file=str(log_file))},
+        resources={"alerts": Alerts(log_file=str(log_file)), "database": Database(url=db_url)},
     )
 
     assert run_job(defs, instance, "throne_expiry").success
