@@ -6,6 +6,7 @@ from sqlalchemy import insert
 
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
+from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.auth import (
     TokenCleanupConfig,
     UnverifiedAccountCleanupConfig,
@@ -124,8 +125,11 @@ def test_token_concurrent_run_does_not_act(tokens, database):
 
 
 def test_unknown_token_kind_is_a_clear_error(tmp_path):
-    # Config is checked before the database is touched: one database kind is enough.
-    database = Database(url=f"sqlite:///{tmp_path / 'app.db'}")
+    # Config is checked before any row is touched: one database kind is enough. (Upgraded:
+    # a run first checks that the tables its job uses are there.)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    upgrade(url)
+    database = Database(url=url)
     with pytest.raises(
         dg.DagsterInvalidConfigError, match="not in enum type TokenKind got cookies"
     ):
