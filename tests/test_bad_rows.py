@@ -1,10 +1,12 @@
 """Malformed app rows in every table a job reads: every job and asset runs, skips them,
 leaves them unchanged and reports them by kind (`bad_rows`); SQLite and Postgres."""
 
+import os
 from datetime import timedelta
 
 import dagster as dg
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from ops_platform.assets.bonuses import og_daily_bonus
@@ -12,11 +14,22 @@ from ops_platform.db import schema
 from ops_platform.db.bad_rows import count_bad_rows
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs.auth import token_cleanup
+from ops_platform.jobs.email import email_queue
 from ops_platform.jobs.engagement import festival_activation, throne_expiry
 from ops_platform.jobs.games import game_cleanup
+from ops_platform.jobs.payments import payment_status_check, payment_status_sweep
 from ops_platform.jobs.projects import deliverable_expiry
+from ops_platform.jobs.realtime import realtime_publish
+from ops_platform.jobs.reminders import overdue_payment_reminders
+from ops_platform.jobs.secrets import secret_rotation
 from ops_platform.jobs.sessions import session_cleanup
+from ops_platform.resources.folders import Folders
+from ops_platform.resources.mailer import Mailer
+from ops_platform.resources.payments import PaymentProvider
+from ops_platform.resources.realtime import RealtimePublisher
 from tests.jobs.cleanup_helpers import run_job
+
+REDIS_URL = os.environ.get("OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 OLD = utcnow() - timedelta(days=400)
 
@@ -91,6 +104,14 @@ def _rows(engine, json_broken: str):
             [dict(id=1, user_id=1, scheduled_for=None, attempts=-1, status="pending")],
         ),
         ("realtime_events", [dict(id=1, channel="c", event="e", created_at=OLD)]),
+        (
+            "payment_reminders",
+            [dict(id=1, project_id=1, kind="BALANCE_DUE", status="PENDING", scheduled_for=None)],
+        ),
+        (
+            "secrets",
+            [dict(id=1, name="s", value_ciphertext="x", status="active", expires_at=None)],
+        ),
     ]
 
 
@@ -117,10 +138,11 @@ EXPECTED = {
     "leaderboard_entries.negative_score": 1,
     "stream_events.negative_value": 1,
     "reputation_events.absurd_weight": 1,
+    "payment_reminders.null_scheduled_for": 1,
+    "secrets.null_expires_at": 1,
     "notification_email_queue.null_scheduled_for": 1,
     "notification_email_queue.negative_attempts": 1,
     "notification_email_queue.notification_ids_not_a_list": 1,
-    "realtime_events.payload_not_an_object": 1,
 }
 
 
@@ -148,8 +170,13 @@ def malformed(engine):
     return engine
 
 
+def _expected(engine) -> dict:
+    # A Postgres json column cannot hold text that is not JSON.
+    return EXPECTED if is_postgres(engine) else EXPECTED | {"realtime_events.payload_not_json": 1}
+
+
 def test_every_kind_is_counted(malformed):
-    assert count_bad_rows(malformed, schema.metadata.tables) == EXPECTED
+    assert count_bad_rows(malformed, schema.metadata.tables) == _expected(malformed)
 
 
 @pytest.mark.parametrize(
@@ -216,3 +243,63 @@ def test_og_daily_bonus_skips_bad_tiers_and_users(malformed, database):
     }
     after = _snapshot(malformed)
     assert after["users"] == before["users"] and after["og_tiers"] == before["og_tiers"]
+
+
+def _output_metadata(result) -> dict:
+    assert result.success
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    return {key: value.value for key, value in output.event_specific_data.metadata.items()}
+
+
+@pytest.fixture
+def resources(database, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPS_SECRETS_KEY", Fernet.generate_key().decode())
+    return {
+        "database": database,
+        "mailer": Mailer(outbox_dir=str(tmp_path / "outbox")),
+        "payments": PaymentProvider(),  # the built-in simulator
+        "realtime": RealtimePublisher(url=REDIS_URL),
+        "folders": Folders(data_dir=str(tmp_path), log_dir=str(tmp_path), log_patterns=["*.log"]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("job", "kinds"),
+    [
+        (
+            email_queue,
+            {
+                "notification_email_queue.null_scheduled_for",
+                "notification_email_queue.negative_attempts",
+                "notification_email_queue.notification_ids_not_a_list",
+            },
+        ),
+        (payment_status_sweep, {"payments.negative_amount_cents", "payments.absurd_amount_cents"}),
+        (payment_status_check, {"payments.negative_amount_cents", "payments.absurd_amount_cents"}),
+        (overdue_payment_reminders, {"payment_reminders.null_scheduled_for"}),
+        (secret_rotation, {"secrets.null_expires_at"}),
+        (realtime_publish, {"realtime_events.payload_not_json"}),
+    ],
+)
+def test_service_jobs_run_and_report_bad_rows(malformed, resources, job, kinds):
+    if job is realtime_publish:
+        _need_redis()
+        if is_postgres(malformed):
+            kinds = set()
+    wanted = {key: resources[key] for key in job.required_resource_keys if key in resources}
+    before = _snapshot(malformed)
+    metadata = _output_metadata(job.execute_in_process(resources=wanted))
+    assert set(metadata["bad_rows"]) == kinds
+    assert metadata["bad_rows_total"] == len(kinds)
+    after = _snapshot(malformed)
+    for table in {kind.split(".")[0] for kind in kinds}:
+        assert after[table] == before[table], f"{job.name} changed a bad row of {table}"
+
+
+def _need_redis():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis at {REDIS_URL}: {error}")

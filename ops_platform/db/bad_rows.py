@@ -24,16 +24,17 @@ ABSURD_EVENT_VALUE = 10**9
 ABSURD_SCORE = 10**15
 
 
-def _json_not(kind: str, column: str) -> Callable[[Connection], str]:
-    """Rows whose JSON `column` is not a JSON `kind` (array/object); NULL is not counted."""
+def _json_not(postgres_types: str, sqlite_types: str, column: str) -> Callable[[Connection], str]:
+    """Rows whose JSON `column` is not JSON (SQLite) or not of the JSON types listed (both
+    databases); NULL is not counted. A Postgres json column cannot hold text that is not JSON."""
 
     def condition(connection: Connection) -> str:
         if is_postgres(connection):
-            return f"{column} IS NOT NULL AND json_typeof(CAST({column} AS json)) <> '{kind}'"
-        return (
-            f"{column} IS NOT NULL AND (json_valid({column}) = 0 "
-            f"OR json_type({column}) <> '{kind}')"
-        )
+            if not postgres_types:
+                return "false"
+            return f"json_typeof(CAST({column} AS json)) NOT IN ({postgres_types})"
+        wrong_type = f" OR json_type({column}) NOT IN ({sqlite_types})" if sqlite_types else ""
+        return f"{column} IS NOT NULL AND (json_valid({column}) = 0{wrong_type})"
 
     return condition
 
@@ -70,9 +71,13 @@ CHECKS: dict[str, dict[str, str | Callable[[Connection], str]]] = {
     "notification_email_queue": {
         "null_scheduled_for": "status = 'pending' AND scheduled_for IS NULL",
         "negative_attempts": "attempts < 0",
-        "notification_ids_not_a_list": _json_not("array", "notification_ids"),
+        # A list of ids, or (as the app sometimes stores it) a JSON string holding one.
+        "notification_ids_not_a_list": _json_not(
+            "'array', 'string'", "'array', 'text'", "notification_ids"
+        ),
     },
-    "realtime_events": {"payload_not_an_object": _json_not("object", "payload")},
+    # Any JSON value is published as it is; text that is not JSON cannot be.
+    "realtime_events": {"payload_not_json": _json_not("", "", "payload")},
     "stream_events": {
         "negative_value": "value < 0",
         "absurd_value": f"value > {ABSURD_EVENT_VALUE}",
@@ -158,3 +163,8 @@ def bad_rows_metadata(
         listed = ", ".join(f"{kind}={n}" for kind, n in sorted(counts.items()))
         warn(f"{total} malformed app rows skipped, left unchanged: {listed}")
     return {"bad_rows": counts, "bad_rows_total": total}
+
+
+def job_bad_rows(context, engine: Engine) -> dict:
+    """`bad_rows_metadata` of the tables the running job reads."""
+    return bad_rows_metadata(engine, JOB_TABLES.get(context.job_name, ()), context.log.warning)

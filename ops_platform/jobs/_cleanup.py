@@ -15,7 +15,7 @@ from datetime import datetime
 import dagster as dg
 from sqlalchemy import Engine
 
-from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
+from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.batching import BatchResult
 from ops_platform.db.engine import utcnow
 from ops_platform.db.pacing import use_pacer
@@ -92,9 +92,7 @@ def run_rule_op(
             )
         outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
     results = with_earlier_attempts(context, outcome.results)
-    bad_rows = bad_rows_metadata(
-        database.engine, JOB_TABLES.get(context.job_name, ()), context.log.warning
-    )
+    bad_rows = job_bad_rows(context, database.engine)
     metadata = rows_metadata(
         results,
         started,

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import is_postgres, upsert, utcnow
 from ops_platform.jobs._common import backoff_seconds, transient_retries
 from ops_platform.resources.database import Database, JobAlreadyRunning
@@ -544,7 +545,8 @@ def process_email_queue(
         f"email_queue: {result.claimed} claimed, {result.sent} sent, {result.failed} failed, "
         f"{result.dead} dead via {mailer.target} in {result.seconds:.2f}s"
     )
-    return dg.Output(result.sent, metadata=result.metadata())
+    metadata = result.metadata() | job_bad_rows(context, database.engine)
+    return dg.Output(result.sent, metadata=metadata)
 
 
 @dg.job(tags=job_tags("email_queue"), description=__doc__.splitlines()[0])

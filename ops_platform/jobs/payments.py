@@ -18,7 +18,8 @@ records its outcome:
 `status = 'pending'` (a payment settled meanwhile by a webhook or another check is never
 overwritten), and a reschedule also by the `check_count` it read, so two overlapping
 checks record one check. The provider is asked in parallel (`concurrency` threads); the
-outcomes are written with one statement per kind of outcome.
+outcomes are written with one statement per kind of outcome. A payment with a negative or
+absurd amount is a bad row: never checked, never changed, counted.
 """
 
 import time
@@ -33,6 +34,7 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
 
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import ABSURD_CENTS, job_bad_rows
 from ops_platform.db.engine import as_utc, upsert, utcnow
 from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
 from ops_platform.resources.database import Database
@@ -175,11 +177,18 @@ _COLUMNS = (
 )
 
 
+def checkable():
+    """Pending with an amount that can be real: a negative or absurd amount is a bad row,
+    never checked nor changed (counted in `bad_rows`)."""
+    p = schema.payments.c
+    return and_(p.status == "pending", p.amount_cents >= 0, p.amount_cents <= ABSURD_CENTS)
+
+
 def due_condition(now: datetime):
     """Pending and due: `next_check_at` reached, or never scheduled and 5 s old."""
     p = schema.payments.c
     return and_(
-        p.status == "pending",
+        checkable(),
         or_(
             p.next_check_at <= now,
             and_(p.next_check_at.is_(None), p.created_at <= now - FIRST_CHECK_DELAY),
@@ -207,9 +216,7 @@ def load_pending(engine: Engine, ids: Iterable[int]) -> list[PendingPayment]:
     with engine.connect() as connection:
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
-            query = select(*_COLUMNS).where(
-                schema.payments.c.id.in_(chunk), schema.payments.c.status == "pending"
-            )
+            query = select(*_COLUMNS).where(schema.payments.c.id.in_(chunk), checkable())
             found.extend(
                 _pending(row) for row in connection.execute(query.order_by(schema.payments.c.id))
             )
@@ -337,12 +344,7 @@ def sweep_pending(
     p = schema.payments.c
     report, after = CheckReport(), 0
     while True:
-        query = (
-            select(*_COLUMNS)
-            .where(p.status == "pending", p.id > after)
-            .order_by(p.id)
-            .limit(batch_size)
-        )
+        query = select(*_COLUMNS).where(checkable(), p.id > after).order_by(p.id).limit(batch_size)
         with engine.connect() as connection:
             batch = [_pending(row) for row in connection.execute(query)]
         if not batch:
@@ -428,6 +430,7 @@ def check_payment_status(
     metadata = report.metadata() | {
         "dry_run": config.dry_run,
         "duration_s": round(time.perf_counter() - started, 3),
+        **job_bad_rows(context, database.engine),
     }
     return dg.Output(report.written, metadata=metadata)
 
@@ -468,6 +471,7 @@ def sweep_pending_payments(
     metadata = report.metadata() | {
         "dry_run": config.dry_run,
         "duration_s": round(time.perf_counter() - started, 3),
+        **job_bad_rows(context, database.engine),
     }
     return dg.Output(report.written, metadata=metadata)
 

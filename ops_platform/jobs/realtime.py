@@ -28,6 +28,7 @@ from pydantic import Field
 from sqlalchemy import Engine, Text, bindparam, cast, func, select, update
 
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, is_postgres, utcnow
 from ops_platform.jobs._common import backoff_seconds, singleton, transient_retries
 from ops_platform.resources.database import Database
@@ -194,6 +195,7 @@ def publish_realtime_events(
             "skipped_bad_rows": len(report.skipped_bad),
             "waiting": report.waiting,
             "duration_s": round(time.perf_counter() - started, 3),
+            **job_bad_rows(context, database.engine),
         },
     )
 

@@ -23,6 +23,7 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine, delete, text
 
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, dialect_insert, state_table, utcnow
 from ops_platform.jobs._common import singleton, transient_retries
 from ops_platform.resources.database import Database
@@ -286,6 +287,7 @@ def send_overdue_payment_reminders(
             database.engine, mailer, now, overdue_days=config.overdue_days, log=context.log.warning
         )
     metadata = result.metadata(False, time.perf_counter() - started)
+    metadata |= job_bad_rows(context, database.engine)
     context.log.info(
         f"overdue_payment_reminders: {result.sent} sent, {result.failed} failed, "
         f"{result.already_sent_today} already sent today, via {mailer.target}"

@@ -37,6 +37,7 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text
 
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.batching import SAMPLE_SIZE
 from ops_platform.db.engine import state_table, upsert, utcnow
 from ops_platform.db.pacing import run_paced, use_pacer
@@ -450,6 +451,7 @@ def rotate_expired_secrets(
         **rotation_metadata(result, config, key_source, started),
         **gate_metadata,
         **pacer.summary(),
+        **job_bad_rows(context, database.engine),
     }
     if pacer.stopped:
         context.log.warning(f"secret_rotation {pacer.stopped.describe()}; the next run continues")
