@@ -327,3 +327,15 @@ def test_status_shows_windows_first_and_the_gauge_says_which_groups(
     text = generate_latest(registry).decode()
     assert 'ops_maintenance_active{group="games"} 1.0' in text
     assert 'ops_maintenance_active{group="email"} 0.0' in text
+
+
+def test_a_run_launched_by_hand_in_a_window_runs_and_says_so(db_url, tmp_path, monkeypatch):
+    from tests.platform_env import platform_defs, platform_env, run_job
+
+    platform_env(monkeypatch, tmp_path, db_url)
+    assert main(["pause", "--groups", "cleanup", "--reason", "restore", "--for", "1h"]) == 0
+    with dg.instance_for_test() as instance:
+        result = run_job(platform_defs(), instance, "token_cleanup")
+        assert result.success
+        messages = [e.message for e in instance.all_logs(result.run_id) if e.message]
+        assert any("holds the group cleanup" in m and "restore" in m for m in messages)

@@ -93,6 +93,7 @@ class Database(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._engine = self._make_engine(run_max_runtime_s(context.run))
+        self._note_maintenance_window(context)
         targets = _run_targets(context)
         if targets:
             from ops_platform.db.check import require_tables_for
@@ -107,6 +108,27 @@ class Database(dg.ConfigurableResource):
                     raise
                 # No retry fixes it: one line naming the setting, not a driver trace.
                 raise DatabaseMisconfigured(fault_line(error, meaning)) from None
+
+    def _note_maintenance_window(self, context: dg.InitResourceContext) -> None:
+        """A run of a group a maintenance window holds (launched by hand, or queued before the
+        window) runs: the operator chose it. Its log says so."""
+        run = getattr(context, "dagster_run", None)
+        group = run.tags.get("ops/group") if run is not None else None
+        if not group or context.log is None:
+            return
+        from ops_platform.db.engine import utcnow
+        from ops_platform.maintenance import active_windows, paused_groups
+
+        now = utcnow()
+        try:
+            window = paused_groups(active_windows(self._engine, now), now).get(group)
+        except Exception:  # no window table yet, or unreadable: nothing to say
+            return
+        if window is not None:
+            context.log.warning(
+                f"{window.describe()} holds the group {group}; this run was launched anyway "
+                "(by hand, or queued before the window) and runs"
+            )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:
