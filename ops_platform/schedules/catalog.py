@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ops_platform.db.pacing import Pacing
 
-# Seed 000's four tiers: critical (payments) > high (security, sessions, money) >
+# Four tiers, the run queue's priority: critical (payments) > high (security, sessions, money) >
 # medium (files, maintenance, engagement) > low (analytics).
 TIER_PRIORITY = {"critical": 100, "high": 70, "medium": 40, "low": 10}
 
