@@ -12,13 +12,13 @@ import dagster as dg
 import pytest
 
 from ops_platform.definitions import defs
-from ops_platform.jobs._common import (
+from ops_platform.resources.alerts import Alerts
+from ops_platform.retries import (
     CONFIG_FAILURE,
     FAILURE_KIND_TAG,
     RunConfigError,
     transient_retries,
 )
-from ops_platform.resources.alerts import Alerts
 from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.sensors.alerting import build_sensors
 from ops_platform.settings import load_settings

@@ -22,7 +22,6 @@ from sqlalchemy import create_engine, text
 
 from ops_platform.db.engine import psycopg_url
 from ops_platform.db.migrate import upgrade
-from ops_platform.jobs._common import MAX_TRANSIENT_RETRIES
 from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
 from ops_platform.resources.database import Database
@@ -30,6 +29,7 @@ from ops_platform.resources.mailer import Mailer, MailServerUnavailable
 from ops_platform.resources.object_store import S3ObjectStore
 from ops_platform.resources.payments import PaymentProvider, ProviderUnavailable
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
+from ops_platform.retries import MAX_TRANSIENT_RETRIES
 from tests import pg_cluster
 
 # The op's transient retries: every attempt, plus the longest backoff before each retry.

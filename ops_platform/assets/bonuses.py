@@ -42,9 +42,9 @@ from sqlalchemy import Connection, Engine, text
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
 from ops_platform.db.engine import is_postgres, utcnow
-from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
+from ops_platform.retries import transient_retries
 from ops_platform.schedules.catalog import asset_pool, op_tags
 from ops_platform.settings import partitions_start
 

@@ -34,9 +34,9 @@ from ops_platform.assets._sql_assets import (
 )
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
-from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
+from ops_platform.retries import transient_retries
 from ops_platform.schedules.catalog import asset_pool, op_tags
 
 # Points per unit of `stream_events.value` (1 for most kinds; coins for gifts).

@@ -31,14 +31,14 @@ from ops_platform.assets._sql_assets import OWNERS, SyncResult, sync_table
 from ops_platform.assets.app_tables import app_table_keys
 from ops_platform.db.engine import as_utc, is_postgres, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
-from ops_platform.jobs._common import (
+from ops_platform.markdown import markdown_table
+from ops_platform.resources.database import Database
+from ops_platform.retries import (
     MAX_TRANSIENT_RETRIES,
     backoff_seconds,
     is_transient,
     transient_retries,
 )
-from ops_platform.markdown import markdown_table
-from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import asset_pool, op_tags
 from ops_platform.settings import partitions_start
 

@@ -26,7 +26,7 @@ from ops_platform.db.pacing import run_paced
 
 # Rows changed by the batches committed so far in the current op attempt, per label:
 # {label: [table, rows]}. A transient fault retries the op from the start; what the failed
-# attempt committed is kept (see `jobs._common.transient_retries`) so the run reports all.
+# attempt committed is kept (see `ops_platform.retries.transient_retries`) so the run reports all.
 _attempt_rows: contextvars.ContextVar[dict[str, list] | None] = contextvars.ContextVar(
     "attempt_rows", default=None
 )

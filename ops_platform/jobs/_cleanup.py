@@ -22,6 +22,7 @@ from ops_platform.db.pacing import use_pacer
 from ops_platform.jobs._common import (
     GuardedJobConfig,
     attempts_metadata,
+    lock_held_output,
     rows_metadata,
     singleton,
     transient_retries,
@@ -82,14 +83,7 @@ def run_rule_op(
     gate, pacer = pacer_for(context, config)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(
-                0,
-                metadata={
-                    "skipped": "another run holds the lock",
-                    "dry_run": config.dry_run,
-                    "rows_changed": 0,
-                },
-            )
+            return lock_held_output(dry_run=config.dry_run, rows_changed=0)
         outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
     results = with_earlier_attempts(context, outcome.results)
     bad_rows = job_bad_rows(context, database.engine)

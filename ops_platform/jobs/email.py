@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import is_postgres, upsert, utcnow
-from ops_platform.jobs._common import backoff_seconds, transient_retries
+from ops_platform.jobs._common import backoff_seconds, lock_held_output, transient_retries
 from ops_platform.resources.database import Database, JobAlreadyRunning
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags, op_tags, row_for
@@ -518,9 +518,7 @@ def process_email_queue(
         )
     with transient_retries(context), _single_run(context, database) as acting:
         if not acting:
-            return dg.Output(
-                0, metadata={"skipped": "another email_queue run is sending", "sent": 0}
-            )
+            return lock_held_output("another email_queue run is sending", sent=0)
         try:
             result = process_email_queue_in(
                 database.engine,

@@ -30,6 +30,7 @@ from ops_platform.jobs._common import (
     MAX_TRANSIENT_RETRIES,
     GateConfig,
     backoff_seconds,
+    lock_held_output,
     singleton,
     transient_retries,
 )
@@ -293,9 +294,7 @@ def move_orphaned_files_to_trash(
         singleton(context, database) as acting,
     ):
         if not acting:
-            return dg.Output(
-                0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
-            )
+            return lock_held_output(rows_changed=0)
         options = {
             "grace": timedelta(days=config.grace_days),
             "trash_retention": timedelta(days=config.trash_retention_days),

@@ -24,7 +24,12 @@ from ops_platform.db.engine import (
     statement_timeout,
     utcnow,
 )
-from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
+from ops_platform.jobs._common import (
+    DestructiveJobConfig,
+    lock_held_output,
+    singleton,
+    transient_retries,
+)
 from ops_platform.jobs._log_files import (
     LogFolderError,
     LogPruneResult,
@@ -38,10 +43,6 @@ from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import job_tags, op_tags
 
 MAX_LISTED = 50  # paths/sessions listed in metadata; counts are always complete
-
-
-def _skipped_output(reason: str = "another run holds the lock") -> dg.Output[int]:
-    return dg.Output(0, metadata={"skipped": reason, "rows_changed": 0})
 
 
 # --- log_pruning -------------------------------------------------------------------------
@@ -121,7 +122,7 @@ def prune_logs(
     log_dir = str(log_folder_of_run(folders, config))
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return _skipped_output()
+            return lock_held_output(rows_changed=0)
         result = prune_log_folder(
             log_dir,
             utcnow(),
@@ -436,7 +437,7 @@ def maintain_app_database(
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return _skipped_output()
+            return lock_held_output(rows_changed=0)
         engine = database.engine
         result = maintain_database(
             engine,
@@ -573,7 +574,7 @@ def prune_dagster_runs(
     cutoff = utcnow() - timedelta(days=config.run_retention_days)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return _skipped_output()
+            return lock_held_output(rows_changed=0)
         result = prune_runs(
             context.instance,
             cutoff,

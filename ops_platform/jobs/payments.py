@@ -36,7 +36,12 @@ from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import ABSURD_CENTS, job_bad_rows
 from ops_platform.db.engine import as_utc, upsert, utcnow
-from ops_platform.jobs._common import DestructiveJobConfig, singleton, transient_retries
+from ops_platform.jobs._common import (
+    DestructiveJobConfig,
+    lock_held_output,
+    singleton,
+    transient_retries,
+)
 from ops_platform.resources.database import Database
 from ops_platform.resources.payments import (
     FINAL_STATUSES,
@@ -448,9 +453,7 @@ def sweep_pending_payments(
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(
-                0, metadata={"skipped": "another sweep holds the lock", "rows_changed": 0}
-            )
+            return lock_held_output("another sweep holds the lock", rows_changed=0)
         report = sweep_pending(
             database.engine,
             payments,

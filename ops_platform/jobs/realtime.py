@@ -30,7 +30,12 @@ from sqlalchemy import Engine, Text, bindparam, cast, func, select, update
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, is_postgres, utcnow
-from ops_platform.jobs._common import backoff_seconds, singleton, transient_retries
+from ops_platform.jobs._common import (
+    backoff_seconds,
+    lock_held_output,
+    singleton,
+    transient_retries,
+)
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
 from ops_platform.schedules.catalog import job_tags, op_tags
@@ -159,7 +164,7 @@ def publish_realtime_events(
         )
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"published": 0, "skipped": "another run holds the lock"})
+            return lock_held_output(published=0)
         try:
             report = publish_outbox(
                 database.engine,

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, delete, text
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, dialect_insert, state_table, utcnow
-from ops_platform.jobs._common import singleton, transient_retries
+from ops_platform.jobs._common import lock_held_output, singleton, transient_retries
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags, op_tags
@@ -282,7 +282,7 @@ def send_overdue_payment_reminders(
         )
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another run holds the lock", "sent": 0})
+            return lock_held_output(sent=0)
         result = send_payment_reminders(
             database.engine, mailer, now, overdue_days=config.overdue_days, log=context.log.warning
         )

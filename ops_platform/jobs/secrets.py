@@ -41,7 +41,12 @@ from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.batching import SAMPLE_SIZE
 from ops_platform.db.engine import state_table, upsert, utcnow
 from ops_platform.db.pacing import run_paced, use_pacer
-from ops_platform.jobs._common import GuardedJobConfig, singleton, transient_retries
+from ops_platform.jobs._common import (
+    GuardedJobConfig,
+    lock_held_output,
+    singleton,
+    transient_retries,
+)
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.lazy import lazy_module
 from ops_platform.resources.database import Database
@@ -417,9 +422,7 @@ def rotate_expired_secrets(
     gate, pacer = pacer_for(context, config)
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(
-                0, metadata={"skipped": "another run holds the lock", "rows_changed": 0}
-            )
+            return lock_held_output(rows_changed=0)
         now = utcnow()
         options = {
             "grace": timedelta(hours=config.grace_hours),

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, 
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs._common import singleton, transient_retries
+from ops_platform.jobs._common import lock_held_output, singleton, transient_retries
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import job_tags, op_tags
@@ -314,7 +314,7 @@ def monitor_webhook_security(
     started = time.perf_counter()
     with transient_retries(context), singleton(context, database) as acting:
         if not acting:
-            return dg.Output(0, metadata={"skipped": "another run holds the lock", "findings": 0})
+            return lock_held_output(findings=0)
         report = monitor_webhooks(database.engine, alerts, utcnow(), config)
     for finding in report.new:
         context.log.warning(f"new {finding.kind} ({finding.severity}): {finding.title}")

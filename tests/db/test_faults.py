@@ -14,9 +14,9 @@ from sqlalchemy import text
 
 from ops_platform.db.engine import make_engine
 from ops_platform.db.faults import permanent_database_fault
-from ops_platform.jobs._common import is_transient
 from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.database import Database
+from ops_platform.retries import is_transient
 from tests.conftest import POSTGRES_URL
 
 

@@ -11,9 +11,9 @@ from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, mate
 from ops_platform.assets.analytics.partitions import HOURLY_PARTITIONS, OWNERS
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
+from ops_platform.retries import transient_retries
 from ops_platform.schedules.catalog import asset_pool, op_tags
 
 

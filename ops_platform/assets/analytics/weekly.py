@@ -35,10 +35,10 @@ from ops_platform.assets.analytics.sources import (
 )
 from ops_platform.assets.analytics.storage import report_metadata
 from ops_platform.db import schema
-from ops_platform.jobs._common import transient_retries
 from ops_platform.markdown import frame_table
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import ObjectStore
+from ops_platform.retries import transient_retries
 from ops_platform.schedules.automation import when_inputs_complete
 from ops_platform.schedules.catalog import asset_pool, op_tags
 

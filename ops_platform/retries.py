@@ -1,0 +1,127 @@
+"""Transient faults become Dagster retries with backoff; what earlier attempts committed is
+kept for the run's totals. Shared by op jobs and assets alike."""
+
+import contextlib
+import dataclasses
+import json
+import random
+from collections.abc import Iterable, Iterator
+
+import dagster as dg
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ops_platform.db.batching import BatchResult, counting_committed_rows
+from ops_platform.db.faults import fault_line, permanent_database_fault
+
+MAX_TRANSIENT_RETRIES = 4
+# A run that failed on its run config carries this tag (value "config"): the failure alerts
+# report it as a config error, not as the job failing, and do not count it in a streak.
+FAILURE_KIND_TAG = "ops/failure"
+CONFIG_FAILURE = "config"
+
+
+class RunConfigError(ValueError):
+    """Run config that only the run itself can find wrong (e.g. a folder outside the allowed
+    one): the run fails with this one line, tagged as a config error."""
+
+
+def backoff_seconds(retry_number: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**retry_number))
+
+
+def is_transient(error: BaseException) -> bool:
+    if permanent_database_fault(error) is not None:
+        return False
+    if isinstance(error, OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+# Run tag (per step) holding the rows that earlier attempts of the step committed before a
+# transient fault: {label: [table, rows]}. Tags live in the instance, so the next attempt
+# reads them whatever process or worker it runs in.
+EARLIER_ATTEMPTS_TAG = "ops/rows_before_retry"
+
+
+def _earlier_attempts_tag(context: dg.OpExecutionContext) -> str:
+    return f"{EARLIER_ATTEMPTS_TAG}.{context.op_handle.name}"
+
+
+def earlier_attempts_rows(context: dg.OpExecutionContext) -> dict[str, list]:
+    """What earlier attempts of this step committed before their transient fault."""
+    if context.retry_number == 0:
+        return {}
+    run = context.instance.get_run_by_id(context.run_id)
+    raw = run.tags.get(_earlier_attempts_tag(context)) if run else None
+    return json.loads(raw) if raw else {}
+
+
+def _keep_committed_rows(context: dg.OpExecutionContext, committed: dict[str, list]) -> int:
+    """Add this attempt's committed rows to the step's tally; returns the rows it adds."""
+    tally = earlier_attempts_rows(context)
+    for label, (table, rows) in committed.items():
+        tally.setdefault(label, [table, 0])[1] += rows
+    if committed:
+        context.instance.add_run_tags(
+            context.run_id, {_earlier_attempts_tag(context): json.dumps(tally, sort_keys=True)}
+        )
+    return sum(rows for _, rows in committed.values())
+
+
+def with_earlier_attempts(
+    context: dg.OpExecutionContext, results: Iterable[BatchResult]
+) -> list[BatchResult]:
+    """`results` of this attempt plus the rows earlier attempts committed, so metadata and
+    logs report what the run did in all, not only its last attempt."""
+    results = [dataclasses.replace(result) for result in results]
+    by_label = {result.label: result for result in results}
+    for label, (table, rows) in earlier_attempts_rows(context).items():
+        result = by_label.get(label)
+        if result is None:
+            result = by_label[label] = BatchResult(table=table, label=label)
+            results.append(result)
+        result.matched += rows
+        result.changed += rows
+    return results
+
+
+def attempts_metadata(
+    context: dg.OpExecutionContext,
+    last: Iterable[BatchResult],
+    in_all: Iterable[BatchResult],
+) -> dict:
+    """After retries: how many attempts ran and the rows the earlier ones changed."""
+    if context.retry_number == 0:
+        return {}
+    earlier = sum(r.changed for r in in_all) - sum(r.changed for r in last)
+    return {"attempts": context.retry_number + 1, "rows_changed_by_earlier_attempts": earlier}
+
+
+@contextlib.contextmanager
+def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
+    """Turn transient faults (lost DB connection, …) into a Dagster retry with backoff and
+    jitter; anything else (bad data, bugs) fails fast with its own message. The rows the
+    batches of a failed attempt committed are kept for the run's totals
+    (`with_earlier_attempts`)."""
+    try:
+        with counting_committed_rows() as committed:
+            yield
+    except RunConfigError as error:
+        context.instance.add_run_tags(context.run_id, {FAILURE_KIND_TAG: CONFIG_FAILURE})
+        raise dg.Failure(description=f"run config error: {error}", allow_retries=False) from None
+    except Exception as error:
+        meaning = permanent_database_fault(error)
+        if meaning is not None:
+            raise dg.Failure(description=fault_line(error, meaning), allow_retries=False) from None
+        if is_transient(error) and context.retry_number < MAX_TRANSIENT_RETRIES:
+            wait = backoff_seconds(context.retry_number)
+            kept = _keep_committed_rows(context, committed)
+            context.log.warning(
+                f"transient fault, retry {context.retry_number + 1} in {wait:.1f}s "
+                f"({kept} rows committed by this attempt count in the run's totals): {error}"
+            )
+            raise dg.RetryRequested(
+                max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait
+            ) from error
+        raise
