@@ -10,6 +10,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from ops_platform.assets.bonuses import og_daily_bonus
+from ops_platform.assets.engagement import stream_rankings, user_trust_scores
+from ops_platform.assets.games import leaderboards
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import count_bad_rows
 from ops_platform.db.engine import is_postgres, utcnow
@@ -303,3 +305,29 @@ def _need_redis():
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as error:
         pytest.skip(f"no Redis at {REDIS_URL}: {error}")
+
+
+@pytest.mark.parametrize(
+    ("asset", "kinds"),
+    [
+        (stream_rankings, {"stream_events.negative_value"}),
+        (user_trust_scores, {"reputation_events.absurd_weight"}),
+        (leaderboards, {"leaderboard_entries.negative_score"}),
+    ],
+)
+def test_assets_run_and_report_bad_rows(malformed, database, asset, kinds):
+    before = _snapshot(malformed)
+    result = dg.materialize([asset], resources={"database": database})
+    assert result.success
+    [materialization] = result.asset_materializations_for_node(asset.op.name)
+    assert set(materialization.metadata["bad_rows"].value) == kinds
+    after = _snapshot(malformed)
+    for table in {kind.split(".")[0] for kind in kinds}:
+        assert after[table] == before[table], f"{asset.op.name} changed a bad row of {table}"
+
+
+def test_an_absurd_weight_does_not_pin_a_trust_score(malformed, database):
+    dg.materialize([user_trust_scores], resources={"database": database})
+    with malformed.connect() as connection:
+        score = connection.execute(text("SELECT trust_score FROM users WHERE id = 4")).scalar()
+    assert float(score) == 50.0  # the neutral base: the only event is a bad row

@@ -33,6 +33,12 @@ from ops_platform.assets._sql_assets import (
     sync_table,
 )
 from ops_platform.assets.app_tables import app_table_keys
+from ops_platform.db.bad_rows import (
+    ABSURD_EVENT_VALUE,
+    ABSURD_WEIGHT,
+    JOB_TABLES,
+    bad_rows_metadata,
+)
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
@@ -70,7 +76,7 @@ def _stream_score_sql(bind) -> str:
                SUM(CASE kind {kind_weight} ELSE 0.0 END
                    * {greatest(bind, "value", "0.0")} * {decay_sql(bind, "created_at")}) AS score
         FROM stream_events
-        WHERE created_at >= :since AND created_at <= :now
+        WHERE created_at >= :since AND created_at <= :now AND value <= {ABSURD_EVENT_VALUE}
         GROUP BY stream_id
     """
 
@@ -216,6 +222,9 @@ def stream_rankings(
             "computed_at": now.isoformat(),
             "window_hours": config.window_hours,
             "half_life_hours": config.half_life_hours,
+            **bad_rows_metadata(
+                database.engine, JOB_TABLES["stream_rankings"], context.log.warning
+            ),
             "preview": dg.MetadataValue.md(preview),
         }
     )
@@ -304,19 +313,21 @@ def _trust_score_sql(bind, users: str) -> str:
     """`id`, `score` (the new one), `stored` and `stored_at` of every user in `users`."""
     clamp = lambda expr: least(bind, "100.0", greatest(bind, "0.0", expr))  # noqa: E731
     decayed = f"weight * {decay_sql(bind, 'created_at')}"
+    # An absurd weight is a bad row (counted in `bad_rows`), not a reason to pin a score.
+    sane = f"weight BETWEEN -{ABSURD_WEIGHT} AND {ABSURD_WEIGHT}"
     if is_postgres(bind):
         # One pass: aggregate the events per user (hash aggregate), join every user to it.
         delta = "r.delta"
         source = f"""{users} AS m
             LEFT JOIN (
                 SELECT user_id, SUM({decayed}) AS delta
-                FROM reputation_events WHERE created_at <= :now
+                FROM reputation_events WHERE created_at <= :now AND {sane}
                 GROUP BY user_id
             ) AS r ON r.user_id = m.id"""
     else:
         # SQLite: a correlated sum per user, served by ix_reputation_events_user_id.
         delta = f"""(SELECT SUM({decayed}) FROM reputation_events AS r
-                     WHERE r.user_id = m.id AND r.created_at <= :now)"""
+                     WHERE r.user_id = m.id AND r.created_at <= :now AND {sane})"""
         source = f"{users} AS m"
     return f"""
         SELECT m.id, {clamp(f":base + COALESCE({delta}, 0.0)")} AS score,
@@ -491,6 +502,9 @@ def user_trust_scores(
             "half_life_days": config.half_life_days,
             "min_change": config.min_change,
             "refresh_after_hours": config.refresh_after_hours,
+            **bad_rows_metadata(
+                database.engine, JOB_TABLES["user_trust_scores"], context.log.warning
+            ),
             "preview": dg.MetadataValue.md(preview),
         }
     )

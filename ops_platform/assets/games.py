@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN
 from ops_platform.assets._sql_assets import OWNERS, SyncResult, sync_table
 from ops_platform.assets.app_tables import app_table_keys
+from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
 from ops_platform.db.engine import as_utc, is_postgres, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.markdown import markdown_table
@@ -193,6 +194,7 @@ def leaderboards(
             "rows_written": result.written,
             "boards": len(sizes),
             "empty_boards": sum(1 for count in sizes.values() if count == 0),
+            **bad_rows_metadata(database.engine, JOB_TABLES["leaderboards"], context.log.warning),
             "duration_s": round(seconds, 3),
             "computed_at": now.isoformat(),
             "board_sizes": dg.MetadataValue.md(

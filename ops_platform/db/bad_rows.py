@@ -105,7 +105,7 @@ CHECKS: dict[str, dict[str, str | Callable[[Connection], str]]] = {
     },
 }
 
-# What each job reads; assets name their tables where they report.
+# The tables with checks that each job or asset reads.
 JOB_TABLES: dict[str, tuple[str, ...]] = {
     "session_cleanup": ("sessions",),
     "token_cleanup": ("refresh_tokens", "email_verification_tokens", "password_reset_tokens"),
@@ -120,6 +120,9 @@ JOB_TABLES: dict[str, tuple[str, ...]] = {
     "festival_activation": ("festivals", "gifts"),
     "game_cleanup": ("game_sessions", "leaderboard_entries"),
     "og_daily_bonus": ("users", "og_tiers"),
+    "stream_rankings": ("stream_events",),
+    "user_trust_scores": ("reputation_events",),
+    "leaderboards": ("leaderboard_entries",),
 }
 
 
