@@ -1,7 +1,7 @@
 """Mails per second from `email_queue` into a local SMTP server (aiosmtpd).
 
 Queues `--batches` due notification batches (3 notifications each) on SQLite and/or
-Postgres, then drains the queue with `process_email_queue_in` — the rule behind the
+Postgres, then drains the queue with `send_due_emails` — the rule behind the
 `email_queue` op — in runs of `--per-run` batches (the job's default is 50), all through
 one reused SMTP connection, and prints mails/s. A raw smtplib loop over the same server
 gives the ceiling the server and this machine allow. Target: >= 200 mails/s.
@@ -36,7 +36,7 @@ from ops_platform.db.engine import (
     utcnow,
 )
 from ops_platform.db.migrate import upgrade
-from ops_platform.jobs.email import process_email_queue_in
+from ops_platform.jobs.email import send_due_emails
 from ops_platform.resources.mailer import Mailer
 
 TARGET_MAILS_PER_S = 200
@@ -134,7 +134,7 @@ def drain(engine, url: str, per_run: int) -> tuple[int, float, int]:
     started = time.perf_counter()
     with Mailer(smtp_url=url) as mailer:
         while True:
-            result = process_email_queue_in(engine, mailer, utcnow(), max_batches=per_run)
+            result = send_due_emails(engine, mailer, utcnow(), max_batches=per_run)
             if not result.claimed:
                 break
             sent += result.sent

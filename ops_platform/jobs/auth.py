@@ -77,7 +77,7 @@ def token_retention(kind: str, config: TokenCleanupConfig) -> timedelta:
     }[kind]
 
 
-def cleanup_tokens_in(
+def delete_expired_tokens(
     engine: Engine,
     config: TokenCleanupConfig,
     now: datetime,
@@ -112,7 +112,9 @@ def cleanup_tokens_in(
 def cleanup_tokens(
     context: dg.OpExecutionContext, config: TokenCleanupConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, cleanup_tokens_in, kinds=", ".join(config.kinds))
+    return run_rule_op(
+        context, database, config, delete_expired_tokens, kinds=", ".join(config.kinds)
+    )
 
 
 @dg.job(
@@ -144,7 +146,7 @@ class UnverifiedAccountCleanupConfig(GuardedJobConfig):
     )
 
 
-def cleanup_unverified_accounts_in(
+def delete_unverified_accounts(
     engine: Engine,
     config: UnverifiedAccountCleanupConfig,
     now: datetime,
@@ -188,7 +190,7 @@ def cleanup_unverified_accounts_in(
 def cleanup_unverified_accounts(
     context: dg.OpExecutionContext, config: UnverifiedAccountCleanupConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, cleanup_unverified_accounts_in)
+    return run_rule_op(context, database, config, delete_unverified_accounts)
 
 
 @dg.job(

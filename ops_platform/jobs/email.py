@@ -407,7 +407,7 @@ def release(bind: Engine | Connection, batches: list[ClaimedBatch], claimed_at: 
 # --- the rule -------------------------------------------------------------------------------------
 
 
-def process_email_queue_in(
+def send_due_emails(
     engine: Engine,
     mailer: Mailer,
     now: datetime,
@@ -520,7 +520,7 @@ def process_email_queue(
         if not acting:
             return lock_held_output("another email_queue run is sending", sent=0)
         try:
-            result = process_email_queue_in(
+            result = send_due_emails(
                 database.engine,
                 mailer,
                 now,

@@ -116,7 +116,7 @@ class ThroneExpiryConfig(GuardedJobConfig):
     pass
 
 
-def expire_thrones_in(
+def deactivate_expired_thrones(
     engine: Engine,
     config: ThroneExpiryConfig,
     now: datetime,
@@ -144,7 +144,7 @@ def expire_thrones_in(
 def expire_thrones(
     context: dg.OpExecutionContext, config: ThroneExpiryConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, expire_thrones_in)
+    return run_rule_op(context, database, config, deactivate_expired_thrones)
 
 
 @dg.job(
@@ -228,7 +228,7 @@ def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchRe
     return result
 
 
-def activate_festivals_in(
+def update_festival_states(
     engine: Engine,
     config: FestivalActivationConfig,
     now: datetime,
@@ -261,7 +261,7 @@ def activate_festivals_in(
 def activate_festivals(
     context: dg.OpExecutionContext, config: FestivalActivationConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, activate_festivals_in)
+    return run_rule_op(context, database, config, update_festival_states)
 
 
 @dg.job(

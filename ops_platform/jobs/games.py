@@ -149,7 +149,7 @@ def archive_old_entries(
     )
 
 
-def cleanup_games_in(
+def clean_game_sessions_and_leaderboards(
     engine: Engine,
     config: GameCleanupConfig,
     now: datetime,
@@ -184,7 +184,7 @@ def cleanup_games_in(
 def cleanup_games(
     context: dg.OpExecutionContext, config: GameCleanupConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, cleanup_games_in)
+    return run_rule_op(context, database, config, clean_game_sessions_and_leaderboards)
 
 
 @dg.job(

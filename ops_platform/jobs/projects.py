@@ -35,7 +35,7 @@ class TeamMemberCleanupConfig(GuardedJobConfig):
     )
 
 
-def cleanup_team_members_in(
+def delete_removed_team_members(
     engine: Engine,
     config: TeamMemberCleanupConfig,
     now: datetime,
@@ -63,7 +63,7 @@ def cleanup_team_members_in(
 def cleanup_team_members(
     context: dg.OpExecutionContext, config: TeamMemberCleanupConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, cleanup_team_members_in)
+    return run_rule_op(context, database, config, delete_removed_team_members)
 
 
 @dg.job(
@@ -99,7 +99,7 @@ class DeliverableExpiryConfig(GuardedJobConfig):
     )
 
 
-def expire_deliverables_in(
+def mark_deliverables_expired(
     engine: Engine,
     config: DeliverableExpiryConfig,
     now: datetime,
@@ -141,7 +141,7 @@ def expire_deliverables_in(
 def expire_deliverables(
     context: dg.OpExecutionContext, config: DeliverableExpiryConfig, database: Database
 ) -> dg.Output[int]:
-    return run_rule_op(context, database, config, expire_deliverables_in)
+    return run_rule_op(context, database, config, mark_deliverables_expired)
 
 
 @dg.job(

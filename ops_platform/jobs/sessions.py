@@ -82,7 +82,7 @@ def session_rules(
     return rules
 
 
-def cleanup_sessions_in(
+def apply_session_cleanup_rules(
     engine: Engine,
     config: SessionCleanupConfig,
     now: datetime,
@@ -116,7 +116,7 @@ def cleanup_sessions_in(
 def session_cleanup_rule(
     engine: Engine, config: SessionCleanupConfig, now: datetime, log=None
 ) -> RuleOutcome:
-    results, skipped = cleanup_sessions_in(engine, config, now, log)
+    results, skipped = apply_session_cleanup_rules(engine, config, now, log)
     return RuleOutcome(results, {"skipped_null_expiry": skipped})
 
 

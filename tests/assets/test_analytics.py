@@ -13,7 +13,7 @@ from ops_platform.assets.analytics.daily import (
     daily_course_analytics,
     daily_student_analytics,
 )
-from ops_platform.assets.analytics.hourly import failed_runs_in, hourly_platform_metrics
+from ops_platform.assets.analytics.hourly import count_failed_runs, hourly_platform_metrics
 from ops_platform.assets.analytics.monthly import build_monthly_report, monthly_executive_summary
 from ops_platform.assets.analytics.weekly import build_weekly_report, weekly_trend_report
 from ops_platform.db import schema
@@ -569,8 +569,10 @@ def test_failed_runs_are_counted_in_their_hour():
     with dg.instance_for_test() as instance:
         assert not failing.execute_in_process(instance=instance, raise_on_error=False).success
         now = datetime.now(UTC)
-        assert failed_runs_in(instance, now - timedelta(hours=1), now + timedelta(minutes=1)) == 1
-        assert failed_runs_in(instance, now - timedelta(hours=3), now - timedelta(hours=2)) == 0
+        assert (
+            count_failed_runs(instance, now - timedelta(hours=1), now + timedelta(minutes=1)) == 1
+        )
+        assert count_failed_runs(instance, now - timedelta(hours=3), now - timedelta(hours=2)) == 0
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from ops_platform.db.engine import make_engine, utcnow
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.pacing import Pacer, Pacing, use_pacer
-from ops_platform.jobs.sessions import SessionCleanupConfig, cleanup_sessions_in
+from ops_platform.jobs.sessions import SessionCleanupConfig, apply_session_cleanup_rules
 from tests import pg_cluster
 
 # Every 5th session is live, the others expired an hour ago.
@@ -62,7 +62,7 @@ def cleanup_in_thread(engine, pacer: Pacer, **config) -> tuple[threading.Thread,
     def work():
         try:
             with use_pacer(pacer):
-                outcome["results"], _ = cleanup_sessions_in(
+                outcome["results"], _ = apply_session_cleanup_rules(
                     engine, SessionCleanupConfig(**config), utcnow(), log=pacer.log
                 )
         except BaseException as error:  # reported by the test thread
@@ -297,7 +297,7 @@ def test_adaptive_batches_delete_everything_with_the_rate_logged(engine):
     messages = Messages()
     pacer = Pacer(Pacing(target_batch_seconds=0.05), log=messages.append)
     with use_pacer(pacer):
-        [result], _ = cleanup_sessions_in(
+        [result], _ = apply_session_cleanup_rules(
             engine, SessionCleanupConfig(batch_size=100), utcnow(), log=messages.append
         )
     assert result.changed == 16_000

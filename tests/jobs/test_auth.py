@@ -10,8 +10,8 @@ from ops_platform.db.migrate import upgrade
 from ops_platform.jobs.auth import (
     TokenCleanupConfig,
     UnverifiedAccountCleanupConfig,
-    cleanup_tokens_in,
-    cleanup_unverified_accounts_in,
+    delete_expired_tokens,
+    delete_unverified_accounts,
     token_cleanup,
     unverified_account_cleanup,
 )
@@ -110,9 +110,9 @@ def test_token_second_run_changes_nothing(tokens, database):
 def test_token_crash_half_way_then_rerun_finishes(tokens):
     config = TokenCleanupConfig(kinds=["refresh"], batch_size=1)
     with pytest.raises(Crash):
-        cleanup_tokens_in(tokens, config, utcnow(), crash_after_first_batch)
+        delete_expired_tokens(tokens, config, utcnow(), crash_after_first_batch)
     assert len(_token_ids(tokens)["refresh_tokens"] & GONE["refresh_tokens"]) == 1
-    outcome = cleanup_tokens_in(tokens, config, utcnow())
+    outcome = delete_expired_tokens(tokens, config, utcnow())
     assert outcome.rows_changed == 1
     assert _token_ids(tokens)["refresh_tokens"] == {12, 13, 14}
 
@@ -254,12 +254,12 @@ def test_unverified_retention_override(accounts, database):
 def test_unverified_crash_half_way_then_rerun_finishes(accounts):
     config = UnverifiedAccountCleanupConfig(batch_size=1)
     with pytest.raises(Crash):
-        cleanup_unverified_accounts_in(accounts, config, utcnow(), crash_after_first_batch)
+        delete_unverified_accounts(accounts, config, utcnow(), crash_after_first_batch)
     rows = _user_rows(accounts)
     # The first user went with all their rows, in one transaction.
     assert rows["users"] == {2, 3, 4, 5, 6}
     assert all(table_rows == rows["users"] for table_rows in rows.values())
-    outcome = cleanup_unverified_accounts_in(accounts, config, utcnow())
+    outcome = delete_unverified_accounts(accounts, config, utcnow())
     assert outcome.changed("users_unverified") == 2
     assert _user_rows(accounts) == {name: {2, 3, 4} for name in rows}
 

@@ -16,7 +16,7 @@ from ops_platform.jobs.email import (
     count_due,
     email_queue,
     mark_sent,
-    process_email_queue_in,
+    send_due_emails,
 )
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
 from ops_platform.sensors.email import build_sensors
@@ -118,17 +118,17 @@ def test_flaky_server_every_batch_ends_sent_or_dead_none_twice(engine):
     now = utcnow()
     handler = CollectingHandler(fail_every=3)
     with smtp_server(handler) as (url, handler), Mailer(smtp_url=url) as mailer:
-        first = process_email_queue_in(engine, mailer, now, max_batches=50, max_attempts=3)
+        first = send_due_emails(engine, mailer, now, max_batches=50, max_attempts=3)
         assert first.sent + first.failed == 40 and first.failed > 0
         failed = [r for r in rows(engine).values() if r.status == "failed"]
         assert all("451" in r.error_message and as_utc(r.next_attempt_at) > now for r in failed)
         # Nothing is due again before the backoff passes.
-        assert process_email_queue_in(engine, mailer, now, max_batches=50).claimed == 0
+        assert send_due_emails(engine, mailer, now, max_batches=50).claimed == 0
         for _ in range(10):
             now += timedelta(hours=2)
             if not count_due(engine, now):
                 break
-            process_email_queue_in(engine, mailer, now, max_batches=50, max_attempts=3)
+            send_due_emails(engine, mailer, now, max_batches=50, max_attempts=3)
     state = rows(engine)
     assert {r.status for r in state.values()} <= {"sent", "dead"}
     sent = {i for i, r in state.items() if r.status == "sent"}
@@ -144,7 +144,7 @@ def test_permanent_refusal_is_dead_at_once(engine):
     seed_batches(engine, 3)
     handler = CollectingHandler(refuse={"user2@example.com"})
     with smtp_server(handler) as (url, handler), Mailer(smtp_url=url) as mailer:
-        result = process_email_queue_in(engine, mailer, utcnow())
+        result = send_due_emails(engine, mailer, utcnow())
     assert (result.sent, result.dead) == (2, 1)
     state = rows(engine)
     assert state[2].status == "dead" and "550" in state[2].error_message and state[2].attempts == 1
@@ -206,7 +206,7 @@ def test_a_crashed_runs_batch_comes_back_after_the_lease(engine):
             update(queue).where(queue.c.id == 2).values(claimed_at=now - timedelta(minutes=1))
         )
     with smtp_server() as (url, handler), Mailer(smtp_url=url) as mailer:
-        result = process_email_queue_in(engine, mailer, now, lease_seconds=300)
+        result = send_due_emails(engine, mailer, now, lease_seconds=300)
     assert result.sent == 1
     state = rows(engine)
     assert state[1].status == "sent" and state[1].attempts == 2
@@ -229,7 +229,7 @@ def test_unreachable_server_gives_the_claims_back_without_using_attempts(engine)
     seed_batches(engine, 4)
     mailer = Mailer(smtp_url=f"smtp://127.0.0.1:{free_port()}?timeout=2")
     with pytest.raises(MailServerUnavailable, match="cannot reach SMTP server"):
-        process_email_queue_in(engine, mailer, utcnow())
+        send_due_emails(engine, mailer, utcnow())
     assert {(r.status, r.attempts) for r in rows(engine).values()} == {("pending", 0)}
 
 

@@ -12,10 +12,10 @@ from ops_platform.db.engine import state_table, utcnow
 from ops_platform.jobs.engagement import (
     FestivalActivationConfig,
     ThroneExpiryConfig,
-    activate_festivals_in,
-    expire_thrones_in,
+    deactivate_expired_thrones,
     festival_activation,
     throne_expiry,
+    update_festival_states,
 )
 from tests.jobs.cleanup_helpers import (
     Crash,
@@ -109,10 +109,10 @@ def test_throne_dry_run_then_second_run(thrones, database):
 def test_throne_crash_half_way_then_rerun_publishes_nothing_twice(thrones):
     config = ThroneExpiryConfig(batch_size=1)
     with pytest.raises(Crash):
-        expire_thrones_in(thrones, config, utcnow(), crash_after_first_batch)
+        deactivate_expired_thrones(thrones, config, utcnow(), crash_after_first_batch)
     assert _active(thrones) == {2, 4, 5, 6}
     assert [e["payload"]["throneId"] for e in _events(thrones)] == [1]
-    outcome = expire_thrones_in(thrones, config, utcnow())
+    outcome = deactivate_expired_thrones(thrones, config, utcnow())
     assert outcome.changed("thrones_expired") == 2
     assert sorted(e["payload"]["throneId"] for e in _events(thrones)) == sorted(EXPIRING)
 
@@ -122,7 +122,7 @@ def test_throne_update_and_event_are_one_transaction(thrones):
     with thrones.begin() as connection:
         connection.execute(text("ALTER TABLE realtime_events RENAME TO realtime_events_gone"))
     with pytest.raises(DBAPIError):
-        expire_thrones_in(thrones, ThroneExpiryConfig(batch_size=10), utcnow())
+        deactivate_expired_thrones(thrones, ThroneExpiryConfig(batch_size=10), utcnow())
     assert _active(thrones) == {1, 2, 4, 5, 6}
 
 
@@ -232,8 +232,8 @@ def test_festival_dry_run_counts_exactly_then_second_run_changes_nothing(festiva
 
 def test_theme_cleared_when_no_festival_is_running(festivals):
     config = FestivalActivationConfig()
-    activate_festivals_in(festivals, config, utcnow())
-    outcome = activate_festivals_in(festivals, config, utcnow() + timedelta(days=6))
+    update_festival_states(festivals, config, utcnow())
+    outcome = update_festival_states(festivals, config, utcnow() + timedelta(days=6))
     assert outcome.changed("festivals_ended") == 2
     assert _festival_state(festivals) == (set(), {31, 90}, None)
     assert [e["event"] for e in _events(festivals)][-2:] == ["festival:ended", "festival:ended"]
@@ -242,10 +242,10 @@ def test_theme_cleared_when_no_festival_is_running(festivals):
 def test_festival_crash_half_way_then_rerun_publishes_nothing_twice(festivals):
     config = FestivalActivationConfig(batch_size=1)
     with pytest.raises(Crash):
-        activate_festivals_in(festivals, config, utcnow(), crash_after_first_batch)
+        update_festival_states(festivals, config, utcnow(), crash_after_first_batch)
     assert _festival_state(festivals)[:2] == ({1, 2, 4}, {11, 12, 21, 22, 31, 90})
     assert len(_events(festivals)) == 1
-    activate_festivals_in(festivals, config, utcnow())
+    update_festival_states(festivals, config, utcnow())
     assert _festival_state(festivals) == ({1, 4}, {11, 12, 31, 90}, "halloween")
     assert [e["payload"]["festivalId"] for e in _events(festivals)] == [1, 2]
 

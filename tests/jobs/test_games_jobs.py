@@ -5,7 +5,11 @@ from sqlalchemy import insert, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs.games import GameCleanupConfig, cleanup_games_in, game_cleanup
+from ops_platform.jobs.games import (
+    GameCleanupConfig,
+    clean_game_sessions_and_leaderboards,
+    game_cleanup,
+)
 from tests.jobs.cleanup_helpers import Crash, ago, at, column, ids, run_job
 
 SESSIONS = [
@@ -138,10 +142,10 @@ def test_archive_crash_half_way_never_loses_nor_duplicates(games):
             raise Crash(message)
 
     with pytest.raises(Crash):
-        cleanup_games_in(games, config, utcnow(), crash_in_archive)
+        clean_game_sessions_and_leaderboards(games, config, utcnow(), crash_in_archive)
     _, entries, archive = _state(games)
     assert len(archive) == 1 and not (entries & archive)
-    outcome = cleanup_games_in(games, config, utcnow())
+    outcome = clean_game_sessions_and_leaderboards(games, config, utcnow())
     assert outcome.changed("leaderboard_entries_archived") == 2
     assert outcome.changed("game_sessions_expired") == 0
     assert _state(games) == _expected()

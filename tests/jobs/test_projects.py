@@ -8,9 +8,9 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs.projects import (
     DeliverableExpiryConfig,
     TeamMemberCleanupConfig,
-    cleanup_team_members_in,
+    delete_removed_team_members,
     deliverable_expiry,
-    expire_deliverables_in,
+    mark_deliverables_expired,
     team_member_cleanup,
 )
 from tests.jobs.cleanup_helpers import (
@@ -76,9 +76,9 @@ def test_members_retention_override(team, database):
 def test_members_crash_half_way_then_rerun_finishes(team):
     config = TeamMemberCleanupConfig(batch_size=2)
     with pytest.raises(Crash):
-        cleanup_team_members_in(team, config, utcnow(), crash_after_first_batch)
+        delete_removed_team_members(team, config, utcnow(), crash_after_first_batch)
     assert len(ids(team, schema.project_team)) == len(MEMBERS) - 2
-    assert cleanup_team_members_in(team, config, utcnow()).rows_changed == 1
+    assert delete_removed_team_members(team, config, utcnow()).rows_changed == 1
     assert ids(team, schema.project_team) == set(MEMBERS) - REMOVED_LONG_AGO
 
 
@@ -163,9 +163,9 @@ def test_deliverables_access_days_override(deliverables, database):
 def test_deliverables_crash_half_way_then_rerun_finishes(deliverables):
     config = DeliverableExpiryConfig(batch_size=2)
     with pytest.raises(Crash):
-        expire_deliverables_in(deliverables, config, utcnow(), crash_after_first_batch)
+        mark_deliverables_expired(deliverables, config, utcnow(), crash_after_first_batch)
     assert sum(s == "expired" for s in _statuses(deliverables).values()) == 1 + 2
-    assert expire_deliverables_in(deliverables, config, utcnow()).rows_changed == 2
+    assert mark_deliverables_expired(deliverables, config, utcnow()).rows_changed == 2
     assert _statuses(deliverables) == _expected_statuses()
 
 

@@ -51,7 +51,7 @@ def hour_metrics(connection: Connection, start: datetime, end: datetime) -> dict
     return {key: int(value or 0) for key, value in row.items()}
 
 
-def failed_runs_in(instance: dg.DagsterInstance | None, start: datetime, end: datetime) -> int:
+def count_failed_runs(instance: dg.DagsterInstance | None, start: datetime, end: datetime) -> int:
     """Dagster runs that failed during [start, end) (their last update in the hour)."""
     if instance is None:
         return 0
@@ -96,7 +96,7 @@ def hourly_platform_metrics(context: dg.AssetExecutionContext, database: Databas
         started = time.perf_counter()
         window = HOURLY_PARTITIONS.time_window_for_partition_key(key)
         start = window.start.astimezone(UTC)
-        failures = failed_runs_in(context.instance, start, window.end.astimezone(UTC))
+        failures = count_failed_runs(context.instance, start, window.end.astimezone(UTC))
         with transient_retries(context):
             row = build_hourly_metrics(database.engine, start, failures, utcnow())
         shown = {k: v for k, v in row.items() if k not in ("hour", "computed_at")}
