@@ -13,7 +13,7 @@ from ops_platform.assets.bonuses import og_daily_bonus
 from ops_platform.assets.engagement import stream_rankings, user_trust_scores
 from ops_platform.assets.games import leaderboards
 from ops_platform.db import schema
-from ops_platform.db.bad_rows import count_bad_rows
+from ops_platform.db.bad_rows import count_bad_rows, no_bad_rows_check
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs.auth import token_cleanup
 from ops_platform.jobs.email import email_queue
@@ -331,3 +331,12 @@ def test_an_absurd_weight_does_not_pin_a_trust_score(malformed, database):
     with malformed.connect() as connection:
         score = connection.execute(text("SELECT trust_score FROM users WHERE id = 4")).scalar()
     assert float(score) == 50.0  # the neutral base: the only event is a bad row
+
+
+def test_the_check_warns_while_malformed_rows_exist(malformed, database):
+    check = no_bad_rows_check(user_trust_scores, "user_trust_scores")
+    result = dg.materialize([user_trust_scores, check], resources={"database": database})
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["bad_rows_total"].value == 1
+    assert result.success  # a warning, never a failed run

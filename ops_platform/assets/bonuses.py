@@ -40,7 +40,7 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine, text
 
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
-from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
+from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata, no_bad_rows_check
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
@@ -584,4 +584,6 @@ def _bonus_day(
     )
 
 
-defs = dg.Definitions(assets=[og_daily_bonus])
+defs = dg.Definitions(
+    assets=[og_daily_bonus], asset_checks=[no_bad_rows_check(og_daily_bonus, "og_daily_bonus")]
+)

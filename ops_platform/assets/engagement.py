@@ -38,6 +38,7 @@ from ops_platform.db.bad_rows import (
     ABSURD_WEIGHT,
     JOB_TABLES,
     bad_rows_metadata,
+    no_bad_rows_check,
 )
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.markdown import markdown_table
@@ -565,5 +566,7 @@ defs = dg.Definitions(
         one_ranking_row_per_stream,
         trust_scores_within_range,
         trust_scores_updated_for_every_user,
+        no_bad_rows_check(stream_rankings, "stream_rankings"),
+        no_bad_rows_check(user_trust_scores, "user_trust_scores"),
     ],
 )

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, text
 from ops_platform.assets._ranges import RANGE_IN_ONE_RUN
 from ops_platform.assets._sql_assets import OWNERS, SyncResult, sync_table
 from ops_platform.assets.app_tables import app_table_keys
-from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata
+from ops_platform.db.bad_rows import JOB_TABLES, bad_rows_metadata, no_bad_rows_check
 from ops_platform.db.engine import as_utc, is_postgres, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.markdown import markdown_table
@@ -640,5 +640,6 @@ defs = dg.Definitions(
         leaderboard_ranks_dense,
         _one_winner_check(daily_prize_pools, "daily"),
         _one_winner_check(weekly_prize_pools, "weekly"),
+        no_bad_rows_check(leaderboards, "leaderboards"),
     ],
 )

@@ -171,3 +171,28 @@ def bad_rows_metadata(
 def job_bad_rows(context, engine: Engine) -> dict:
     """`bad_rows_metadata` of the tables the running job reads."""
     return bad_rows_metadata(engine, JOB_TABLES.get(context.job_name, ()), context.log.warning)
+
+
+def no_bad_rows_check(asset, name: str):
+    """A non-blocking check of `asset` (WARN): no malformed rows in the tables it reads."""
+    import dagster as dg
+
+    from ops_platform.resources.database import Database
+
+    tables = JOB_TABLES[name]
+
+    @dg.asset_check(
+        asset=asset,
+        name="no_malformed_app_rows",
+        blocking=False,
+        description=f"Warns when {', '.join(tables)} hold rows the asset skips as malformed.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, database: Database):
+        counts = count_bad_rows(database.engine, tables, context.log.warning)
+        return dg.AssetCheckResult(
+            passed=not counts,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"bad_rows": counts, "bad_rows_total": sum(counts.values())},
+        )
+
+    return _check
