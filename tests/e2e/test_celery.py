@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import func, insert, select
 
 from ops_platform.db import schema
-from ops_platform.db.engine import utcnow
+from ops_platform.db.engine import make_engine, utcnow
 from tests.e2e._processes import BIN, Process, base_env, keep_logs, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -151,7 +151,7 @@ OG_USERS = 1_500
 
 
 def _seed_og_users(url: str) -> None:
-    engine = create_engine(url)
+    engine = make_engine(url)
     later = utcnow() + timedelta(days=10)
     with engine.begin() as connection:
         connection.execute(
@@ -177,7 +177,7 @@ def _seed_og_users(url: str) -> None:
 
 def _credits(url: str) -> tuple[int, int, int]:
     """(ledger rows, distinct users in the ledger, sum of bonus balances)."""
-    engine = create_engine(url)
+    engine = make_engine(url)
     with engine.connect() as connection:
         rows, users = connection.execute(
             select(func.count(), func.count(schema.coin_transactions.c.user_id.distinct()))
@@ -194,14 +194,15 @@ def test_og_bonus_with_a_worker_killed_mid_credit_credits_each_user_once(celery_
     # One user per transaction: the credit takes long enough to kill the worker half way.
     config.write_text(yaml.safe_dump({"ops": {"og_daily_bonus": {"config": {"batch_size": 1}}}}))
     day = datetime.now(ZoneInfo("Australia/Sydney")).date().isoformat()
-    worker_a = celery_stack.start_worker("a", "heavy")
+    # Both queues: the asset step goes to `heavy`, its check steps to the default `light`.
+    worker_a = celery_stack.start_worker("a", "light,heavy")
     run = celery_stack.launch(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "ops_platform.definitions"]
         + ["--select", "og_daily_bonus", "--partition", day, "-c", str(config)],
         "run-og-bonus",
     )
     wait_for("the first credits", lambda: _credits(db_url)[0] >= 50, 240, diagnostics=run.tail)
-    celery_stack.start_worker("b", "heavy")
+    celery_stack.start_worker("b", "light,heavy")
     worker_a.kill()
     partial = _credits(db_url)[0]
     assert 0 < partial < OG_USERS, "the kill must land mid-credit"
