@@ -5,7 +5,9 @@ import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import dagster as dg
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -14,6 +16,7 @@ from ops_platform.db.batching import BatchResult, counting_committed_rows
 from ops_platform.db.faults import fault_line, permanent_database_fault
 
 MAX_TRANSIENT_RETRIES = 4
+T = TypeVar("T")
 # A run that failed on its run config carries this tag (value "config"): the failure alerts
 # report it as a config error, not as the job failing, and do not count it in a streak.
 FAILURE_KIND_TAG = "ops/failure"
@@ -36,6 +39,44 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, OperationalError):
         return True
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def first_line(error: BaseException) -> str:
+    """The driver's own first line of `error` (not SQLAlchemy's wrapping and links)."""
+    driver = getattr(error, "orig", None) or error
+    return (str(driver).strip().splitlines() or [type(driver).__name__])[0]
+
+
+class StillTransient(Exception):
+    """Every attempt of `retry_transient_faults` met a transient fault; `last` is the final
+    one, `attempts` how many were made."""
+
+    def __init__(self, last: BaseException, attempts: int):
+        super().__init__(str(last))
+        self.last, self.attempts = last, attempts
+
+
+def retry_transient_faults(
+    call: Callable[[], T],
+    warn: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, tried again on a transient fault with the ops' policy (as many retries,
+    the same backoff) where Dagster cannot retry for us: resource set-up runs before the
+    op, so a RetryRequested there would fail the step. Raises `StillTransient` when the
+    fault outlasts every retry; any other error at once."""
+    for retry_number in range(MAX_TRANSIENT_RETRIES + 1):
+        try:
+            return call()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if retry_number == MAX_TRANSIENT_RETRIES:
+                raise StillTransient(error, retry_number + 1) from error
+            wait = backoff_seconds(retry_number)
+            warn(f"transient fault, retry {retry_number + 1} in {wait:.1f}s: {first_line(error)}")
+            sleep(wait)
+    raise AssertionError("unreachable")
 
 
 # Run tag (per step) holding the rows that earlier attempts of the step committed before a

@@ -37,26 +37,60 @@ ATTEMPTS = MAX_TRANSIENT_RETRIES + 1
 MAX_BACKOFF_S = sum(2**n for n in range(MAX_TRANSIENT_RETRIES))
 
 
-@pytest.fixture
-def silent_port():
-    """A TCP listener on 127.0.0.1 that accepts every connection and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
+class Listener:
+    """A TCP listener on 127.0.0.1 that accepts every connection and never says a word, until
+    `answer_from(port)`: from then on each new connection is relayed to that port (a server
+    that comes back). Connections accepted while silent stay silent."""
 
-    def accept() -> None:
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        self.upstream: int | None = None
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def answer_from(self, port: int) -> None:
+        self.upstream = port
+
+    def _accept(self) -> None:
         while True:
             try:
-                held.append(server.accept()[0])
+                client = self.server.accept()[0]
             except OSError:
                 return
+            self.held.append(client)
+            if self.upstream is not None:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream))
+                self.held.append(upstream)
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=_relay, args=(source, sink), daemon=True).start()
 
-    threading.Thread(target=accept, daemon=True).start()
-    yield server.getsockname()[1]
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.held:
+            connection.close()
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def listener():
+    server = Listener()
+    yield server
     server.close()
-    for connection in held:
-        connection.close()
+
+
+@pytest.fixture
+def silent_port(listener):
+    """A TCP listener on 127.0.0.1 that accepts every connection and never says a word."""
+    return listener.port
 
 
 def _timed(call) -> tuple[BaseException, float]:
@@ -202,6 +236,82 @@ def test_a_frozen_backend_fails_the_run_in_bounded_time_and_the_next_run_finishe
             if "pid" in frozen:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(frozen["pid"], signal.SIGCONT)
+            cluster.stop()
+
+
+def _entry_text(entry) -> str:
+    """An event log entry's message and, for a failure, its error."""
+    data = getattr(entry.dagster_event, "event_specific_data", None)
+    error = getattr(data, "error", None)
+    return entry.user_message + ("\n" + error.to_string() if error is not None else "")
+
+
+def _run_session_cleanup(database: Database) -> tuple[dg.ExecuteInProcessResult, str, float]:
+    """session_cleanup in process: its result, its whole event log and how long it took."""
+    config = {"batch_size": 1000, "max_wait_seconds": 5}
+    instance = dg.DagsterInstance.ephemeral()
+    started = time.monotonic()
+    result = session_cleanup.execute_in_process(
+        run_config={"ops": {"cleanup_sessions": {"config": config}}},
+        resources={"database": database},
+        raise_on_error=False,
+        instance=instance,
+    )
+    elapsed = time.monotonic() - started
+    logs = "\n".join(map(_entry_text, instance.all_logs(result.run_id)))
+    return result, logs, elapsed
+
+
+def test_a_database_silent_at_run_start_fails_the_run_within_the_retry_bound(silent_port):
+    """The resource's table check retries like an op does, then gives up with one line."""
+    connect_timeout = 2  # libpq's minimum
+    database = Database(
+        url=f"postgresql://ops:secret@127.0.0.1:{silent_port}/app",
+        connect_timeout_s=connect_timeout,
+    )
+    result, logs, elapsed = _run_session_cleanup(database)
+    print(f"run against a database silent at start-up ended after {elapsed:.1f} s")
+    assert not result.success
+    line = f"app database at 127.0.0.1:{silent_port} did not answer within {connect_timeout} s"
+    assert f"{line} (connect timeout) ({ATTEMPTS} attempts in" in logs, logs
+    assert f"transient fault, retry {MAX_TRANSIENT_RETRIES} in" in logs
+    assert "secret" not in logs
+    # Every attempt waited its connect timeout; none waited longer, and backoffs are bounded.
+    assert ATTEMPTS * connect_timeout <= elapsed < ATTEMPTS * connect_timeout + MAX_BACKOFF_S + 5
+
+
+def test_a_database_that_comes_back_during_run_start_lets_the_run_finish(listener):
+    """The app database (a throw-away cluster) is down when the run starts: the run's first
+    attempts meet a silent listener, the cluster starts a few seconds later and the listener
+    relays to it; the resource's retries carry the run through and it deletes what it should."""
+    if pg_cluster.missing():
+        pytest.skip(pg_cluster.missing())
+    expired, live = 500, 100
+    with pg_cluster.cluster_folder() as root:
+        cluster = pg_cluster.start_primary(root)
+        try:
+            _seed_sessions(cluster.url, expired, live)
+            with create_engine(cluster.url).connect() as connection:
+                connection.execute(text("CHECKPOINT"))  # the stop below loses nothing
+            cluster.stop()
+
+            def come_back() -> None:
+                time.sleep(2)
+                cluster.start()
+                listener.answer_from(cluster.port)
+
+            returning = threading.Thread(target=come_back)
+            returning.start()
+            url = cluster.url.replace(f":{cluster.port}/", f":{listener.port}/")
+            result, logs, elapsed = _run_session_cleanup(Database(url=url, connect_timeout_s=2))
+            returning.join()
+            print(f"run through a database coming back finished after {elapsed:.1f} s")
+            assert result.success, logs
+            assert "transient fault, retry 1 in" in logs
+            monitor = create_engine(psycopg_url(cluster.url))
+            assert _counts(monitor) == (0, live)
+            monitor.dispose()
+        finally:
             cluster.stop()
 
 

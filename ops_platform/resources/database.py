@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -18,17 +19,24 @@ from sqlalchemy.exc import DBAPIError
 from ops_platform.db.engine import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_STATEMENT_TIMEOUT_S,
+    database_peer,
     is_postgres,
     make_engine,
+    silent_database_message,
     state_table,
     utcnow,
 )
 from ops_platform.db.faults import fault_line, permanent_database_fault
+from ops_platform.retries import StillTransient, first_line, retry_transient_faults
 from ops_platform.schedules.catalog import rows_for
 
 
 class DatabaseMisconfigured(RuntimeError):
     """The app database cannot be used until a setting is fixed (see `db.faults`)."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The app database stayed unreachable or silent through every retry of a run's set-up."""
 
 
 class JobAlreadyRunning(RuntimeError):
@@ -58,7 +66,7 @@ def run_max_runtime_s(run: dg.DagsterRun | None) -> float | None:
 
 def _run_targets(context: dg.InitResourceContext) -> set[str]:
     """The job and assets of the run the resource is set up for (none outside a run)."""
-    run = getattr(context, "dagster_run", None)
+    run = getattr(context, "run", None)
     if run is None:
         return set()
     names = {run.job_name, run.job_name.removesuffix("_job")}
@@ -93,26 +101,47 @@ class Database(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._engine = self._make_engine(run_max_runtime_s(context.run))
-        self._note_maintenance_window(context)
         targets = _run_targets(context)
         if targets:
-            from ops_platform.db.check import require_tables_for
+            self._check_tables(context, targets)
+        self._note_maintenance_window(context)
 
-            # A short schema stops the run here with table.column and the job named,
-            # instead of a raw SQL error half way through.
-            try:
-                require_tables_for(self._engine, targets)
-            except DBAPIError as error:
-                meaning = permanent_database_fault(error)
-                if meaning is None:
-                    raise
-                # No retry fixes it: one line naming the setting, not a driver trace.
-                raise DatabaseMisconfigured(fault_line(error, meaning)) from None
+    def _check_tables(self, context: dg.InitResourceContext, targets: set[str]) -> None:
+        """A short schema stops the run here with table.column and the job named, instead of
+        a raw SQL error half way through. A database briefly unreachable here gets the ops'
+        transient retries; one that stays so fails the run within their bound."""
+        from ops_platform.db.check import require_tables_for
+
+        started = time.monotonic()
+        warn = context.log.warning if context.log is not None else lambda _message: None
+        try:
+            retry_transient_faults(lambda: require_tables_for(self._engine, targets), warn)
+        except StillTransient as fault:
+            elapsed = time.monotonic() - started
+            raise DatabaseUnavailable(self._unavailable_line(fault, elapsed)) from None
+        except DBAPIError as error:
+            meaning = permanent_database_fault(error)
+            if meaning is None:
+                raise
+            # No retry fixes it: one line naming the setting, not a driver trace.
+            raise DatabaseMisconfigured(fault_line(error, meaning)) from None
+
+    def _unavailable_line(self, fault: StillTransient, elapsed: float) -> str:
+        """`app database at host:port did not answer within N s`, N the connect timeout,
+        with the attempts made and the driver's last word when it said something else."""
+        last = first_line(fault.last)
+        tried = f"{fault.attempts} attempts in {elapsed:.0f} s"
+        if self.url.startswith("sqlite"):  # a file locked by another writer all along
+            return f"app database {self.url}: {last} ({tried})"
+        line = silent_database_message(database_peer(self.url), self.connect_timeout_s)
+        if last.startswith(line):
+            return f"{last} ({tried})"
+        return f"{line} ({tried}; last: {last[:200]})"
 
     def _note_maintenance_window(self, context: dg.InitResourceContext) -> None:
         """A run of a group a maintenance window holds (launched by hand, or queued before the
         window) runs: the operator chose it. Its log says so."""
-        run = getattr(context, "dagster_run", None)
+        run = getattr(context, "run", None)
         group = run.tags.get("ops/group") if run is not None else None
         if not group or context.log is None:
             return
