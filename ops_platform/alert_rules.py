@@ -3,7 +3,8 @@
 `deploy/prometheus/alerts.yml` is this module's output (`ops-platform metrics rules`); a
 test fails when the file no longer matches the table. The missed-run rules use the same
 window as `status --check` and `missed_run_alert_sensor`: twice the schedule's period plus
-its job's maximum runtime.
+its job's maximum runtime. The maintenance rules' "too long" is OPS_MAINTENANCE_MAX_HOURS,
+the length past which `maintenance_window_alert_sensor` warns too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from ops_platform.schedules.catalog import ScheduleRow
 from ops_platform.schedules.overdue import DAEMON_STALE_AFTER_S, missed_run_window_s, scheduled_rows
 from ops_platform.sensors.alerting import BACKLOG_THRESHOLD, CRITICAL_STREAK
+from ops_platform.settings import Settings
 
 SCRAPE_JOB = "ops_platform"  # the Prometheus scrape job of `ops-platform metrics serve`
 SEVERITY = {"critical": "critical", "high": "critical", "medium": "warning", "low": "warning"}
@@ -65,8 +67,35 @@ def _rule(alert: str, expr: str, for_: str, severity: str, summary: str, descrip
     }
 
 
-def alert_rules() -> dict:
-    """The rule groups, as the YAML document Prometheus reads."""
+def _maintenance_rules(max_hours: int) -> list[dict]:
+    """A held group is news (info), a group held past the maximum window a forgotten pause."""
+    return [
+        _rule(
+            "OpsMaintenanceActive",
+            "ops_maintenance_active == 1",
+            "0m",
+            "info",
+            "a maintenance window holds the {{ $labels.group }} group",
+            "Its schedules and sensors skip their ticks until the window ends; "
+            "`ops-platform status` shows who opened it, why and until when, "
+            "`ops-platform resume --groups {{ $labels.group }}` ends it earlier.",
+        ),
+        _rule(
+            "OpsMaintenanceTooLong",
+            "ops_maintenance_active == 1",
+            f"{max_hours}h",
+            "warning",
+            f"the {{{{ $labels.group }}}} group has been held for over {max_hours} hours",
+            "Maintenance windows have held its schedules and sensors for longer than the "
+            "maximum window (OPS_MAINTENANCE_MAX_HOURS): is the pause forgotten? "
+            "`ops-platform resume` ends it; the catch-up then requests every partition missed.",
+        ),
+    ]
+
+
+def alert_rules(max_hours: int = Settings.maintenance_max_hours) -> dict:
+    """The rule groups, as the YAML document Prometheus reads (`max_hours`: the longest
+    maintenance window, OPS_MAINTENANCE_MAX_HOURS)."""
     runs = [_missed_run_rule(row) for row in scheduled_rows()]
     runs.append(
         _rule(
@@ -141,11 +170,12 @@ def alert_rules() -> dict:
             {"name": "ops_platform_daemon", "rules": daemon},
             {"name": "ops_platform_queues", "rules": queues},
             {"name": "ops_platform_partitions", "rules": partitions},
+            {"name": "ops_platform_maintenance", "rules": _maintenance_rules(max_hours)},
         ]
     }
 
 
-def render_alert_rules() -> str:
+def render_alert_rules(max_hours: int = Settings.maintenance_max_hours) -> str:
     import yaml
 
-    return HEADER + yaml.safe_dump(alert_rules(), sort_keys=False, width=100)
+    return HEADER + yaml.safe_dump(alert_rules(max_hours), sort_keys=False, width=100)

@@ -118,7 +118,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     if getattr(args, "metrics_command", None) == "rules":
         from ops_platform.alert_rules import render_alert_rules
 
-        sys.stdout.write(render_alert_rules())
+        sys.stdout.write(render_alert_rules(load_settings().maintenance_max_hours))
         return 0
     return run_metrics_command(
         serve_it=getattr(args, "metrics_command", None) == "serve",
@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9464, help="port (default 9464)")
     metrics_commands.add_parser(
-        "rules", help="print the Prometheus alerting rules generated from the schedule table"
+        "rules",
+        help="print the Prometheus alerting rules generated from the schedule table "
+        "(and OPS_MAINTENANCE_MAX_HOURS)",
     )
 
     worker = commands.add_parser(

@@ -59,3 +59,23 @@ def test_promtool_test_rules():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_maintenance_rules_follow_the_maximum_window(monkeypatch, capsys):
+    import yaml
+
+    from ops_platform.cli import main
+
+    def maintenance(document):
+        group = next(g for g in document["groups"] if g["name"] == "ops_platform_maintenance")
+        return {rule["alert"]: rule for rule in group["rules"]}
+
+    rules = maintenance(alert_rules())
+    assert rules["OpsMaintenanceActive"]["labels"]["severity"] == "info"
+    assert rules["OpsMaintenanceTooLong"]["for"] == "24h"
+    # `ops-platform metrics rules` uses the deployment's OPS_MAINTENANCE_MAX_HOURS.
+    monkeypatch.setenv("OPS_MAINTENANCE_MAX_HOURS", "6")
+    assert main(["metrics", "rules"]) == 0
+    rules = maintenance(yaml.safe_load(capsys.readouterr().out))
+    assert rules["OpsMaintenanceTooLong"]["for"] == "6h"
+    assert "over 6 hours" in rules["OpsMaintenanceTooLong"]["annotations"]["summary"]
