@@ -445,16 +445,16 @@ def _check_folder(name: str, value: str | None) -> None:
         raise SettingsError(f"{name}={value!r} is a file, not a folder")
 
 
-def _check_log_dir(name: str, value: str | None, default: Path) -> Path:
+def _check_log_dir(name: str, value: str | None, default: Path, data_dir: Path) -> Path:
     """The log folder `log_pruning` may prune: never the filesystem root, a system folder
-    (/etc, /usr, /var/lib…) nor the home folder."""
+    (/etc, /usr, /var/lib…, unless inside OPS_DATA_DIR) nor the home folder."""
     from ops_platform.jobs._log_files import LogFolderError, check_log_root
 
     path = Path(value or default)
     if path.exists() and not path.is_dir():
         return path.resolve()  # a file: `_check_folder` says so
     try:
-        return check_log_root(path)
+        return check_log_root(path, data_dir=data_dir)
     except LogFolderError as refused:
         raise SettingsError(f"{name}={value!r}: {refused}") from None
 
@@ -522,6 +522,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "OPS_LOG_DIR",
             env.get("OPS_LOG_DIR"),
             data_dir / "logs",
+            data_dir,
             fallback=(data_dir / "logs").resolve(),
         ),
         log_patterns=check(

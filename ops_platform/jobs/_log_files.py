@@ -158,20 +158,30 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_log_root(log_dir: str | Path, protected: Mapping[Path, str] | None = None) -> Path:
+def check_log_root(
+    log_dir: str | Path,
+    protected: Mapping[Path, str] | None = None,
+    data_dir: str | Path | None = None,
+) -> Path:
     """`log_dir` resolved, if it may be pruned; else `LogFolderError` in one line.
 
     Refused: the filesystem root, a system folder or anything under /etc, /usr, /var/lib…,
     the home folder, and any folder equal to or above a `protected` path (the app's own
     data: its SQLite database, local object store, Dagster instance…; value = what it is).
+    The one way into a system tree is the deployment's own data folder (`data_dir`, i.e.
+    OPS_DATA_DIR): `/var/lib/ops_platform/data/logs` is ours, `/var/lib/postgresql` is not.
     """
     root = _resolved(log_dir)
     if root == Path(root.anchor):
         raise LogFolderError(
             f"log folder {str(log_dir)!r} resolves to the filesystem root; refusing to prune it"
         )
+    ours = _resolved(data_dir) if data_dir is not None else None
     for tree in SYSTEM_TREES:
-        if root.is_relative_to(tree) or tree.is_relative_to(root):
+        inside_ours = (
+            ours is not None and not tree.is_relative_to(ours) and root.is_relative_to(ours)
+        )
+        if (root.is_relative_to(tree) and not inside_ours) or tree.is_relative_to(root):
             raise LogFolderError(
                 f"log folder {str(root)!r} is the system folder {tree} or inside or above it; "
                 "refusing to prune it"
@@ -478,13 +488,14 @@ def prune_log_folder(
     max_files_per_stream: int = 10,
     patterns: Sequence[str] = DEFAULT_LOG_PATTERNS,
     protected: Mapping[Path, str] | None = None,
+    data_dir: str | Path | None = None,
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> LogPruneResult:
     """Prune the log folder; a dry run reports what a real run would do and touches nothing.
     Only files named like logs (`patterns`) are acted on; see `check_log_root` for the
-    folders refused (`protected`: the app's own data)."""
-    root = check_log_root(log_dir, protected)
+    folders refused (`protected`: the app's own data; `data_dir`: OPS_DATA_DIR)."""
+    root = check_log_root(log_dir, protected, data_dir)
     if not root.exists():
         result = LogPruneResult()
         if dry_run:

@@ -103,8 +103,10 @@ def log_folder_of_run(folders: Folders, config: LogPruningConfig) -> Path:
     """The folder this run may prune: OPS_LOG_DIR, or a sub-folder of it named in run config;
     anything else is a one-line failure before a file is touched."""
     try:
-        check_log_root(folders.log_dir, folders.protected)
-        return check_log_root(narrow_log_dir(folders.log_dir, config.log_dir), folders.protected)
+        check_log_root(folders.log_dir, folders.protected, folders.data_dir)
+        return check_log_root(
+            narrow_log_dir(folders.log_dir, config.log_dir), folders.protected, folders.data_dir
+        )
     except LogFolderError as refused:
         raise dg.Failure(
             description=f"log_pruning refused: {refused}", allow_retries=False
@@ -132,6 +134,7 @@ def prune_logs(
             max_files_per_stream=config.max_files_per_stream,
             patterns=folders.log_patterns,
             protected=folders.protected,
+            data_dir=folders.data_dir,
             dry_run=config.dry_run,
             progress=context.log.info,
         )

@@ -379,3 +379,27 @@ def test_a_system_folder_as_ops_log_dir_is_a_settings_error(folder):
         load_settings({"OPS_LOG_DIR": folder})
     first_line = str(refused.value).splitlines()[0]
     assert first_line.startswith(f"OPS_LOG_DIR={folder!r}: ") and "refusing to prune" in first_line
+
+
+def test_a_system_tree_holds_a_log_folder_only_inside_the_deployments_data_folder():
+    # The image keeps OPS_DATA_DIR in /var/lib/ops_platform/data: its logs folder is ours.
+    data_dir = "/var/lib/ops_platform/data"
+    logs = Path(data_dir) / "logs"
+    assert check_log_root(logs, data_dir=data_dir) == logs
+    with pytest.raises(LogFolderError, match="system folder /var/lib"):
+        check_log_root(logs)
+    with pytest.raises(LogFolderError, match="system folder /var/lib"):
+        check_log_root("/var/lib/postgresql/15/main/log", data_dir=data_dir)
+    # A data folder at or above a system tree opens nothing.
+    for too_wide in ("/", "/var", "/var/lib"):
+        with pytest.raises(LogFolderError, match="refusing to prune it"):
+            check_log_root("/var/lib/postgresql", data_dir=too_wide)
+
+
+def test_settings_accept_the_default_log_folder_inside_a_data_folder_under_var_lib():
+    settings = load_settings({"OPS_DATA_DIR": "/var/lib/ops_platform/data"})
+    assert settings.log_dir == Path("/var/lib/ops_platform/data/logs")
+    with pytest.raises(SettingsError, match="OPS_LOG_DIR"):
+        load_settings(
+            {"OPS_DATA_DIR": "/var/lib/ops_platform/data", "OPS_LOG_DIR": "/var/lib/mysql"}
+        )
