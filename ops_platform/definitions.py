@@ -10,9 +10,12 @@ resources. Settings are read from the environment once, here.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import importlib
 import pkgutil
 import sys
+import zlib
 from types import ModuleType
 
 import dagster as dg
@@ -133,15 +136,62 @@ def _report_settings_error(previous_hook):
     return hook
 
 
+# The commands of Dagster's run worker (`dagster api …`): the process that loads the code
+# location to run one run, in a container or subprocess of its own.
+RUN_WORKER_COMMANDS = ("execute_run", "resume_run")
+
+
+def _run_worker_args():
+    """The arguments of the run this process is a run worker for, or None elsewhere (a code
+    server, the webserver, `dagster job execute`, tests)."""
+    import click
+    from dagster._serdes import deserialize_value
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.info_name not in RUN_WORKER_COMMANDS:
+        return None
+    if context.parent is None or context.parent.info_name != "api":
+        return None
+    raw = context.params.get("input_json")
+    if not raw and context.params.get("compressed_input_json"):
+        raw = zlib.decompress(base64.b64decode(context.params["compressed_input_json"])).decode()
+    return deserialize_value(raw) if raw else None
+
+
+def _fail_the_run_with(error: SettingsError) -> None:
+    """In a run worker, fail the run with the settings error itself: its failure event (what
+    the UI shows first, what failure alerts quote) then starts with the bad variable, not
+    with Dagster's "marked as failed from outside the execution context". Dagster sees the
+    run finished and only adds its own "Could not load job definition" after it."""
+    from dagster._core.events import JobFailureData, RunFailureReason
+    from dagster_shared.error import SerializableErrorInfo
+
+    args = _run_worker_args()
+    if args is None:
+        return
+    ref = getattr(args, "instance_ref", None)
+    with dg.DagsterInstance.from_ref(ref) if ref else dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(args.run_id)
+        if run is None or run.is_finished:
+            return
+        info = SerializableErrorInfo(message=str(error), stack=[], cls_name="BadSettingsError")
+        failure = JobFailureData(error=info, failure_reason=RunFailureReason.RUN_EXCEPTION)
+        instance.report_run_failed(
+            run, message=f"{error}\n{SETTINGS_HINT}", job_failure_data=failure
+        )
+
+
 def load_definitions() -> dg.Definitions:
     """The code location from the process environment. Every bad setting is found here, at
     load, all at once. A command that stops on it (`dagster job execute`, `dagster asset
     materialize`) prints them from the first line; a code server reports the same message as
-    its load error, which the webserver shows and a run that cannot load fails with."""
+    its load error, which the webserver shows; a run worker fails its run with it."""
     try:
         settings = load_settings()
     except SettingsError as error:
         sys.excepthook = _report_settings_error(sys.excepthook)
+        with contextlib.suppress(Exception):  # the load error below is raised whatever happens
+            _fail_the_run_with(error)
         raise BadSettingsError(*error.problems) from None
     return build_definitions(settings)
 

@@ -170,3 +170,48 @@ def test_sender_key_without_provider_and_files_for_folders_are_refused(tmp_path)
     assert any(p.startswith("OPS_LOG_DIR=") and "is a file" in p for p in problems)
     assert "sk_live_x" not in str(caught.value)
     assert load_settings({"OPS_MAIL_FROM": "Ops <ops@example.com>"}).mail_from
+
+
+def _queued_run(instance, job_name: str) -> str:
+    """A run of `job_name` created the way a launcher creates one (the code location loaded
+    fine then); returns the run worker's arguments."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import create_execution_plan
+    from dagster._grpc.types import ExecuteRunArgs
+    from dagster._serdes import serialize_value
+
+    repository = ReconstructableRepository.for_module("ops_platform.definitions", "defs", ".")
+    job = repository.get_reconstructable_job(job_name)
+    run = instance.create_run_for_job(
+        job_def=job.get_definition(),
+        execution_plan=create_execution_plan(job),
+        job_code_origin=job.get_python_origin(),
+    )
+    args = ExecuteRunArgs(
+        job_origin=job.get_python_origin(), run_id=run.run_id, instance_ref=instance.get_ref()
+    )
+    return serialize_value(args)
+
+
+def test_a_run_whose_worker_cannot_load_fails_naming_the_variable(tmp_path):
+    """The run worker (its own container or process, its own environment) meets a bad
+    setting: the run's failure event, what the UI shows and the failure alert quotes, starts
+    with the variable; Dagster's own "Could not load job definition" follows it."""
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        worker_args = _queued_run(instance, "session_cleanup")
+        bad = {"OPS_SECRETS_KEY": "not-a-fernet-key"}
+        run([str(BIN / "dagster"), "api", "execute_run", worker_args], bad, tmp_path)
+        (record,) = instance.get_run_records()
+        assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        events = [entry.dagster_event for entry in instance.all_logs(record.dagster_run.run_id)]
+        failure = next(event for event in events if event.event_type_value == "PIPELINE_FAILURE")
+        first = failure.message.splitlines()[0]
+        assert first.startswith("OPS_SECRETS_KEY: key #1 is not a Fernet key"), failure.message
+        assert failure.event_specific_data.error.message.startswith("OPS_SECRETS_KEY")
+        later = [event.message for event in events[events.index(failure) :]]
+        assert "Could not load job definition." in later
