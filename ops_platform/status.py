@@ -87,6 +87,19 @@ def schedules_on(
     }
 
 
+def sensors_on(
+    instance: dg.DagsterInstance, sensors: Iterable[dg.SensorDefinition]
+) -> dict[str, bool]:
+    """Is each sensor on (by name): its stored state, else its default status."""
+    states = _stored_states(instance, InstigatorType.SENSOR)
+    return {
+        s.name: instigator_is_on(
+            s.default_status == dg.DefaultSensorStatus.RUNNING, states.get(s.name, [])
+        )
+        for s in sensors
+    }
+
+
 def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | None:
     crons = (
         [schedule.cron_schedule]
@@ -214,7 +227,7 @@ def collect_status(
     now = now or datetime.now(UTC)
     repo = defs.get_repository_def()
     schedule_on = schedules_on(instance, repo.schedule_defs)
-    sensor_states = _stored_states(instance, InstigatorType.SENSOR)
+    sensor_on_by_name = sensors_on(instance, repo.sensor_defs)
 
     statuses = []
     for job in sorted(repo.get_all_jobs(), key=lambda j: j.name):
@@ -224,12 +237,7 @@ def collect_status(
         sensors = [s for s in repo.sensor_defs if job.name in _sensor_targets(s)]
         running = [s for s in schedules if schedule_on[s.name]]
         ticks = [tick for s in running if (tick := next_tick(s, now)) is not None]
-        sensor_on = [
-            instigator_is_on(
-                s.default_status == dg.DefaultSensorStatus.RUNNING, sensor_states.get(s.name, [])
-            )
-            for s in sensors
-        ]
+        sensor_on = [sensor_on_by_name[s.name] for s in sensors]
         statuses.append(
             JobStatus(
                 job=job.name,

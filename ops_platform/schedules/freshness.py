@@ -8,8 +8,9 @@
   its cron plus its max runtime (`build_last_update_freshness_checks`).
 
 A sensor per group (`<group>_freshness_sensor`, stopped by `OPS_ENABLE_<GROUP>=false`) runs
-the checks whenever one could have turned overdue; a failed check is shown on the asset in
-the UI and alerts through the run-failure alerting of its check run.
+the checks whenever one could have turned overdue. A failed check is a warning (its run
+succeeds): it shows on the asset in the UI, and `freshness_alert_sensor`
+(sensors/freshness.py) alerts once per incident and once when the check passes again.
 """
 
 from __future__ import annotations
