@@ -74,30 +74,27 @@ def instigator_is_on(default_running: bool, stored: Sequence[InstigatorState]) -
     return default_running
 
 
+def _instigators_on(
+    instance: dg.DagsterInstance, definitions: Iterable, kind: InstigatorType
+) -> dict[str, bool]:
+    """Is each schedule or sensor on (by name): its stored state, else its default status."""
+    states = _stored_states(instance, kind)
+    return {
+        d.name: instigator_is_on(d.default_status.value == "RUNNING", states.get(d.name, []))
+        for d in definitions
+    }
+
+
 def schedules_on(
     instance: dg.DagsterInstance, schedules: Iterable[dg.ScheduleDefinition]
 ) -> dict[str, bool]:
-    """Is each schedule on (by name): its stored state, else its default status."""
-    states = _stored_states(instance, InstigatorType.SCHEDULE)
-    return {
-        s.name: instigator_is_on(
-            s.default_status == dg.DefaultScheduleStatus.RUNNING, states.get(s.name, [])
-        )
-        for s in schedules
-    }
+    return _instigators_on(instance, schedules, InstigatorType.SCHEDULE)
 
 
 def sensors_on(
     instance: dg.DagsterInstance, sensors: Iterable[dg.SensorDefinition]
 ) -> dict[str, bool]:
-    """Is each sensor on (by name): its stored state, else its default status."""
-    states = _stored_states(instance, InstigatorType.SENSOR)
-    return {
-        s.name: instigator_is_on(
-            s.default_status == dg.DefaultSensorStatus.RUNNING, states.get(s.name, [])
-        )
-        for s in sensors
-    }
+    return _instigators_on(instance, sensors, InstigatorType.SENSOR)
 
 
 def next_tick(schedule: dg.ScheduleDefinition, after: datetime) -> datetime | None:

@@ -1,5 +1,7 @@
 """What the sensors share."""
 
+import json
+
 import dagster as dg
 
 # Statuses of a run that has been launched and not yet finished.
@@ -18,3 +20,11 @@ def job_run_active(instance: dg.DagsterInstance, job_name: str) -> bool:
             dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1
         )
     )
+
+
+def open_incidents(cursor: str | None) -> dict[str, dict]:
+    """The open incidents an alerting sensor keeps in its cursor (`{"open": {...}}`)."""
+    try:
+        return dict(json.loads(cursor)["open"]) if cursor else {}
+    except (ValueError, KeyError, TypeError):
+        return {}

@@ -36,6 +36,7 @@ from ops_platform.schedules import overdue as overdue_rules
 from ops_platform.schedules.build import CATCHUP_INTERVAL_S, is_time_partitioned
 from ops_platform.schedules.catalog import ScheduleRow
 from ops_platform.schedules.freshness import cron_period, scheduled_asset_rows
+from ops_platform.sensors._common import open_incidents
 from ops_platform.sensors.missed_runs import SEVERITY
 
 INTERVAL_S = 60
@@ -197,13 +198,6 @@ def held_by_windows(
 # --- the sensor -----------------------------------------------------------------------------------
 
 
-def _open_incidents(cursor: str | None) -> dict[str, dict]:
-    try:
-        return dict(json.loads(cursor)["open"]) if cursor else {}
-    except (ValueError, KeyError, TypeError):
-        return {}
-
-
 def overdue_text(
     instance: dg.DagsterInstance, repo: dg.RepositoryDefinition, evaluation: Evaluation
 ) -> str:
@@ -235,7 +229,7 @@ def overdue_text(
 def freshness_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts, database: Database):
     now = overdue_rules.check_now()
     repo = context.repository_def
-    incidents = _open_incidents(context.cursor)
+    incidents = open_incidents(context.cursor)
     rows = watched_rows(context.instance, repo)
     evaluations = latest_evaluations(context.instance, rows)
     failing = {asset: e for asset, e in evaluations.items() if not e.passed}

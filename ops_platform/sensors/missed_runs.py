@@ -17,18 +17,12 @@ from ops_platform.resources.database import Database
 from ops_platform.schedules import overdue as overdue_rules
 from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.schedules.overdue import last_success_time, overdue_schedules
+from ops_platform.sensors._common import open_incidents
 
 INTERVAL_S = 60
 # Alert severity by the job's tier.
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "warning"}
 _ROWS = {row.name: row for row in SCHEDULES}
-
-
-def _open_incidents(cursor: str | None) -> dict[str, dict]:
-    try:
-        return dict(json.loads(cursor)["open"]) if cursor else {}
-    except (ValueError, KeyError, TypeError):
-        return {}
 
 
 def _resolution(instance: dg.DagsterInstance, job: str, since: str, now: datetime) -> str:
@@ -80,7 +74,7 @@ def missed_run_alert_sensor(
     from ops_platform.status import schedules_on
 
     now = overdue_rules.check_now()
-    incidents = _open_incidents(context.cursor)
+    incidents = open_incidents(context.cursor)
     on = schedules_on(context.instance, context.repository_def.schedule_defs)
     overdue = {
         o.schedule: o
