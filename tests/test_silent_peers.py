@@ -26,7 +26,7 @@ from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
-from ops_platform.resources.object_store import S3ObjectStore
+from ops_platform.resources.object_store import S3ObjectStore, TransientObjectStoreError
 from ops_platform.resources.payments import PaymentProvider, ProviderUnavailable
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
 from ops_platform.retries import MAX_TRANSIENT_RETRIES
@@ -315,9 +315,18 @@ def test_a_database_that_comes_back_during_run_start_lets_the_run_finish(listene
             cluster.stop()
 
 
+def _one_line_naming(error: BaseException, peer: str) -> str:
+    """The error's message: one line, naming the silent peer, without the URL's secret."""
+    message = str(error)
+    assert "\n" not in message.strip(), message
+    assert peer in message, message
+    assert "hunter2" not in message, message
+    return message
+
+
 def test_s3_silent_endpoint_fails_a_call_in_seconds(silent_port, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
     store = S3ObjectStore(
         bucket="uploads",
         endpoint_url=f"http://127.0.0.1:{silent_port}",
@@ -333,44 +342,59 @@ def test_s3_silent_endpoint_fails_a_call_in_seconds(silent_port, monkeypatch):
     error, elapsed = _timed(lambda: store.stat("uploads/a.txt"))
     # Our attempts × botocore's (max_attempts retries + the first) × the read timeout.
     assert elapsed < 2 * (1 + 1) * 1 + 0.2 + 2, elapsed
-    assert "timeout" in f"{type(error).__name__} {error}".lower()
+    assert isinstance(error, TransientObjectStoreError), error
+    message = _one_line_naming(error, f"127.0.0.1:{silent_port}")
+    assert "Read timeout" in message and "after 2 attempts" in message
 
 
 def test_smtp_silent_server_fails_a_send_in_seconds(silent_port):
-    mailer = Mailer(smtp_url=f"smtp://127.0.0.1:{silent_port}?timeout=1")
     message = EmailMessage()
     message["Message-ID"] = "<1@test>"
     message["To"] = "a@example.com"
-    error, elapsed = _timed(lambda: mailer.send(message))
-    assert isinstance(error, MailServerUnavailable | TimeoutError | OSError), error
-    assert elapsed < 4, elapsed
+    for scheme in ("smtp", "smtps"):  # a silent greeting, and a silent TLS handshake
+        mailer = Mailer(smtp_url=f"{scheme}://ops:hunter2@127.0.0.1:{silent_port}?timeout=1")
+        error, elapsed = _timed(lambda mailer=mailer: mailer.send(message))
+        assert isinstance(error, MailServerUnavailable), error
+        assert elapsed < 1 + 2, elapsed
+        assert "timed out" in _one_line_naming(error, f"SMTP server 127.0.0.1:{silent_port}")
 
 
 def test_redis_silent_server_fails_a_publish_in_seconds(silent_port):
-    publisher = RealtimePublisher(url=f"redis://127.0.0.1:{silent_port}/0", socket_timeout_s=1)
+    publisher = RealtimePublisher(
+        url=f"redis://:hunter2@127.0.0.1:{silent_port}/0", socket_timeout_s=1
+    )
     error, elapsed = _timed(lambda: publisher.publish_many([("channel", "message")]))
     assert isinstance(error, RealtimeUnavailable), error
-    assert elapsed < (publisher.retries + 1) * 2 + 3, elapsed
+    # Each attempt waits the socket timeout; redis-py's backoff is capped at 2 s.
+    assert elapsed < (publisher.retries + 1) * (1 + 2) + 2, elapsed
+    assert "Timeout" in _one_line_naming(error, f"Redis at redis://127.0.0.1:{silent_port}/0")
 
 
 def test_payment_provider_silent_fails_a_check_in_seconds(silent_port):
     provider = PaymentProvider(
-        url=f"http://127.0.0.1:{silent_port}", read_timeout_s=1, max_retries=1, backoff_cap_s=0.1
+        url=f"http://127.0.0.1:{silent_port}/hunter2",
+        read_timeout_s=1,
+        max_retries=1,
+        backoff_cap_s=0.1,
     )
     error, elapsed = _timed(lambda: provider.get_status("ref-1"))
-    assert isinstance(error, ProviderUnavailable) and "timed out" in str(error)
+    assert isinstance(error, ProviderUnavailable), error
     assert elapsed < 2 * 1 + 0.1 + 2, elapsed
+    message = _one_line_naming(error, f"at 127.0.0.1:{silent_port}")
+    assert "timed out (no answer within 1 s) after 2 attempts" in message
 
 
 def test_alert_webhook_silent_fails_in_seconds(silent_port, tmp_path):
     alerts = Alerts(
-        webhook_url=f"http://127.0.0.1:{silent_port}/hook",
+        webhook_url=f"http://127.0.0.1:{silent_port}/hooks/hunter2",
         log_file=str(tmp_path / "alerts.log"),
         timeout_s=1,
         attempts=2,
         retry_base_s=0.1,
     )
-    started = time.monotonic()
-    with contextlib.suppress(AlertDeliveryError):
-        alerts.send("title", "text")
-    assert time.monotonic() - started < 2 * 1 + 0.2 + 2
+    error, elapsed = _timed(lambda: alerts.send("title", "text"))
+    assert isinstance(error, AlertDeliveryError), error
+    assert elapsed < 2 * 1 + 0.2 + 2, elapsed
+    message = _one_line_naming(error, f"webhook http://127.0.0.1:{silent_port}/…")
+    assert "timed out" in message
+    assert "title" in (tmp_path / "alerts.log").read_text()  # the log channel still has it

@@ -257,11 +257,8 @@ class PaymentProvider(dg.ConfigurableResource):
                 response = self._http().request(
                     "GET", url, headers=self._headers(), preload_content=True
                 )
-            except urllib3.exceptions.TimeoutError as error:
-                last_problem = f"timed out ({error.__class__.__name__})"
-                continue
             except urllib3.exceptions.HTTPError as error:
-                last_problem = f"connection failed ({error.__class__.__name__}: {error})"
+                last_problem = self._transport_problem(error)
                 continue
             if response.status == 200:
                 return parse_status_body(provider_ref, response.data)
@@ -274,8 +271,26 @@ class PaymentProvider(dg.ConfigurableResource):
                 provider_ref, f"unexpected HTTP {response.status}: {response.data[:120]!r}"
             )
         raise ProviderUnavailable(
-            provider_ref, f"{last_problem} after {self.max_retries + 1} attempts"
+            provider_ref, f"{last_problem} after {self.max_retries + 1} attempts at {self.peer}"
         )
+
+    @property
+    def peer(self) -> str:
+        """`host:port` of the provider, for messages (its URL may carry a token)."""
+        parsed = urllib3.util.parse_url(self.url)
+        return f"{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+
+    def _transport_problem(self, error: Exception) -> str:
+        """What went wrong below HTTP, with the timeout that ran out if one did."""
+        exceptions = urllib3.exceptions
+        # Refused or unresolvable: urllib3 files it under connect timeouts, it is not one.
+        if isinstance(error, exceptions.NewConnectionError):
+            return f"connection failed ({error.__class__.__name__}: {error})"
+        if isinstance(error, exceptions.ConnectTimeoutError):
+            return f"timed out (no connection within {self.connect_timeout_s:g} s)"
+        if isinstance(error, exceptions.TimeoutError):
+            return f"timed out (no answer within {self.read_timeout_s:g} s)"
+        return f"connection failed ({error.__class__.__name__}: {error})"
 
 
 def build_payments(settings) -> PaymentProvider:
