@@ -4,6 +4,7 @@ inside OPS_LOG_DIR, never a system folder or the app's own data."""
 
 import gzip
 import os
+import re
 import time
 from pathlib import Path
 
@@ -396,10 +397,11 @@ def test_a_system_tree_holds_a_log_folder_only_inside_the_deployments_data_folde
             check_log_root("/var/lib/postgresql", data_dir=too_wide)
 
 
-def test_settings_accept_the_default_log_folder_inside_a_data_folder_under_var_lib():
-    settings = load_settings({"OPS_DATA_DIR": "/var/lib/ops_platform/data"})
-    assert settings.log_dir == Path("/var/lib/ops_platform/data/logs")
+def test_the_images_environment_gives_valid_settings_and_a_log_folder_inside_its_data():
+    dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
+    data_dir = re.search(r"OPS_DATA_DIR=(\S+)", dockerfile).group(1)
+    assert Path(data_dir).is_relative_to("/var/lib")  # the case this rule is for
+    settings = load_settings({"OPS_DATA_DIR": data_dir, "DAGSTER_HOME": "/var/lib/x/home"})
+    assert settings.log_dir == Path(data_dir) / "logs"
     with pytest.raises(SettingsError, match="OPS_LOG_DIR"):
-        load_settings(
-            {"OPS_DATA_DIR": "/var/lib/ops_platform/data", "OPS_LOG_DIR": "/var/lib/mysql"}
-        )
+        load_settings({"OPS_DATA_DIR": data_dir, "OPS_LOG_DIR": "/var/lib/mysql"})
