@@ -2,7 +2,8 @@
 
 Written once, when `dagster.yaml` is missing or empty (an operator's own file is left alone):
 no telemetry (and no telemetry banner on every command), and the run queue that gives runs
-launched by hand their asset job's tags, as in production (deploy/dagster.yaml).
+launched by hand their asset job's tags and holds the queued runs of a maintenance window's
+groups, as in production (deploy/dagster.yaml).
 `python -m ops_platform.local_instance` writes it for `$DAGSTER_HOME`.
 """
 
@@ -19,6 +20,13 @@ telemetry:
 run_coordinator:
   module: ops_platform.run_coordinator
   class: ProjectTagsRunCoordinator
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      # Queued runs a maintenance window holds wait here until it ends (ops-platform pause).
+      - key: ops/held
+        value: maintenance
+        limit: 0
 """
 
 

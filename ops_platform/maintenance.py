@@ -4,9 +4,11 @@ A window is a row of `maintenance_windows` (the project's own schema of the app 
 it is the same for the daemon, the webserver, every code server and the command line, and it
 survives their restarts. While a window is active (`starts_at <= now < ends_at`, not ended by
 `resume`), every schedule and sensor whose job belongs to one of its groups skips its ticks
-with the window's reason and end as the skip message. Each schedule's own on/off state in
-the Dagster instance is not touched. A planned window (`--from`) starts by itself, one whose
-end passes ends by itself. After a window the catch-up sensors request every partition that
+with the window's reason and end as the skip message, and the runs of those groups already
+queued wait in the run queue until it ends (ops_platform.held_runs); a run launched by hand
+during the window runs. Each schedule's own on/off state in the Dagster instance is not
+touched. A planned window (`--from`) starts by itself, one whose end passes ends by itself.
+After a window the catch-up sensors request every partition that
 fell due inside it, once, oldest first; an unpartitioned job runs at its next tick, once.
 """
 
@@ -366,7 +368,9 @@ def hold_sensors_in_windows(
 
 # --- draining --------------------------------------------------------------------------------
 def runs_in_groups(instance: dg.DagsterInstance, groups: Sequence[str]) -> list:
-    """Runs of `groups` queued or in progress (their `ops/group` tag), one query per group."""
+    """Runs of `groups` queued or in progress (their `ops/group` tag), one query per group;
+    not those the window holds in the queue: they wait for its end, not the drain."""
+    from ops_platform.held_runs import is_held
     from ops_platform.sensors._common import ACTIVE_STATUSES
 
     runs = []
@@ -376,7 +380,7 @@ def runs_in_groups(instance: dg.DagsterInstance, groups: Sequence[str]) -> list:
                 dg.RunsFilter(statuses=ACTIVE_STATUSES, tags={GROUP_TAG: group}), limit=500
             )
         )
-    return runs
+    return [run for run in runs if not is_held(run)]
 
 
 def drain(instance, groups: Sequence[str], timeout_s: float, poll_s: float = 5.0, say=print):
@@ -397,6 +401,42 @@ def drain(instance, groups: Sequence[str], timeout_s: float, poll_s: float = 5.0
 
 
 # --- the command line ------------------------------------------------------------------------
+def sync_queue(settings: Settings):
+    """Hold or release the queued runs now; None when the instance cannot be reached."""
+    import sys
+
+    from ops_platform.held_runs import apply_windows_to_queue
+    from ops_platform.status import instance_from_env
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    try:
+        with instance_from_env() as instance:
+            engine = _engine(settings.app_database_url)
+            return apply_windows_to_queue(instance, engine, utcnow(), warn)
+    except Exception as error:  # the window is written: the sensor applies it within a minute
+        print(
+            f"the run queue was not reached ({str(error).splitlines()[0]}); "
+            "maintenance_window_alert_sensor holds and releases queued runs within a minute",
+            file=sys.stderr,
+        )
+        return None
+
+
+def print_queue_change(change) -> None:
+    if change is None:
+        return
+    if change.held:
+        print(
+            f"held {len(change.held)} queued run(s) in the run queue (tag ops/held=maintenance); "
+            "they run when the window ends: "
+            + ", ".join(f"{r.job_name} {r.run_id[:8]}" for r in change.held[:10])
+        )
+    if change.released:
+        print(f"released {len(change.released)} held run(s) to the run queue")
+
+
 def print_pause(settings: Settings, args) -> int:
     """`ops-platform pause`."""
     import sys
@@ -428,7 +468,10 @@ def print_pause(settings: Settings, args) -> int:
     verb = "planned" if window.planned(now) else "opened"
     print(f"{verb} {window.describe()}")
     print("schedules and sensors of these groups skip their ticks until it ends; their on/off")
-    print("state is unchanged. `ops-platform resume` ends it earlier.")
+    print("state is unchanged; their queued runs wait in the run queue (runs launched by hand")
+    print("in the window run). `ops-platform resume` ends it earlier.")
+    if window.active(now):
+        print_queue_change(sync_queue(settings))
     if args.drain and window.active(now):
         from ops_platform.status import instance_from_env
 
@@ -459,15 +502,18 @@ def print_resume(settings: Settings, args) -> int:
     ended, reopened = end_windows(
         _engine(settings.app_database_url), groups=groups, by=args.by or who_am_i(), now=utcnow()
     )
+    change = sync_queue(settings)  # also runs held by a window that ended by itself
     if not ended:
         print(
             "no active or planned maintenance window over " + (", ".join(groups or ["any group"]))
         )
+        print_queue_change(change)
         return 0
     for window in ended:
         print(f"ended {window.describe()}")
     for window in reopened:
         print(f"still paused: {window.describe()}")
+    print_queue_change(change)
     print("schedules and sensors tick again; catch-up sensors request the partitions missed.")
     return 0
 

@@ -6,7 +6,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from ops_platform import maintenance
+from ops_platform import held_runs, maintenance
 from ops_platform.db.engine import utcnow
 from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources.database import Database
@@ -23,6 +23,15 @@ class MaintenanceWindowConfig(dg.Config):
     duration: str = Field(default="", description="Or a length: 90m, 2h, 1h30m, 1d.")
     starts: str = Field(default="", description="Start of a planned window (default: now).")
     requested_by: str = Field(default="", description="Who asks (default: the run id).")
+
+
+def _apply_to_run_queue(context: dg.OpExecutionContext, database: Database, now):
+    """At once, not at the alert sensor's next tick: hold or release the queued runs."""
+    change = held_runs.apply_windows_to_queue(
+        context.instance, database.engine, now, context.log.warning
+    )
+    context.log.info(change.summary())
+    return change
 
 
 @dg.op(
@@ -47,7 +56,10 @@ def set_maintenance_window(
                 context.log.info(f"ended {window.describe()}")
             for window in reopened:
                 context.log.info(f"still paused: {window.describe()}")
-            return dg.Output(len(ended), metadata={"ended": len(ended)})
+            change = _apply_to_run_queue(context, database, now)
+            return dg.Output(
+                len(ended), metadata={"ended": len(ended), "released": len(change.released)}
+            )
         starts, ends = maintenance.window_bounds(
             now,
             maintenance_policy.max_hours,
@@ -67,10 +79,12 @@ def set_maintenance_window(
     except maintenance.WindowError as error:
         raise dg.Failure(description=str(error)) from None
     context.log.info(f"opened {window.describe()}")
+    change = _apply_to_run_queue(context, database, now)
     return dg.Output(
         window.id,
         metadata={
             "window": window.id,
+            "held": len(change.held),
             "groups": window.scope,
             "starts_at": f"{window.starts_at:%Y-%m-%d %H:%M} UTC",
             "ends_at": f"{window.ends_at:%Y-%m-%d %H:%M} UTC",

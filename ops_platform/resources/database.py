@@ -139,8 +139,8 @@ class Database(dg.ConfigurableResource):
         return f"{line} ({tried}; last: {last[:200]})"
 
     def _note_maintenance_window(self, context: dg.InitResourceContext) -> None:
-        """A run of a group a maintenance window holds (launched by hand, or queued before the
-        window) runs: the operator chose it. Its log says so."""
+        """A run of a group a maintenance window holds, launched by hand during the window
+        (the window holds the queued ones), runs: the operator chose it. Its log says so."""
         run = getattr(context, "run", None)
         group = run.tags.get("ops/group") if run is not None else None
         if not group or context.log is None:
@@ -156,7 +156,7 @@ class Database(dg.ConfigurableResource):
         if window is not None:
             context.log.warning(
                 f"{window.describe()} holds the group {group}; this run was launched anyway "
-                "(by hand, or queued before the window) and runs"
+                "(by hand during the window) and runs"
             )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -1,14 +1,16 @@
 """`maintenance_window_alert_sensor`: one alert when a maintenance window starts (planned ones
 included), one when it ends (resumed, or its end reached), and one when a window is still
 active past the maximum length (OPS_MAINTENANCE_MAX_HOURS): a pause nobody resumed. The
-windows already announced live in the cursor."""
+windows already announced live in the cursor. Every tick it also holds the queued runs of the
+paused groups and releases those of ended windows (ops_platform.held_runs), so a window that
+starts or ends by itself applies to the run queue within a minute."""
 
 import json
 from datetime import timedelta
 
 import dagster as dg
 
-from ops_platform import maintenance
+from ops_platform import held_runs, maintenance
 from ops_platform.db.engine import utcnow
 from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources.alerts import Alerts
@@ -45,8 +47,9 @@ def maintenance_window_alert_sensor(
         if window.id not in announced:
             alerts.send(
                 f"maintenance window #{window.id} started ({window.scope})",
-                f"{window.describe()}.\nSchedules and sensors of these groups skip their ticks; "
-                "`ops-platform resume` ends it earlier.",
+                f"{window.describe()}.\nSchedules and sensors of these groups skip their ticks "
+                "and their queued runs wait in the run queue; `ops-platform resume` ends it "
+                "earlier.",
                 "info",
             )
         limit = timedelta(hours=maintenance_policy.max_hours)
@@ -68,13 +71,20 @@ def maintenance_window_alert_sensor(
         alerts.send(
             f"maintenance window #{window.id} ended ({window.scope})",
             f"{window.describe()}; {how}. Schedules and sensors tick again; the catch-up "
-            "sensors request the partitions that fell due meanwhile.",
+            "sensors request the partitions that fell due meanwhile; held runs are released.",
             "info",
         )
     context.update_cursor(
         json.dumps({"active": sorted(active), "overlong": sorted(overlong & set(active))})
     )
-    return dg.SkipReason(f"active windows: {', '.join(f'#{i}' for i in sorted(active)) or 'none'}")
+    # Also a window that started or ended by itself: the run queue follows within a minute.
+    change = held_runs.apply_windows_to_queue(
+        context.instance, database.engine, now, context.log.warning
+    )
+    return dg.SkipReason(
+        f"active windows: {', '.join(f'#{i}' for i in sorted(active)) or 'none'}; "
+        + change.summary()
+    )
 
 
 def build_sensors(settings) -> list[dg.SensorDefinition]:
