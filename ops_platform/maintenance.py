@@ -257,7 +257,9 @@ def end_windows(
                     groups=rest,
                     reason=window.reason,
                     by=window.created_by,
-                    starts_at=max(window.starts_at, now),
+                    # Paused since the window began: a run launched by hand in it stays
+                    # the operator's choice, not a queued run to hold.
+                    starts_at=window.starts_at,
                     ends_at=window.ends_at,
                     now=now,
                 )

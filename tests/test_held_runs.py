@@ -150,6 +150,18 @@ def test_pause_holds_queued_runs_of_the_group_and_resume_launches_them(instance,
     assert len(instance.run_launcher.queue()) == 4
 
 
+def test_resuming_some_groups_keeps_the_others_held_and_hand_launched_runs_free(instance):
+    assert main(["pause", "--all", "--reason", "release", "--for", "1h"]) == 0
+    by_hand = _queue(instance, "token_cleanup")
+    cleanup = _queue(instance, "session_cleanup", {"dagster/schedule_name": "a_schedule"})
+    assert main(["resume", "--groups", "email"]) == 0  # cleanup: reopened, still paused
+    _dequeue(instance)
+    assert (_status(instance, by_hand), _status(instance, cleanup)) == (STARTING, QUEUED)
+    assert main(["resume"]) == 0
+    _dequeue(instance)
+    assert _status(instance, cleanup) == STARTING
+
+
 def _alert_tick(instance, database, tmp_path, at, monkeypatch):
     """One tick of maintenance_window_alert_sensor, as the daemon runs it every minute."""
     monkeypatch.setattr(alert_sensor, "utcnow", lambda: at)

@@ -241,8 +241,12 @@ def test_alerts_once_when_a_window_starts_ends_and_passes_the_maximum(database, 
         "maintenance_policy": maintenance.MaintenancePolicy(max_hours=1),
     }
 
+    instance = dg.DagsterInstance.ephemeral()  # each tick also applies windows to its queue
+
     def tick(cursor):
-        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        with dg.build_sensor_context(
+            cursor=cursor, resources=resources, instance=instance
+        ) as context:
             maintenance_window_alert_sensor(context)
             return context.cursor
 
