@@ -1,13 +1,13 @@
 """Helpers the Alembic revisions share: the project's namespace and what already exists.
 
-A revision creating a project-owned table passes `schema=state_schema()`; app tables are
+A revision creating a project-owned table uses `create_state_table`; app tables are
 only ever created when missing (`app_tables_present`), never altered.
 """
 
 from __future__ import annotations
 
 from alembic import context, op
-from sqlalchemy import Table, inspect
+from sqlalchemy import Column, Table, inspect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 
@@ -27,3 +27,17 @@ def create_table_with_indexes(table: Table) -> None:
     op.execute(CreateTable(table))
     for index in sorted(table.indexes, key=lambda index: index.name):
         op.execute(CreateIndex(index))
+
+
+def create_state_table(name: str, *columns: Column, indexes: dict[str, str] | None = None) -> None:
+    """Create a project-owned table, then its one-column indexes (`{index name: column}`)."""
+    schema = state_schema()
+    op.create_table(name, *columns, schema=schema)
+    for index, column in (indexes or {}).items():
+        op.create_index(index, name, [column], schema=schema)
+
+
+def drop_state_tables(*names: str) -> None:
+    """Drop project-owned tables (with their indexes), the last created first."""
+    for name in reversed(names):
+        op.drop_table(name, schema=state_schema())

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -30,6 +29,16 @@ from sqlalchemy import (
     text,
 )
 
+from ops_platform.db.columns import (
+    Id,
+    Ts,
+    created_at,
+    optional,
+    required,
+    row_key,
+    serial_id,
+    with_default,
+)
 from ops_platform.db.engine import STATE
 
 metadata = MetaData()
@@ -39,72 +48,59 @@ metadata = MetaData()
 # schema or attached SQLite file), created by the Alembic revisions, never among the app's.
 state_metadata = MetaData(schema=STATE)
 
-# BIGINT ids on Postgres; SQLite needs INTEGER PRIMARY KEY for its rowid alias.
-Id = BigInteger().with_variant(Integer(), "sqlite")
-Ts = DateTime(timezone=True)
+
+def _app_table(name: str, *columns: Column | Index | UniqueConstraint) -> Table:
+    """An app table with its generated `id` first."""
+    return Table(name, metadata, serial_id(), *columns)
 
 
-def _id() -> Column:
-    return Column("id", Id, primary_key=True, autoincrement=True)
+def _indexes(table: str, *columns: str) -> list[Index]:
+    """One index per column, named `ix_<table>_<column>`."""
+    return [Index(f"ix_{table}_{column}", column) for column in columns]
 
 
-def _created_at() -> Column:
-    return Column("created_at", Ts, nullable=False, server_default=text("CURRENT_TIMESTAMP"))
+def _where_null(name: str, column: str, null_column: str) -> Index:
+    """A partial index over the rows whose `null_column` is still NULL."""
+    where = text(f"{null_column} IS NULL")
+    return Index(name, column, postgresql_where=where, sqlite_where=where)
 
 
 # --- identity and auth -------------------------------------------------------------
-users = Table(
+users = _app_table(
     "users",
-    metadata,
-    _id(),
     Column("email", String(320), nullable=False),
-    _created_at(),
+    created_at(),
     Column("email_verified_at", Ts),
-    Column("trust_score", Float, nullable=False, server_default=text("50")),
+    with_default("trust_score", Float, "50"),
     Column("trust_score_updated_at", Ts),
-    Column("coin_balance", BigInteger, nullable=False, server_default=text("0")),
-    Column("bonus_balance", BigInteger, nullable=False, server_default=text("0")),
-    Column("og_level", Integer, nullable=False, server_default=text("0")),
-    Column("og_tier_id", Id),
-    Column("og_expires_at", Ts),
-    Index("ix_users_email", "email"),
-    Index(
-        "ix_users_unverified",
-        "created_at",
-        postgresql_where=text("email_verified_at IS NULL"),
-        sqlite_where=text("email_verified_at IS NULL"),
-    ),
+    with_default("coin_balance", BigInteger, "0"),
+    with_default("bonus_balance", BigInteger, "0"),
+    with_default("og_level", Integer, "0"),
+    *optional(og_tier_id=Id, og_expires_at=Ts),
+    *_indexes("users", "email"),
+    _where_null("ix_users_unverified", "created_at", "email_verified_at"),
     Index("ix_users_og", "og_level", "og_expires_at"),
 )
 
-sessions = Table(
+sessions = _app_table(
     "sessions",
-    metadata,
-    _id(),
     Column("user_id", Id),
-    Column("kind", String(16), nullable=False, server_default=text("'user'")),
-    _created_at(),
-    Column("last_seen_at", Ts),
-    Column("expires_at", Ts),
-    Column("revoked_at", Ts),
-    Index("ix_sessions_expires_at", "expires_at"),
-    Index("ix_sessions_user_id", "user_id"),
-    Index("ix_sessions_revoked_at", "revoked_at"),
+    with_default("kind", String(16), "'user'"),
+    created_at(),
+    *optional(last_seen_at=Ts, expires_at=Ts, revoked_at=Ts),
+    *_indexes("sessions", "expires_at", "user_id", "revoked_at"),
     Index("ix_sessions_kind_last_seen", "kind", "last_seen_at"),
 )
 
 
 def _token_table(name: str) -> Table:
-    return Table(
+    return _app_table(
         name,
-        metadata,
-        _id(),
         Column("user_id", Id),
         Column("token_hash", String(128), nullable=False),
-        _created_at(),
+        created_at(),
         Column("expires_at", Ts),
-        Index(f"ix_{name}_expires_at", "expires_at"),
-        Index(f"ix_{name}_user_id", "user_id"),
+        *_indexes(name, "expires_at", "user_id"),
     )
 
 
@@ -112,239 +108,172 @@ refresh_tokens = _token_table("refresh_tokens")
 email_verification_tokens = _token_table("email_verification_tokens")
 password_reset_tokens = _token_table("password_reset_tokens")
 
-secrets = Table(
+secrets = _app_table(
     "secrets",
-    metadata,
-    _id(),
     Column("name", String(128), nullable=False),
-    Column("version", Integer, nullable=False, server_default=text("1")),
+    with_default("version", Integer, "1"),
     Column("value_ciphertext", Text, nullable=False),
-    Column("status", String(16), nullable=False, server_default=text("'active'")),
-    _created_at(),
-    Column("expires_at", Ts),
-    Column("rotated_at", Ts),
+    with_default("status", String(16), "'active'"),
+    created_at(),
+    *optional(expires_at=Ts, rotated_at=Ts),
     UniqueConstraint("name", "version", name="uq_secrets_name_version"),
     Index("ix_secrets_status_expires", "status", "expires_at"),
 )
 
 # --- coins and OG tiers ---------------------------------------------------------------
-og_tiers = Table(
-    "og_tiers",
-    metadata,
-    _id(),
-    Column("level", Integer, nullable=False),
-    Column("price_coins", BigInteger, nullable=False),
-    Column("duration_days", Integer, nullable=False),
+og_tiers = _app_table(
+    "og_tiers", *required(level=Integer, price_coins=BigInteger, duration_days=Integer)
 )
 
-coin_transactions = Table(
+coin_transactions = _app_table(
     "coin_transactions",
-    metadata,
-    _id(),
-    Column("user_id", Id, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("balance", String(8), nullable=False, server_default=text("'coin'")),
+    *required(user_id=Id, kind=String(32), amount=BigInteger),
+    with_default("balance", String(8), "'coin'"),
     Column("idempotency_key", String(200), nullable=False),
-    _created_at(),
+    created_at(),
     UniqueConstraint("idempotency_key", name="uq_coin_transactions_idempotency_key"),
-    Index("ix_coin_transactions_user_id", "user_id"),
+    *_indexes("coin_transactions", "user_id"),
     Index("ix_coin_transactions_kind_created", "kind", "created_at"),
 )
 
 # --- payments -------------------------------------------------------------------------
-payments = Table(
+payments = _app_table(
     "payments",
-    metadata,
-    _id(),
     Column("provider_ref", String(128), nullable=False),
     Column("user_id", Id),
-    Column("amount_cents", BigInteger, nullable=False, server_default=text("0")),
-    Column("currency", String(8), nullable=False, server_default=text("'USD'")),
-    Column("status", String(16), nullable=False, server_default=text("'pending'")),
-    _created_at(),
-    Column("check_count", Integer, nullable=False, server_default=text("0")),
-    Column("next_check_at", Ts),
-    Column("last_checked_at", Ts),
-    Column("settled_at", Ts),
-    Index("ix_payments_provider_ref", "provider_ref"),
+    with_default("amount_cents", BigInteger, "0"),
+    with_default("currency", String(8), "'USD'"),
+    with_default("status", String(16), "'pending'"),
+    created_at(),
+    with_default("check_count", Integer, "0"),
+    *optional(next_check_at=Ts, last_checked_at=Ts, settled_at=Ts),
+    *_indexes("payments", "provider_ref", "user_id"),
     Index("ix_payments_status_next_check", "status", "next_check_at"),
-    Index("ix_payments_user_id", "user_id"),
 )
 
 # --- projects (agency portal) ---------------------------------------------------------
-projects = Table("projects", metadata, _id(), Column("name", String(200), nullable=False))
+projects = _app_table("projects", Column("name", String(200), nullable=False))
 
-project_team = Table(
+project_team = _app_table(
     "project_team",
-    metadata,
-    _id(),
-    Column("project_id", Id, nullable=False),
-    Column("user_id", Id, nullable=False),
-    Column("is_primary_contact", Boolean, nullable=False, server_default=text("false")),
+    *required(project_id=Id, user_id=Id),
+    with_default("is_primary_contact", Boolean, "false"),
     Column("removed_at", Ts),
-    Index("ix_project_team_project_id", "project_id"),
-    Index("ix_project_team_removed_at", "removed_at"),
+    *_indexes("project_team", "project_id", "removed_at"),
 )
 
 project_payment_status = Table(
     "project_payment_status",
     metadata,
-    Column("project_id", Id, primary_key=True, autoincrement=False),
-    Column("advance_paid", Boolean, nullable=False, server_default=text("false")),
+    row_key("project_id"),
+    with_default("advance_paid", Boolean, "false"),
     Column("advance_paid_at", Ts),
-    Column("balance_paid", Boolean, nullable=False, server_default=text("false")),
+    with_default("balance_paid", Boolean, "false"),
 )
 
-payment_reminders = Table(
+payment_reminders = _app_table(
     "payment_reminders",
-    metadata,
-    _id(),
     Column("project_id", Id, nullable=False),
-    Column("kind", String(32), nullable=False, server_default=text("'BALANCE_DUE'")),
-    Column("status", String(16), nullable=False, server_default=text("'PENDING'")),
-    Column("recipient_email", String(320)),
-    Column("scheduled_for", Ts),
-    Column("sent_at", Ts),
-    Index("ix_payment_reminders_project_id", "project_id"),
+    with_default("kind", String(32), "'BALANCE_DUE'"),
+    with_default("status", String(16), "'PENDING'"),
+    *optional(recipient_email=String(320), scheduled_for=Ts, sent_at=Ts),
+    *_indexes("payment_reminders", "project_id"),
 )
 
-deliverables = Table(
+deliverables = _app_table(
     "deliverables",
-    metadata,
-    _id(),
     Column("project_id", Id),
-    Column("delivered_at", Ts),
-    Column("expires_at", Ts),
-    Column("status", String(16), nullable=False, server_default=text("'delivered'")),
+    *optional(delivered_at=Ts, expires_at=Ts),
+    with_default("status", String(16), "'delivered'"),
     Index("ix_deliverables_status_expires", "status", "expires_at"),
 )
 
 # --- notifications and the email queue ------------------------------------------------
-notifications = Table(
+notifications = _app_table(
     "notifications",
-    metadata,
-    _id(),
     Column("user_id", Id),
     Column("title", String(300), nullable=False),
     Column("body", Text),
-    _created_at(),
-    Index("ix_notifications_user_id", "user_id"),
+    created_at(),
+    *_indexes("notifications", "user_id"),
 )
 
-notification_email_queue = Table(
+notification_email_queue = _app_table(
     "notification_email_queue",
-    metadata,
-    _id(),
-    Column("user_id", Id),
-    Column("notification_ids", JSON),
-    Column("scheduled_for", Ts),
-    Column("status", String(16), nullable=False, server_default=text("'pending'")),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("claimed_at", Ts),
-    Column("sent_at", Ts),
-    Column("error_message", Text),
+    *optional(user_id=Id, notification_ids=JSON, scheduled_for=Ts),
+    with_default("status", String(16), "'pending'"),
+    with_default("attempts", Integer, "0"),
+    *optional(claimed_at=Ts, sent_at=Ts, error_message=Text),
     Index("ix_email_queue_status_scheduled", "status", "scheduled_for"),
 )
 
-realtime_events = Table(
+realtime_events = _app_table(
     "realtime_events",
-    metadata,
-    _id(),
-    Column("channel", String(200), nullable=False),
-    Column("event", String(100), nullable=False),
+    *required(channel=String(200), event=String(100)),
     Column("payload", JSON),
-    _created_at(),
+    created_at(),
     Column("published_at", Ts),
-    Index(
-        "ix_realtime_events_unpublished",
-        "id",
-        postgresql_where=text("published_at IS NULL"),
-        sqlite_where=text("published_at IS NULL"),
-    ),
+    _where_null("ix_realtime_events_unpublished", "id", "published_at"),
 )
 
 # --- streaming (engagement) -----------------------------------------------------------
-streams = Table(
+streams = _app_table(
     "streams",
-    metadata,
-    _id(),
-    Column("owner_id", Id),
-    Column("title", String(300)),
-    Column("is_live", Boolean, nullable=False, server_default=text("false")),
-    Column("started_at", Ts),
-    Column("ended_at", Ts),
+    *optional(owner_id=Id, title=String(300)),
+    with_default("is_live", Boolean, "false"),
+    *optional(started_at=Ts, ended_at=Ts),
     Index("ix_streams_live", "is_live", "ended_at"),
 )
 
-stream_events = Table(
+stream_events = _app_table(
     "stream_events",
-    metadata,
-    _id(),
     Column("stream_id", Id, nullable=False),
     Column("user_id", Id),
     Column("kind", String(16), nullable=False),
-    Column("value", Float, nullable=False, server_default=text("1")),
-    _created_at(),
-    Index("ix_stream_events_created_at", "created_at"),
-    Index("ix_stream_events_stream_id", "stream_id"),
+    with_default("value", Float, "1"),
+    created_at(),
+    *_indexes("stream_events", "created_at", "stream_id"),
 )
 
 stream_rankings = Table(
     "stream_rankings",
     metadata,
-    Column("stream_id", Id, primary_key=True, autoincrement=False),
-    Column("score", Float, nullable=False),
-    Column("rank", Integer, nullable=False),
-    Column("computed_at", Ts, nullable=False),
+    row_key("stream_id"),
+    *required(score=Float, rank=Integer, computed_at=Ts),
 )
 
-reputation_events = Table(
+reputation_events = _app_table(
     "reputation_events",
-    metadata,
-    _id(),
-    Column("user_id", Id, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("weight", Float, nullable=False, server_default=text("1")),
-    _created_at(),
-    Index("ix_reputation_events_user_id", "user_id"),
-    Index("ix_reputation_events_created_at", "created_at"),
+    *required(user_id=Id, kind=String(32)),
+    with_default("weight", Float, "1"),
+    created_at(),
+    *_indexes("reputation_events", "user_id", "created_at"),
 )
 
-thrones = Table(
+thrones = _app_table(
     "thrones",
-    metadata,
-    _id(),
-    Column("stream_id", Id),
-    Column("holder_id", Id),
-    Column("total_coins", BigInteger, nullable=False, server_default=text("0")),
-    Column("started_at", Ts),
-    Column("expires_at", Ts),
-    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    *optional(stream_id=Id, holder_id=Id),
+    with_default("total_coins", BigInteger, "0"),
+    *optional(started_at=Ts, expires_at=Ts),
+    with_default("is_active", Boolean, "true"),
     Index("ix_thrones_active_expires", "is_active", "expires_at"),
 )
 
-festivals = Table(
+festivals = _app_table(
     "festivals",
-    metadata,
-    _id(),
     Column("name", String(200), nullable=False),
-    Column("theme", String(100)),
-    Column("start_at", Ts),
-    Column("end_at", Ts),
-    Column("is_active", Boolean, nullable=False, server_default=text("false")),
+    *optional(theme=String(100), start_at=Ts, end_at=Ts),
+    with_default("is_active", Boolean, "false"),
     Index("ix_festivals_window", "start_at", "end_at"),
 )
 
-gifts = Table(
+gifts = _app_table(
     "gifts",
-    metadata,
-    _id(),
     Column("name", String(200), nullable=False),
-    Column("price_coins", BigInteger, nullable=False, server_default=text("0")),
+    with_default("price_coins", BigInteger, "0"),
     Column("festival_id", Id),
-    Column("is_active", Boolean, nullable=False, server_default=text("true")),
-    Index("ix_gifts_festival_id", "festival_id"),
+    with_default("is_active", Boolean, "true"),
+    *_indexes("gifts", "festival_id"),
 )
 
 # Small key/value state the web app reads (e.g. the active festival theme).
@@ -352,50 +281,38 @@ app_state = Table(
     "app_state",
     state_metadata,
     Column("key", String(100), primary_key=True),
-    Column("value", Text),
-    Column("updated_at", Ts),
+    *optional(value=Text, updated_at=Ts),
 )
 
 # --- arcade (games) -------------------------------------------------------------------
 GAME_TYPES = ("snake", "tetris", "pong", "breakout", "space_invaders")
 
-game_sessions = Table(
+game_sessions = _app_table(
     "game_sessions",
-    metadata,
-    _id(),
-    Column("game_type", String(32), nullable=False),
-    Column("player_address", String(64), nullable=False),
-    Column("status", String(16), nullable=False, server_default=text("'active'")),
-    Column("started_at", Ts),
-    Column("ended_at", Ts),
+    *required(game_type=String(32), player_address=String(64)),
+    with_default("status", String(16), "'active'"),
+    *optional(started_at=Ts, ended_at=Ts),
     Index("ix_game_sessions_status_started", "status", "started_at"),
 )
 
-leaderboard_entries = Table(
+leaderboard_entries = _app_table(
     "leaderboard_entries",
-    metadata,
-    _id(),
-    Column("session_id", Id),
-    Column("game_type", String(32), nullable=False),
-    Column("player_address", String(64), nullable=False),
-    Column("score", BigInteger, nullable=False),
-    _created_at(),
+    *optional(session_id=Id),
+    *required(game_type=String(32), player_address=String(64), score=BigInteger),
+    created_at(),
     Index("ix_leaderboard_entries_game_created", "game_type", "created_at"),
-    Index("ix_leaderboard_entries_session_id", "session_id"),
-    Index("ix_leaderboard_entries_created_at", "created_at"),
+    *_indexes("leaderboard_entries", "session_id", "created_at"),
 )
 
 # Entries older than the archive age move here (game_cleanup).
 leaderboard_entries_archive = Table(
     "leaderboard_entries_archive",
     state_metadata,
-    Column("id", Id, primary_key=True, autoincrement=False),
+    row_key("id"),
     Column("session_id", Id),
-    Column("game_type", String(32), nullable=False),
-    Column("player_address", String(64), nullable=False),
-    Column("score", BigInteger, nullable=False),
+    *required(game_type=String(32), player_address=String(64), score=BigInteger),
     Column("created_at", Ts, nullable=False),
-    Column("archived_at", Ts, nullable=False, server_default=text("CURRENT_TIMESTAMP")),
+    with_default("archived_at", Ts, "CURRENT_TIMESTAMP"),
 )
 
 # Standings per game type × period, written by the `leaderboards` asset.
@@ -405,88 +322,65 @@ leaderboard_standings = Table(
     Column("game_type", String(32), primary_key=True),
     Column("period", String(16), primary_key=True),
     Column("rank", Integer, primary_key=True, autoincrement=False),
-    Column("player_address", String(64), nullable=False),
-    Column("score", BigInteger, nullable=False),
+    *required(player_address=String(64), score=BigInteger),
     Column("period_start", Date),
     Column("computed_at", Ts, nullable=False),
 )
 
-prize_pools = Table(
+prize_pools = _app_table(
     "prize_pools",
-    metadata,
-    _id(),
-    Column("game_type", String(32), nullable=False),
-    Column("period", String(16), nullable=False),
-    Column("period_start", Date, nullable=False),
-    Column("total_amount", Numeric(20, 6), nullable=False, server_default=text("0")),
-    Column("status", String(16), nullable=False, server_default=text("'open'")),
-    Column("winner_address", String(64)),
-    Column("winning_score", BigInteger),
-    Column("finalized_at", Ts),
+    *required(game_type=String(32), period=String(16), period_start=Date),
+    with_default("total_amount", Numeric(20, 6), "0"),
+    with_default("status", String(16), "'open'"),
+    *optional(winner_address=String(64), winning_score=BigInteger, finalized_at=Ts),
     UniqueConstraint(
         "game_type", "period", "period_start", name="uq_prize_pools_game_period_start"
     ),
 )
 
 # --- learning (analytics) -------------------------------------------------------------
-courses = Table("courses", metadata, _id(), Column("title", String(300), nullable=False))
+courses = _app_table("courses", Column("title", String(300), nullable=False))
 
-enrollments = Table(
+enrollments = _app_table(
     "enrollments",
-    metadata,
-    _id(),
-    Column("course_id", Id, nullable=False),
-    Column("user_id", Id, nullable=False),
-    Column("enrolled_at", Ts),
-    Column("completed_at", Ts),
-    Index("ix_enrollments_course_id", "course_id"),
-    Index("ix_enrollments_user_id", "user_id"),
+    *required(course_id=Id, user_id=Id),
+    *optional(enrolled_at=Ts, completed_at=Ts),
+    *_indexes("enrollments", "course_id", "user_id"),
 )
 
-learning_events = Table(
+learning_events = _app_table(
     "learning_events",
-    metadata,
-    _id(),
-    Column("user_id", Id, nullable=False),
+    *required(user_id=Id),
     Column("course_id", Id),
-    Column("kind", String(32), nullable=False),
+    *required(kind=String(32)),
     Column("score", Float),
-    _created_at(),
-    Index("ix_learning_events_created_at", "created_at"),
+    created_at(),
+    *_indexes("learning_events", "created_at"),
 )
 
 # --- files ----------------------------------------------------------------------------
-stored_files = Table(
+stored_files = _app_table(
     "stored_files",
-    metadata,
-    _id(),
     Column("s3_key", String(1024), nullable=False),
     Column("owner_id", Id),
-    _created_at(),
-    Index("ix_stored_files_s3_key", "s3_key"),
+    created_at(),
+    *_indexes("stored_files", "s3_key"),
 )
 
 # --- security -------------------------------------------------------------------------
-webhook_events = Table(
+webhook_events = _app_table(
     "webhook_events",
-    metadata,
-    _id(),
-    Column("provider", String(64)),
-    Column("source_ip", String(64)),
-    Column("event_id", String(200)),
-    Column("signature_valid", Boolean, nullable=False, server_default=text("true")),
-    Column("received_at", Ts, nullable=False, server_default=text("CURRENT_TIMESTAMP")),
-    Index("ix_webhook_events_received_at", "received_at"),
+    *optional(provider=String(64), source_ip=String(64), event_id=String(200)),
+    with_default("signature_valid", Boolean, "true"),
+    with_default("received_at", Ts, "CURRENT_TIMESTAMP"),
+    *_indexes("webhook_events", "received_at"),
 )
 
-security_alerts = Table(
+security_alerts = _app_table(
     "security_alerts",
-    metadata,
-    _id(),
-    Column("kind", String(64), nullable=False),
-    Column("severity", String(16), nullable=False),
+    *required(kind=String(64), severity=String(16)),
     Column("details", JSON),
-    _created_at(),
+    created_at(),
 )
 
 # --- analytics outputs (written by the analytics assets) -------------------------------
@@ -494,13 +388,10 @@ daily_course_analytics = Table(
     "daily_course_analytics",
     state_metadata,
     Column("day", Date, primary_key=True),
-    Column("course_id", Id, primary_key=True, autoincrement=False),
-    Column("active_students", Integer, nullable=False),
-    Column("lessons_completed", Integer, nullable=False),
-    Column("enrollments", Integer, nullable=False),
-    Column("completions", Integer, nullable=False),
-    Column("completion_rate", Float),
-    Column("avg_quiz_score", Float),
+    row_key("course_id"),
+    *required(active_students=Integer, lessons_completed=Integer),
+    *required(enrollments=Integer, completions=Integer),
+    *optional(completion_rate=Float, avg_quiz_score=Float),
     Column("computed_at", Ts, nullable=False),
 )
 
@@ -508,10 +399,8 @@ daily_student_analytics = Table(
     "daily_student_analytics",
     state_metadata,
     Column("day", Date, primary_key=True),
-    Column("user_id", Id, primary_key=True, autoincrement=False),
-    Column("courses_active", Integer, nullable=False),
-    Column("lessons_completed", Integer, nullable=False),
-    Column("quizzes_taken", Integer, nullable=False),
+    row_key("user_id"),
+    *required(courses_active=Integer, lessons_completed=Integer, quizzes_taken=Integer),
     Column("avg_quiz_score", Float),
     Column("computed_at", Ts, nullable=False),
 )
@@ -522,8 +411,7 @@ analytics_reports = Table(
     Column("kind", String(32), primary_key=True),
     Column("period_key", String(32), primary_key=True),
     Column("markdown", Text, nullable=False),
-    Column("chart_key", String(500)),
-    Column("metrics", JSON),
+    *optional(chart_key=String(500), metrics=JSON),
     Column("created_at", Ts, nullable=False),
 )
 
@@ -531,14 +419,9 @@ hourly_platform_metrics = Table(
     "hourly_platform_metrics",
     state_metadata,
     Column("hour", Ts, primary_key=True),
-    Column("signups", Integer, nullable=False),
-    Column("active_sessions", Integer, nullable=False),
-    Column("payments_succeeded", Integer, nullable=False),
-    Column("payments_failed", Integer, nullable=False),
-    Column("revenue_cents", BigInteger, nullable=False),
-    Column("email_queue_depth", Integer, nullable=False),
-    Column("realtime_outbox_depth", Integer, nullable=False),
-    Column("job_failures", Integer, nullable=False),
+    *required(signups=Integer, active_sessions=Integer),
+    *required(payments_succeeded=Integer, payments_failed=Integer, revenue_cents=BigInteger),
+    *required(email_queue_depth=Integer, realtime_outbox_depth=Integer, job_failures=Integer),
     Column("computed_at", Ts, nullable=False),
 )
 
@@ -547,9 +430,7 @@ job_locks = Table(
     "job_locks",
     state_metadata,
     Column("name", String(200), primary_key=True),
-    Column("holder", String(200), nullable=False),
-    Column("acquired_at", Ts, nullable=False),
-    Column("expires_at", Ts, nullable=False),
+    *required(holder=String(200), acquired_at=Ts, expires_at=Ts),
 )
 
 # One row per replay of dead items (`ops-platform dead replay`, job replay_dead_items):
@@ -557,15 +438,12 @@ job_locks = Table(
 dead_item_replays = Table(
     "dead_item_replays",
     state_metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("queue", String(16), nullable=False),
-    Column("requested", Integer, nullable=False),
-    Column("replayed", Integer, nullable=False),
+    serial_id(),
+    *required(queue=String(16), requested=Integer, replayed=Integer),
     Column("item_ids", Text, nullable=False),  # JSON list of the ids put back
-    Column("requested_by", String(200), nullable=False),
-    Column("replayed_at", Ts, nullable=False),
+    *required(requested_by=String(200), replayed_at=Ts),
     Column("run_id", String(64)),  # the Dagster run, when replayed by the job
-    Index("ix_dead_item_replays_replayed_at", "replayed_at"),
+    *_indexes("dead_item_replays", "replayed_at"),
 )
 
 # Maintenance windows (`ops-platform pause`/`resume`, job `maintenance_window`): while one is
@@ -574,16 +452,11 @@ dead_item_replays = Table(
 maintenance_windows = Table(
     "maintenance_windows",
     state_metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("created_by", String(200), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("groups", String(300), nullable=False),
-    Column("starts_at", Ts, nullable=False),
-    Column("ends_at", Ts, nullable=False),
-    Column("created_at", Ts, nullable=False),
-    Column("ended_at", Ts),
-    Column("ended_by", String(200)),
-    Index("ix_maintenance_windows_ends_at", "ends_at"),
+    serial_id(),
+    *required(created_by=String(200), reason=Text, groups=String(300)),
+    *required(starts_at=Ts, ends_at=Ts, created_at=Ts),
+    *optional(ended_at=Ts, ended_by=String(200)),
+    *_indexes("maintenance_windows", "ends_at"),
 )
 
 # --- the jobs' own state about app rows, keyed by the app row's id -----------------------
@@ -592,9 +465,8 @@ maintenance_windows = Table(
 email_deliveries = Table(
     "email_deliveries",
     state_metadata,
-    Column("queue_id", Id, primary_key=True, autoincrement=False),
-    Column("next_attempt_at", Ts),
-    Column("message_id", String(300)),
+    row_key("queue_id"),
+    *optional(next_attempt_at=Ts, message_id=String(300)),
     Column("updated_at", Ts, nullable=False),
     Index("ix_email_deliveries_next_attempt", "next_attempt_at"),
 )
@@ -604,10 +476,8 @@ email_deliveries = Table(
 payment_reminder_days = Table(
     "payment_reminder_days",
     state_metadata,
-    Column("reminder_id", Id, primary_key=True, autoincrement=False),
-    Column("project_id", Id, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("reminder_date", Date, nullable=False),
+    row_key("reminder_id"),
+    *required(project_id=Id, kind=String(32), reminder_date=Date),
     Column("error_message", Text),
     UniqueConstraint(
         "project_id", "kind", "reminder_date", name="uq_payment_reminder_days_project_kind_day"
@@ -618,17 +488,13 @@ payment_reminder_days = Table(
 payment_check_errors = Table(
     "payment_check_errors",
     state_metadata,
-    Column("payment_id", Id, primary_key=True, autoincrement=False),
-    Column("last_error", Text, nullable=False),
-    Column("checked_at", Ts, nullable=False),
+    row_key("payment_id"),
+    *required(last_error=Text, checked_at=Ts),
 )
 
 # secret_rotation: when a retiring version stops being accepted (end of its grace period).
 secret_retirements = Table(
-    "secret_retirements",
-    state_metadata,
-    Column("secret_id", Id, primary_key=True, autoincrement=False),
-    Column("retire_after", Ts, nullable=False),
+    "secret_retirements", state_metadata, row_key("secret_id"), *required(retire_after=Ts)
 )
 
 # webhook_security_monitor: the stable identity of an ongoing finding, so it is not
@@ -636,10 +502,9 @@ secret_retirements = Table(
 security_alert_fingerprints = Table(
     "security_alert_fingerprints",
     state_metadata,
-    Column("alert_id", Id, primary_key=True, autoincrement=False),
-    Column("fingerprint", String(300), nullable=False),
-    Column("last_seen_at", Ts, nullable=False),
-    Index("ix_security_alert_fingerprints_fingerprint", "fingerprint"),
+    row_key("alert_id"),
+    *required(fingerprint=String(300), last_seen_at=Ts),
+    *_indexes("security_alert_fingerprints", "fingerprint"),
 )
 
 

@@ -1,7 +1,5 @@
 """The app database contract: create the contract tables that do not exist yet.
 
-Revision ID: 0001_contract
-Revises:
 Create Date: 2026-11-23
 
 On an empty database (the demo, tests) this creates every contract table with its indexes.
@@ -15,8 +13,6 @@ from ops_platform.db.schema import metadata
 
 revision = "0001_contract"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

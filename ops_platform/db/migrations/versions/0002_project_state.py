@@ -1,146 +1,89 @@
 """The project's own namespace: job locks, app state, leaderboard standings and archive, and
 the analytics outputs.
 
-Revision ID: 0002_project_state
-Revises: 0001_contract
 Create Date: 2026-12-02
 
 Everything the project keeps beyond the contract lives in its own namespace (a Postgres
 schema, `ops` by default; an attached file on SQLite), created by the environment before
 the version table. A new project-owned table is a new revision on top of the single head,
-`op.create_table(..., schema=state_schema())`, plus its `Table` in `schema.state_metadata`.
+built with `create_state_table`, plus its `Table` in `schema.state_metadata`.
 """
 
 import sqlalchemy as sa
-from alembic import op
 
-from ops_platform.db.migration_support import state_schema
+from ops_platform.db.columns import Id, Ts, optional, required, row_key, with_default
+from ops_platform.db.migration_support import create_state_table, drop_state_tables
 
 revision = "0002_project_state"
 down_revision = "0001_contract"
-branch_labels = None
-depends_on = None
-
-Ts = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    schema = state_schema()
     # Singleton leases of the jobs on SQLite (Postgres uses advisory locks).
-    op.create_table(
+    create_state_table(
         "job_locks",
         sa.Column("name", sa.String(200), primary_key=True),
-        sa.Column("holder", sa.String(200), nullable=False),
-        sa.Column("acquired_at", Ts, nullable=False),
-        sa.Column("expires_at", Ts, nullable=False),
-        schema=schema,
+        *required(holder=sa.String(200), acquired_at=Ts, expires_at=Ts),
     )
-    op.create_table(
+    create_state_table(
         "app_state",
-        sa.Column("key", sa.String(length=100), nullable=False),
-        sa.Column("value", sa.Text(), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("key"),
-        schema=schema,
+        sa.Column("key", sa.String(100), primary_key=True),
+        *optional(value=sa.Text(), updated_at=Ts),
     )
-    op.create_table(
+    create_state_table(
         "leaderboard_entries_archive",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=False,
-            nullable=False,
-        ),
-        sa.Column(
-            "session_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("game_type", sa.String(length=32), nullable=False),
-        sa.Column("player_address", sa.String(length=64), nullable=False),
-        sa.Column("score", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column(
-            "archived_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("CURRENT_TIMESTAMP"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        schema=schema,
+        row_key("id"),
+        *optional(session_id=Id),
+        *required(game_type=sa.String(32), player_address=sa.String(64), score=sa.BigInteger()),
+        *required(created_at=Ts),
+        with_default("archived_at", Ts, "CURRENT_TIMESTAMP"),
     )
-    op.create_table(
+    create_state_table(
         "leaderboard_standings",
-        sa.Column("game_type", sa.String(length=32), nullable=False),
-        sa.Column("period", sa.String(length=16), nullable=False),
-        sa.Column("rank", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("player_address", sa.String(length=64), nullable=False),
-        sa.Column("score", sa.BigInteger(), nullable=False),
-        sa.Column("period_start", sa.Date(), nullable=True),
-        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("game_type", "period", "rank"),
-        schema=schema,
+        *_keys(game_type=sa.String(32), period=sa.String(16)),
+        sa.Column("rank", sa.Integer(), primary_key=True, autoincrement=False),
+        *required(player_address=sa.String(64), score=sa.BigInteger()),
+        *optional(period_start=sa.Date()),
+        *required(computed_at=Ts),
     )
-    op.create_table(
+    create_state_table(
         "daily_course_analytics",
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column(
-            "course_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=False,
-            nullable=False,
-        ),
-        sa.Column("active_students", sa.Integer(), nullable=False),
-        sa.Column("lessons_completed", sa.Integer(), nullable=False),
-        sa.Column("enrollments", sa.Integer(), nullable=False),
-        sa.Column("completions", sa.Integer(), nullable=False),
-        sa.Column("completion_rate", sa.Float(), nullable=True),
-        sa.Column("avg_quiz_score", sa.Float(), nullable=True),
-        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("day", "course_id"),
-        schema=schema,
+        *_keys(day=sa.Date()),
+        row_key("course_id"),
+        *required(active_students=sa.Integer(), lessons_completed=sa.Integer()),
+        *required(enrollments=sa.Integer(), completions=sa.Integer()),
+        *optional(completion_rate=sa.Float(), avg_quiz_score=sa.Float()),
+        *required(computed_at=Ts),
     )
-    op.create_table(
+    create_state_table(
         "daily_student_analytics",
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column(
-            "user_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=False,
-            nullable=False,
-        ),
-        sa.Column("courses_active", sa.Integer(), nullable=False),
-        sa.Column("lessons_completed", sa.Integer(), nullable=False),
-        sa.Column("quizzes_taken", sa.Integer(), nullable=False),
-        sa.Column("avg_quiz_score", sa.Float(), nullable=True),
-        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("day", "user_id"),
-        schema=schema,
+        *_keys(day=sa.Date()),
+        row_key("user_id"),
+        *required(courses_active=sa.Integer(), lessons_completed=sa.Integer()),
+        *required(quizzes_taken=sa.Integer()),
+        *optional(avg_quiz_score=sa.Float()),
+        *required(computed_at=Ts),
     )
-    op.create_table(
+    create_state_table(
         "analytics_reports",
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("period_key", sa.String(length=32), nullable=False),
-        sa.Column("markdown", sa.Text(), nullable=False),
-        sa.Column("chart_key", sa.String(length=500), nullable=True),
-        sa.Column("metrics", sa.JSON(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("kind", "period_key"),
-        schema=schema,
+        *_keys(kind=sa.String(32), period_key=sa.String(32)),
+        *required(markdown=sa.Text()),
+        *optional(chart_key=sa.String(500), metrics=sa.JSON()),
+        *required(created_at=Ts),
     )
-    op.create_table(
+    create_state_table(
         "hourly_platform_metrics",
-        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("signups", sa.Integer(), nullable=False),
-        sa.Column("active_sessions", sa.Integer(), nullable=False),
-        sa.Column("payments_succeeded", sa.Integer(), nullable=False),
-        sa.Column("payments_failed", sa.Integer(), nullable=False),
-        sa.Column("revenue_cents", sa.BigInteger(), nullable=False),
-        sa.Column("email_queue_depth", sa.Integer(), nullable=False),
-        sa.Column("realtime_outbox_depth", sa.Integer(), nullable=False),
-        sa.Column("job_failures", sa.Integer(), nullable=False),
-        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("hour"),
-        schema=schema,
+        *_keys(hour=Ts),
+        *required(signups=sa.Integer(), active_sessions=sa.Integer()),
+        *required(payments_succeeded=sa.Integer(), payments_failed=sa.Integer()),
+        *required(revenue_cents=sa.BigInteger(), email_queue_depth=sa.Integer()),
+        *required(realtime_outbox_depth=sa.Integer(), job_failures=sa.Integer(), computed_at=Ts),
     )
+
+
+def _keys(**types) -> list[sa.Column]:
+    """The columns of a natural primary key, in order."""
+    return [sa.Column(name, type_, primary_key=True) for name, type_ in types.items()]
 
 
 TABLES = (
@@ -156,5 +99,4 @@ TABLES = (
 
 
 def downgrade() -> None:
-    for table in reversed(TABLES):
-        op.drop_table(table, schema=state_schema())
+    drop_state_tables(*TABLES)
