@@ -8,8 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
-MINUTE, HOUR, DAY = 60, 3_600, 86_400
-NULL_TS = np.iinfo(np.int64).min  # becomes NaT: a NULL timestamp
+from ops_platform.db.seed_data.clock import DAY, HOUR
 
 # rows per user, and the minimum so that a tiny data set still covers every case
 SIZES: dict[str, tuple[float, int]] = {
@@ -56,24 +55,6 @@ def cases(codes: np.ndarray, weights: dict[str, float]):
     """(case name, row indices) for each case."""
     for code, name in enumerate(weights):
         yield name, np.flatnonzero(codes == code)
-
-
-def between(rng: np.random.Generator, low, high, n: int | None = None) -> np.ndarray:
-    """Whole seconds uniformly in [low, high); low/high may be arrays."""
-    low = np.asarray(low, dtype=np.int64)
-    high = np.asarray(high, dtype=np.int64)
-    if n is None:
-        n = int(np.broadcast(low, high).size)
-    return (low + rng.random(n) * np.maximum(high - low, 0)).astype(np.int64)
-
-
-def ts(seconds: np.ndarray) -> np.ndarray:
-    """Epoch seconds (NULL_TS for NULL) → datetime64[s] (NaT for NULL)."""
-    return np.asarray(seconds, dtype=np.int64).view("datetime64[s]")
-
-
-def null_ts(n: int) -> np.ndarray:
-    return np.full(n, NULL_TS, dtype=np.int64)
 
 
 def nullable(values: np.ndarray, missing: np.ndarray) -> np.ma.MaskedArray:
@@ -124,6 +105,10 @@ class Context:
 
     def size(self, name: str) -> int:
         return size(name, self.users)
+
+    def draw(self, name: str, size_name: str | None = None) -> tuple[np.random.Generator, int]:
+        """Generator `name`'s random stream and its row count (of `size_name`, else `name`)."""
+        return self.rng(name), self.size(size_name or name)
 
     def users_before(self, rng: np.random.Generator, moments: np.ndarray) -> np.ndarray:
         """A random user id per moment, among the users who had signed up by then."""

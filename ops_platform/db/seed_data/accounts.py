@@ -5,22 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    NULL_TS,
-    Context,
-    between,
-    cases,
-    hex_tokens,
-    ids,
-    null_ts,
-    nullable,
-    pick,
-    sort_by,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, cases, hex_tokens, ids, nullable, pick, sort_by
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, NULL_TS, between, null_ts, ts
 
 FIRST_NAMES = [
     "olivia",
@@ -221,11 +207,15 @@ SESSION_CASES = {
     "player_stale": 0.06,  # anonymous, last seen over 30 days ago, no expiry
     "player_unseen": 0.04,  # anonymous, never seen since creation
 }
+# Revoked sessions: (age range, revoked-age range), inside the 7-day retention or past it.
+REVOKED_AGES = {
+    "revoked_recently": ((DAY, 25 * DAY), (MINUTE, 7 * DAY - HOUR)),
+    "revoked_long_ago": ((8 * DAY, 29 * DAY), (7 * DAY + HOUR, 29 * DAY)),
+}
 
 
 def sessions(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("sessions")
-    n = ctx.size("sessions")
+    rng, n = ctx.draw("sessions")
     codes = pick(rng, n, SESSION_CASES)
     now = ctx.now
     created, last_seen, expires, revoked = (null_ts(n) for _ in range(4))
@@ -246,23 +236,12 @@ def sessions(ctx: Context) -> list[Frame]:
             )
             c = e - between(rng, DAY, 30 * DAY, m)
             created[idx], last_seen[idx], expires[idx] = c, between(rng, c, e), e
-        elif case == "revoked_recently":
-            c_age = between(rng, DAY, 25 * DAY, m)
-            r_age = between(rng, MINUTE, np.minimum(c_age, 7 * DAY - HOUR))
-            created[idx], revoked[idx], last_seen[idx] = (
-                now - c_age,
-                now - r_age,
-                now - r_age - MINUTE,
-            )
-            expires[idx] = now - c_age + 30 * DAY
-        elif case == "revoked_long_ago":
-            c_age = between(rng, 8 * DAY, 29 * DAY, m)
-            r_age = between(rng, 7 * DAY + HOUR, c_age)
-            created[idx], revoked[idx], last_seen[idx] = (
-                now - c_age,
-                now - r_age,
-                now - r_age - MINUTE,
-            )
+        elif case in REVOKED_AGES:
+            (c_low, c_high), (r_low, r_high) = REVOKED_AGES[case]
+            c_age = between(rng, c_low, c_high, m)
+            r_age = between(rng, r_low, np.minimum(c_age, r_high))
+            created[idx], revoked[idx] = now - c_age, now - r_age
+            last_seen[idx] = now - r_age - MINUTE
             expires[idx] = now - c_age + 30 * DAY
         elif case == "idle":
             c_age = between(rng, 31 * DAY, 85 * DAY, m)
@@ -318,8 +297,7 @@ def _tokens(
     user_pool: np.ndarray | None = None,
 ) -> Frame:
     """Tokens living `lifetime` seconds: live ones, and expired ones `expired_ranges` ago."""
-    rng = ctx.rng(table)
-    n = ctx.size(table)
+    rng, n = ctx.draw(table)
     weights = {"live": 0.5, **{name: 0.5 / len(expired_ranges) for name in expired_ranges}}
     codes = pick(rng, n, weights)
     expires = null_ts(n)
@@ -350,39 +328,37 @@ def _tokens(
     )
 
 
+# table → (lifetime, expired cases as ranges of time since expiry)
+TOKEN_PLANS = {
+    # refresh tokens are kept 7 days past expiry
+    "refresh_tokens": (
+        30 * DAY,
+        {
+            "expired_inside_retention": (MINUTE, 7 * DAY - HOUR),
+            "expired_past_retention": (7 * DAY + HOUR, 60 * DAY),
+        },
+    ),
+    # verification links live a day; mostly for the accounts still unverified
+    "email_verification_tokens": (
+        DAY,
+        {"expired_today": (MINUTE, 23 * HOUR), "expired_long_ago": (8 * DAY, 60 * DAY)},
+    ),
+    # reset links live an hour and are kept 24 h past expiry
+    "password_reset_tokens": (
+        HOUR,
+        {
+            "expired_inside_retention": (MINUTE, 23 * HOUR),
+            "expired_past_retention": (25 * HOUR, 30 * DAY),
+        },
+    ),
+}
+
+
 def tokens(ctx: Context) -> list[Frame]:
+    pools = {"email_verification_tokens": ctx.unverified_ids}
     return [
-        # refresh tokens are kept 7 days past expiry
-        _tokens(
-            ctx,
-            "refresh_tokens",
-            30 * DAY,
-            {
-                "expired_inside_retention": (MINUTE, 7 * DAY - HOUR),
-                "expired_past_retention": (7 * DAY + HOUR, 60 * DAY),
-            },
-        ),
-        # verification links live a day; mostly for the accounts still unverified
-        _tokens(
-            ctx,
-            "email_verification_tokens",
-            DAY,
-            {
-                "expired_today": (MINUTE, 23 * HOUR),
-                "expired_long_ago": (8 * DAY, 60 * DAY),
-            },
-            user_pool=ctx.unverified_ids,
-        ),
-        # reset links live an hour and are kept 24 h past expiry
-        _tokens(
-            ctx,
-            "password_reset_tokens",
-            HOUR,
-            {
-                "expired_inside_retention": (MINUTE, 23 * HOUR),
-                "expired_past_retention": (25 * HOUR, 30 * DAY),
-            },
-        ),
+        _tokens(ctx, table, lifetime, expired_ranges, user_pool=pools.get(table))
+        for table, (lifetime, expired_ranges) in TOKEN_PLANS.items()
     ]
 
 
@@ -460,8 +436,7 @@ COIN_KINDS = {  # kind: (weight, balance, sign, typical amount)
 
 
 def coin_transactions(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("coin_transactions")
-    n = ctx.size("coin_transactions")
+    rng, n = ctx.draw("coin_transactions")
     weights = {kind: spec[0] for kind, spec in COIN_KINDS.items()}
     codes = pick(rng, n, weights)
     created = np.sort(ctx.now - between(rng, MINUTE, 90 * DAY, n))

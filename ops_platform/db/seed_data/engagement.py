@@ -5,19 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    Context,
-    between,
-    cases,
-    ids,
-    null_ts,
-    nullable,
-    pick,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, cases, ids, nullable, pick
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, between, null_ts, ts
 
 STREAM_CASES = {"live": 0.15, "ended_recently": 0.25, "ended_days_ago": 0.60}
 STREAM_TOPICS = (
@@ -37,8 +26,7 @@ GIFT_VALUES = (1, 5, 10, 50, 100, 500)
 
 
 def streams(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("streams")
-    n = ctx.size("streams")
+    rng, n = ctx.draw("streams")
     now = ctx.now
     started, ended = null_ts(n), null_ts(n)
     codes = pick(rng, n, STREAM_CASES)
@@ -83,8 +71,7 @@ def streams(ctx: Context) -> list[Frame]:
 
 
 def stream_events(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("stream_events")
-    n = ctx.size("stream_events")
+    rng, n = ctx.draw("stream_events")
     s = ctx.streams
     streams_n = len(s["started"])
     popularity = rng.lognormal(0, 1.0, streams_n) * (s["ended"] - s["started"])
@@ -150,8 +137,7 @@ REPUTATION_KINDS = {  # kind: (weight of occurrence, reputation weight)
 
 
 def reputation_events(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("reputation_events")
-    n = ctx.size("reputation_events")
+    rng, n = ctx.draw("reputation_events")
     created = np.sort(
         ctx.now - rng.exponential(60 * DAY, n).clip(MINUTE, 365 * DAY).astype(np.int64)
     )

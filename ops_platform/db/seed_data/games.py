@@ -6,21 +6,8 @@ import numpy as np
 
 from ops_platform.db.bulk_load import Frame
 from ops_platform.db.schema import GAME_TYPES
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    NULL_TS,
-    Context,
-    between,
-    cases,
-    hex_tokens,
-    ids,
-    null_ts,
-    nullable,
-    pick,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, cases, hex_tokens, ids, nullable, pick
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, NULL_TS, between, null_ts, ts
 
 GAME_CASES = {"completed": 0.85, "active_fresh": 0.03, "active_abandoned": 0.05, "expired": 0.07}
 GAME_WEIGHTS = (0.3, 0.25, 0.15, 0.15, 0.15)
@@ -34,8 +21,7 @@ GAME_SCORE_SCALE = {
 
 
 def games(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("games")
-    n = ctx.size("game_sessions")
+    rng, n = ctx.draw("games", "game_sessions")
     now = ctx.now
     players = ["0x" + token for token in hex_tokens(rng, ctx.size("players"), 40)]
     game = rng.choice(len(GAME_TYPES), n, p=GAME_WEIGHTS)

@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    NULL_TS,
-    Context,
-    between,
-    ids,
-    pick,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, ids, pick
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, NULL_TS, between, ts
 
 COURSE_SUBJECTS = (
     "Python",

@@ -7,19 +7,8 @@ import json
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    NULL_TS,
-    Context,
-    between,
-    cases,
-    ids,
-    null_ts,
-    pick,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, cases, ids, pick
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, NULL_TS, between, null_ts, ts
 
 NOTIFICATION_TITLES = (
     ("New follower", "Someone new is following your channel."),
@@ -176,8 +165,7 @@ REALTIME_EVENTS = (
 
 def realtime_events(ctx: Context) -> list[Frame]:
     """The outbox: mostly published, the newest few not yet (the publisher's work)."""
-    rng = ctx.rng("realtime_events")
-    n = ctx.size("realtime_events")
+    rng, n = ctx.draw("realtime_events")
     created = ctx.now - between(rng, 10, 3 * DAY, n)
     created[-min(n, 3) :] = ctx.now - np.arange(min(n, 3), 0, -1) * 30
     created.sort()

@@ -5,21 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    NULL_TS,
-    Context,
-    between,
-    cases,
-    choose,
-    hex_tokens,
-    ids,
-    null_ts,
-    pick,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, cases, choose, hex_tokens, ids, pick
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, NULL_TS, between, null_ts, ts
 
 PAYMENT_CASES = {
     "succeeded": 0.62,
@@ -39,8 +26,7 @@ CHECK_OFFSETS = np.array(
 
 
 def payments(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("payments")
-    n = ctx.size("payments")
+    rng, n = ctx.draw("payments")
     codes = pick(rng, n, PAYMENT_CASES)
     now = ctx.now
     age = null_ts(n)

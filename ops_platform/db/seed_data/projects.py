@@ -5,19 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    NULL_TS,
-    Context,
-    between,
-    cases,
-    ids,
-    null_ts,
-    pick,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, cases, ids, pick
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, NULL_TS, between, null_ts, ts
 
 PROJECT_ADJECTIVES = [
     "Bold",
@@ -64,8 +53,7 @@ PAYMENT_STATUS_CASES = {
 
 
 def projects(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("projects")
-    n = ctx.size("projects")
+    rng, n = ctx.draw("projects")
     now = ctx.now
     project_ids = ids(n)
     names = [

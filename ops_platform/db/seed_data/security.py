@@ -5,24 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ops_platform.db.bulk_load import Frame
-from ops_platform.db.seed_data._base import (
-    DAY,
-    HOUR,
-    MINUTE,
-    Context,
-    between,
-    hex_tokens,
-    ids,
-    sort_by,
-    ts,
-)
+from ops_platform.db.seed_data._base import Context, hex_tokens, ids, sort_by
+from ops_platform.db.seed_data.clock import DAY, HOUR, MINUTE, between, ts
 
 FILE_EXTENSIONS = ("jpg", "png", "webp", "pdf", "mp4", "mov")
 
 
 def stored_files(ctx: Context) -> list[Frame]:
-    rng = ctx.rng("stored_files")
-    n = ctx.size("stored_files")
+    rng, n = ctx.draw("stored_files")
     created = np.sort(ctx.now - between(rng, MINUTE, 365 * DAY, n))
     owner = ctx.users_before(rng, created)
     months = np.datetime_as_string(ts(created).astype("datetime64[M]")).tolist()  # 'YYYY-MM'
