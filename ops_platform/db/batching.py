@@ -109,6 +109,21 @@ class _Totals:
         result.matched += changed
 
 
+def _of_batch(follower: Follower, batch_keys: str) -> str:
+    """Condition on the follower's rows that go with the batch rows `batch_keys` selects."""
+    return f"{follower.foreign_key} IN ({batch_keys}) AND ({follower.where})"
+
+
+def _change_each(
+    connection: Connection,
+    followers: Sequence[Follower],
+    statement: Callable[[Follower], str],
+    params: Mapping,
+) -> dict[str, int]:
+    """Run `statement(follower)` for each follower: rows changed per follower's name."""
+    return {f.name: connection.execute(text(statement(f)), params).rowcount for f in followers}
+
+
 def count_rows(engine_or_connection, table: str, where: str, params: Mapping) -> int:
     sql = text(f"SELECT count(*) FROM {table} WHERE {where}")
     if isinstance(engine_or_connection, Connection):
@@ -252,7 +267,7 @@ def dry_run_results(
             )
         ]
         for follower in followers:
-            follower_where = f"{follower.foreign_key} IN (SELECT {key} FROM {table} WHERE {where}) AND ({follower.where})"
+            follower_where = _of_batch(follower, f"SELECT {key} FROM {table} WHERE {where}")
             results.append(
                 BatchResult(
                     table=follower.table,
@@ -274,11 +289,12 @@ def delete_batch(
     batch_where: str,
     params: Mapping,
     *,
-    label: str | None = None,
-    dependents: Sequence[Follower] = (),
     key: str = "id",
+    dependents: Sequence[Follower] = (),
+    label: str | None = None,
 ) -> dict[str, int]:
-    """Delete the batch's rows and, in the same transaction, their dependent rows."""
+    """Delete the batch's rows and, in the same transaction, their dependent rows (whose
+    foreign key points at the batch rows' `key`)."""
     label = label or table
     if not dependents:
         return {
@@ -289,25 +305,21 @@ def delete_batch(
     if is_postgres(connection):
         ctes = [f"gone AS (DELETE FROM {table} WHERE {batch_where} RETURNING {key})"]
         for n, dependent in enumerate(dependents):
-            ctes.append(
-                f"d{n} AS (DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
-                f"(SELECT {key} FROM gone) AND ({dependent.where}) RETURNING 1)"
-            )
+            gone = _of_batch(dependent, f"SELECT {key} FROM gone")
+            ctes.append(f"d{n} AS (DELETE FROM {dependent.table} WHERE {gone} RETURNING 1)")
         counts = ", ".join(
             ["(SELECT count(*) FROM gone)"]
             + [f"(SELECT count(*) FROM d{n})" for n in range(len(dependents))]
         )
         row = connection.execute(text(f"WITH {', '.join(ctes)} SELECT {counts}"), params).one()
         return {label: row[0], **{d.name: row[n + 1] for n, d in enumerate(dependents)}}
-    changed = {}
-    for dependent in dependents:
-        changed[dependent.name] = connection.execute(
-            text(
-                f"DELETE FROM {dependent.table} WHERE {dependent.foreign_key} IN "
-                f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({dependent.where})"
-            ),
-            params,
-        ).rowcount
+    batch_keys = f"SELECT {key} FROM {table} WHERE {batch_where}"
+    changed = _change_each(
+        connection,
+        dependents,
+        lambda dependent: f"DELETE FROM {dependent.table} WHERE {_of_batch(dependent, batch_keys)}",
+        params,
+    )
     return {
         label: connection.execute(
             text(f"DELETE FROM {table} WHERE {batch_where}"), params
@@ -345,9 +357,9 @@ def update_batch(
             f"changed AS (UPDATE {table} SET {set_sql} WHERE {batch_where} RETURNING {table}.*)"
         ]
         for n, follower in enumerate(followers):
+            rows = _of_batch(follower, f"SELECT {key} FROM changed")
             ctes.append(
-                f"f{n} AS (UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
-                f"(SELECT {key} FROM changed) AND ({follower.where}) RETURNING 1)"
+                f"f{n} AS (UPDATE {follower.table} SET {follower.set_sql} WHERE {rows} RETURNING 1)"
             )
         if event:
             ctes.append(
@@ -368,15 +380,13 @@ def update_batch(
         return changed
     # SQLite: the batch's rows still match before the update, so followers and events go
     # first; the first write takes the writer lock, so nothing changes in between.
-    changed = {}
-    for follower in followers:
-        changed[follower.name] = connection.execute(
-            text(
-                f"UPDATE {follower.table} SET {follower.set_sql} WHERE {follower.foreign_key} IN "
-                f"(SELECT {key} FROM {table} WHERE {batch_where}) AND ({follower.where})"
-            ),
-            params,
-        ).rowcount
+    batch_keys = f"SELECT {key} FROM {table} WHERE {batch_where}"
+    changed = _change_each(
+        connection,
+        followers,
+        lambda f: f"UPDATE {f.table} SET {f.set_sql} WHERE {_of_batch(f, batch_keys)}",
+        params,
+    )
     if event:
         changed["realtime_events"] = connection.execute(
             text(

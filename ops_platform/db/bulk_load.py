@@ -20,6 +20,7 @@ time-of-day strings instead of one `strftime` per value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -123,19 +124,15 @@ class _Formatter:
         return values
 
     def _masked_ints(self, values: np.ma.MaskedArray) -> list:
-        mask = np.ma.getmaskarray(values)
-        data = values.data.astype(np.int64)
-        out = np.array(
-            list(map(str, data.tolist())) if self.copy_text else data.tolist(), dtype=object
-        )
-        out[mask] = self.null
-        return out.tolist()
+        data = values.data.astype(np.int64).tolist()
+        return self._with_nulls(data, np.ma.getmaskarray(values), str)
 
     def _floats(self, values: np.ndarray) -> list:
-        missing = np.isnan(values)
-        out = np.array(
-            list(map(repr, values.tolist())) if self.copy_text else values.tolist(), dtype=object
-        )
+        return self._with_nulls(values.tolist(), np.isnan(values), repr)
+
+    def _with_nulls(self, values: list, missing: np.ndarray, as_text: Callable) -> list:
+        """`values` (as text for COPY) with the null marker where `missing`."""
+        out = np.array(list(map(as_text, values)) if self.copy_text else values, dtype=object)
         out[missing] = self.null
         return out.tolist()
 
