@@ -1,17 +1,117 @@
-"""Small pieces the set-based engagement and games assets share: the owners, the
-time-decay SQL (the one dialect difference of their rules) and `sync_table`, which writes
-only the difference between a fresh result and the table holding the previous one."""
+"""Small pieces the set-based engagement and games assets share: their `dg.asset`
+arguments (`sql_asset`), the asset that runs a rule and reports what they all report
+(`rule_asset`), the time-decay SQL (the one dialect difference of their rules) and
+`sync_table`, which writes only the difference between a fresh result and the table holding
+the previous one."""
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import dagster as dg
 from sqlalchemy import Connection, Engine, text
 
-from ops_platform.db.engine import is_postgres
+from ops_platform.assets._decorators import catalog_asset
+from ops_platform.assets._malformed import asset_bad_rows
+from ops_platform.assets.app_tables import app_table_keys
+from ops_platform.db.engine import is_postgres, utcnow
+from ops_platform.resources.database import Database
+from ops_platform.retries import transient_retries
 
 OWNERS = ["team:platform"]
+
+
+def sql_asset(name: str, group_name: str, table: str, reads: Sequence[str], **kwargs):
+    """A set-based SQL asset written to `table` from the app tables `reads` (its lineage)."""
+    return catalog_asset(
+        name,
+        group_name=group_name,
+        owners=OWNERS,
+        kinds={"sql", "postgres"},
+        deps=app_table_keys(*reads),
+        metadata={"dagster/table_name": table},
+        **kwargs,
+    )
+
+
+class RuleConfig(dg.Config):
+    """The configuration of a rule asset: it gives the rule to run."""
+
+    def rule(self) -> Callable[[Connection, datetime], Any]:
+        """The rule with this configuration, as a function of a connection and a time."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RuleSummary:
+    """What a rule asset reports beyond what they all do."""
+
+    examined: int
+    written: int
+    figures: dict
+    preview: str  # Markdown
+    message: str  # the log line, without the duration
+
+
+def rule_asset(
+    name: str,
+    group_name: str,
+    table: str,
+    reads: Sequence[str],
+    config_class: type[RuleConfig],
+    summary: Callable[[Connection, Any, Any, datetime], RuleSummary],
+    description: str,
+) -> dg.AssetsDefinition:
+    """A set-based SQL asset: `config.rule()` run in one transaction (transient faults
+    retried), then `summary(connection, result, config, now)` read from the table it wrote."""
+
+    @sql_asset(name, group_name, table, reads, description=description)
+    def _asset(
+        context: dg.AssetExecutionContext, config: config_class, database: Database
+    ) -> dg.MaterializeResult:
+        now, started = utcnow(), time.perf_counter()
+        with transient_retries(context), database.begin() as connection:
+            result = config.rule()(connection, now)
+        seconds = time.perf_counter() - started
+        with database.connect() as connection:
+            done = summary(connection, result, config, now)
+        context.log.info(f"{done.message}, in {seconds:.2f}s")
+        return dg.MaterializeResult(metadata=_rule_metadata(context, database, done, seconds, now))
+
+    return _asset
+
+
+def _rule_metadata(
+    context: dg.AssetExecutionContext,
+    database: Database,
+    done: RuleSummary,
+    seconds: float,
+    now: datetime,
+) -> dict:
+    """What every rule asset reports: rows examined and written, its own figures, the
+    malformed rows of the app tables it reads (skipped), the duration, the time, a preview."""
+    return {
+        "row_count": done.examined,
+        "rows_examined": done.examined,
+        "rows_written": done.written,
+        **done.figures,
+        **asset_bad_rows(context, database),
+        "duration_s": round(seconds, 3),
+        "computed_at": now.isoformat(),
+        "preview": dg.MetadataValue.md(done.preview),
+    }
+
+
+def latest_metadata(context: dg.AssetCheckExecutionContext, asset: dg.AssetsDefinition) -> dict:
+    """Metadata values of the asset's latest materialization ({} if none): what a check of
+    the asset compares the table with."""
+    event = context.instance.get_latest_materialization_event(asset.key)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return {key: getattr(value, "value", value) for key, value in metadata.items()}
+
 
 # exp() below this underflows on Postgres ("value out of range"); the weight is ~1e-304.
 _MIN_EXPONENT = -700.0

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import insert, select, text, update
 
-from ops_platform.assets import engagement
+from ops_platform.assets import _sql_assets
 from ops_platform.assets.engagement import (
     TrustScoreUpdate,
     one_ranking_row_per_stream,
@@ -191,7 +191,7 @@ def _check_results(result):
 def test_stream_rankings_asset_writes_table_metadata_and_passes_checks(engine, database):
     now = utcnow()
     _stream_fixture(engine, now)
-    with mock.patch.object(engagement, "utcnow", lambda: now):  # the fixture's clock
+    with mock.patch.object(_sql_assets, "utcnow", lambda: now):  # the fixture's clock
         result = dg.materialize(
             [stream_rankings, stream_ranks_dense_and_unique, one_ranking_row_per_stream],
             resources={"database": database},

@@ -23,6 +23,7 @@ from ops_platform.assets.games import (
     every_board_readable,
     leaderboard_ranks_dense,
     leaderboards,
+    pool_assets,
     weekly_prize_pools,
 )
 from ops_platform.db import schema
@@ -419,7 +420,7 @@ def test_one_game_failing_does_not_stop_the_others(engine, database, monkeypatch
             raise RuntimeError("pong scores table is corrupt")
         return real(connection, game_type, *args, **kwargs)
 
-    monkeypatch.setattr(games, "finalize_prize_pool", pong_breaks)
+    monkeypatch.setattr(pool_assets, "finalize_prize_pool", pong_breaks)
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [daily_prize_pools],

@@ -19,12 +19,12 @@ from ops_platform.assets.analytics.hourly import hourly_platform_metrics
 from ops_platform.assets.analytics.monthly import monthly_executive_summary
 from ops_platform.assets.analytics.weekly import weekly_trend_report
 
-defs = dg.Definitions(
-    assets=[
-        daily_course_analytics,
-        daily_student_analytics,
-        weekly_trend_report,
-        monthly_executive_summary,
-        hourly_platform_metrics,
-    ]
-)
+ANALYTICS_ASSETS = [
+    daily_course_analytics,
+    daily_student_analytics,
+    weekly_trend_report,
+    monthly_executive_summary,
+    hourly_platform_metrics,
+]
+
+defs = dg.Definitions(assets=ANALYTICS_ASSETS)

@@ -3,20 +3,22 @@
 one transaction, so a re-run gives the same table."""
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Connection, Engine, Table, delete, insert
 
-from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
+from ops_platform.assets._ranges import PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.checks import (
     check_course_rows,
     check_row_count_near_median,
     check_specs,
     check_student_rows,
 )
-from ops_platform.assets.analytics.partitions import DAILY_PARTITIONS, OWNERS, parse_day
+from ops_platform.assets.analytics.partitions import DAILY_PARTITIONS, analytics_asset, parse_day
 from ops_platform.assets.analytics.sources import (
     course_day_frame,
     records,
@@ -27,10 +29,27 @@ from ops_platform.db.engine import utcnow
 from ops_platform.markdown import frame_table
 from ops_platform.resources.database import Database
 from ops_platform.retries import transient_retries
-from ops_platform.schedules.catalog import asset_pool, op_tags
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+@dataclass(frozen=True)
+class DailyTable:
+    """A daily analytics table: how a day's rows are computed and checked."""
+
+    table: Table
+    frame_of: Callable[[Connection, date], "pd.DataFrame"]
+    preview_by: str  # the preview shows the day's top rows by this column
+    check_rows: Callable[[Engine, date], dg.AssetCheckResult]
+
+
+COURSES = DailyTable(
+    schema.daily_course_analytics, course_day_frame, "active_students", check_course_rows
+)
+STUDENTS = DailyTable(
+    schema.daily_student_analytics, student_day_frame, "lessons_completed", check_student_rows
+)
 
 
 def replace_day_rows(engine: Engine, table, day: date, frame: "pd.DataFrame", now: datetime) -> int:
@@ -43,18 +62,20 @@ def replace_day_rows(engine: Engine, table, day: date, frame: "pd.DataFrame", no
     return len(rows)
 
 
-def build_course_analytics(engine: Engine, day: date, now: datetime) -> "pd.DataFrame":
+def build_day(engine: Engine, daily: DailyTable, day: date, now: datetime) -> "pd.DataFrame":
+    """Compute the day's rows of `daily` from the app tables and store them."""
     with engine.connect() as connection:
-        frame = course_day_frame(connection, day)
-    replace_day_rows(engine, schema.daily_course_analytics, day, frame, now)
+        frame = daily.frame_of(connection, day)
+    replace_day_rows(engine, daily.table, day, frame, now)
     return frame
+
+
+def build_course_analytics(engine: Engine, day: date, now: datetime) -> "pd.DataFrame":
+    return build_day(engine, COURSES, day, now)
 
 
 def build_student_analytics(engine: Engine, day: date, now: datetime) -> "pd.DataFrame":
-    with engine.connect() as connection:
-        frame = student_day_frame(connection, day)
-    replace_day_rows(engine, schema.daily_student_analytics, day, frame, now)
-    return frame
+    return build_day(engine, STUDENTS, day, now)
 
 
 def _daily_metadata(frame: "pd.DataFrame", started: float, day: date, sort_by: str) -> dict:
@@ -68,17 +89,31 @@ def _daily_metadata(frame: "pd.DataFrame", started: float, day: date, sort_by: s
     }
 
 
-@dg.asset(
-    pool=asset_pool("daily_course_analytics"),
-    op_tags=op_tags("daily_course_analytics"),
-    partitions_def=DAILY_PARTITIONS,
-    backfill_policy=RANGE_IN_ONE_RUN,
-    output_required=False,
-    group_name="analytics",
+def materialize_days(context: dg.AssetExecutionContext, database: Database, daily: DailyTable):
+    """Every day of the run: its rows of `daily` rebuilt, then checked."""
+    engine = database.engine
+
+    def one(key: str) -> PartitionOutcome:
+        started, day = time.perf_counter(), parse_day(key)
+        with transient_retries(context):
+            frame = build_day(engine, daily, day, utcnow())
+        return PartitionOutcome(
+            metadata=_daily_metadata(frame, started, day, daily.preview_by),
+            checks=[
+                daily.check_rows(engine, day),
+                check_row_count_near_median(engine, daily.table, day),
+            ],
+        )
+
+    yield from materialize_partitions(context, one)
+
+
+@analytics_asset(
+    "daily_course_analytics",
+    DAILY_PARTITIONS,
+    "learning",
     deps=[dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
     kinds={"pandas", "sql"},
-    owners=OWNERS,
-    tags={"domain": "learning"},
     description="Per course and UTC day: active students, lessons completed, enrollments, "
     "completions, completion rate, average quiz score (table daily_course_analytics).",
     check_specs=check_specs(
@@ -87,47 +122,18 @@ def _daily_metadata(frame: "pd.DataFrame", started: float, day: date, sort_by: s
     ),
 )
 def daily_course_analytics(context: dg.AssetExecutionContext, database: Database):
-    def one(key: str) -> PartitionOutcome:
-        started, day = time.perf_counter(), parse_day(key)
-        with transient_retries(context):
-            frame = build_course_analytics(database.engine, day, utcnow())
-        return PartitionOutcome(
-            metadata=_daily_metadata(frame, started, day, "active_students"),
-            checks=[
-                check_course_rows(database.engine, day),
-                check_row_count_near_median(database.engine, schema.daily_course_analytics, day),
-            ],
-        )
-
-    yield from materialize_partitions(context, one)
+    yield from materialize_days(context, database, COURSES)
 
 
-@dg.asset(
-    pool=asset_pool("daily_student_analytics"),
-    op_tags=op_tags("daily_student_analytics"),
-    partitions_def=DAILY_PARTITIONS,
-    backfill_policy=RANGE_IN_ONE_RUN,
-    output_required=False,
-    group_name="analytics",
+@analytics_asset(
+    "daily_student_analytics",
+    DAILY_PARTITIONS,
+    "learning",
     deps=[dg.AssetKey("learning_events")],
     kinds={"pandas", "sql"},
-    owners=OWNERS,
-    tags={"domain": "learning"},
     description="Per student and UTC day: courses touched, lessons completed, quizzes taken, "
     "average quiz score (table daily_student_analytics).",
     check_specs=check_specs("daily_student_analytics", "Blocking: no negative counts or scores."),
 )
 def daily_student_analytics(context: dg.AssetExecutionContext, database: Database):
-    def one(key: str) -> PartitionOutcome:
-        started, day = time.perf_counter(), parse_day(key)
-        with transient_retries(context):
-            frame = build_student_analytics(database.engine, day, utcnow())
-        return PartitionOutcome(
-            metadata=_daily_metadata(frame, started, day, "lessons_completed"),
-            checks=[
-                check_student_rows(database.engine, day),
-                check_row_count_near_median(database.engine, schema.daily_student_analytics, day),
-            ],
-        )
-
-    yield from materialize_partitions(context, one)
+    yield from materialize_days(context, database, STUDENTS)

@@ -7,14 +7,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from sqlalchemy import Connection, Engine, delete, insert, text
 
-from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
-from ops_platform.assets.analytics.partitions import HOURLY_PARTITIONS, OWNERS
+from ops_platform.assets._ranges import PartitionOutcome, materialize_partitions
+from ops_platform.assets.analytics.partitions import HOURLY_PARTITIONS, analytics_asset
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 from ops_platform.retries import transient_retries
-from ops_platform.schedules.catalog import asset_pool, op_tags
 
 
 def hour_metrics(connection: Connection, start: datetime, end: datetime) -> dict:
@@ -74,20 +73,15 @@ def build_hourly_metrics(engine: Engine, start: datetime, job_failures: int, now
     return row
 
 
-@dg.asset(
-    pool=asset_pool("hourly_platform_metrics"),
-    op_tags=op_tags("hourly_platform_metrics"),
-    partitions_def=HOURLY_PARTITIONS,
-    backfill_policy=RANGE_IN_ONE_RUN,
-    output_required=False,
-    group_name="analytics",
+@analytics_asset(
+    "hourly_platform_metrics",
+    HOURLY_PARTITIONS,
+    "platform",
     deps=[
         dg.AssetKey(name)
         for name in ("users", "sessions", "payments", "notification_email_queue", "realtime_events")
     ],
     kinds={"pandas", "sql"},
-    owners=OWNERS,
-    tags={"domain": "platform"},
     description="Per UTC hour: signups, active sessions, payments succeeded/failed and revenue, email "
     "queue and real-time outbox depth, failed Dagster runs (table hourly_platform_metrics).",
 )

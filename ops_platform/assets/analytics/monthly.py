@@ -1,27 +1,21 @@
 """`monthly_executive_summary` (calendar month, UTC): KPIs of users, revenue, engagement,
 learning and games, month over month, as Markdown with charts."""
 
-import time
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import dagster as dg
 from sqlalchemy import Connection, Engine, text
 
-from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.inputs import (
     ReportInputs,
     days_between,
-    input_deps,
-    report_inputs,
 )
 from ops_platform.assets.analytics.partitions import (
     MONTHLY_PARTITIONS,
-    OWNERS,
     month_window,
-    parse_day,
 )
 from ops_platform.assets.analytics.rendering import Report, comparison_row, monthly_charts
+from ops_platform.assets.analytics.reports import ReportKind, report_asset
 from ops_platform.assets.analytics.sources import (
     IS_LESSON,
     IS_QUIZ,
@@ -31,14 +25,8 @@ from ops_platform.assets.analytics.sources import (
     stored_or_computed,
     student_day_frame,
 )
-from ops_platform.assets.analytics.storage import report_metadata
 from ops_platform.db import schema
 from ops_platform.markdown import markdown_table
-from ops_platform.resources.database import Database
-from ops_platform.resources.object_store import ObjectStore
-from ops_platform.retries import transient_retries
-from ops_platform.schedules.automation import when_inputs_complete
-from ops_platform.schedules.catalog import asset_pool, op_tags
 
 # The learning figures of the summary come from the daily student analytics.
 MONTHLY_INPUTS = ("daily_student_analytics",)
@@ -241,55 +229,34 @@ def build_monthly_report(
     )
 
 
-@dg.asset(
-    pool=asset_pool("monthly_executive_summary"),
-    op_tags=op_tags("monthly_executive_summary"),
-    partitions_def=MONTHLY_PARTITIONS,
-    backfill_policy=RANGE_IN_ONE_RUN,
-    output_required=False,
-    group_name="analytics",
-    deps=[
-        *input_deps(*MONTHLY_INPUTS),
-        *(
-            dg.AssetKey(name)
-            for name in (
-                "users",
-                "payments",
-                "stream_events",
-                "learning_events",
-                "enrollments",
-                "leaderboard_entries",
-            )
-        ),
-    ],
-    kinds={"pandas", "matplotlib"},
-    owners=OWNERS,
-    tags={"domain": "executive"},
-    description="KPIs of the month (users, revenue, engagement, learning, games), month over month, as "
-    "Markdown with charts; stored in analytics_reports and the object store under reports/. "
-    "Materialized once every daily student analytics partition of the month and the month "
-    "before is.",
-    automation_condition=when_inputs_complete(MONTHLY_INPUTS),
-)
-def monthly_executive_summary(
-    context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
-):
-    def one(key: str) -> PartitionOutcome:
-        started, month_start = time.perf_counter(), parse_day(key)
-        inputs = report_inputs(context.instance, MONTHLY_INPUTS, monthly_input_days(month_start))
-        with transient_retries(context):
-            report = build_monthly_report(database.engine, month_start, inputs)
-            this_month = report.metrics["this_month"]
-            metadata = report_metadata(
-                database.engine,
-                object_store,
-                report,
-                inputs,
-                started,
-                signups=this_month["users"]["signups"],
-                revenue_cents=this_month["revenue"]["revenue_cents"],
-                days_recomputed=len(report.metrics["days_recomputed"]),
-            )
-        return PartitionOutcome(metadata=metadata)
+def _monthly_headline(metrics: dict) -> dict:
+    this_month = metrics["this_month"]
+    return {
+        "signups": this_month["users"]["signups"],
+        "revenue_cents": this_month["revenue"]["revenue_cents"],
+    }
 
-    yield from materialize_partitions(context, one)
+
+MONTHLY_REPORT = ReportKind(
+    MONTHLY_INPUTS, monthly_input_days, build_monthly_report, _monthly_headline
+)
+
+
+monthly_executive_summary = report_asset(
+    "monthly_executive_summary",
+    MONTHLY_PARTITIONS,
+    "executive",
+    MONTHLY_REPORT,
+    reads=(
+        "users",
+        "payments",
+        "stream_events",
+        "learning_events",
+        "enrollments",
+        "leaderboard_entries",
+    ),
+    description="KPIs of the month (users, revenue, engagement, learning, games), month over "
+    "month, as Markdown with charts; stored in analytics_reports and the object store under "
+    "reports/. Materialized once every daily student analytics partition of the month and the "
+    "month before is.",
+)

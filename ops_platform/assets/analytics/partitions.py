@@ -1,4 +1,5 @@
-"""The analytics calendar: partitions of the analytics assets and the UTC windows they cover."""
+"""The analytics calendar: partitions of the analytics assets and the UTC windows they cover,
+and `analytics_asset`, the `dg.asset` arguments every analytics asset shares."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from ops_platform.assets._decorators import catalog_asset
 from ops_platform.settings import partitions_start
 
 ANALYTICS_START = partitions_start()  # OPS_PARTITIONS_START
@@ -16,6 +18,18 @@ MONTHLY_PARTITIONS = dg.MonthlyPartitionsDefinition(start_date=ANALYTICS_START)
 HOURLY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date=f"{ANALYTICS_START}-00:00")
 
 OWNERS = ["team:analytics"]
+
+
+def analytics_asset(name: str, partitions_def: dg.PartitionsDefinition, domain: str, **kwargs):
+    """A partitioned asset of the `analytics` group, owned by the analytics team."""
+    return catalog_asset(
+        name,
+        partitions_def,
+        group_name="analytics",
+        owners=OWNERS,
+        tags={"domain": domain},
+        **kwargs,
+    )
 
 
 def utc_day_window(day: date) -> tuple[datetime, datetime]:

@@ -66,6 +66,16 @@ def comparison_row(name: str, current, previous) -> tuple[str, str, str, str]:
     return name, fmt(current), fmt(previous), arrow(percent_change(current, previous))
 
 
+def _line_panel(ax, labels: list[str], lines: list[tuple[pd.Series, dict]], title: str) -> None:
+    """Lines (values and their matplotlib style) on `ax`, from zero, with a grid and legend."""
+    for values, style in lines:
+        ax.plot(labels, values.to_numpy(), **style)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def weekly_chart(this_week: pd.DataFrame, last_week: pd.DataFrame) -> bytes:
     from matplotlib.figure import Figure
 
@@ -77,21 +87,10 @@ def weekly_chart(this_week: pd.DataFrame, last_week: pd.DataFrame) -> bytes:
         ("active_students", "lessons_completed"),
         ("Active students per day", "Lessons completed per day"),
     ):
-        ax.plot(
-            labels,
-            last_week[column].to_numpy(),
-            marker="o",
-            linestyle="--",
-            color="#9aa5b1",
-            label="previous week",
-        )
-        ax.plot(
-            labels, this_week[column].to_numpy(), marker="o", color="#2b6cb0", label="this week"
-        )
-        ax.set_title(title, fontsize=10)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        previous = dict(marker="o", linestyle="--", color="#9aa5b1", label="previous week")
+        current = dict(marker="o", color="#2b6cb0", label="this week")
+        lines = [(last_week[column], previous), (this_week[column], current)]
+        _line_panel(ax, labels, lines, title)
     return png_bytes(figure)
 
 
@@ -112,21 +111,14 @@ def monthly_charts(series: pd.DataFrame) -> dict[str, bytes]:
 
     activity = Figure(figsize=(9, 3.2), dpi=90)
     ax = activity.subplots()
-    for column, color in (
-        ("stream_events", "#c05621"),
-        ("learning_events", "#2b6cb0"),
-        ("games_played", "#6b46c1"),
-    ):
-        ax.plot(
-            labels,
-            series[column].to_numpy(),
-            marker=".",
-            color=color,
-            label=column.replace("_", " "),
+    lines = [
+        (series[column], dict(marker=".", color=color, label=column.replace("_", " ")))
+        for column, color in (
+            ("stream_events", "#c05621"),
+            ("learning_events", "#2b6cb0"),
+            ("games_played", "#6b46c1"),
         )
-    ax.set_title("Activity per day", fontsize=10)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ]
+    _line_panel(ax, labels, lines, "Activity per day")
     ax.tick_params(axis="x", labelsize=7)
     return {"revenue_signups": png_bytes(money), "activity": png_bytes(activity)}

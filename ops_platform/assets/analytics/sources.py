@@ -54,6 +54,29 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def learning_per(
+    connection: Connection, day: date, per: str, distinct: str, distinct_as: str
+) -> pd.DataFrame:
+    """Learning events of `day` (UTC) per `per` column (rows with one), in its order: the
+    number of distinct `distinct` values (as `distinct_as`), lessons completed, quizzes taken
+    and the average quiz score."""
+    start, end = utc_day_window(day)
+    return read_frame(
+        connection,
+        f"""
+        SELECT {per},
+               COUNT(DISTINCT {distinct}) AS {distinct_as},
+               SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
+               SUM(CASE WHEN {IS_QUIZ} THEN 1 ELSE 0 END) AS quizzes_taken,
+               AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
+        FROM learning_events
+        WHERE created_at >= :start AND created_at < :end AND {per} IS NOT NULL
+        GROUP BY {per}
+        ORDER BY {per}""",
+        {"start": start, "end": end},
+    )
+
+
 COURSE_DAY_COLUMNS = [
     "day",
     "course_id",
@@ -70,18 +93,7 @@ def course_day_frame(connection: Connection, day: date) -> pd.DataFrame:
     """One row per course with activity on `day` (UTC), in the table's columns."""
     start, end = utc_day_window(day)
     params = {"start": start, "end": end}
-    events = read_frame(
-        connection,
-        f"""
-        SELECT course_id,
-               COUNT(DISTINCT user_id) AS active_students,
-               SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
-               AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
-        FROM learning_events
-        WHERE created_at >= :start AND created_at < :end AND course_id IS NOT NULL
-        GROUP BY course_id""",
-        params,
-    )
+    events = learning_per(connection, day, "course_id", "user_id", "active_students")
     enrolled = read_frame(
         connection,
         """
@@ -117,21 +129,7 @@ def course_day_frame(connection: Connection, day: date) -> pd.DataFrame:
 
 def student_day_frame(connection: Connection, day: date) -> pd.DataFrame:
     """One row per student with learning events on `day` (UTC), in the table's columns."""
-    start, end = utc_day_window(day)
-    frame = read_frame(
-        connection,
-        f"""
-        SELECT user_id,
-               COUNT(DISTINCT course_id) AS courses_active,
-               SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
-               SUM(CASE WHEN {IS_QUIZ} THEN 1 ELSE 0 END) AS quizzes_taken,
-               AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
-        FROM learning_events
-        WHERE created_at >= :start AND created_at < :end
-        GROUP BY user_id
-        ORDER BY user_id""",
-        {"start": start, "end": end},
-    )
+    frame = learning_per(connection, day, "user_id", "course_id", "courses_active")
     frame["day"] = day
     for column in ("user_id", "courses_active", "lessons_completed", "quizzes_taken"):
         frame[column] = frame[column].fillna(0).astype("int64")

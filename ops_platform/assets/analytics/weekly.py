@@ -4,28 +4,24 @@ from the daily tables for the week and the one before it, as Markdown with a cha
 whose rows are missing (daily partition not materialized) is computed from the source
 tables instead."""
 
-import time
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-import dagster as dg
 from sqlalchemy import Connection, Engine, select
 
-from ops_platform.assets._ranges import RANGE_IN_ONE_RUN, PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.inputs import (
     DAILY_INPUTS,
     ReportInputs,
     days_between,
-    input_deps,
-    report_inputs,
 )
-from ops_platform.assets.analytics.partitions import OWNERS, WEEKLY_PARTITIONS, parse_day
+from ops_platform.assets.analytics.partitions import WEEKLY_PARTITIONS
 from ops_platform.assets.analytics.rendering import (
     Report,
     comparison_row,
     percent_change,
     weekly_chart,
 )
+from ops_platform.assets.analytics.reports import ReportKind, report_asset
 from ops_platform.assets.analytics.sources import (
     course_day_frame,
     quiz_average,
@@ -33,14 +29,8 @@ from ops_platform.assets.analytics.sources import (
     stored_or_computed,
     student_day_frame,
 )
-from ops_platform.assets.analytics.storage import report_metadata
 from ops_platform.db import schema
 from ops_platform.markdown import frame_table
-from ops_platform.resources.database import Database
-from ops_platform.resources.object_store import ObjectStore
-from ops_platform.retries import transient_retries
-from ops_platform.schedules.automation import when_inputs_complete
-from ops_platform.schedules.catalog import asset_pool, op_tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,46 +155,24 @@ def build_weekly_report(
     )
 
 
-@dg.asset(
-    pool=asset_pool("weekly_trend_report"),
-    op_tags=op_tags("weekly_trend_report"),
-    partitions_def=WEEKLY_PARTITIONS,
-    backfill_policy=RANGE_IN_ONE_RUN,
-    output_required=False,
-    group_name="analytics",
-    deps=[
-        *input_deps(*DAILY_INPUTS),
-        dg.AssetKey("learning_events"),
-        dg.AssetKey("enrollments"),
-        dg.AssetKey("courses"),
-    ],
-    kinds={"pandas", "matplotlib"},
-    owners=OWNERS,
-    tags={"domain": "learning"},
-    description="Week-over-week learning trends (weeks Sunday→Sunday UTC) as Markdown with a chart; "
-    "stored in analytics_reports and the object store under reports/. Materialized once every "
-    "daily analytics partition of the week and the week before is.",
-    automation_condition=when_inputs_complete(DAILY_INPUTS),
-)
-def weekly_trend_report(
-    context: dg.AssetExecutionContext, database: Database, object_store: ObjectStore
-):
-    def one(key: str) -> PartitionOutcome:
-        started, week_start = time.perf_counter(), parse_day(key)
-        inputs = report_inputs(context.instance, DAILY_INPUTS, weekly_input_days(week_start))
-        with transient_retries(context):
-            report = build_weekly_report(database.engine, week_start, inputs)
-            this_week = report.metrics["this_week"]
-            metadata = report_metadata(
-                database.engine,
-                object_store,
-                report,
-                inputs,
-                started,
-                active_students=this_week["active_students"],
-                lessons_completed=this_week["lessons_completed"],
-                days_recomputed=len(report.metrics["days_recomputed"]),
-            )
-        return PartitionOutcome(metadata=metadata)
+def _weekly_headline(metrics: dict) -> dict:
+    this_week = metrics["this_week"]
+    return {
+        "active_students": this_week["active_students"],
+        "lessons_completed": this_week["lessons_completed"],
+    }
 
-    yield from materialize_partitions(context, one)
+
+WEEKLY_REPORT = ReportKind(DAILY_INPUTS, weekly_input_days, build_weekly_report, _weekly_headline)
+
+
+weekly_trend_report = report_asset(
+    "weekly_trend_report",
+    WEEKLY_PARTITIONS,
+    "learning",
+    WEEKLY_REPORT,
+    reads=("learning_events", "enrollments", "courses"),
+    description="Week-over-week learning trends (weeks Sunday→Sunday UTC) as Markdown with a "
+    "chart; stored in analytics_reports and the object store under reports/. Materialized once "
+    "every daily analytics partition of the week and the week before is.",
+)
