@@ -161,7 +161,8 @@ def alert_rules(max_hours: int = Settings.maintenance_max_hours) -> dict:
             "30m",
             "warning",
             "{{ $value }} partitions of {{ $labels.asset }} are due and not materialized",
-            "Its catch-up sensor should have requested them: is it on, is the daemon running?",
+            "Its catch-up sensor should have requested them: is it on, is the daemon running? "
+            "A report waits for its inputs: freshness_alert_sensor's alert names those missing.",
         )
     ]
     return {

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType
@@ -325,12 +325,18 @@ def daemon_family(instance: dg.DagsterInstance, now: datetime):
     return age
 
 
-def _catchup_watching_since(instance: dg.DagsterInstance) -> dict[str, datetime]:
-    """When each catch-up sensor started watching (its cursor), by asset name."""
+def _watching_since(instance: dg.DagsterInstance) -> dict[str, datetime]:
+    """When each asset's catch-up sensor started watching (its cursor), or for a report that
+    waits for its inputs its automation sensor (when it was started), by asset name."""
     since = {}
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        name = state.instigator_name
-        cursor = getattr(state.instigator_data, "cursor", None)
+        name, data = state.instigator_name, state.instigator_data
+        if name.endswith("_automation") and getattr(data, "last_sensor_start_timestamp", None):
+            since[name.removesuffix("_automation")] = datetime.fromtimestamp(
+                data.last_sensor_start_timestamp, UTC
+            )
+            continue
+        cursor = getattr(data, "cursor", None)
         if not name.endswith("_catchup") or not cursor:
             continue
         try:
@@ -343,26 +349,28 @@ def _catchup_watching_since(instance: dg.DagsterInstance) -> dict[str, datetime]
 
 
 def partition_family(instance: dg.DagsterInstance, defs: dg.Definitions, now: datetime):
-    """Partitions whose schedule tick is past and that were never materialized nor attempted,
-    since the asset's catch-up sensor started watching (what it still has to run)."""
+    """Partitions due and never materialized nor attempted, since the asset's catch-up sensor
+    started watching (what it still has to run); for a report that waits for its inputs,
+    those past their due time (cron plus max runtime) since its automation sensor started."""
     from ops_platform.schedules.build import (
         catchup_partition_keys,
         is_time_partitioned,
         unmaterialized_partitions,
     )
-    from ops_platform.schedules.overdue import scheduled_rows
+    from ops_platform.schedules.catalog import SCHEDULES
 
     missing = _gauge(
         "ops_partition_missing",
         "Partitions due and not materialized (nor in progress or failed) since the asset's "
-        "catch-up sensor started; it should bring this to 0 within minutes.",
+        "catch-up sensor started (it should bring this to 0 within minutes); for a report, "
+        "partitions past their due time, their inputs not all there or its automation off.",
         ["asset"],
     )
     repo = defs.get_repository_def()
-    watching = _catchup_watching_since(instance)
+    watching = _watching_since(instance)
     seen = set()
-    for row in scheduled_rows():
-        if row.kind != "asset" or row.target in seen:
+    for row in SCHEDULES:
+        if row.kind != "asset" or row.cron is None or row.target in seen:
             continue
         seen.add(row.target)
         key = dg.AssetKey(row.target)
@@ -371,10 +379,11 @@ def partition_family(instance: dg.DagsterInstance, defs: dg.Definitions, now: da
         if asset is None or not is_time_partitioned(partitions_def):
             continue
         since = watching.get(row.target)
-        if since is None:  # the catch-up has not started: nothing is due yet by its rule
+        if since is None:  # its sensor has not started: nothing is due yet by its rule
             missing.add_metric([row.target], 0)
             continue
-        keys = catchup_partition_keys(partitions_def, row, now, since)
+        grace = {"grace": timedelta(seconds=row.max_runtime_s)} if row.waits_for_inputs else {}
+        keys = catchup_partition_keys(partitions_def, row, now, since, **grace)
         absent, _failed = unmaterialized_partitions(instance, key, partitions_def, keys)
         missing.add_metric([row.target], len(absent))
     return missing

@@ -11,16 +11,24 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    SensorInstigatorData,
+)
+from dagster._core.test_utils import in_process_test_workspace
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.types import DaemonHeartbeat
 from sqlalchemy import insert, update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import make_engine, utcnow
-from ops_platform.metrics import OpsCollector, exposition, registry_for
+from ops_platform.metrics import OpsCollector, exposition, partition_family, registry_for
 from tests.jobs.test_email import seed_batches
 from tests.platform_env import platform_defs, platform_env, run_job
 from tests.smtp_server import free_port, smtp_server
@@ -356,3 +364,48 @@ def test_run_counts_never_decrease_when_old_runs_are_pruned(monkeypatch):
         )
         newest = instance.get_run_records(limit=1)[0]
         assert stats["flaky"].last_success_id == newest.storage_id
+
+
+def first_tick(instance, sensor, day: str) -> None:
+    """The state the asset daemon stores at a default-on automation sensor's first tick."""
+    started = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+    instance.add_instigator_state(
+        InstigatorState(
+            sensor.get_remote_origin(),
+            InstigatorType.SENSOR,
+            InstigatorStatus.DECLARED_IN_CODE,
+            SensorInstigatorData(
+                min_interval=sensor.min_interval_seconds,
+                last_sensor_start_timestamp=started,
+                sensor_type=sensor.sensor_type,
+            ),
+        )
+    )
+
+
+def test_a_report_partition_past_its_due_time_counts_as_missing(db_url, tmp_path, monkeypatch):
+    """A report has no catch-up sensor: its partitions count from when its automation sensor
+    was started, each once past its due time (cron plus max runtime) and not materialized."""
+    env = platform_env(monkeypatch, tmp_path, db_url)
+    defs = platform_defs()
+    origin = LoadableTargetOrigin(
+        executable_path=sys.executable, module_name="ops_platform.definitions", attribute="defs"
+    )
+    with (
+        dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+        in_process_test_workspace(instance, origin) as workspace,
+    ):
+
+        def missing(now: datetime) -> dict[str, float]:
+            family = partition_family(instance, defs, now)
+            return {sample.labels["asset"]: sample.value for sample in family.samples}
+
+        sunday_due = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)  # week from 2026-11-22: 01:00 + 1 h
+        assert missing(sunday_due + timedelta(minutes=5))["weekly_trend_report"] == 0  # unwatched
+        location = next(iter(workspace.get_code_location_entries().values())).code_location
+        repo = location.get_repository("__repository__")
+        first_tick(instance, repo.get_sensor("weekly_trend_report_automation"), "2026-11-26")
+        assert missing(sunday_due - timedelta(minutes=5))["weekly_trend_report"] == 0
+        after = missing(sunday_due + timedelta(minutes=5))
+        assert after["weekly_trend_report"] == 1
+        assert after["monthly_executive_summary"] == 0  # its sensor was never started

@@ -50,8 +50,9 @@ def missed_run_window_s(row: ScheduleRow) -> int:
 
 
 def scheduled_rows() -> list[ScheduleRow]:
-    """Table rows that are real schedules (sensor-driven rows have no cron to miss)."""
-    return [row for row in SCHEDULES if row.cron is not None]
+    """Table rows that are real schedules: sensor-driven rows have no cron to miss, and a
+    report that waits for its inputs has none (its freshness check judges its partitions)."""
+    return [row for row in SCHEDULES if row.cron is not None and not row.waits_for_inputs]
 
 
 def check_now() -> datetime:

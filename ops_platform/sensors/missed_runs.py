@@ -3,6 +3,10 @@ within its window (twice its period plus its max runtime, see schedules/overdue.
 once per incident through the `alerts` resource, and once more, resolved, when the job
 succeeds again (or the schedule is stopped). Open incidents live in the sensor cursor.
 
+The reports that wait for their inputs have no schedule to miss: a report partition not
+produced by its due time fails its freshness check, and `freshness_alert_sensor` alerts,
+naming the inputs it waits for.
+
 It runs in the daemon, so it cannot report the daemon's own death: the Prometheus rule
 `OpsDaemonDown` and `ops-platform status --check` (a cron or a probe) cover that.
 """
