@@ -119,7 +119,9 @@ def test_dagster_job_execute_against_a_silent_database_fails_in_bounded_time(sil
     output = finished.stdout + finished.stderr
     line = f"app database at 127.0.0.1:{silent_port} did not answer within {connect_timeout} s"
     assert finished.returncode != 0
-    assert line in output
+    assert f"{line} (connect timeout) ({ATTEMPTS} attempts in" in output, output
+    # The run's set-up retried; reading the failed run's result afterwards waited no more.
+    assert output.count(f"transient fault, retry {MAX_TRANSIENT_RETRIES} in") == 1, output
     assert "secret" not in output
     # Every attempt waits the connect timeout, plus the backoffs, plus process start-up.
     assert elapsed < ATTEMPTS * connect_timeout + MAX_BACKOFF_S + 60, elapsed

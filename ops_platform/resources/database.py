@@ -74,6 +74,18 @@ def _run_targets(context: dg.InitResourceContext) -> set[str]:
     return names
 
 
+def _run_is_over(context: dg.InitResourceContext) -> bool:
+    """Whether the run is already finished: `execute_job` (and `dagster job execute`) builds
+    the resources again after a run only to read its outputs. Nothing runs then, so nothing
+    is checked: a database that failed the run is not waited for a second time."""
+    run = getattr(context, "run", None)
+    instance = getattr(context, "instance", None)
+    if run is None or instance is None:
+        return False
+    current = instance.get_run_by_id(run.run_id)
+    return current is not None and current.is_finished
+
+
 class Database(dg.ConfigurableResource):
     """SQLAlchemy access to the app database (`OPS_DATABASE_URL`).
 
@@ -101,6 +113,8 @@ class Database(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._engine = self._make_engine(run_max_runtime_s(context.run))
+        if _run_is_over(context):
+            return
         targets = _run_targets(context)
         if targets:
             self._check_tables(context, targets)
