@@ -26,9 +26,7 @@ from email.policy import compat32
 from email.utils import format_datetime
 from pathlib import Path
 
-import dagster as dg
-from pydantic import PrivateAttr
-
+from ops_platform.resources._connection import HeldConnection
 from ops_platform.resources._environment import from_environment
 from ops_platform.settings import SmtpSettings, redact_url
 
@@ -191,14 +189,12 @@ class OutboxTransport:
         pass
 
 
-class Mailer(dg.ConfigurableResource):
+class Mailer(HeldConnection):
     """Sends email over SMTP when `smtp_url` is set, else into the outbox folder."""
 
     smtp_url: str | None = None
     mail_from: str = "ops-platform@localhost"
     outbox_dir: str = ".ops_platform/outbox"
-
-    _transport: object = PrivateAttr(default=None)
 
     @property
     def target(self) -> str:
@@ -206,12 +202,12 @@ class Mailer(dg.ConfigurableResource):
         return redact_url(self.smtp_url) if self.smtp_url else f"outbox {self.outbox_dir}"
 
     def _get_transport(self):
-        if self._transport is None:
+        if self._connection is None:
             if self.smtp_url:
-                self._transport = SmtpTransport(SmtpSettings.from_url(self.smtp_url))
+                self._connection = SmtpTransport(SmtpSettings.from_url(self.smtp_url))
             else:
-                self._transport = OutboxTransport(Path(self.outbox_dir))
-        return self._transport
+                self._connection = OutboxTransport(Path(self.outbox_dir))
+        return self._connection
 
     def send(self, message: EmailMessage) -> None:
         """Deliver one message. Raises `MailError` (per message) or `MailServerUnavailable`."""
@@ -222,14 +218,6 @@ class Mailer(dg.ConfigurableResource):
         if "From" not in message:
             message["From"] = self.mail_from
         self._get_transport().send(message)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
 
     def __enter__(self) -> "Mailer":
         return self

@@ -11,10 +11,9 @@ redis-py with exponential backoff and jitter, and what still fails raises
 """
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from ops_platform.lazy import lazy_module
 
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
 else:
     redis = lazy_module("redis")
 
+from ops_platform.resources._connection import HeldConnection
 from ops_platform.resources._environment import from_environment
 from ops_platform.settings import redact_url
 
@@ -33,22 +33,20 @@ class RealtimeUnavailable(RuntimeError):
     """Redis could not be reached or failed through every retry."""
 
 
-class RealtimePublisher(dg.ConfigurableResource):
+class RealtimePublisher(HeldConnection):
     """Redis pub/sub publisher; disabled when no URL is configured."""
 
     url: str | None = Field(default=None, description="Redis URL; None: publishing disabled.")
     socket_timeout_s: float = Field(default=5.0, gt=0)
     retries: int = Field(default=3, ge=0)
 
-    _client: Any = PrivateAttr(default=None)
-
     @property
     def enabled(self) -> bool:
         return bool(self.url)
 
     def _redis(self) -> "redis.Redis":
-        if self._client is None:
-            self._client = redis.Redis.from_url(
+        if self._connection is None:
+            self._connection = redis.Redis.from_url(
                 self.url,
                 socket_timeout=self.socket_timeout_s,
                 socket_connect_timeout=self.socket_timeout_s,
@@ -57,7 +55,7 @@ class RealtimePublisher(dg.ConfigurableResource):
                 ),
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
-        return self._client
+        return self._connection
 
     def publish_many(self, messages: Sequence[tuple[str, str]]) -> list[int]:
         """Publish (channel, message) pairs in order, one pipeline; returns the receiver
@@ -78,14 +76,6 @@ class RealtimePublisher(dg.ConfigurableResource):
     def safe_url(self) -> str:
         """The URL without its password, for logs."""
         return redact_url(self.url) if self.url else "(none)"
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
 
 
 def build_realtime(settings) -> RealtimePublisher:

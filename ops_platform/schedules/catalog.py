@@ -125,23 +125,9 @@ SCHEDULES: tuple[ScheduleRow, ...] = (
         1 * HOUR,
         timezone="Australia/Sydney",
     ),
-    ScheduleRow(
-        "daily_course_analytics_daily",
-        "daily_course_analytics",
-        "asset",
-        "0 0 * * *",
-        "low",
-        "analytics",
-        1 * HOUR,
-    ),
-    ScheduleRow(
-        "daily_student_analytics_daily",
-        "daily_student_analytics",
-        "asset",
-        "0 0 * * *",
-        "low",
-        "analytics",
-        1 * HOUR,
+    *(
+        ScheduleRow(f"{asset}_daily", asset, "asset", "0 0 * * *", "low", "analytics", 1 * HOUR)
+        for asset in ("daily_course_analytics", "daily_student_analytics")
     ),
     ScheduleRow(
         "weekly_trend_report_weekly",

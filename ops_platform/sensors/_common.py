@@ -1,8 +1,13 @@
 """What the sensors share."""
 
+import inspect
 import json
+from collections.abc import Callable
 
 import dagster as dg
+
+from ops_platform.schedules.build import default_sensor_status
+from ops_platform.settings import Settings
 
 # Statuses of a run that has been launched and not yet finished.
 ACTIVE_STATUSES = [
@@ -28,3 +33,40 @@ def open_incidents(cursor: str | None) -> dict[str, dict]:
         return dict(json.loads(cursor)["open"]) if cursor else {}
     except (ValueError, KeyError, TypeError):
         return {}
+
+
+def request_when_due(
+    context: dg.SensorEvaluationContext,
+    job: dg.JobDefinition,
+    due_run_key: Callable[[], str | None],
+    nothing_due: str,
+) -> dg.RunRequest | dg.SkipReason:
+    """One run of `job` for the rows due now, keyed by `due_run_key()` (None: nothing is due,
+    skip saying `nothing_due`); nothing while a run of `job` is queued or running, and the
+    rows are not even read then."""
+    if job_run_active(context.instance, job.name):
+        return dg.SkipReason(f"a {job.name} run is already queued or running")
+    run_key = due_run_key()
+    if run_key is None:
+        return dg.SkipReason(nothing_due)
+    return dg.RunRequest(run_key=run_key)
+
+
+def job_sensor(
+    settings: Settings,
+    evaluate: Callable,
+    job: dg.JobDefinition,
+    interval_seconds: int,
+    group: str,
+    name: str | None = None,
+) -> dg.SensorDefinition:
+    """The sensor (`<job>_sensor` unless named) launching `job` as `evaluate` decides, every
+    `interval_seconds` at most; on by default unless `group` is disabled (OPS_ENABLE_<GROUP>).
+    Its description in the UI is `evaluate`'s docstring."""
+    return dg.sensor(
+        name=name or f"{job.name}_sensor",
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=default_sensor_status(settings, group),
+        description=" ".join(inspect.getdoc(evaluate).split()),
+    )(evaluate)

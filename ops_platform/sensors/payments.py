@@ -18,7 +18,7 @@ import dagster as dg
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs.payments import PendingPayment, load_due, payment_status_check
 from ops_platform.resources.database import Database
-from ops_platform.schedules.build import default_sensor_status
+from ops_platform.sensors._common import job_sensor
 from ops_platform.settings import Settings
 
 INTERVAL_SECONDS = 5
@@ -92,6 +92,7 @@ def plan_checks(
 
 
 def payment_checks_due(context: dg.SensorEvaluationContext, database: Database):
+    """Launches payment_status_check runs for pending payments whose next check is due."""
     now = utcnow()
     launched = _read_cursor(context.cursor)
     limit = PAYMENTS_PER_RUN * RUNS_PER_TICK + len(launched)
@@ -110,11 +111,5 @@ def payment_checks_due(context: dg.SensorEvaluationContext, database: Database):
 
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     return [
-        dg.sensor(
-            name="payment_status_check_sensor",
-            job=payment_status_check,
-            minimum_interval_seconds=INTERVAL_SECONDS,
-            default_status=default_sensor_status(settings, "payments"),
-            description="Launches payment_status_check runs for pending payments whose next check is due.",
-        )(payment_checks_due)
+        job_sensor(settings, payment_checks_due, payment_status_check, INTERVAL_SECONDS, "payments")
     ]

@@ -11,9 +11,8 @@ import dagster as dg
 from ops_platform.jobs.realtime import max_unpublished_id, realtime_publish
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher
-from ops_platform.schedules.build import default_sensor_status
 from ops_platform.schedules.catalog import row_for
-from ops_platform.sensors._common import job_run_active
+from ops_platform.sensors._common import job_sensor, request_when_due
 from ops_platform.settings import Settings
 
 INTERVAL_SECONDS = 3
@@ -22,25 +21,24 @@ INTERVAL_SECONDS = 3
 def realtime_events_waiting(
     context: dg.SensorEvaluationContext, database: Database, realtime: RealtimePublisher
 ):
+    """Requests a realtime_publish run when events wait in the outbox and none is queued or
+    running."""
     if not realtime.enabled:
         return dg.SkipReason(
             "no Redis configured (OPS_REDIS_URL is not set): realtime events stay in the outbox"
         )
-    newest = max_unpublished_id(database.engine)
-    if newest is None:
-        return dg.SkipReason("no unpublished realtime event")
-    if job_run_active(context.instance, realtime_publish.name):
-        return dg.SkipReason("a realtime_publish run is already queued or running")
-    return dg.RunRequest(run_key=f"realtime_publish:{newest}")
+
+    def newest_run_key() -> str | None:
+        newest = max_unpublished_id(database.engine)
+        return None if newest is None else f"realtime_publish:{newest}"
+
+    return request_when_due(
+        context, realtime_publish, newest_run_key, "no unpublished realtime event"
+    )
 
 
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    group = row_for("realtime_publish").group
     return [
-        dg.sensor(
-            name="realtime_publish_sensor",
-            job=realtime_publish,
-            minimum_interval_seconds=INTERVAL_SECONDS,
-            default_status=default_sensor_status(settings, row_for("realtime_publish").group),
-            description="Requests a realtime_publish run when events wait in the outbox and none is queued or running.",
-        )(realtime_events_waiting)
+        job_sensor(settings, realtime_events_waiting, realtime_publish, INTERVAL_SECONDS, group)
     ]
