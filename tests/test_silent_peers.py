@@ -305,7 +305,9 @@ def test_a_database_that_comes_back_during_run_start_lets_the_run_finish(listene
             returning = threading.Thread(target=come_back)
             returning.start()
             url = cluster.url.replace(f":{cluster.port}/", f":{listener.port}/")
-            result, logs, elapsed = _run_session_cleanup(Database(url=url, connect_timeout_s=2))
+            # Each silent attempt waits 3 s: the cluster has until the last one to start.
+            database = Database(url=url, connect_timeout_s=3)
+            result, logs, elapsed = _run_session_cleanup(database)
             returning.join()
             print(f"run through a database coming back finished after {elapsed:.1f} s")
             assert result.success, logs
