@@ -56,11 +56,7 @@ class StillTransient(Exception):
         self.last, self.attempts = last, attempts
 
 
-def retry_transient_faults(
-    call: Callable[[], T],
-    warn: Callable[[str], None],
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
+def retry_transient_faults(call: Callable[[], T], warn: Callable[[str], None]) -> T:
     """`call()`, tried again on a transient fault with the ops' policy (as many retries,
     the same backoff) where Dagster cannot retry for us: resource set-up runs before the
     op, so a RetryRequested there would fail the step. Raises `StillTransient` when the
@@ -75,7 +71,7 @@ def retry_transient_faults(
                 raise StillTransient(error, retry_number + 1) from error
             wait = backoff_seconds(retry_number)
             warn(f"transient fault, retry {retry_number + 1} in {wait:.1f}s: {first_line(error)}")
-            sleep(wait)
+            time.sleep(wait)
     raise AssertionError("unreachable")
 
 
