@@ -197,7 +197,7 @@ def _maintenance_parsers(commands) -> None:
     pause.add_argument(
         "--drain",
         action="store_true",
-        help="then wait until no run of the paused groups is queued or running",
+        help="then wait until no run of the paused groups is running or queued (held ones excepted)",
     )
     pause.add_argument(
         "--drain-timeout", type=float, default=900.0, help="seconds --drain waits (default 900)"

@@ -107,6 +107,18 @@ def sync_held_runs(instance: dg.DagsterInstance, engine, now: datetime) -> Queue
     return QueueChange(hold_queued_runs(instance, paused), release_held_runs(instance, paused))
 
 
+def held_lines(instance: dg.DagsterInstance) -> list[str]:
+    """`ops-platform status`: the runs a window holds in the queue (none: no line)."""
+    runs = instance.get_runs(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED], tags={HELD_TAG: HELD})
+    )
+    if not runs:
+        return []
+    names = ", ".join(f"{r.job_name} {r.run_id[:8]}" for r in runs[:10])
+    more = f" and {len(runs) - 10} more" if len(runs) > 10 else ""
+    return [f"HELD {len(runs)} queued run(s) wait for their window to end: {names}{more}"]
+
+
 def apply_windows_to_queue(
     instance: dg.DagsterInstance, engine, now: datetime, warn
 ) -> QueueChange:

@@ -486,7 +486,7 @@ def print_pause(settings: Settings, args) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"drained: no run of {window.scope} is queued or running")
+        print(f"drained: no run of {window.scope} is running or about to start (held runs wait)")
     return 0
 
 

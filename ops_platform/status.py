@@ -387,13 +387,18 @@ def print_status(
 
         with instance:
             return print_check(health_check(instance, defs, check_now()), as_json)
+    from ops_platform.held_runs import held_lines
+
     with instance:
         statuses = collect_status(instance, defs, last_n=last_n)
         daemon = daemon_line(instance, datetime.now(UTC))
+        held = held_lines(instance)
     if as_json:
         print(json.dumps([asdict(s) for s in statuses], indent=2))
     else:
         print_windows(database_url)
+        for line in held:
+            print(line)
         print(daemon)
         print(format_table(statuses, last_n))
     return 0
