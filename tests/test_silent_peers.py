@@ -49,6 +49,7 @@ class Listener:
         self.port = self.server.getsockname()[1]
         self.upstream: int | None = None
         self.held: list[socket.socket] = []
+        self.called = threading.Event()  # set at the first connection
         threading.Thread(target=self._accept, daemon=True).start()
 
     def answer_from(self, port: int) -> None:
@@ -61,6 +62,7 @@ class Listener:
             except OSError:
                 return
             self.held.append(client)
+            self.called.set()
             if self.upstream is not None:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream))
                 self.held.append(upstream)
@@ -284,8 +286,8 @@ def test_a_database_silent_at_run_start_fails_the_run_within_the_retry_bound(sil
 
 def test_a_database_that_comes_back_during_run_start_lets_the_run_finish(listener):
     """The app database (a throw-away cluster) is down when the run starts: the run's first
-    attempts meet a silent listener, the cluster starts a few seconds later and the listener
-    relays to it; the resource's retries carry the run through and it deletes what it should."""
+    attempts meet a silent listener, the cluster starts a few seconds after the first and the
+    listener relays to it; the resource's retries carry the run through and it deletes what it should."""
     if pg_cluster.missing():
         pytest.skip(pg_cluster.missing())
     expired, live = 500, 100
@@ -298,6 +300,7 @@ def test_a_database_that_comes_back_during_run_start_lets_the_run_finish(listene
             cluster.stop()
 
             def come_back() -> None:
+                listener.called.wait(timeout=120)  # the run's first attempt is under way
                 time.sleep(2)
                 cluster.start()
                 listener.answer_from(cluster.port)
