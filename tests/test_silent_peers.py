@@ -287,7 +287,8 @@ def test_a_database_silent_at_run_start_fails_the_run_within_the_retry_bound(sil
 def test_a_database_that_comes_back_during_run_start_lets_the_run_finish(listener):
     """The app database (a throw-away cluster) is down when the run starts: the run's first
     attempts meet a silent listener, the cluster starts a few seconds after the first and the
-    listener relays to it; the resource's retries carry the run through and it deletes what it should."""
+    listener relays to it; the resource's retries carry the run through and it deletes what
+    it should."""
     if pg_cluster.missing():
         pytest.skip(pg_cluster.missing())
     expired, live = 500, 100
