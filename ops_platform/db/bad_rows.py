@@ -22,6 +22,7 @@ ABSURD_DAYS = 36_500
 ABSURD_WEIGHT = 10**6
 ABSURD_EVENT_VALUE = 10**9
 ABSURD_SCORE = 10**15
+ABSURD_LEARNING_SCORE = 10**6
 
 
 def _json_not(postgres_types: str, sqlite_types: str, column: str) -> Callable[[Connection], str]:
@@ -103,6 +104,11 @@ CHECKS: dict[str, dict[str, str | Callable[[Connection], str]]] = {
         "negative_score": "score < 0",
         "absurd_score": f"score > {ABSURD_SCORE}",
     },
+    "learning_events": {
+        "negative_score": "score < 0",
+        "absurd_score": f"score > {ABSURD_LEARNING_SCORE}",
+    },
+    "enrollments": {"completed_before_enrolled": "completed_at < enrolled_at"},
 }
 
 # The tables with checks that each job or asset reads.
@@ -123,16 +129,42 @@ JOB_TABLES: dict[str, tuple[str, ...]] = {
     "stream_rankings": ("stream_events",),
     "user_trust_scores": ("reputation_events",),
     "leaderboards": ("leaderboard_entries",),
+    "daily_prize_pools": ("leaderboard_entries",),
+    "weekly_prize_pools": ("leaderboard_entries",),
+    "hourly_platform_metrics": ("payments", "notification_email_queue", "realtime_events"),
+    "daily_course_analytics": ("learning_events", "enrollments"),
+    "daily_student_analytics": ("learning_events",),
+    "weekly_trend_report": ("learning_events", "enrollments"),
+    "monthly_executive_summary": (
+        "payments",
+        "stream_events",
+        "learning_events",
+        "enrollments",
+        "leaderboard_entries",
+    ),
 }
+
+
+def _conditions(connection: Connection, table: str) -> dict[str, str]:
+    """{kind: SQL condition} of `table` on this connection's database."""
+    return {
+        kind: cond(connection) if callable(cond) else cond for kind, cond in CHECKS[table].items()
+    }
 
 
 def _count_sql(connection: Connection, table: str) -> str:
     sums = ", ".join(
-        f"COALESCE(SUM(CASE WHEN {cond(connection) if callable(cond) else cond} "
-        f"THEN 1 ELSE 0 END), 0) AS {kind}"
-        for kind, cond in CHECKS[table].items()
+        f"COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS {kind}"
+        for kind, cond in _conditions(connection, table).items()
     )
     return f"SELECT {sums} FROM {table}"
+
+
+def well_formed(connection: Connection, table: str) -> str:
+    """SQL condition on the columns of `table` (unqualified) that holds for exactly the rows
+    `count_bad_rows` does not count, so a rule that reads with it skips what is reported."""
+    malformed = " OR ".join(f"({cond})" for cond in _conditions(connection, table).values())
+    return f"(CASE WHEN {malformed} THEN 0 ELSE 1 END = 1)"
 
 
 def count_bad_rows(

@@ -522,7 +522,7 @@ def test_one_winner_check(engine, database):
         | dg.AssetSelection.checks_for_assets(daily_prize_pools),
         raise_on_error=False,
     )
-    [check] = result.get_asset_check_evaluations()
+    check = _checks(result)["one_winner_per_finalized_pool"]
     assert not check.passed
     assert check.metadata["finalized_without_winner"].value == 1
     assert not result.success  # blocking: the failed check fails the run
@@ -654,7 +654,7 @@ def test_a_winner_without_a_score_fails_the_blocking_check_stops_downstream_and_
             raise_on_error=False,
         )
         assert not result.success
-        [check] = result.get_asset_check_evaluations()
+        check = _checks(result)["one_winner_per_finalized_pool"]
         assert not check.passed and check.metadata["winner_without_a_score"].value == 1
         assert check.metadata["unscored_pools"].value == "tetris:2026-01-02"
         assert paid == [] and not instance.get_materialized_partitions(prize_payouts.key)
@@ -673,5 +673,5 @@ def test_a_winner_with_a_score_in_the_period_passes(engine, database):
         selection=dg.AssetSelection.assets(daily_prize_pools)
         | dg.AssetSelection.checks_for_assets(daily_prize_pools),
     )
-    [check] = result.get_asset_check_evaluations()
+    check = _checks(result)["one_winner_per_finalized_pool"]
     assert check.passed and check.metadata["winner_without_a_score"].value == 0

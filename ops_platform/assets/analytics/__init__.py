@@ -8,12 +8,17 @@
 - `weekly`: `weekly_trend_report`; `monthly`: `monthly_executive_summary`.
 - `hourly`: `hourly_platform_metrics`.
 
+Malformed app rows (a negative or absurd score or amount, JSON of the wrong shape, an
+enrollment completed before it began) are skipped by every aggregate and counted in each
+materialization's `bad_rows`; a non-blocking check warns while any are there.
+
 pandas and matplotlib are imported inside the functions that use them: loading the
 definitions does not pay for them.
 """
 
 import dagster as dg
 
+from ops_platform.assets._malformed import malformed_rows_checks
 from ops_platform.assets.analytics.daily import daily_course_analytics, daily_student_analytics
 from ops_platform.assets.analytics.hourly import hourly_platform_metrics
 from ops_platform.assets.analytics.monthly import monthly_executive_summary
@@ -27,4 +32,6 @@ ANALYTICS_ASSETS = [
     hourly_platform_metrics,
 ]
 
-defs = dg.Definitions(assets=ANALYTICS_ASSETS)
+defs = dg.Definitions(
+    assets=ANALYTICS_ASSETS, asset_checks=malformed_rows_checks(*ANALYTICS_ASSETS)
+)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from sqlalchemy import Connection, Engine, Table, delete, insert
 
+from ops_platform.assets._malformed import asset_bad_rows
 from ops_platform.assets._ranges import PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.checks import (
     check_course_rows,
@@ -78,27 +79,32 @@ def build_student_analytics(engine: Engine, day: date, now: datetime) -> "pd.Dat
     return build_day(engine, STUDENTS, day, now)
 
 
-def _daily_metadata(frame: "pd.DataFrame", started: float, day: date, sort_by: str) -> dict:
+def _daily_metadata(
+    frame: "pd.DataFrame", started: float, day: date, sort_by: str, bad_rows: dict
+) -> dict:
     preview = frame.sort_values(sort_by, ascending=False).head(10).drop(columns=["day"])
     return {
         "day": day.isoformat(),
         "rows_written": len(frame),
         "lessons_completed": int(frame.lessons_completed.sum()) if len(frame) else 0,
+        **bad_rows,
         "duration_s": round(time.perf_counter() - started, 3),
         "preview": dg.MetadataValue.md(frame_table(preview, "_no rows_")),
     }
 
 
 def materialize_days(context: dg.AssetExecutionContext, database: Database, daily: DailyTable):
-    """Every day of the run: its rows of `daily` rebuilt, then checked."""
+    """Every day of the run: its rows of `daily` rebuilt, then checked. Malformed rows are
+    counted once for the run (the count is of the tables, not of a day)."""
     engine = database.engine
+    bad_rows = asset_bad_rows(context, database)
 
     def one(key: str) -> PartitionOutcome:
         started, day = time.perf_counter(), parse_day(key)
         with transient_retries(context):
             frame = build_day(engine, daily, day, utcnow())
         return PartitionOutcome(
-            metadata=_daily_metadata(frame, started, day, daily.preview_by),
+            metadata=_daily_metadata(frame, started, day, daily.preview_by, bad_rows),
             checks=[
                 daily.check_rows(engine, day),
                 check_row_count_near_median(engine, daily.table, day),
@@ -113,7 +119,7 @@ def materialize_days(context: dg.AssetExecutionContext, database: Database, dail
     DAILY_PARTITIONS,
     "learning",
     deps=[dg.AssetKey("learning_events"), dg.AssetKey("enrollments"), dg.AssetKey("courses")],
-    kinds={"pandas", "sql"},
+    kinds={"pandas", "sql", "postgres"},
     description="Per course and UTC day: active students, lessons completed, enrollments, "
     "completions, completion rate, average quiz score (table daily_course_analytics).",
     check_specs=check_specs(
@@ -130,7 +136,7 @@ def daily_course_analytics(context: dg.AssetExecutionContext, database: Database
     DAILY_PARTITIONS,
     "learning",
     deps=[dg.AssetKey("learning_events")],
-    kinds={"pandas", "sql"},
+    kinds={"pandas", "sql", "postgres"},
     description="Per student and UTC day: courses touched, lessons completed, quizzes taken, "
     "average quiz score (table daily_student_analytics).",
     check_specs=check_specs("daily_student_analytics", "Blocking: no negative counts or scores."),

@@ -26,6 +26,7 @@ from ops_platform.assets.analytics.sources import (
     student_day_frame,
 )
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import well_formed
 from ops_platform.markdown import markdown_table
 
 # The learning figures of the summary come from the daily student analytics.
@@ -33,6 +34,12 @@ MONTHLY_INPUTS = ("daily_student_analytics",)
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def in_window(bind, table: str, time: str = "created_at") -> str:
+    """`<table> WHERE ...`: its well-formed rows (malformed ones are skipped and counted
+    apart) whose `time` falls in [:start, :end)."""
+    return f"{table} WHERE {well_formed(bind, table)} AND {time} >= :start AND {time} < :end"
 
 
 def month_kpis(connection: Connection, start: datetime, end: datetime) -> dict:
@@ -51,8 +58,8 @@ def month_kpis(connection: Connection, start: datetime, end: datetime) -> dict:
                SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS payments_failed,
                COALESCE(SUM(CASE WHEN status = 'succeeded' THEN amount_cents ELSE 0 END), 0) AS revenue_cents,
                COUNT(DISTINCT CASE WHEN status = 'succeeded' THEN user_id END) AS paying_users
-        FROM payments WHERE {settled} >= :start AND {settled} < :end""")
-    engagement = one("""
+        FROM {in_window(connection, "payments", settled)}""")
+    engagement = one(f"""
         SELECT COUNT(*) AS stream_events,
                COUNT(DISTINCT user_id) AS engaged_users,
                SUM(CASE WHEN kind = 'view' THEN 1 ELSE 0 END) AS views,
@@ -60,24 +67,24 @@ def month_kpis(connection: Connection, start: datetime, end: datetime) -> dict:
                SUM(CASE WHEN kind = 'gift' THEN 1 ELSE 0 END) AS gifts,
                COALESCE(SUM(CASE WHEN kind = 'gift' THEN value ELSE 0 END), 0) AS gift_value,
                COUNT(DISTINCT stream_id) AS streams_with_activity
-        FROM stream_events WHERE created_at >= :start AND created_at < :end""")
+        FROM {in_window(connection, "stream_events")}""")
     learning = one(f"""
         SELECT COUNT(*) AS learning_events,
                COUNT(DISTINCT user_id) AS learners,
                SUM(CASE WHEN {IS_LESSON} THEN 1 ELSE 0 END) AS lessons_completed,
                SUM(CASE WHEN {IS_QUIZ} THEN 1 ELSE 0 END) AS quizzes_taken,
                AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
-        FROM learning_events WHERE created_at >= :start AND created_at < :end""")
+        FROM {in_window(connection, "learning_events")}""")
     learning.update(
-        one("""
+        one(f"""
         SELECT SUM(CASE WHEN enrolled_at >= :start AND enrolled_at < :end THEN 1 ELSE 0 END) AS new_enrollments,
                SUM(CASE WHEN completed_at >= :start AND completed_at < :end THEN 1 ELSE 0 END) AS completions
-        FROM enrollments""")
+        FROM enrollments WHERE {well_formed(connection, "enrollments")}""")
     )
-    games = one("""
+    games = one(f"""
         SELECT COUNT(*) AS games_played, COUNT(DISTINCT player_address) AS players,
                COALESCE(MAX(score), 0) AS top_score
-        FROM leaderboard_entries WHERE created_at >= :start AND created_at < :end""")
+        FROM {in_window(connection, "leaderboard_entries")}""")
     kpis = {
         "users": users,
         "revenue": revenue,
@@ -106,14 +113,17 @@ def month_daily_series(connection: Connection, start: datetime, end: datetime) -
     sources = {
         "signups": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM users "
         "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
-        "revenue_cents": f"SELECT {day_sql(bind, settled)} AS day, SUM(amount_cents) AS n FROM payments "
-        f"WHERE status = 'succeeded' AND {settled} >= :start AND {settled} < :end GROUP BY 1",
-        "stream_events": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM stream_events "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
-        "learning_events": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM learning_events "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
-        "games_played": f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n FROM leaderboard_entries "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY 1",
+        "revenue_cents": f"SELECT {day_sql(bind, settled)} AS day, SUM(amount_cents) AS n "
+        f"FROM {in_window(bind, 'payments', settled)} AND status = 'succeeded' GROUP BY 1",
+        **{
+            series: f"SELECT {day_sql(bind, 'created_at')} AS day, COUNT(*) AS n "
+            f"FROM {in_window(bind, table)} GROUP BY 1"
+            for series, table in (
+                ("stream_events", "stream_events"),
+                ("learning_events", "learning_events"),
+                ("games_played", "leaderboard_entries"),
+            )
+        },
     }
     days = pd.date_range(start.date(), end.date() - timedelta(days=1), freq="D").strftime(
         "%Y-%m-%d"
@@ -129,10 +139,10 @@ def month_daily_series(connection: Connection, start: datetime, end: datetime) -
 
 def games_by_type(connection: Connection, start: datetime, end: datetime) -> list:
     return connection.execute(
-        text("""
+        text(f"""
         SELECT game_type, COUNT(*) AS games_played, COUNT(DISTINCT player_address) AS players,
                MAX(score) AS top_score
-        FROM leaderboard_entries WHERE created_at >= :start AND created_at < :end
+        FROM {in_window(connection, "leaderboard_entries")}
         GROUP BY game_type ORDER BY games_played DESC, game_type"""),
         {"start": start, "end": end},
     ).all()

@@ -10,6 +10,7 @@ from datetime import date
 import dagster as dg
 from sqlalchemy import Engine
 
+from ops_platform.assets._malformed import asset_bad_rows
 from ops_platform.assets._ranges import PartitionOutcome, materialize_partitions
 from ops_platform.assets.analytics.inputs import ReportInputs, input_deps, report_inputs
 from ops_platform.assets.analytics.partitions import analytics_asset, parse_day
@@ -38,6 +39,7 @@ def materialize_reports(
     kind: ReportKind,
 ):
     """Every period of the run: its report built, stored, and shown in the metadata."""
+    bad_rows = asset_bad_rows(context, database)  # once for the run: a count of the tables
 
     def one(key: str) -> PartitionOutcome:
         started, period_start = time.perf_counter(), parse_day(key)
@@ -52,6 +54,7 @@ def materialize_reports(
                 started,
                 **kind.headline(report.metrics),
                 days_recomputed=len(report.metrics["days_recomputed"]),
+                **bad_rows,
             )
         return PartitionOutcome(metadata=metadata)
 

@@ -3,7 +3,9 @@ between SQL results and pandas frames. The database aggregates; pandas only join
 derives rates on the aggregated frames.
 
 Learning event kinds: `lesson_completed` (or `lesson_complete`) is a finished lesson; any
-kind starting with `quiz` that carries a score is a quiz result.
+kind starting with `quiz` that carries a score is a quiz result. Malformed rows (a negative or
+absurd score, an enrollment completed before it began) are skipped, and counted apart
+(`ops_platform.db.bad_rows`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, text
 
 from ops_platform.assets.analytics.partitions import utc_day_window
+from ops_platform.db.bad_rows import well_formed
 from ops_platform.db.engine import is_postgres
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ def learning_per(
                AVG(CASE WHEN {IS_QUIZ} THEN score END) AS avg_quiz_score
         FROM learning_events
         WHERE created_at >= :start AND created_at < :end AND {per} IS NOT NULL
+          AND {well_formed(connection, "learning_events")}
         GROUP BY {per}
         ORDER BY {per}""",
         {"start": start, "end": end},
@@ -96,13 +100,13 @@ def course_day_frame(connection: Connection, day: date) -> pd.DataFrame:
     events = learning_per(connection, day, "course_id", "user_id", "active_students")
     enrolled = read_frame(
         connection,
-        """
+        f"""
         SELECT course_id,
                SUM(CASE WHEN enrolled_at >= :start AND enrolled_at < :end THEN 1 ELSE 0 END) AS enrollments,
                SUM(CASE WHEN completed_at >= :start AND completed_at < :end THEN 1 ELSE 0 END) AS completions,
                SUM(CASE WHEN enrolled_at IS NULL OR enrolled_at < :end THEN 1 ELSE 0 END) AS enrolled_total,
                SUM(CASE WHEN completed_at < :end THEN 1 ELSE 0 END) AS completed_total
-        FROM enrollments
+        FROM enrollments WHERE {well_formed(connection, "enrollments")}
         GROUP BY course_id""",
         params,
     )

@@ -63,6 +63,6 @@ defs = dg.Definitions(
         leaderboard_ranks_dense,
         one_winner_check(daily_prize_pools, "daily"),
         one_winner_check(weekly_prize_pools, "weekly"),
-        *malformed_rows_checks(leaderboards),
+        *malformed_rows_checks(leaderboards, daily_prize_pools, weekly_prize_pools),
     ],
 )

@@ -18,6 +18,7 @@ from ops_platform.assets._sql_assets import (
     rule_asset,
     sync_table,
 )
+from ops_platform.db.bad_rows import well_formed
 from ops_platform.db.engine import state_table
 from ops_platform.db.schema import GAME_TYPES
 from ops_platform.markdown import markdown_table
@@ -36,17 +37,21 @@ def _game_types_sql() -> str:
     return ", ".join(f"'{game}'" for game in GAME_TYPES)
 
 
-# Columns: game_type, period, rank (the key), player_address, score, period_start.
-STANDINGS_SQL = f"""
+def standings_sql(bind) -> str:
+    """Columns: game_type, period, rank (the key), player_address, score, period_start.
+    Malformed entries (a NULL, negative or absurd score) are never ranked; `bad_rows` counts
+    them."""
+    entries = f"leaderboard_entries WHERE {well_formed(bind, 'leaderboard_entries')} AND"
+    return f"""
     WITH entries AS (
         SELECT 'daily' AS period, game_type, player_address, score, created_at, id
-        FROM leaderboard_entries WHERE created_at >= :daily_start AND created_at <= :now
+        FROM {entries} created_at >= :daily_start AND created_at <= :now
         UNION ALL
         SELECT 'weekly', game_type, player_address, score, created_at, id
-        FROM leaderboard_entries WHERE created_at >= :weekly_start AND created_at <= :now
+        FROM {entries} created_at >= :weekly_start AND created_at <= :now
         UNION ALL
         SELECT 'alltime', game_type, player_address, score, created_at, id
-        FROM leaderboard_entries WHERE created_at <= :now
+        FROM {entries} created_at <= :now
     ),
     best AS (  -- each player's best score on the board, the earliest if repeated
         SELECT period, game_type, player_address, score, created_at,
@@ -63,7 +68,7 @@ STANDINGS_SQL = f"""
     SELECT game_type, period, rank, player_address, score,
            CASE period WHEN 'daily' THEN :daily_date WHEN 'weekly' THEN :weekly_date END
     FROM ranked WHERE rank <= :top_n
-"""
+    """
 
 
 def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -> SyncResult:
@@ -84,7 +89,7 @@ def compute_standings(connection: Connection, now: datetime, top_n: int = 100) -
     return sync_table(
         connection,
         state_table(connection, "leaderboard_standings"),
-        STANDINGS_SQL,
+        standings_sql(connection),
         params,
         keys=("game_type", "period", "rank"),
         values=("player_address", "score", "period_start"),

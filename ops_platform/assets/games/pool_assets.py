@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 from sqlalchemy import text
 
+from ops_platform.assets._malformed import asset_bad_rows
 from ops_platform.assets._sql_assets import sql_asset
 from ops_platform.assets.games.pools import (
     PoolResult,
@@ -97,6 +98,7 @@ def materialize_pools(
     started = time.perf_counter()
     time_dim = partitions_def.time_window_dimension
     now = utcnow()
+    bad_rows = asset_bad_rows(context, database)  # entries no pool is won with, counted once
     results: list[tuple[str, PoolResult, datetime]] = []
     failures: list[tuple[str, Exception]] = []
     for partition_key in context.partition_keys:
@@ -133,7 +135,7 @@ def materialize_pools(
             yield dg.AssetMaterialization(
                 asset_key=context.asset_key,
                 partition=partition_key,
-                metadata=_pool_metadata(result, end),
+                metadata={**_pool_metadata(result, end), **bad_rows},
             )
         _raise_for(context, period, failures, len(context.partition_keys))
     if len(results) == 1:
@@ -141,12 +143,13 @@ def materialize_pools(
         yield dg.MaterializeResult(
             metadata={
                 **_pool_metadata(result, end),
+                **bad_rows,
                 "duration_s": round(time.perf_counter() - started, 3),
             }
         )
     else:
         summary = _range_metadata([(k, r) for k, r, _ in results], time.perf_counter() - started)
-        yield dg.MaterializeResult(metadata=summary)
+        yield dg.MaterializeResult(metadata={**summary, **bad_rows})
 
 
 def _raise_for(context, period: str, failures: list[tuple[str, Exception]], total: int) -> None:

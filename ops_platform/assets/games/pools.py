@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from ops_platform.db.bad_rows import well_formed
 from ops_platform.db.engine import as_utc, is_postgres, state_table
 from ops_platform.db.schema import GAME_TYPES
 
@@ -45,13 +46,22 @@ def _entries_source(connection: Connection, start: datetime, now: datetime) -> s
     return "leaderboard_entries"
 
 
-def _finalize_sql(source: str) -> str:
+def _in_period(connection: Connection) -> str:
+    """The game's entries in [:start, :end); malformed ones (a NULL, negative or absurd
+    score) are skipped, never winners, and counted apart in `bad_rows`."""
+    return (
+        "game_type = :game_type AND created_at >= :start AND created_at < :end "
+        f"AND {well_formed(connection, 'leaderboard_entries')}"
+    )
+
+
+def _finalize_sql(source: str, in_period: str) -> str:
     """Set the period's top scorer: best score, the earliest on a tie (then the lowest id, so
     the subqueries pick the same row). No CTE: Python's sqlite3 reports no rowcount for a
     statement that starts with WITH."""
     top = f"""
         SELECT {{column}} FROM {source}
-        WHERE game_type = :game_type AND created_at >= :start AND created_at < :end
+        WHERE {in_period}
         ORDER BY score DESC, created_at, id
         LIMIT 1
     """
@@ -95,7 +105,8 @@ def finalize_prize_pool(
     )
     source = _entries_source(connection, start, now)
     changed = connection.execute(
-        text(_finalize_sql(source)), {**key, "start": start, "end": end, "now": now}
+        text(_finalize_sql(source, _in_period(connection))),
+        {**key, "start": start, "end": end, "now": now},
     ).rowcount
     status, winner, score, amount, finalized_at = connection.execute(
         text("""
@@ -106,8 +117,7 @@ def finalize_prize_pool(
     ).one()
     entries = connection.execute(
         text(f"""
-            SELECT COUNT(*) FROM {source}
-            WHERE game_type = :game_type AND created_at >= :start AND created_at < :end
+            SELECT COUNT(*) FROM {source} WHERE {_in_period(connection)}
         """),
         {"game_type": game_type, "start": start, "end": end},
     ).scalar()
