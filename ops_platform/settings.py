@@ -448,7 +448,7 @@ def _check_folder(name: str, value: str | None) -> None:
 def _check_log_dir(name: str, value: str | None, default: Path, data_dir: Path) -> Path:
     """The log folder `log_pruning` may prune: never the filesystem root, a system folder
     (/etc, /usr, /var/lib…, unless inside OPS_DATA_DIR) nor the home folder."""
-    from ops_platform.jobs._log_files import LogFolderError, check_log_root
+    from ops_platform.jobs._log_folder import LogFolderError, check_log_root
 
     path = Path(value or default)
     if path.exists() and not path.is_dir():

@@ -75,7 +75,7 @@ def test_the_restricted_role_runs_every_job_and_asset(restricted):
 
 
 def test_maintenance_names_the_tables_it_may_not_vacuum(restricted):
-    from ops_platform.jobs.maintenance import maintain_database
+    from ops_platform.jobs._vacuum import maintain_database
 
     role_url, _ = restricted
     engine = make_engine(role_url)

@@ -27,6 +27,7 @@ from ops_platform.retries import (  # noqa: F401
 from ops_platform.schedules.catalog import row_for
 
 LOCK_HELD = "another run holds the lock"
+MAX_LISTED = 50  # items listed in metadata and logs; counts are always complete
 
 
 class DestructiveJobConfig(dg.Config):
@@ -123,3 +124,10 @@ def rows_metadata(results: Iterable[BatchResult], started: float, dry_run: bool,
         metadata["longest_transaction_s"] = round(max(r.longest_batch_seconds for r in results), 3)
     metadata.update(extra)
     return metadata
+
+
+def bullet_list(items: list[str]) -> dg.MetadataValue:
+    """The first `MAX_LISTED` items as a Markdown list, saying how many more there are."""
+    shown = items[:MAX_LISTED]
+    more = f"\n- … and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
+    return dg.MetadataValue.md("\n".join(f"- `{item}`" for item in shown) + more)

@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 
 from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url
 from ops_platform.db.migrate import upgrade
-from ops_platform.jobs.maintenance import database_maintenance, prune_runs
+from ops_platform.jobs._run_pruning import prune_runs
+from ops_platform.jobs.database_maintenance import database_maintenance
 from ops_platform.resources.database import Database
 from tests.conftest import POSTGRES_URL
 

@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from ops_platform.jobs import _log_files
-from ops_platform.jobs._log_files import (
-    LogFolderError,
-    check_log_root,
-    is_live,
-    is_log_name,
-    stream_name,
-)
-from ops_platform.jobs.maintenance import log_pruning
+from ops_platform.jobs._log_files import is_live, is_log_name, stream_name
+from ops_platform.jobs._log_folder import LogFolderError, check_log_root
+from ops_platform.jobs.log_pruning import log_pruning
 from ops_platform.resources.folders import build_folders
 from ops_platform.settings import SettingsError, load_settings
 

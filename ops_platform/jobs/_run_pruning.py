@@ -1,0 +1,110 @@
+"""Pruning of the Dagster instance, for `database_maintenance`: finished runs older than a
+retention are deleted with their event logs, since the instance's event log otherwise grows
+without bound."""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import dagster as dg
+from pydantic import Field
+
+from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import (
+    DestructiveJobConfig,
+    lock_held_output,
+    singleton,
+    transient_retries,
+)
+from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import op_tags
+
+FINISHED_RUN_STATUSES = [
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+]
+
+
+@dataclass
+class RunPruneResult:
+    matched: int = 0
+    deleted: int = 0
+    unfinished_old: int = 0  # old runs still queued/started: left alone, counted
+
+
+def prune_runs(
+    instance: dg.DagsterInstance,
+    cutoff: datetime,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress=None,
+) -> RunPruneResult:
+    """Delete finished runs created before `cutoff`, with their event logs (delete_run)."""
+    result = RunPruneResult()
+    finished = dg.RunsFilter(created_before=cutoff, statuses=FINISHED_RUN_STATUSES)
+    result.unfinished_old = instance.get_runs_count(
+        dg.RunsFilter(created_before=cutoff)
+    ) - instance.get_runs_count(finished)
+    if dry_run:
+        result.matched = instance.get_runs_count(finished)
+        return result
+    while True:
+        records = instance.get_run_records(
+            filters=finished, limit=min(batch_size, 500), ascending=True
+        )
+        if not records:
+            break
+        for record in records:
+            instance.delete_run(record.dagster_run.run_id)
+        result.deleted += len(records)
+        if progress:
+            progress(
+                f"database_maintenance: deleted {result.deleted} Dagster runs created before {cutoff:%Y-%m-%d}"
+            )
+    result.matched = result.deleted
+    return result
+
+
+class RunPruningConfig(DestructiveJobConfig):
+    run_retention_days: float = Field(
+        default=90, ge=1, description="Delete finished Dagster runs older than this."
+    )
+
+
+@dg.op(
+    tags=op_tags("database_maintenance"),
+    description="Delete finished Dagster runs (and their event logs) older than the retention.",
+)
+def prune_dagster_runs(
+    context: dg.OpExecutionContext, config: RunPruningConfig, database: Database
+) -> dg.Output[int]:
+    started = time.perf_counter()
+    cutoff = utcnow() - timedelta(days=config.run_retention_days)
+    with transient_retries(context), singleton(context, database) as acting:
+        if not acting:
+            return lock_held_output(rows_changed=0)
+        result = prune_runs(
+            context.instance,
+            cutoff,
+            batch_size=config.batch_size,
+            dry_run=config.dry_run,
+            progress=context.log.info,
+        )
+    verb = "would delete" if config.dry_run else "deleted"
+    context.log.info(
+        f"database_maintenance {verb} {result.matched} Dagster runs created before {cutoff:%Y-%m-%d %H:%M}Z; "
+        f"{result.unfinished_old} old unfinished runs left alone"
+    )
+    metadata = {
+        "dry_run": config.dry_run,
+        "runs_created_before": cutoff.isoformat(),
+        "runs_matched": result.matched,
+        "runs_deleted": result.deleted,
+        "unfinished_old_runs": result.unfinished_old,
+        "rows_matched": result.matched,
+        "rows_changed": result.deleted,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    return dg.Output(result.deleted, metadata=metadata)
