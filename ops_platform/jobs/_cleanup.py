@@ -4,7 +4,8 @@ A rule function does the work (`rule(engine, config, now, log) -> RuleOutcome`);
 takes the job's singleton lock, turns transient faults into retries, runs the rule as a dry
 run first for the blast-radius gate (`_gate`), then for real with its batches paced
 (`ops_platform.db.pacing`), and reports rows examined and changed per table, bad rows
-skipped, the gate's figures, the pacing and the duration.
+skipped, the gate's figures, the pacing and the duration. `rule_job` builds such a job: a
+module states its rule, its config and its words, nothing else.
 """
 
 import time
@@ -30,6 +31,7 @@ from ops_platform.jobs._common import (
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.resources.database import Database
+from ops_platform.schedules.catalog import job_tags, op_tags
 
 
 @dataclass
@@ -110,3 +112,32 @@ def run_rule_op(
         + (f"; {bad}" if bad else "")
     )
     return dg.Output(metadata["rows_changed"], metadata=metadata)
+
+
+def rule_job(
+    job_name: str,
+    op_name: str,
+    rule: Rule,
+    config_class: type[GuardedJobConfig],
+    *,
+    op_description: str,
+    description: str,
+    metadata: Callable[[GuardedJobConfig], dict] | None = None,
+) -> dg.JobDefinition:
+    """A one-op job whose op runs `rule` through `run_rule_op`; tags come from the schedule
+    table. `metadata(config)` adds what the run was asked to do (e.g. the mode) to the output."""
+
+    # The annotation is the class itself: Dagster builds the op's config schema from it.
+    def apply_rule(
+        context: dg.OpExecutionContext, config: config_class, database: Database
+    ) -> dg.Output[int]:
+        extra = metadata(config) if metadata else {}
+        return run_rule_op(context, database, config, rule, **extra)
+
+    op = dg.op(name=op_name, tags=op_tags(job_name), description=op_description)(apply_rule)
+
+    @dg.job(name=job_name, tags=job_tags(job_name), description=description)
+    def job():
+        op()
+
+    return job

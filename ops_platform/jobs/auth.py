@@ -28,10 +28,8 @@ from ops_platform.db.batching import (
     dry_run_results,
     run_in_batches,
 )
-from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
-from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
 
 TOKEN_TABLES = {
     "refresh": "refresh_tokens",
@@ -105,24 +103,16 @@ def delete_expired_tokens(
     return outcome
 
 
-@dg.op(
-    tags=op_tags("token_cleanup"),
-    description="Delete expired refresh, email verification and password reset tokens in bounded batches.",
-)
-def cleanup_tokens(
-    context: dg.OpExecutionContext, config: TokenCleanupConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(
-        context, database, config, delete_expired_tokens, kinds=", ".join(config.kinds)
-    )
-
-
-@dg.job(
-    tags=job_tags("token_cleanup"),
+token_cleanup = rule_job(
+    "token_cleanup",
+    "cleanup_tokens",
+    delete_expired_tokens,
+    TokenCleanupConfig,
+    op_description="Delete expired refresh, email verification and password reset tokens in "
+    "bounded batches.",
     description="Delete expired tokens past their retention.",
+    metadata=lambda config: {"kinds": ", ".join(config.kinds)},
 )
-def token_cleanup():
-    cleanup_tokens()
 
 
 # --- unverified accounts ------------------------------------------------------------------
@@ -183,22 +173,15 @@ def delete_unverified_accounts(
     return RuleOutcome(results, {"users_skipped_holding_coins": kept})
 
 
-@dg.op(
-    tags=op_tags("unverified_account_cleanup"),
-    description="Delete accounts never verified within the retention, with their sessions and tokens.",
-)
-def cleanup_unverified_accounts(
-    context: dg.OpExecutionContext, config: UnverifiedAccountCleanupConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, delete_unverified_accounts)
-
-
-@dg.job(
-    tags=job_tags("unverified_account_cleanup"),
+unverified_account_cleanup = rule_job(
+    "unverified_account_cleanup",
+    "cleanup_unverified_accounts",
+    delete_unverified_accounts,
+    UnverifiedAccountCleanupConfig,
+    op_description="Delete accounts never verified within the retention, with their sessions "
+    "and tokens.",
     description="Delete accounts never verified after 30 days.",
 )
-def unverified_account_cleanup():
-    cleanup_unverified_accounts()
 
 
 defs = dg.Definitions(jobs=[token_cleanup, unverified_account_cleanup])

@@ -33,10 +33,8 @@ from ops_platform.db.batching import (
     update_batch,
 )
 from ops_platform.db.engine import state_table
-from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
-from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
 
 ACTIVE_THEME_KEY = "active_theme"
 
@@ -137,22 +135,14 @@ def deactivate_expired_thrones(
     return RuleOutcome(results, {"thrones_skipped_null_expiry": bad})
 
 
-@dg.op(
-    tags=op_tags("throne_expiry"),
-    description="Deactivate thrones past expires_at and write a throne:expired event for each.",
-)
-def expire_thrones(
-    context: dg.OpExecutionContext, config: ThroneExpiryConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, deactivate_expired_thrones)
-
-
-@dg.job(
-    tags=job_tags("throne_expiry"),
+throne_expiry = rule_job(
+    "throne_expiry",
+    "expire_thrones",
+    deactivate_expired_thrones,
+    ThroneExpiryConfig,
+    op_description="Deactivate thrones past expires_at and write a throne:expired event for each.",
     description="Deactivate expired thrones and publish throne:expired.",
 )
-def throne_expiry():
-    expire_thrones()
 
 
 # --- festivals ----------------------------------------------------------------------------
@@ -254,22 +244,15 @@ def update_festival_states(
     return outcome
 
 
-@dg.op(
-    tags=op_tags("festival_activation"),
-    description="Activate festivals in their window and end past ones, with their gifts, theme and events.",
-)
-def activate_festivals(
-    context: dg.OpExecutionContext, config: FestivalActivationConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, update_festival_states)
-
-
-@dg.job(
-    tags=job_tags("festival_activation"),
+festival_activation = rule_job(
+    "festival_activation",
+    "activate_festivals",
+    update_festival_states,
+    FestivalActivationConfig,
+    op_description="Activate festivals in their window and end past ones, with their gifts, "
+    "theme and events.",
     description="Activate and end festivals and their gifts and theme.",
 )
-def festival_activation():
-    activate_festivals()
 
 
 defs = dg.Definitions(jobs=[throne_expiry, festival_activation])

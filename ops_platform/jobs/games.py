@@ -30,10 +30,8 @@ from ops_platform.db.batching import (
     update_batch,
 )
 from ops_platform.db.engine import state_table
-from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
-from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
 
 GAME_STATUSES = ("active", "completed", "expired")
 STALE_SESSION = "status = 'active' AND started_at < :started_cutoff"
@@ -177,22 +175,15 @@ def clean_game_sessions_and_leaderboards(
     return outcome
 
 
-@dg.op(
-    tags=op_tags("game_cleanup"),
-    description="Expire stale game sessions, delete orphaned leaderboard entries, archive old ones.",
-)
-def cleanup_games(
-    context: dg.OpExecutionContext, config: GameCleanupConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, clean_game_sessions_and_leaderboards)
-
-
-@dg.job(
-    tags=job_tags("game_cleanup"),
+game_cleanup = rule_job(
+    "game_cleanup",
+    "cleanup_games",
+    clean_game_sessions_and_leaderboards,
+    GameCleanupConfig,
+    op_description="Expire stale game sessions, delete orphaned leaderboard entries, archive "
+    "old ones.",
     description="Expire stale game sessions and tidy leaderboards.",
 )
-def game_cleanup():
-    cleanup_games()
 
 
 defs = dg.Definitions(jobs=[game_cleanup])

@@ -23,10 +23,8 @@ from ops_platform.db.batching import (
     run_in_batches,
     update_batch,
 )
-from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
-from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
 
 
 class TeamMemberCleanupConfig(GuardedJobConfig):
@@ -56,22 +54,14 @@ def delete_removed_team_members(
     return RuleOutcome([result], {"project_team_removed_within_retention": recently_removed})
 
 
-@dg.op(
-    tags=op_tags("team_member_cleanup"),
-    description="Hard-delete project team members soft-removed longer ago than the retention.",
-)
-def cleanup_team_members(
-    context: dg.OpExecutionContext, config: TeamMemberCleanupConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, delete_removed_team_members)
-
-
-@dg.job(
-    tags=job_tags("team_member_cleanup"),
+team_member_cleanup = rule_job(
+    "team_member_cleanup",
+    "cleanup_team_members",
+    delete_removed_team_members,
+    TeamMemberCleanupConfig,
+    op_description="Hard-delete project team members soft-removed longer ago than the retention.",
     description="Hard-delete team members removed over 90 days ago.",
 )
-def team_member_cleanup():
-    cleanup_team_members()
 
 
 # --- deliverables -------------------------------------------------------------------------
@@ -134,22 +124,14 @@ def mark_deliverables_expired(
     return outcome
 
 
-@dg.op(
-    tags=op_tags("deliverable_expiry"),
-    description="Mark deliverables past their expiry (or 365 days after delivery) as expired.",
-)
-def expire_deliverables(
-    context: dg.OpExecutionContext, config: DeliverableExpiryConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, mark_deliverables_expired)
-
-
-@dg.job(
-    tags=job_tags("deliverable_expiry"),
+deliverable_expiry = rule_job(
+    "deliverable_expiry",
+    "expire_deliverables",
+    mark_deliverables_expired,
+    DeliverableExpiryConfig,
+    op_description="Mark deliverables past their expiry (or 365 days after delivery) as expired.",
     description="Mark deliverables past expires_at as expired.",
 )
-def deliverable_expiry():
-    expire_deliverables()
 
 
 defs = dg.Definitions(jobs=[team_member_cleanup, deliverable_expiry])

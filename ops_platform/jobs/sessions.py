@@ -16,10 +16,8 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches, excluding
-from ops_platform.jobs._cleanup import RuleOutcome, run_rule_op
+from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
-from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
 
 
 class SessionMode(StrEnum):
@@ -120,19 +118,15 @@ def session_cleanup_rule(
     return RuleOutcome(results, {"skipped_null_expiry": skipped})
 
 
-@dg.op(
-    tags=op_tags("session_cleanup"),
-    description="Delete expired, revoked, idle and stale player sessions in bounded batches.",
+session_cleanup = rule_job(
+    "session_cleanup",
+    "cleanup_sessions",
+    session_cleanup_rule,
+    SessionCleanupConfig,
+    op_description="Delete expired, revoked, idle and stale player sessions in bounded batches.",
+    description=__doc__.splitlines()[0],
+    metadata=lambda config: {"mode": str(config.mode)},
 )
-def cleanup_sessions(
-    context: dg.OpExecutionContext, config: SessionCleanupConfig, database: Database
-) -> dg.Output[int]:
-    return run_rule_op(context, database, config, session_cleanup_rule, mode=str(config.mode))
-
-
-@dg.job(tags=job_tags("session_cleanup"), description=__doc__.splitlines()[0])
-def session_cleanup():
-    cleanup_sessions()
 
 
 defs = dg.Definitions(jobs=[session_cleanup])
