@@ -1,5 +1,12 @@
 """Transient faults become Dagster retries with backoff; what earlier attempts committed is
-kept for the run's totals. Shared by op jobs and assets alike."""
+kept for the run's totals. Shared by op jobs and assets alike.
+
+What an attempt has done for good is noted as it happens: the rows of each committed batch
+(`ops_platform.db.batching` notes them), and the counts a job keeps of anything else it
+finished (`note_done`: a file deleted, a table vacuumed, a mail marked sent). When the
+attempt ends in a retry, those notes are kept in a run tag; the attempt that succeeds adds
+them to its own (`with_earlier_attempts` for batch results, `add_earlier_counts` for a job's
+counters), so metadata and logs report what the whole run did."""
 
 import contextlib
 import dataclasses
@@ -13,6 +20,7 @@ import dagster as dg
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ops_platform.db.batching import BatchResult, counting_committed_rows
+from ops_platform.db.batching import _note_committed as note_committed
 from ops_platform.db.faults import fault_line, permanent_database_fault
 
 MAX_TRANSIENT_RETRIES = 4
@@ -75,10 +83,38 @@ def retry_transient_faults(call: Callable[[], T], warn: Callable[[str], None]) -
     raise AssertionError("unreachable")
 
 
-# Run tag (per step) holding the rows that earlier attempts of the step committed before a
-# transient fault: {label: [table, rows]}. Tags live in the instance, so the next attempt
-# reads them whatever process or worker it runs in.
+# Run tag (per step) holding what earlier attempts of the step committed before a transient
+# fault: {label: [table, rows]} for batches, {label: [null, count]} for `note_done` counts.
+# Tags live in the instance, so the next attempt reads them whatever process or worker it
+# runs in.
 EARLIER_ATTEMPTS_TAG = "ops/rows_before_retry"
+
+
+def note_done(**counts: int) -> None:
+    """Note work an attempt has finished for good (committed, deleted, sent), by the name of
+    the counter that reports it: `note_done(files_deleted=1, bytes_freed=512)`; a Counter's
+    key as `<counter>__<key>` (`outcomes__succeeded=3`). Outside an op attempt it does nothing."""
+    for name, count in counts.items():
+        # Kept beside the batches' rows, with no table: `with_earlier_attempts` leaves them out.
+        note_committed(name, None, count)
+
+
+def add_counts(result, **counts: int) -> None:
+    """Add `counts` to the counters of `result` of the same names (`outcomes__succeeded`:
+    `result.outcomes["succeeded"]`)."""
+    for label, count in counts.items():
+        name, _, key = label.partition("__")
+        if key:
+            getattr(result, name)[key] += count
+        else:
+            setattr(result, name, getattr(result, name) + count)
+
+
+def count_done(result, **counts: int) -> None:
+    """Add `counts` to the counters of `result` of the same names and `note_done` them: the
+    one call a job makes as each piece of its work is finished for good."""
+    add_counts(result, **counts)
+    note_done(**counts)
 
 
 def _earlier_attempts_tag(context: dg.OpExecutionContext) -> str:
@@ -95,7 +131,8 @@ def earlier_attempts_rows(context: dg.OpExecutionContext) -> dict[str, list]:
 
 
 def _keep_committed_rows(context: dg.OpExecutionContext, committed: dict[str, list]) -> int:
-    """Add this attempt's committed rows to the step's tally; returns the rows it adds."""
+    """Add this attempt's committed rows (and `note_done` counts) to the step's tally; returns
+    the rows it adds."""
     tally = earlier_attempts_rows(context)
     for label, (table, rows) in committed.items():
         tally.setdefault(label, [table, 0])[1] += rows
@@ -103,7 +140,7 @@ def _keep_committed_rows(context: dg.OpExecutionContext, committed: dict[str, li
         context.instance.add_run_tags(
             context.run_id, {_earlier_attempts_tag(context): json.dumps(tally, sort_keys=True)}
         )
-    return sum(rows for _, rows in committed.values())
+    return sum(rows for table, rows in committed.values() if table is not None)
 
 
 def with_earlier_attempts(
@@ -114,6 +151,8 @@ def with_earlier_attempts(
     results = [dataclasses.replace(result) for result in results]
     by_label = {result.label: result for result in results}
     for label, (table, rows) in earlier_attempts_rows(context).items():
+        if table is None:
+            continue  # a `note_done` count, not a batch's rows
         result = by_label.get(label)
         if result is None:
             result = by_label[label] = BatchResult(table=table, label=label)
@@ -135,15 +174,36 @@ def attempts_metadata(
     return {"attempts": context.retry_number + 1, "rows_changed_by_earlier_attempts": earlier}
 
 
+def add_earlier_counts(context: dg.OpExecutionContext, result) -> dict:
+    """Add to `result`'s counters what earlier attempts of this step noted with `note_done`,
+    so metadata and logs report what the whole run did. Returns the metadata saying so:
+    `attempts` and `done_by_earlier_attempts` (nothing on a first attempt)."""
+    if context.retry_number == 0:
+        return {}
+    earlier = {
+        label: count
+        for label, (table, count) in earlier_attempts_rows(context).items()
+        if table is None
+    }
+    add_counts(result, **earlier)
+    return {
+        "attempts": context.retry_number + 1,
+        "done_by_earlier_attempts": dg.MetadataValue.json(dict(sorted(earlier.items()))),
+    }
+
+
 @contextlib.contextmanager
 def transient_retries(context: dg.OpExecutionContext) -> Iterator[None]:
     """Turn transient faults (lost DB connection, …) into a Dagster retry with backoff and
-    jitter; anything else (bad data, bugs) fails fast with its own message. The rows the
-    batches of a failed attempt committed are kept for the run's totals
-    (`with_earlier_attempts`)."""
+    jitter; anything else (bad data, bugs) fails fast with its own message. What an attempt
+    that ends in a retry committed (batches, `note_done` counts) is kept for the run's totals
+    (`with_earlier_attempts`, `add_earlier_counts`), whichever fault asked for the retry."""
     try:
         with counting_committed_rows() as committed:
             yield
+    except dg.RetryRequested:
+        _keep_committed_rows(context, committed)  # e.g. a mail server or object store outage
+        raise
     except RunConfigError as error:
         context.instance.add_run_tags(context.run_id, {FAILURE_KIND_TAG: CONFIG_FAILURE})
         raise dg.Failure(description=f"run config error: {error}", allow_retries=False) from None

@@ -19,8 +19,12 @@ from ops_platform.retries import (  # noqa: F401
     FAILURE_KIND_TAG,
     MAX_TRANSIENT_RETRIES,
     RunConfigError,
+    add_counts,
+    add_earlier_counts,
     attempts_metadata,
     backoff_seconds,
+    count_done,
+    note_done,
     transient_retries,
     with_earlier_attempts,
 )

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ops_platform.jobs._log_folder import check_log_root
+from ops_platform.retries import count_done
 
 DAY = 86_400.0
 MB = 1024 * 1024
@@ -351,8 +352,7 @@ def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> 
         except OSError as error:
             problem(log, f"cannot delete ({error.strerror})")
             continue
-        result.files_deleted += 1
-        result.bytes_freed += log.size
+        count_done(result, files_deleted=1, bytes_freed=log.size)
 
     for log in plan.rotate:
         reason = _still_safe(root, log)
@@ -365,10 +365,10 @@ def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> 
         except OSError as error:
             problem(log, f"cannot rotate ({error.strerror})")
             continue
-        result.files_rotated += 1
+        count_done(result, files_rotated=1)
         try:
             _, freed = gzip_file(rotated, log.mtime)
-            result.bytes_freed += freed
+            count_done(result, bytes_freed=freed)
         except OSError as error:
             # Rotated but not compressed: the next run compresses it (it has our stamp).
             problem(log, f"rotated to {rotated.name} but cannot compress ({error.strerror})")
@@ -383,8 +383,7 @@ def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> 
         except OSError as error:
             problem(log, f"cannot compress ({error.strerror or error})")
             continue
-        result.files_compressed += 1
-        result.bytes_freed += freed
+        count_done(result, files_compressed=1, bytes_freed=freed)
         if progress and result.files_compressed % 100 == 0:
             progress(f"log_pruning: compressed {result.files_compressed} files")
     return result

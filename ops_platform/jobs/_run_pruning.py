@@ -12,6 +12,8 @@ from pydantic import Field
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import (
     DestructiveJobConfig,
+    add_earlier_counts,
+    count_done,
     lock_held_output,
     singleton,
     transient_retries,
@@ -58,12 +60,11 @@ def prune_runs(
             break
         for record in records:
             instance.delete_run(record.dagster_run.run_id)
-        result.deleted += len(records)
+            count_done(result, deleted=1, matched=1)
         if progress:
             progress(
                 f"database_maintenance: deleted {result.deleted} Dagster runs created before {cutoff:%Y-%m-%d}"
             )
-    result.matched = result.deleted
     return result
 
 
@@ -92,6 +93,7 @@ def prune_dagster_runs(
             dry_run=config.dry_run,
             progress=context.log.info,
         )
+    retried = add_earlier_counts(context, result)
     verb = "would delete" if config.dry_run else "deleted"
     context.log.info(
         f"database_maintenance {verb} {result.matched} Dagster runs created before {cutoff:%Y-%m-%d %H:%M}Z; "
@@ -106,5 +108,6 @@ def prune_dagster_runs(
         "rows_matched": result.matched,
         "rows_changed": result.deleted,
         "duration_s": round(time.perf_counter() - started, 3),
+        **retried,
     }
     return dg.Output(result.deleted, metadata=metadata)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from ops_platform.db.engine import LONG_STATEMENT_TIMEOUT_S, is_postgres, statement_timeout, utcnow
 from ops_platform.jobs._common import MAX_LISTED
 from ops_platform.markdown import markdown_table
+from ops_platform.retries import note_done
 
 SQLITE_NOTE = (
     "SQLite: dead-tuple statistics, per-table VACUUM and pg_stat_activity do not exist; "
@@ -50,10 +51,17 @@ class MaintenanceResult:
     note: str = ""
     sqlite_pages: int = 0
     sqlite_free_pages: int = 0
+    # Vacuumed by earlier attempts of the run (a transient fault retried it): due and done.
+    vacuumed_before_retry: int = 0
+
+    @property
+    def tables_due(self) -> int:
+        return len(self.outcomes) + self.vacuumed_before_retry
 
     @property
     def tables_vacuumed(self) -> int:
-        return sum(1 for outcome in self.outcomes if outcome.status == "vacuumed")
+        vacuumed = sum(1 for outcome in self.outcomes if outcome.status == "vacuumed")
+        return vacuumed + self.vacuumed_before_retry
 
 
 def tables_needing_vacuum(
@@ -135,6 +143,7 @@ def _vacuum_each(connection, schema_name, quote, outcomes, problems, progress) -
             continue
         outcome.seconds = round(time.perf_counter() - started, 3)
         outcome.status = "vacuumed"
+        note_done(vacuumed_before_retry=1)
         if progress:
             progress(
                 f"database_maintenance: VACUUM (ANALYZE) {outcome.table} in {outcome.seconds}s"

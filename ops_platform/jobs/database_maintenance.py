@@ -10,12 +10,13 @@ from pydantic import Field
 from ops_platform.db.engine import LONG_STATEMENT_TIMEOUT_S, utcnow
 from ops_platform.jobs._common import (
     DestructiveJobConfig,
+    add_earlier_counts,
     lock_held_output,
     singleton,
     transient_retries,
 )
 from ops_platform.jobs._run_pruning import prune_dagster_runs
-from ops_platform.jobs._vacuum import activity_report, maintain_database
+from ops_platform.jobs._vacuum import MaintenanceResult, activity_report, maintain_database
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database, run_max_runtime_s
 from ops_platform.schedules.catalog import job_tags, op_tags
@@ -71,16 +72,24 @@ def maintain_app_database(
             else {}
         )
 
-    planned = len(result.outcomes)
+    retried = add_earlier_counts(context, result)
+    metadata = {**maintenance_metadata(result, report, config, started), **retried}
+    log_maintenance(context, result, report, config.dry_run)
+    return dg.Output(metadata["rows_changed"], metadata=metadata)
+
+
+def maintenance_metadata(
+    result: MaintenanceResult, report: dict, config: DatabaseMaintenanceConfig, started: float
+) -> dict:
     metadata = {
         "dry_run": config.dry_run,
         "backend": result.backend,
         "tables_checked": result.tables_checked,
-        "tables_due": planned,
+        "tables_due": result.tables_due,
         "tables_vacuumed": result.tables_vacuumed,
         "tables_recently_vacuumed": len(result.recently_vacuumed),
         "tables_not_owned": len(result.not_owned),
-        "rows_matched": planned,
+        "rows_matched": result.tables_due,
         "rows_changed": result.tables_vacuumed,
         "problems": len(result.problems),
         "duration_s": round(time.perf_counter() - started, 3),
@@ -102,25 +111,31 @@ def maintain_app_database(
         metadata["note"] = result.note
         metadata["sqlite_pages"] = result.sqlite_pages
         metadata["sqlite_free_pages"] = result.sqlite_free_pages
+    if result.not_owned:
+        metadata["not_owned"] = ", ".join(outcome.table for outcome in result.not_owned)
+    return metadata
+
+
+def log_maintenance(
+    context: dg.OpExecutionContext, result: MaintenanceResult, report: dict, dry_run: bool
+) -> None:
     for problem in result.problems:
         context.log.warning(f"database_maintenance: {problem}")
     if result.not_owned:
         names = ", ".join(outcome.table for outcome in result.not_owned)
-        metadata["not_owned"] = names
         context.log.warning(
             f"database_maintenance: could not VACUUM {names}: the run's database role does not "
             "own them (grant ownership, or leave them to autovacuum)"
         )
-    if result.backend == "postgresql":
-        verb = "would vacuum" if config.dry_run else "vacuumed"
-        context.log.info(
-            f"database_maintenance {verb} {planned if config.dry_run else result.tables_vacuumed} of "
-            f"{result.tables_checked} tables; {report['connections_total']}/{report['max_connections']} connections, "
-            f"{report['idle_in_transaction']} idle in transaction, {report['long_running_queries']} long-running"
-        )
-    else:
+    if result.backend != "postgresql":
         context.log.info(result.note)
-    return dg.Output(metadata["rows_changed"], metadata=metadata)
+        return
+    verb = "would vacuum" if dry_run else "vacuumed"
+    context.log.info(
+        f"database_maintenance {verb} {result.tables_due if dry_run else result.tables_vacuumed} of "
+        f"{result.tables_checked} tables; {report['connections_total']}/{report['max_connections']} connections, "
+        f"{report['idle_in_transaction']} idle in transaction, {report['long_running_queries']} long-running"
+    )
 
 
 @dg.job(

@@ -38,7 +38,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import is_postgres, upsert, utcnow
-from ops_platform.jobs._common import backoff_seconds, lock_held_output, transient_retries
+from ops_platform.jobs._common import (
+    add_earlier_counts,
+    backoff_seconds,
+    count_done,
+    lock_held_output,
+    transient_retries,
+)
 from ops_platform.resources.database import Database, JobAlreadyRunning
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags, op_tags, row_for
@@ -426,7 +432,7 @@ def send_due_emails(
     started = time.monotonic()
     result = EmailQueueResult()
     batches = claim_due_batches(engine, now, max_batches, lease_seconds)
-    result.claimed = len(batches)
+    count_done(result, claimed=len(batches))
     if not batches:
         result.seconds = time.monotonic() - started
         return result
@@ -441,15 +447,15 @@ def send_due_emails(
         def record_failure(batch: ClaimedBatch, error: str, permanent: bool) -> None:
             status = mark_failed(marks, batch, claimed_at, at(), error, max_attempts, permanent)
             if status is None:
-                result.lease_lost += 1
+                count_done(result, lease_lost=1)
             else:
-                setattr(result, status, getattr(result, status) + 1)
+                count_done(result, **{status: 1})
                 result.errors.append(error)
 
         for position, batch in enumerate(batches):
             if time.monotonic() - started > lease_seconds * 0.8:
                 # Near the end of the lease another run may take these: hand them back now.
-                result.released += release(marks, batches[position:], claimed_at)
+                count_done(result, released=release(marks, batches[position:], claimed_at))
                 log(f"lease nearly over: {len(batches) - position} batches handed back")
                 break
             try:
@@ -466,7 +472,7 @@ def send_due_emails(
                     rest = batches[position + 1 :]
                 else:
                     rest = batches[position:]
-                result.released += release(marks, rest, claimed_at)
+                count_done(result, released=release(marks, rest, claimed_at))
                 result.seconds = time.monotonic() - started
                 log(
                     f"mail server unavailable after {result.sent} sent; {result.released} batches handed back: {down}"
@@ -476,9 +482,9 @@ def send_due_emails(
                 record_failure(batch, str(error), permanent=error.permanent)
                 continue
             if mark_sent(marks, batch, claimed_at, at()):
-                result.sent += 1
+                count_done(result, sent=1)
             else:
-                result.lease_lost += 1
+                count_done(result, lease_lost=1)
     result.seconds = time.monotonic() - started
     return result
 
@@ -537,13 +543,14 @@ def process_email_queue(
             raise dg.Failure(
                 description=f"mail server unavailable ({mailer.target}): {down}"
             ) from down
+    retried = add_earlier_counts(context, result)
     for error in result.errors[:20]:
         context.log.warning(error)
     context.log.info(
         f"email_queue: {result.claimed} claimed, {result.sent} sent, {result.failed} failed, "
         f"{result.dead} dead via {mailer.target} in {result.seconds:.2f}s"
     )
-    metadata = result.metadata() | job_bad_rows(context, database.engine)
+    metadata = result.metadata() | job_bad_rows(context, database.engine) | retried
     return dg.Output(result.sent, metadata=metadata)
 
 

@@ -29,7 +29,10 @@ from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import (
     MAX_TRANSIENT_RETRIES,
     GateConfig,
+    add_counts,
+    add_earlier_counts,
     backoff_seconds,
+    count_done,
     lock_held_output,
     singleton,
     transient_retries,
@@ -134,25 +137,24 @@ def _move_page_to_trash(
             (info, pool.submit(_trash_one, store, info, trash_prefix + info.key))
             for info in orphans
         ]
-    copied: list[ObjectInfo] = []
+    copied: dict[str, list[ObjectInfo]] = {"moved": [], "resumed": []}
     transient: TransientObjectStoreError | None = None
     for info, future in futures:
         try:
-            outcome = future.result()
+            copied[future.result()].append(info)
         except TransientObjectStoreError as error:
             transient = transient or error
-            continue
         except (ObjectStoreError, OSError) as error:
             result.skipped.append(f"{info.key}: {error}")
-            continue
-        if outcome == "resumed":
-            result.resumed += 1
-        else:
-            result.moved += 1
-        copied.append(info)
     # Whatever was copied leaves uploads, even if another copy of the page failed.
-    store.delete_many([info.key for info in copied])
-    result.bytes_moved += sum(info.size for info in copied)
+    done = copied["moved"] + copied["resumed"]
+    store.delete_many([info.key for info in done])
+    count_done(
+        result,
+        moved=len(copied["moved"]),
+        resumed=len(copied["resumed"]),
+        bytes_moved=sum(info.size for info in done),
+    )
     if transient is not None:
         raise transient
 
@@ -210,8 +212,10 @@ def clean_orphaned_files(
         result.sample("trash", [info.key for info in expired])
         if not dry_run:
             store.delete_many([info.key for info in expired])
-        result.trash_purged += len(expired)
-        result.bytes_purged += sum(info.size for info in expired)
+        # Only what is gone for good counts across a retry; a dry run recounts it all.
+        (add_counts if dry_run else count_done)(
+            result, trash_purged=len(expired), bytes_purged=sum(info.size for info in expired)
+        )
     return result
 
 
@@ -315,6 +319,7 @@ def move_orphaned_files_to_trash(
             result = clean_orphaned_files(
                 database.engine, object_store, now, progress=context.log.info, **options
             )
+    retried = add_earlier_counts(context, result)
     for item in result.skipped[:MAX_LISTED]:
         context.log.warning(f"orphaned_file_cleanup skipped {item}")
     verb = "would move" if config.dry_run else "moved"
@@ -324,7 +329,11 @@ def move_orphaned_files_to_trash(
         f"{'would purge' if config.dry_run else 'purged'} {result.trash_purged} trash objects; "
         f"{len(result.skipped)} skipped"
     )
-    metadata = {**orphan_metadata(result, config, object_store, started), **gate_metadata}
+    metadata = {
+        **orphan_metadata(result, config, object_store, started),
+        **gate_metadata,
+        **retried,
+    }
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 

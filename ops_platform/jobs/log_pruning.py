@@ -11,6 +11,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import (
     MAX_LISTED,
     DestructiveJobConfig,
+    add_earlier_counts,
     bullet_list,
     lock_held_output,
     singleton,
@@ -107,6 +108,7 @@ def prune_logs(
             dry_run=config.dry_run,
             progress=context.log.info,
         )
+    retried = add_earlier_counts(context, result)
     for note in result.notes:
         context.log.info(note)
     for item in result.problems[:MAX_LISTED]:
@@ -118,7 +120,7 @@ def prune_logs(
         f"{len(result.not_log_files)} files not named like logs ({', '.join(folders.log_patterns)}) "
         f"left alone, {len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
     )
-    metadata = log_pruning_metadata(result, config, log_dir, started)
+    metadata = {**log_pruning_metadata(result, config, log_dir, started), **retried}
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 

@@ -38,7 +38,9 @@ from ops_platform.db.bad_rows import ABSURD_CENTS, job_bad_rows
 from ops_platform.db.engine import as_utc, upsert, utcnow
 from ops_platform.jobs._common import (
     DestructiveJobConfig,
+    add_earlier_counts,
     lock_held_output,
+    note_done,
     singleton,
     transient_retries,
 )
@@ -99,6 +101,17 @@ class CheckReport:
         self.unavailable += other.unavailable
         self.errors.extend(other.errors[: max(0, MAX_ERRORS_REPORTED - len(self.errors))])
         return self
+
+    def counts(self) -> dict[str, int]:
+        """The counters of a recorded check, as `note_done` takes them."""
+        outcomes = {f"outcomes__{name}": n for name, n in self.outcomes.items()}
+        return {
+            "checked": self.checked,
+            "written": self.written,
+            "unchanged": self.unchanged,
+            "unavailable": self.unavailable,
+            **outcomes,
+        }
 
     def metadata(self) -> dict:
         metadata = {
@@ -283,6 +296,7 @@ def check_payments(
         written += connection.execute(_RESCHEDULE, reschedule).rowcount if reschedule else 0
         _record_errors(connection, settle + reschedule, now)
     report.written, report.unchanged = written, report.checked - written
+    note_done(**report.counts())
     return report
 
 
@@ -401,9 +415,23 @@ def _options(config: PaymentCheckOptions) -> dict:
     }
 
 
-def _log_errors(context: dg.OpExecutionContext, report: CheckReport) -> None:
+def _checks_metadata(
+    context: dg.OpExecutionContext,
+    config: PaymentCheckOptions,
+    database: Database,
+    report: CheckReport,
+    started: float,
+) -> dict:
+    """Output metadata of a run's checks, earlier attempts' included; logs the errors."""
+    retried = add_earlier_counts(context, report)
     for message in report.errors:
         context.log.warning(message)
+    return report.metadata() | {
+        "dry_run": config.dry_run,
+        "duration_s": round(time.perf_counter() - started, 3),
+        **job_bad_rows(context, database.engine),
+        **retried,
+    }
 
 
 @dg.op(
@@ -427,16 +455,11 @@ def check_payment_status(
             log=context.log.info,
             **_options(config),
         )
-    _log_errors(context, report)
+    metadata = _checks_metadata(context, config, database, report, started)
     context.log.info(
         f"payment_status_check: {dict(report.outcomes) or 'nothing due'}"
         f"{' (dry run, nothing written)' if config.dry_run else ''}"
     )
-    metadata = report.metadata() | {
-        "dry_run": config.dry_run,
-        "duration_s": round(time.perf_counter() - started, 3),
-        **job_bad_rows(context, database.engine),
-    }
     return dg.Output(report.written, metadata=metadata)
 
 
@@ -461,21 +484,16 @@ def sweep_pending_payments(
             log=context.log.info,
             **_options(config),
         )
-    _log_errors(context, report)
-    if report.checked and report.unavailable == report.checked:
+    metadata = _checks_metadata(context, config, database, report, started)
+    if report.errors and report.unavailable == report.checked:
         # Every check failed to reach the provider: the outcomes are recorded, but say it loudly.
         raise dg.Failure(
             description=f"payment provider unavailable: all {report.checked} checks failed; first: {report.errors[0]}",
-            metadata=report.metadata(),
+            metadata=metadata,
         )
     context.log.info(
         f"payment_status_sweep: {report.checked} pending payments checked: {dict(report.outcomes)}"
     )
-    metadata = report.metadata() | {
-        "dry_run": config.dry_run,
-        "duration_s": round(time.perf_counter() - started, 3),
-        **job_bad_rows(context, database.engine),
-    }
     return dg.Output(report.written, metadata=metadata)
 
 

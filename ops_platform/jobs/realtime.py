@@ -31,7 +31,9 @@ from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, is_postgres, utcnow
 from ops_platform.jobs._common import (
+    add_earlier_counts,
     backoff_seconds,
+    count_done,
     lock_held_output,
     singleton,
     transient_retries,
@@ -128,8 +130,7 @@ def publish_outbox(
                     .values(published_at=now()),
                     {"ids": ids},
                 )
-        report.published += len(ids)
-        report.batches += 1
+        count_done(report, published=len(ids), batches=1)
         if log:
             log(f"published {report.published} realtime events (up to id {after})")
     report.waiting = count_unpublished(engine)
@@ -183,6 +184,7 @@ def publish_realtime_events(
                     max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait
                 ) from error
             raise
+    retried = add_earlier_counts(context, report)
     if report.skipped_bad:
         context.log.warning(
             f"{len(report.skipped_bad)} realtime events cannot be published and stay in the outbox: "
@@ -201,6 +203,7 @@ def publish_realtime_events(
             "waiting": report.waiting,
             "duration_s": round(time.perf_counter() - started, 3),
             **job_bad_rows(context, database.engine),
+            **retried,
         },
     )
 

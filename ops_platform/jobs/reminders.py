@@ -25,7 +25,14 @@ from sqlalchemy import Connection, Engine, delete, text
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, dialect_insert, state_table, utcnow
-from ops_platform.jobs._common import lock_held_output, singleton, transient_retries
+from ops_platform.jobs._common import (
+    add_earlier_counts,
+    count_done,
+    lock_held_output,
+    note_done,
+    singleton,
+    transient_retries,
+)
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import job_tags, op_tags
@@ -205,7 +212,8 @@ def send_payment_reminders(
     """Queue today's reminders, then send every PENDING/FAILED one of today."""
     log = log or (lambda _message: None)
     result = ReminderResult()
-    result.eligible, result.queued = queue_todays_reminders(engine, now, overdue_days)
+    result.eligible, queued = queue_todays_reminders(engine, now, overdue_days)
+    count_done(result, queued=queued)
     server_down: str | None = None
     for row in todays_reminders(engine, now.date()):
         if row.status == "SENT":
@@ -215,7 +223,7 @@ def send_payment_reminders(
             continue
         if row.balance_paid:
             _mark(engine, row.id, "CANCELED", error="balance paid before the reminder was sent")
-            result.canceled += 1
+            count_done(result, canceled=1)
             continue
         error = server_down
         if error is None and not (row.recipient_email or "").strip():
@@ -229,7 +237,9 @@ def send_payment_reminders(
                 error = str(refused)
         if error is None:
             _mark(engine, row.id, "SENT", sent_at=utcnow())
-            result.sent += 1
+            count_done(result, sent=1)
+            # After a retry the next attempt finds it SENT: this run's, not an earlier run's.
+            note_done(already_sent_today=-1)
         else:
             _mark(engine, row.id, "FAILED", error=error)
             result.failed += 1
@@ -286,7 +296,8 @@ def send_overdue_payment_reminders(
         result = send_payment_reminders(
             database.engine, mailer, now, overdue_days=config.overdue_days, log=context.log.warning
         )
-    metadata = result.metadata(False, time.perf_counter() - started)
+    retried = add_earlier_counts(context, result)
+    metadata = result.metadata(False, time.perf_counter() - started) | retried
     metadata |= job_bad_rows(context, database.engine)
     context.log.info(
         f"overdue_payment_reminders: {result.sent} sent, {result.failed} failed, "

@@ -43,6 +43,8 @@ from ops_platform.db.engine import state_table, upsert, utcnow
 from ops_platform.db.pacing import run_paced, use_pacer
 from ops_platform.jobs._common import (
     GuardedJobConfig,
+    add_earlier_counts,
+    count_done,
     lock_held_output,
     singleton,
     transient_retries,
@@ -217,10 +219,11 @@ def _update_in_batches(
     batch_size: int,
     result: RotationResult,
     label: str,
+    counter: str,
     retire_after: datetime | None = None,
-) -> int:
-    """Update the matching secrets in paced batches; with `retire_after`, record it for each."""
-    changed = []
+) -> None:
+    """Update the matching secrets in paced batches, counting them in `result.<counter>`; with
+    `retire_after`, record it for each."""
 
     def work(connection: Connection, size: int) -> tuple[int, int]:
         ids = (
@@ -241,11 +244,10 @@ def _update_in_batches(
 
     def commit(done: tuple[int, int]) -> tuple[int, bool]:
         count, _ = done
-        changed.append(count)
+        count_done(result, **{counter: count})
         return count, count > 0  # a concurrent run may take part of a batch: go on until none
 
     _paced_figures(run_paced(engine, "secrets", label, batch_size, work, commit), label, result)
-    return sum(changed)
 
 
 def rotate_secrets(
@@ -302,13 +304,20 @@ def rotate_secrets(
 
     # Retire first what is past its grace period, so this run's rotations (retire_after in
     # the future) are not touched and a second run changes nothing.
-    result.retired = _update_in_batches(
-        engine, "status = 'retired'", retirable, params, batch_size, result, "secrets_retired"
+    _update_in_batches(
+        engine,
+        "status = 'retired'",
+        retirable,
+        params,
+        batch_size,
+        result,
+        "secrets_retired",
+        "retired",
     )
     if result.retired and progress:
         progress(f"secret_rotation: retired {result.retired} versions past their grace period")
     retire_after = now + grace
-    result.superseded = _update_in_batches(
+    _update_in_batches(
         engine,
         "status = 'retiring', rotated_at = :now",
         _SUPERSEDED,
@@ -316,6 +325,7 @@ def rotate_secrets(
         batch_size,
         result,
         "secrets_superseded",
+        "superseded",
         retire_after=retire_after,
     )
 
@@ -350,8 +360,7 @@ def rotate_secrets(
 
     def rotated(done) -> tuple[int, bool]:
         claimed, inserted, size = done
-        result.new_versions += inserted
-        result.rotated += len(claimed)
+        count_done(result, new_versions=inserted, rotated=len(claimed))
         if len(result.names_rotated) < MAX_LISTED:
             result.names_rotated.extend(
                 sorted(name for name, _, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
@@ -439,6 +448,7 @@ def rotate_expired_secrets(
                 result = rotate_secrets(
                     database.engine, now, cipher=cipher, progress=context.log.info, **options
                 )
+    retried = add_earlier_counts(context, result)
     key_source = cipher.source if cipher else "not needed (dry run)"
     skipped = (
         result.skipped_unknown_status
@@ -455,6 +465,7 @@ def rotate_expired_secrets(
         **gate_metadata,
         **pacer.summary(),
         **job_bad_rows(context, database.engine),
+        **retried,
     }
     if pacer.stopped:
         context.log.warning(f"secret_rotation {pacer.stopped.describe()}; the next run continues")

@@ -11,9 +11,11 @@ import dagster as dg
 import pytest
 from dagster._core.storage.runs.schema import RunsTable
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from ops_platform.db.engine import drop_schemas, make_engine, psycopg_url
 from ops_platform.db.migrate import upgrade
+from ops_platform.jobs import database_maintenance as database_maintenance_module
 from ops_platform.jobs._run_pruning import prune_runs
 from ops_platform.jobs.database_maintenance import database_maintenance
 from ops_platform.resources.database import Database
@@ -415,3 +417,51 @@ def test_run_retention_boundary(instance_with_runs):
         prune_runs(instance, now - timedelta(days=91) - timedelta(minutes=1), dry_run=True).matched
         == 1
     )
+
+
+def test_postgres_a_retried_run_counts_the_tables_vacuumed_before_the_fault(
+    dead_tuples, monkeypatch
+):
+    """The connection is lost after the VACUUMs, while the activity report is read: the retry
+    finds the tables vacuumed already, and the run still reports them as its own."""
+    real_report = database_maintenance_module.activity_report
+    calls = {"n": 0}
+
+    def lose_the_connection_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return real_report(*args, **kwargs)
+
+    monkeypatch.setattr(database_maintenance_module, "activity_report", lose_the_connection_once)
+    result = _run(dead_tuples)
+    assert result.success
+    metadata = _metadata(result, "maintain_app_database")
+    # The retry may still see the old statistics and vacuum again: at least the one.
+    assert metadata["tables_vacuumed"] == metadata["rows_changed"] >= 1
+    assert metadata["attempts"] == 2
+    assert metadata["done_by_earlier_attempts"] == {"vacuumed_before_retry": 1}
+
+
+def test_a_retried_run_pruning_counts_the_runs_deleted_before_the_fault(
+    instance_with_runs, database, monkeypatch
+):
+    instance, runs, stuck = instance_with_runs
+    real_delete = instance.delete_run
+    calls = {"n": 0}
+
+    def lose_the_storage_on_the_second_delete(run_id):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OperationalError("DELETE FROM runs", {}, Exception("server closed"))
+        return real_delete(run_id)
+
+    monkeypatch.setattr(instance, "delete_run", lose_the_storage_on_the_second_delete)
+    result = _run(database, instance=instance)
+    assert result.success
+    assert runs[0] not in _run_ids(instance) and runs[1] not in _run_ids(instance)
+    metadata = _metadata(result, "prune_dagster_runs")
+    assert metadata["runs_deleted"] == metadata["rows_changed"] == 2
+    assert metadata["runs_matched"] == 2
+    assert metadata["attempts"] == 2
+    assert metadata["done_by_earlier_attempts"] == {"deleted": 1, "matched": 1}

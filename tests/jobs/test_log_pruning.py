@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from ops_platform.jobs import _log_files
 from ops_platform.jobs._log_files import is_live, is_log_name, stream_name
@@ -400,3 +401,28 @@ def test_the_images_environment_gives_valid_settings_and_a_log_folder_inside_its
     assert settings.log_dir == Path(data_dir) / "logs"
     with pytest.raises(SettingsError, match="OPS_LOG_DIR"):
         load_settings({"OPS_DATA_DIR": data_dir, "OPS_LOG_DIR": "/var/lib/mysql"})
+
+
+def test_a_retried_run_reports_what_the_whole_run_did(database, logs, monkeypatch):
+    """A transient fault after the deletes and rotations: the retry compresses the rest, and
+    metadata and logs count every attempt's files, as a run without the fault would."""
+    real_gzip = _log_files.gzip_file
+    calls = {"n": 0}
+
+    def lose_the_database_at_the_first_compression(source, mtime):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the two rotations gzip first
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return real_gzip(source, mtime)
+
+    monkeypatch.setattr(_log_files, "gzip_file", lose_the_database_at_the_first_compression)
+    result = _run(database, logs)
+    assert result.success
+    metadata = _metadata(result)
+    assert (metadata["files_deleted"], metadata["files_rotated"]) == (4, 2)
+    assert metadata["files_compressed"] == 2 and metadata["rows_changed"] == 8
+    assert metadata["bytes_freed"] > 3 * 1024 * 1024 - 100_000
+    assert metadata["attempts"] == 2
+    earlier = metadata["done_by_earlier_attempts"]
+    assert (earlier["files_deleted"], earlier["files_rotated"]) == (4, 2)
+    assert "files_compressed" not in earlier
