@@ -438,3 +438,34 @@ def test_expired_users_are_not_credited(og_users):
     credit_og_daily_bonus(og_users, DAY, now=NOW)
     after = balances(og_users)
     assert [after[u] for u in (4, 5, 8, 11)] == [0, 0, 0, 0] and after[9] == 20
+
+
+def test_a_tier_with_an_absurd_price_pays_nobody(engine):
+    """A price past any real one is a malformed tier (a typing or unit error): its users are
+    skipped and counted, never paid 60 % of it."""
+    later = NOW + timedelta(days=3)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(schema.og_tiers),
+            [
+                {"id": 1, "level": 1, "price_coins": 1000, "duration_days": 30},
+                {"id": 2, "level": 2, "price_coins": 10**13, "duration_days": 30},
+            ],
+        )
+        connection.execute(
+            insert(schema.users),
+            [
+                {
+                    "id": i,
+                    "email": f"u{i}@x",
+                    "og_level": i,
+                    "og_tier_id": i,
+                    "og_expires_at": later,
+                }
+                for i in (1, 2)
+            ],
+        )
+    result = credit_og_daily_bonus(engine, DAY, now=NOW)
+    assert (result.credited_users, result.total_coins) == (1, 20)
+    assert balances(engine) == {1: 20, 2: 0}
+    assert bonus_day_state(engine, DAY, NOW).skipped_bad_tier == 1

@@ -12,8 +12,8 @@ Rule, for the partition's day D:
   active when it runs who have no credit for D yet; nobody is ever credited twice for D.
   A day that has not begun in Sydney cannot be credited.
 - tier: `og_tier_id`, or — when it is NULL — the tier of `og_level` (lowest id of that level).
-  Users whose tier cannot be resolved, or whose tier has no positive price and duration,
-  are skipped and counted.
+  Users whose tier cannot be resolved, or whose tier has no positive price and duration or
+  an absurd one (over 10^12 coins or 36,500 days: a malformed row), are skipped and counted.
 - amount: `floor(price_coins * 0.6 / duration_days)`, computed in integers as
   `(price_coins * 6) / (duration_days * 10)` so both databases agree to the coin. A zero
   amount credits nothing.
@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, text
 
+from ops_platform.db.bad_rows import ABSURD_COINS, ABSURD_DAYS
 from ops_platform.db.engine import is_postgres
 
 SYDNEY = ZoneInfo("Australia/Sydney")
@@ -75,15 +76,20 @@ _CANDIDATES = "SELECT id FROM users WHERE og_level > 0 AND og_expires_at > :now 
 
 # Active OG users (at `:now`) with a usable tier, and their amount; `{users}` is the users
 # table, or the batch's slice of it.
-ELIGIBLE_FROM = """
-    FROM {users} u
+# A tier the rule pays from: a positive price and duration, neither absurd (a typing or unit
+# error, counted in `bad_rows`): the users of any other tier are skipped and counted.
+USABLE_TIER = (
+    f"(t.duration_days > 0 AND t.price_coins > 0 AND t.duration_days <= {ABSURD_DAYS} "
+    f"AND t.price_coins <= {ABSURD_COINS})"
+)
+ELIGIBLE_FROM = f"""
+    FROM {{users}} u
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
            ON level_tier.level = u.og_level
     JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
     WHERE u.og_level > 0
       AND u.og_expires_at > :now
-      AND t.duration_days > 0
-      AND t.price_coins > 0
+      AND {USABLE_TIER}
 """
 AMOUNT = "(t.price_coins * 6) / (t.duration_days * 10)"
 

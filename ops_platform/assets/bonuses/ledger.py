@@ -11,6 +11,7 @@ from ops_platform.assets.bonuses.credit import (
     AMOUNT,
     ELIGIBLE_FROM,
     KEY_SQL,
+    USABLE_TIER,
     BonusResult,
     sydney_day_window,
 )
@@ -32,14 +33,14 @@ _DAY_STATE = f"""
     ORDER BY e.level, e.tier_id
 """
 
-_UNRESOLVED = """
+# Active OG users without a usable tier (none, or one the rule does not pay from).
+_UNRESOLVED = f"""
     SELECT COUNT(*) FROM users u
     LEFT JOIN (SELECT level, MIN(id) AS id FROM og_tiers GROUP BY level) level_tier
            ON level_tier.level = u.og_level
     LEFT JOIN og_tiers t ON t.id = COALESCE(u.og_tier_id, level_tier.id)
     WHERE u.og_level > 0 AND u.og_expires_at > :now
-      AND (t.id IS NULL OR t.duration_days IS NULL OR t.duration_days <= 0
-           OR t.price_coins IS NULL OR t.price_coins <= 0)
+      AND CASE WHEN {USABLE_TIER} THEN 0 ELSE 1 END = 1
 """
 
 

@@ -1,10 +1,10 @@
 """`stream_rankings` (every 10 minutes): the engagement score of every live or recently
 ended stream from its `stream_events` in a trailing window; each event weighs `kind weight ×
 value` (value is 1 for views, chats, follows and shares, the coins for a gift), decayed by its
-age with a half-life. Ranks 1..N with no gaps and no ties (equal scores: lower stream id
-first). Only the difference is written (rows whose rank changed or whose score moved by 0.01
-or more, new streams, streams no longer eligible removed), in one transaction, so the app
-never reads a half ranking."""
+age with a half-life; a malformed event (negative or absurd value) counts for nothing. Ranks
+1..N with no gaps and no ties (equal scores: lower stream id first). Only the difference is
+written (rows whose rank changed or whose score moved by 0.01 or more, new streams, streams no
+longer eligible removed), in one transaction, so the app never reads a half ranking."""
 
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +25,8 @@ from ops_platform.assets._sql_assets import (
     rule_asset,
     sync_table,
 )
-from ops_platform.db.bad_rows import ABSURD_EVENT_VALUE
-from ops_platform.db.engine import as_utc, greatest, utcnow
+from ops_platform.db.bad_rows import well_formed
+from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
 
@@ -58,9 +58,10 @@ def _stream_score_sql(bind) -> str:
     return f"""
         SELECT stream_id,
                SUM(CASE kind {kind_weight} ELSE 0.0 END
-                   * {greatest(bind, "value", "0.0")} * {decay_sql(bind, "created_at")}) AS score
+                   * value * {decay_sql(bind, "created_at")}) AS score
         FROM stream_events
-        WHERE created_at >= :since AND created_at <= :now AND value <= {ABSURD_EVENT_VALUE}
+        WHERE created_at >= :since AND created_at <= :now
+          AND {well_formed(bind, "stream_events")}
         GROUP BY stream_id
     """
 

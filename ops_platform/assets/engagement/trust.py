@@ -23,7 +23,7 @@ from ops_platform.assets._sql_assets import (
     latest_metadata,
     rule_asset,
 )
-from ops_platform.db.bad_rows import ABSURD_WEIGHT
+from ops_platform.db.bad_rows import well_formed
 from ops_platform.db.engine import as_utc, greatest, is_postgres, least, utcnow
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database
@@ -47,7 +47,7 @@ def _trust_score_sql(bind, users: str) -> str:
     clamp = lambda expr: least(bind, "100.0", greatest(bind, "0.0", expr))  # noqa: E731
     decayed = f"weight * {decay_sql(bind, 'created_at')}"
     # An absurd weight is a bad row (counted in `bad_rows`), not a reason to pin a score.
-    sane = f"weight BETWEEN -{ABSURD_WEIGHT} AND {ABSURD_WEIGHT}"
+    sane = well_formed(bind, "reputation_events")
     if is_postgres(bind):
         # One pass: aggregate the events per user (hash aggregate), join every user to it.
         delta = "r.delta"
