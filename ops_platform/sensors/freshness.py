@@ -219,6 +219,21 @@ def overdue_text(
     return "\n".join(lines)
 
 
+def resolution(asset: str, incident: dict, evaluation: Evaluation | None) -> tuple[str, str]:
+    """Title and text closing an incident: the check passed, or it is no longer watched."""
+    if evaluation is None or not evaluation.passed:
+        return (
+            f"{asset} is no longer watched",
+            f"{asset}'s freshness check is no longer watched: its group's freshness sensor was "
+            f"stopped (overdue since {incident['since'][:19]} UTC).",
+        )
+    return (
+        f"{asset} is fresh again",
+        f"{evaluation.description} (checked {evaluation.at:%Y-%m-%d %H:%M:%S} UTC; overdue since "
+        f"{incident['since'][:19]} UTC).",
+    )
+
+
 @dg.sensor(
     name="freshness_alert_sensor",
     minimum_interval_seconds=INTERVAL_S,
@@ -251,14 +266,7 @@ def freshness_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts, 
         save()
     for asset in sorted(set(incidents) - set(failing) - set(held)):
         incident = incidents.pop(asset)
-        evaluation = evaluations.get(asset)
-        text = (
-            f"{evaluation.description} (checked {evaluation.at:%Y-%m-%d %H:%M:%S} UTC; overdue "
-            f"since {incident['since'][:19]} UTC)."
-            if evaluation is not None and asset in rows
-            else f"{asset} is no longer watched: its group's freshness sensor was stopped."
-        )
-        alerts.send(f"{asset} is fresh again", text, "info")
+        alerts.send(*resolution(asset, incident, evaluations.get(asset)), "info")
         save()
     quiet = (
         "; quiet during a maintenance window: "

@@ -172,3 +172,20 @@ def test_a_weekly_report_past_its_due_time_names_the_inputs_it_waits_for(setup, 
 
     evaluate(setup, cursor)
     assert len(setup["mail"].messages) == 1
+
+
+def test_a_group_switched_off_is_not_judged_and_its_incident_closes(setup, monkeypatch):
+    materialize(setup, [hourly_platform_metrics], partition_key="2026-11-23-03:00")
+    assert not run_freshness_check(setup, hourly_platform_metrics).passed
+    cursor, _ = evaluate(setup, None)
+    assert subjects(setup) == ["[WARNING] hourly_platform_metrics is overdue"]
+
+    # OPS_ENABLE_ANALYTICS=false: analytics_freshness_sensor is stopped, its checks unwatched.
+    monkeypatch.setenv("OPS_ENABLE_ANALYTICS", "false")
+    setup["defs"] = platform_defs()
+    cursor, skip = evaluate(setup, cursor)
+    assert subjects(setup)[1:] == ["[INFO] hourly_platform_metrics is no longer watched"]
+    assert "freshness sensor was stopped" in setup["mail"].messages[1].get_content()
+    assert skip == "overdue: none"
+    evaluate(setup, cursor)
+    assert len(setup["mail"].messages) == 2
