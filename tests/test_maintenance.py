@@ -343,3 +343,116 @@ def test_a_run_launched_by_hand_in_a_window_runs_and_says_so(db_url, tmp_path, m
         assert result.success
         messages = [e.message for e in instance.all_logs(result.run_id) if e.message]
         assert any("holds the group cleanup" in m and "restore" in m for m in messages)
+
+
+# --- the reports after a window ---------------------------------------------------------------
+WEEK_AND_MONTH_END = datetime(2026, 2, 1, tzinfo=UTC)  # a Sunday and a 1st: both reports due
+REPORTS = {"weekly_trend_report": "2026-01-25", "monthly_executive_summary": "2026-01-01"}
+DAILY_ANALYTICS = ("daily_course_analytics", "daily_student_analytics")
+
+
+def _inputs_landed(instance, days) -> None:
+    """Daily analytics partitions materialized with their blocking check passed, as their
+    daily runs record them."""
+    from ops_platform.assets.analytics.checks import IN_RANGE
+
+    for day in days:
+        for asset in DAILY_ANALYTICS:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=asset, partition=day)
+            )
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(asset), check_name=IN_RANGE, passed=True, blocking=True
+                )
+            )
+
+
+class _Automation:
+    """Successive evaluations of the reports' automation conditions, as their
+    `<asset>_automation` sensors run them in the daemon (cursor carried over)."""
+
+    def __init__(self, defs, instance):
+        self.defs, self.instance, self.cursor = defs, instance, None
+
+    def requested(self, moment: datetime) -> dict[str, list[str]]:
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs,
+            instance=self.instance,
+            asset_selection=dg.AssetSelection.assets(*REPORTS),
+            evaluation_time=moment,
+            cursor=self.cursor,
+        )
+        self.cursor = result.cursor
+        return {
+            report: sorted(str(k) for k in result.get_requested_partitions(dg.AssetKey(report)))
+            for report in REPORTS
+            if result.get_requested_partitions(dg.AssetKey(report))
+        }
+
+
+def test_reports_due_inside_a_window_are_requested_once_after_it(env, engine, monkeypatch):
+    """The window (Saturday 23:30 to Sunday 03:00 UTC) covers the end of a week and of a month.
+    What requests the reports is their automation sensor, which a window does not hold: they
+    wait for their last input day, whose schedule and catch-up sensor the window does hold.
+    After the window the catch-up runs that day (for real, on the app database), and each
+    report's partition is requested exactly once."""
+    db_url = env["OPS_DATABASE_URL"]
+    defs = build_definitions(load_settings(env))
+    repo = defs.get_repository_def()
+    last_day = "2026-01-31"
+    maintenance.open_window(
+        engine,
+        groups=None,
+        reason="warehouse migration",
+        by="alice",
+        starts_at=WEEK_AND_MONTH_END - timedelta(minutes=30),
+        ends_at=WEEK_AND_MONTH_END + timedelta(hours=3),
+    )
+    watching = json.dumps({"watching_since": "2026-01-31T22:00:00+00:00"})
+
+    def at(moment):
+        monkeypatch.setattr(build, "sensor_now", lambda: moment)
+        monkeypatch.setattr(maintenance, "utcnow", lambda: moment)
+        return moment
+
+    with dg.instance_for_test() as instance:
+        # Every day before the window's was computed (from the partitions' first day).
+        days = [
+            (datetime(2025, 12, 1) + timedelta(days=n)).date().isoformat()
+            for n in range((datetime(2026, 1, 31) - datetime(2025, 12, 1)).days)
+        ]
+        _inputs_landed(instance, days)
+        automation = _Automation(defs, instance)
+        assert automation.requested(at(datetime(2026, 1, 31, 22, tzinfo=UTC))) == {}
+
+        # Inside the window: the daily schedules and catch-up sensors skip, the reports wait.
+        for moment in (WEEK_AND_MONTH_END, WEEK_AND_MONTH_END + timedelta(hours=2, minutes=30)):
+            at(moment)
+            for asset in DAILY_ANALYTICS:
+                tick = _schedule_tick(repo, f"{asset}_daily", WEEK_AND_MONTH_END)
+                assert tick.run_requests == [] and "warehouse migration" in tick.skip_message
+                held = _sensor_tick(repo, f"{asset}_catchup", instance, db_url, watching)
+                assert held.run_requests == [] and "warehouse migration" in held.skip_message
+            assert automation.requested(moment) == {}
+
+        # After it: the catch-up requests the last day of the week and month, once each.
+        after = at(WEEK_AND_MONTH_END + timedelta(hours=3, minutes=10))
+        for asset in DAILY_ANALYTICS:
+            result = _sensor_tick(repo, f"{asset}_catchup", instance, db_url, watching)
+            assert [r.run_key for r in result.run_requests] == [f"{asset}:{last_day}"]
+            run = repo.get_job(f"{asset}_job").execute_in_process(
+                partition_key=last_day, instance=instance
+            )
+            assert run.success
+            assert (
+                _sensor_tick(repo, f"{asset}_catchup", instance, db_url, watching).run_requests
+                == []
+            )
+        assert automation.requested(after) == {report: [key] for report, key in REPORTS.items()}
+        for report, key in REPORTS.items():  # the runs the sensor launched materialize them
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=report, partition=key)
+            )
+        for minutes in (1, 2, 60):
+            assert automation.requested(after + timedelta(minutes=minutes)) == {}  # once
