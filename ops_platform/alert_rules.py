@@ -3,13 +3,14 @@
 `deploy/prometheus/alerts.yml` is this module's output (`ops-platform metrics rules`); a
 test fails when the file no longer matches the table. The missed-run rules use the same
 window as `status --check` and `missed_run_alert_sensor`: twice the schedule's period plus
-its job's maximum runtime. The maintenance rules' "too long" is OPS_MAINTENANCE_MAX_HOURS,
-the length past which `maintenance_window_alert_sensor` warns too.
+its job's maximum runtime; they are quiet while a maintenance window holds the schedule's group
+and for one missed-run window after it. The maintenance rules' "too long" is
+OPS_MAINTENANCE_MAX_HOURS, the length past which `maintenance_window_alert_sensor` warns too.
 """
 
 from __future__ import annotations
 
-from ops_platform.schedules.catalog import ScheduleRow
+from ops_platform.schedules.catalog import SCHEDULES, ScheduleRow
 from ops_platform.schedules.overdue import DAEMON_STALE_AFTER_S, missed_run_window_s, scheduled_rows
 from ops_platform.sensors.alerting import BACKLOG_THRESHOLD, CRITICAL_STREAK
 from ops_platform.settings import Settings
@@ -34,6 +35,10 @@ def _missed_run_rule(row: ScheduleRow) -> dict:
             f'(time() - (ops_job_last_success_timestamp_seconds{{job="{row.job_name}"}}'
             f' or on(job) ops_schedule_on_since_timestamp_seconds{{schedule="{row.name}"}}))'
             f' > {window} and on(job) ops_schedule_running{{schedule="{row.name}"}} == 1'
+            # A maintenance window over the group held the job: quiet until one missed-run
+            # window after it, like missed_run_alert_sensor.
+            f' unless on() max_over_time(ops_maintenance_active{{group="{row.group}"}}[{window}s])'
+            " == 1"
         ),
         "for": "1m",
         "labels": {"severity": SEVERITY[row.tier], "tier": row.tier, "schedule": row.name},
@@ -47,6 +52,32 @@ def _missed_run_rule(row: ScheduleRow) -> dict:
             ),
         },
     }
+
+
+def _assets_by_group() -> list[tuple[str, list[str]]]:
+    """The assets of the schedule table (reports too) of each group, groups in table order."""
+    groups: dict[str, list[str]] = {}
+    for row in SCHEDULES:
+        if row.kind == "asset" and row.target not in groups.get(row.group, []):
+            groups.setdefault(row.group, []).append(row.target)
+    return list(groups.items())
+
+
+def _partitions_missing_rule(group: str, assets: list[str]) -> dict:
+    """Missing partitions of a group's assets; quiet while a maintenance window holds the
+    group (its catch-up sensors are held) and for the rule's 30 minutes after it."""
+    rule = _rule(
+        "OpsPartitionsMissing",
+        f'ops_partition_missing{{asset=~"{"|".join(assets)}"}} > 0'
+        f' unless on() max_over_time(ops_maintenance_active{{group="{group}"}}[30m]) == 1',
+        "30m",
+        "warning",
+        "{{ $value }} partitions of {{ $labels.asset }} are due and not materialized",
+        "Its catch-up sensor should have requested them: is it on, is the daemon running? "
+        "A report waits for its inputs: freshness_alert_sensor's alert names those missing.",
+    )
+    rule["labels"]["group"] = group  # one rule per group
+    return rule
 
 
 def _human(seconds: int) -> str:
@@ -154,17 +185,7 @@ def alert_rules(max_hours: int = Settings.maintenance_max_hours) -> dict:
             "error; `ops-platform dead replay` puts them back once the cause is fixed.",
         ),
     ]
-    partitions = [
-        _rule(
-            "OpsPartitionsMissing",
-            "ops_partition_missing > 0",
-            "30m",
-            "warning",
-            "{{ $value }} partitions of {{ $labels.asset }} are due and not materialized",
-            "Its catch-up sensor should have requested them: is it on, is the daemon running? "
-            "A report waits for its inputs: freshness_alert_sensor's alert names those missing.",
-        )
-    ]
+    partitions = [_partitions_missing_rule(group, assets) for group, assets in _assets_by_group()]
     return {
         "groups": [
             {"name": "ops_platform_runs", "rules": runs},
