@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from ops_platform.config_checks import check_config_at_launch
 from ops_platform.db.engine import utcnow
 
 
@@ -40,7 +41,9 @@ def at(value):
 
 
 def run_job(job, op_name: str, database, **config) -> tuple[int, dict]:
-    """Run an op job in process; returns the op's output (rows changed) and its metadata."""
+    """Run an op job in process, its config checked as the code location checks it (the
+    `dg.Config` rules at launch); returns the op's output (rows changed) and its metadata."""
+    check_config_at_launch(job.all_node_defs)
     result = job.execute_in_process(
         run_config={"ops": {op_name: {"config": config}}}, resources={"database": database}
     )
