@@ -7,6 +7,7 @@
 - `daily`: `daily_course_analytics`, `daily_student_analytics` (tables, per UTC day).
 - `weekly`: `weekly_trend_report`; `monthly`: `monthly_executive_summary`.
 - `hourly`: `hourly_platform_metrics`.
+- `reports`: what the two report assets share (inputs looked up, report built and stored).
 
 Malformed app rows (a negative or absurd score or amount, JSON of the wrong shape, an
 enrollment completed before it began) are skipped by every aggregate and counted in each
