@@ -1,16 +1,6 @@
 """Rules of `log_pruning` on a real log folder: plan first, then apply.
 
-Vocabulary
-- A **log file** is a regular, non-hidden file under the folder whose name matches one of the
-  configured log patterns (default `*.log`), as is or rotated: followed by `.N` or by our
-  rotation stamp, and/or by `.gz` (`app.log`, `app.log.1`, `app.log.3.gz`,
-  `app.log.20240105T040000Z.gz`). Every other file is "not a log file": counted, never
-  touched, whatever its age.
-- Its **stream** is its folder plus its name up to the first '.', without a trailing date or
-  timestamp (`-2024-01-05`, `_20240105`, `-20240105T040000Z`): `app.log`, `app.log.1`,
-  `app.log.20240105T040000Z.gz` and `app-2024-01-05.log` all belong to stream `app`.
-- A stream's **live** file is `<stream>.log` (or the bare `<stream>`): the one the app
-  writes. Every other file of the stream is a **rotated** file.
+Which files are log files, their streams and live files: `_log_names.py`.
 
 Rules, in this order, all by modification time (mtime) against `now`:
 1. Any log file older than `retention_days` is deleted.
@@ -27,26 +17,35 @@ Safety
   path acted on is re-checked right before the act: still a regular file whose resolved
   path is inside the folder; files are opened with O_NOFOLLOW.
 - A file that cannot be read, stat'ed or removed is reported in `problems`; the run goes on.
+- A log file whose mtime no real log has (in the future, or before 1980: a time never set)
+  is left alone: no age rule can judge it, and gzip cannot store such a time.
+- Every file left alone for one of these reasons is counted by kind (`skipped`).
 - Writes go to a hidden temp file renamed into place, so a crash never leaves half a .gz
   under a real name; our temp files older than an hour are removed.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import os
-import re
 import shutil
 import stat
 import struct
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ops_platform.jobs._log_folder import check_log_root
+from ops_platform.jobs._log_names import (
+    DEFAULT_LOG_PATTERNS,
+    ROTATION_STAMP,
+    is_live,
+    is_log_name,
+    stream_name,
+)
 from ops_platform.retries import count_done
 
 DAY = 86_400.0
@@ -54,38 +53,20 @@ MB = 1024 * 1024
 TEMP_PREFIX = ".ops-prune-"
 STALE_TEMP_SECONDS = 3600.0
 
-# A date or timestamp at the end of the part before the first '.', with its separator.
-_DATE_SUFFIX = re.compile(r"[-_](\d{4}-?\d{2}-?\d{2})([T_-]?\d{2}([:-]?\d{2}){0,2}Z?)?$")
-# The stamp our rotation appends (maybe with a "-N" to stay unique).
-_ROTATION_STAMP = re.compile(r"\.\d{8}T\d{6}Z(-\d+)?$")
-# What rotation adds after a log name: `.N` (logrotate) or our stamp, then maybe `.gz`
-# (with the "-N" our gzip adds to stay unique).
-_ROTATED_SUFFIX = re.compile(r"(\.(\d+|\d{8}T\d{6}Z(-\d+)?))?((-\d+)?\.gz)?$")
 
-DEFAULT_LOG_PATTERNS = ("*.log",)
-
-
-def is_log_name(file_name: str, patterns: Sequence[str] = DEFAULT_LOG_PATTERNS) -> bool:
-    """Whether `file_name` is a log file: it matches a pattern as is, or once the suffixes
-    rotation adds (`.N`, our stamp, `.gz`) are taken off."""
-    if file_name.startswith("."):
-        return False
-    candidates = {file_name, _ROTATED_SUFFIX.sub("", file_name, count=1)}
-    return any(
-        candidate and fnmatch.fnmatchcase(candidate, pattern)
-        for candidate in candidates
-        for pattern in patterns
-    )
-
-
-def stream_name(file_name: str) -> str:
-    base = file_name.split(".", 1)[0]
-    return _DATE_SUFFIX.sub("", base) or base
-
-
-def is_live(file_name: str) -> bool:
-    stream = stream_name(file_name)
-    return file_name in (stream, f"{stream}.log")
+# Modification times no real log file has: later than now (plus clock skew) or before 1980.
+FUTURE_SLACK_SECONDS = DAY
+EARLIEST_MTIME = 315_532_800.0  # 1980-01-01T00:00:00Z
+# Why a file was left alone, counted in metadata as `skipped_<kind>`.
+SKIP_KINDS = (
+    "mtime_in_future",
+    "mtime_absurd",
+    "unreadable",
+    "not_regular_file",
+    "outside_folder",
+    "vanished",
+    "not_removable",
+)
 
 
 @dataclass
@@ -117,6 +98,11 @@ class LogPlan:
     not_log_files: list[str] = field(default_factory=list)
     symlinks_skipped: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # files left alone, by kind
+
+    def problem(self, kind: str, relative: str, what: str) -> None:
+        self.skipped[kind] += 1
+        self.problems.append(f"{relative}: {what}")
 
 
 @dataclass
@@ -130,6 +116,23 @@ class LogPruneResult:
     symlinks_skipped: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # files left alone, by kind
+
+    @classmethod
+    def of(cls, plan: LogPlan, **counts) -> LogPruneResult:
+        """What the plan found before any file is acted on, with `counts` of the acts."""
+        return cls(
+            files_seen=plan.files_seen,
+            not_log_files=list(plan.not_log_files),
+            symlinks_skipped=list(plan.symlinks_skipped),
+            problems=list(plan.problems),
+            skipped=Counter(plan.skipped),
+            **counts,
+        )
+
+    def problem(self, kind: str, relative: str, what: str) -> None:
+        self.skipped[kind] += 1
+        self.problems.append(f"{relative}: {what}")
 
     @property
     def files_changed(self) -> int:
@@ -149,9 +152,8 @@ def scan(root: Path, plan: LogPlan, patterns: Sequence[str]) -> list[LogFile]:
     found = []
 
     def walk_error(error: OSError) -> None:
-        plan.problems.append(
-            f"{_relative(root, error.filename)}: cannot list folder ({error.strerror})"
-        )
+        relative = _relative(root, error.filename)
+        plan.problem("unreadable", relative, f"cannot list folder ({error.strerror})")
 
     for directory, subdirs, names in os.walk(root, onerror=walk_error, followlinks=False):
         folder = Path(directory)
@@ -168,16 +170,16 @@ def scan(root: Path, plan: LogPlan, patterns: Sequence[str]) -> list[LogFile]:
             try:
                 info = path.lstat()
             except OSError as error:
-                plan.problems.append(f"{relative}: cannot stat ({error.strerror})")
+                plan.problem("unreadable", relative, f"cannot stat ({error.strerror})")
                 continue
             if stat.S_ISLNK(info.st_mode):
                 plan.symlinks_skipped.append(relative)
                 continue
             if not stat.S_ISREG(info.st_mode):
-                plan.problems.append(f"{relative}: not a regular file, skipped")
+                plan.problem("not_regular_file", relative, "not a regular file, skipped")
                 continue
             if not _inside(root, path):
-                plan.problems.append(f"{relative}: resolves outside the log folder, skipped")
+                plan.problem("outside_folder", relative, "resolves outside the log folder, skipped")
                 continue
             folder_key = _relative(root, folder)
             stream = stream_name(name) if folder_key == "." else f"{folder_key}/{stream_name(name)}"
@@ -211,6 +213,10 @@ def plan_pruning(
     remaining: list[LogFile] = []
     for log in scan(root, plan, patterns):
         name = log.path.name
+        absurd = _absurd_mtime(log.mtime, now_ts)
+        if absurd:
+            plan.problem(absurd, log.relative, ABSURD_MTIME[absurd])
+            continue
         if name.startswith(TEMP_PREFIX):
             if log.mtime < now_ts - STALE_TEMP_SECONDS:
                 plan.delete_stale_temp.append(log)
@@ -225,7 +231,7 @@ def plan_pruning(
                 plan.rotate.append(log)  # becomes a rotated member of its stream
             remaining.append(log)
         else:
-            if log.size > max_bytes or log.mtime < compress_before or _ROTATION_STAMP.search(name):
+            if log.size > max_bytes or log.mtime < compress_before or ROTATION_STAMP.search(name):
                 plan.compress.append(log)
             remaining.append(log)
 
@@ -246,18 +252,34 @@ def plan_pruning(
     return plan
 
 
-def _still_safe(root: Path, log: LogFile) -> str | None:
-    """Why `log` must not be touched now, or None if it still is a regular file inside root."""
+ABSURD_MTIME = {
+    "mtime_in_future": "modification time in the future; left alone",
+    "mtime_absurd": "modification time before 1980 (never set); left alone",
+}
+
+
+def _absurd_mtime(mtime: float, now_ts: float) -> str | None:
+    """The skip kind of a modification time no real log has, or None."""
+    if mtime > now_ts + FUTURE_SLACK_SECONDS:
+        return "mtime_in_future"
+    if mtime < EARLIEST_MTIME:
+        return "mtime_absurd"
+    return None
+
+
+def _still_safe(root: Path, log: LogFile) -> tuple[str, str] | None:
+    """(skip kind, why) if `log` must not be touched now; None if it still is a regular file
+    inside root."""
     try:
         info = log.path.lstat()
     except FileNotFoundError:
-        return "vanished before it could be handled"
+        return "vanished", "vanished before it could be handled"
     except OSError as error:
-        return f"cannot stat ({error.strerror})"
+        return "unreadable", f"cannot stat ({error.strerror})"
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-        return "was replaced by a symlink or special file; skipped"
+        return "not_regular_file", "was replaced by a symlink or special file; skipped"
     if not _inside(root, log.path):
-        return "resolves outside the log folder; skipped"
+        return "outside_folder", "resolves outside the log folder; skipped"
     return None
 
 
@@ -331,39 +353,33 @@ def rotation_name(path: Path, mtime: float) -> Path:
 
 
 def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> LogPruneResult:
-    result = LogPruneResult(
-        files_seen=plan.files_seen,
-        not_log_files=list(plan.not_log_files),
-        symlinks_skipped=list(plan.symlinks_skipped),
-        problems=list(plan.problems),
-    )
-    root = plan.root
+    result = LogPruneResult.of(plan)
 
-    def problem(log: LogFile, what: str) -> None:
-        result.problems.append(f"{log.relative}: {what}")
+    def safe(log: LogFile) -> bool:
+        unsafe = _still_safe(plan.root, log)
+        if unsafe:
+            kind, why = unsafe
+            result.problem(kind, log.relative, why)
+        return not unsafe
 
     for log in plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp:
-        reason = _still_safe(root, log)
-        if reason:
-            problem(log, reason)
+        if not safe(log):
             continue
         try:
             log.path.unlink()
         except OSError as error:
-            problem(log, f"cannot delete ({error.strerror})")
+            result.problem("not_removable", log.relative, f"cannot delete ({error.strerror})")
             continue
         count_done(result, files_deleted=1, bytes_freed=log.size)
 
     for log in plan.rotate:
-        reason = _still_safe(root, log)
-        if reason:
-            problem(log, reason)
+        if not safe(log):
             continue
         rotated = rotation_name(log.path, log.mtime)
         try:
             os.rename(log.path, rotated)
         except OSError as error:
-            problem(log, f"cannot rotate ({error.strerror})")
+            result.problem("not_removable", log.relative, f"cannot rotate ({error.strerror})")
             continue
         count_done(result, files_rotated=1)
         try:
@@ -371,17 +387,17 @@ def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> 
             count_done(result, bytes_freed=freed)
         except OSError as error:
             # Rotated but not compressed: the next run compresses it (it has our stamp).
-            problem(log, f"rotated to {rotated.name} but cannot compress ({error.strerror})")
+            what = f"rotated to {rotated.name} but cannot compress ({error.strerror})"
+            result.problem("unreadable", log.relative, what)
 
     for log in plan.compress:
-        reason = _still_safe(root, log)
-        if reason:
-            problem(log, reason)
+        if not safe(log):
             continue
         try:
             _, freed = gzip_file(log.path, log.mtime)
         except OSError as error:
-            problem(log, f"cannot compress ({error.strerror or error})")
+            what = f"cannot compress ({error.strerror or error})"
+            result.problem("unreadable", log.relative, what)
             continue
         count_done(result, files_compressed=1, bytes_freed=freed)
         if progress and result.files_compressed % 100 == 0:
@@ -426,18 +442,12 @@ def prune_log_folder(
     )
     if not dry_run:
         return apply_plan(plan, progress)
-    return LogPruneResult(
-        files_seen=plan.files_seen,
-        not_log_files=list(plan.not_log_files),
-        files_deleted=len(plan.delete_expired)
-        + len(plan.delete_over_cap)
-        + len(plan.delete_stale_temp),
+    deleted = plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp
+    return LogPruneResult.of(
+        plan,
+        files_deleted=len(deleted),
         files_compressed=len(plan.compress),
         files_rotated=len(plan.rotate),
-        bytes_freed=sum(
-            log.size for log in plan.delete_expired + plan.delete_over_cap + plan.delete_stale_temp
-        ),
-        symlinks_skipped=list(plan.symlinks_skipped),
-        problems=list(plan.problems),
+        bytes_freed=sum(log.size for log in deleted),
         notes=["dry run: counts are what a real run would do; bytes_freed counts deletions only"],
     )

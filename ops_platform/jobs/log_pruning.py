@@ -17,7 +17,7 @@ from ops_platform.jobs._common import (
     singleton,
     transient_retries,
 )
-from ops_platform.jobs._log_files import LogPruneResult, prune_log_folder
+from ops_platform.jobs._log_files import SKIP_KINDS, LogPruneResult, prune_log_folder
 from ops_platform.jobs._log_folder import LogFolderError, check_log_root, narrow_log_dir
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
@@ -56,6 +56,7 @@ def log_pruning_metadata(
         "rows_changed": 0 if config.dry_run else result.files_changed,
         "symlinks_skipped": len(result.symlinks_skipped),
         "problems": len(result.problems),
+        **{f"skipped_{kind}": result.skipped[kind] for kind in SKIP_KINDS},
         "duration_s": round(time.perf_counter() - started, 3),
     }
     if result.problems:

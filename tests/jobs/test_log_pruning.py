@@ -426,3 +426,36 @@ def test_a_retried_run_reports_what_the_whole_run_did(database, logs, monkeypatc
     earlier = metadata["done_by_earlier_attempts"]
     assert (earlier["files_deleted"], earlier["files_rotated"]) == (4, 2)
     assert "files_compressed" not in earlier
+
+
+def test_files_with_times_no_real_log_has_are_left_alone_and_counted(database, logs):
+    # A big live file dated in 2226: rotating it would gzip a time gzip cannot hold.
+    future = _write(logs / "future.log", -200 * 365, b"x" * 3 * 1024 * 1024)
+    never_set = _write(logs / "epoch.log.2", 0)
+    os.utime(never_set, (0, 0))  # mtime never set: not 56 years old
+    before = {path: (path.stat().st_mtime, path.read_bytes()) for path in (future, never_set)}
+    for dry_run in (True, False):
+        result = _run(database, logs, dry_run=dry_run)
+        assert result.success
+        metadata = _metadata(result)
+        assert metadata["skipped_mtime_in_future"] == metadata["skipped_mtime_absurd"] == 1
+        assert metadata["rows_matched"] == 8  # the other files as without them
+        assert "future.log: modification time in the future" in metadata["problem_files"]
+    assert {path: (path.stat().st_mtime, path.read_bytes()) for path in before} == before
+
+
+def test_skipped_files_are_counted_by_kind(database, logs, monkeypatch):
+    _write(logs / "locked.log.1", 3)
+    os.mkfifo(logs / "pipe.log")
+    real_open = _log_files.open_log_for_reading
+
+    def deny(path):
+        if path.name == "locked.log.1":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(_log_files, "open_log_for_reading", deny)
+    metadata = _metadata(_run(database, logs))
+    assert (metadata["skipped_unreadable"], metadata["skipped_not_regular_file"]) == (1, 1)
+    assert metadata["skipped_mtime_in_future"] == metadata["skipped_not_removable"] == 0
+    assert (logs / "locked.log.1").exists() and (logs / "pipe.log").exists()
