@@ -99,6 +99,8 @@ CHECKS: dict[str, dict[str, str | Callable[[Connection], str]]] = {
         "absurd_price_coins": f"price_coins > {ABSURD_COINS}",
     },
     "game_sessions": {"null_started_at": "started_at IS NULL"},
+    # A row with no key references no upload.
+    "stored_files": {"no_s3_key": "s3_key IS NULL OR s3_key = ''"},
     "leaderboard_entries": {
         "null_score": "score IS NULL",
         "negative_score": "score < 0",
@@ -125,6 +127,7 @@ JOB_TABLES: dict[str, tuple[str, ...]] = {
     "throne_expiry": ("thrones",),
     "festival_activation": ("festivals", "gifts"),
     "game_cleanup": ("game_sessions", "leaderboard_entries"),
+    "orphaned_file_cleanup": ("stored_files",),
     "og_daily_bonus": ("users", "og_tiers"),
     "stream_rankings": ("stream_events",),
     "user_trust_scores": ("reputation_events",),
@@ -192,7 +195,11 @@ def bad_rows_metadata(
 ) -> dict:
     """Metadata `bad_rows` ({table.kind: rows}) and `bad_rows_total`; warns when not zero.
     Bad rows are skipped by the rules, never changed."""
-    counts = count_bad_rows(engine, tables, warn)
+    return report_bad_rows(count_bad_rows(engine, tables, warn), warn)
+
+
+def report_bad_rows(counts: dict[str, int], warn: Callable[[str], None] | None = None) -> dict:
+    """Metadata of bad rows counted ({table.kind: rows}); warns when not zero."""
     total = sum(counts.values())
     if total and warn:
         listed = ", ".join(f"{kind}={n}" for kind, n in sorted(counts.items()))

@@ -9,12 +9,15 @@ Through the `object_store` resource (S3, or the local folder by default):
    and the delete loses nothing: the next run finds the trash copy (same size) and only
    deletes the upload.
 3. Trash objects older than the trash retention (by the copy's `last_modified`) are purged.
-Objects that cannot be handled (a key the store refuses, a folder marker, a copy that
-fails for good) are skipped and counted; transient store faults retry with backoff.
+Objects no rule can judge or act on are left where they are and counted by kind
+(`skipped_<kind>`): a folder marker, a key the store cannot copy, no `last_modified`, a
+`last_modified` in the future, a copy that fails for good. `stored_files` rows with no key
+reference nothing and are counted in `bad_rows`. Transient store faults retry with backoff.
 """
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,14 +27,17 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine, bindparam, text
 
+from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.batching import SAMPLE_SIZE
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import (
+    MAX_LISTED,
     MAX_TRANSIENT_RETRIES,
     GateConfig,
     add_counts,
     add_earlier_counts,
     backoff_seconds,
+    bullet_list,
     count_done,
     lock_held_output,
     singleton,
@@ -44,12 +50,21 @@ from ops_platform.resources.object_store import (
     ObjectStore,
     ObjectStoreError,
     TransientObjectStoreError,
+    check_key,
 )
 from ops_platform.schedules.catalog import job_tags, op_tags
 from ops_platform.settings import check_prefixes
 
 MAX_PAGE = 1000  # S3's most keys per listing page and per DeleteObjects request
-MAX_LISTED = 50
+FUTURE_SLACK = timedelta(days=1)  # clock skew; later than this is a time no upload has
+# Why an object was left alone, in metadata as `skipped_<kind>`.
+SKIP_WHY = {
+    "folder_marker": "folder marker, not a file",
+    "invalid_key": "a key the store cannot copy",
+    "no_last_modified": "no last_modified: its age cannot be told",
+    "modified_in_future": "last_modified in the future: its age cannot be told",
+    "copy_failed": "the copy to the trash failed",
+}
 
 
 @dataclass
@@ -66,7 +81,12 @@ class OrphanResult:
     bytes_purged: int = 0
     reference_queries: int = 0
     skipped: list[str] = field(default_factory=list)
+    skipped_kinds: Counter = field(default_factory=Counter)
     sample_keys: dict[str, list[str]] = field(default_factory=dict)  # a few keys moved/purged
+
+    def skip(self, kind: str, key: str, why: str = "") -> None:
+        self.skipped_kinds[kind] += 1
+        self.skipped.append(f"{key}: {why or SKIP_WHY[kind]}")
 
     def sample(self, where: str, keys: list[str]) -> None:
         taken = self.sample_keys.setdefault(where, [])
@@ -145,7 +165,7 @@ def _move_page_to_trash(
         except TransientObjectStoreError as error:
             transient = transient or error
         except (ObjectStoreError, OSError) as error:
-            result.skipped.append(f"{info.key}: {error}")
+            result.skip("copy_failed", info.key, str(error))
     # Whatever was copied leaves uploads, even if another copy of the page failed.
     done = copied["moved"] + copied["resumed"]
     store.delete_many([info.key for info in done])
@@ -157,6 +177,26 @@ def _move_page_to_trash(
     )
     if transient is not None:
         raise transient
+
+
+def _unusable_time(info: ObjectInfo, now: datetime) -> str | None:
+    """The skip kind of an object whose age cannot be told, or None."""
+    if info.last_modified is None:
+        return "no_last_modified"
+    if info.last_modified > now + FUTURE_SLACK:
+        return "modified_in_future"
+    return None
+
+
+def _unusable(info: ObjectInfo, now: datetime) -> str | None:
+    """The skip kind of an upload no rule can judge or move, or None."""
+    if info.key.endswith("/"):
+        return "folder_marker"
+    try:
+        check_key(info.key)
+    except ObjectStoreError:
+        return "invalid_key"
+    return _unusable_time(info, now)
 
 
 def clean_orphaned_files(
@@ -183,8 +223,9 @@ def clean_orphaned_files(
         result.uploads_listed += len(page)
         candidates = []
         for info in page:
-            if info.key.endswith("/"):
-                result.skipped.append(f"{info.key}: folder marker, not a file")
+            unusable = _unusable(info, now)
+            if unusable:
+                result.skip(unusable, info.key)
             elif info.last_modified >= grace_cutoff:
                 result.within_grace += 1
             else:
@@ -206,7 +247,13 @@ def clean_orphaned_files(
     purge_cutoff = now - trash_retention
     for page in store.list_pages(trash_prefix, page_size):
         result.trash_listed += len(page)
-        expired = [info for info in page if info.last_modified < purge_cutoff]
+        expired = []
+        for info in page:
+            unusable = _unusable_time(info, now)
+            if unusable:
+                result.skip(unusable, info.key)
+            elif info.last_modified < purge_cutoff:
+                expired.append(info)
         if not expired:
             continue
         result.sample("trash", [info.key for info in expired])
@@ -264,20 +311,13 @@ def orphan_metadata(
         "trash_purged": result.trash_purged,
         "bytes_purged": result.bytes_purged,
         "skipped": len(result.skipped),
+        **{f"skipped_{kind}": result.skipped_kinds[kind] for kind in SKIP_WHY},
         "rows_matched": result.files_changed,
         "rows_changed": 0 if config.dry_run else result.files_changed,
         "duration_s": round(time.perf_counter() - started, 3),
     }
     if result.skipped:
-        shown = result.skipped[:MAX_LISTED]
-        more = (
-            f"\n- … and {len(result.skipped) - len(shown)} more"
-            if len(result.skipped) > len(shown)
-            else ""
-        )
-        metadata["skipped_objects"] = dg.MetadataValue.md(
-            "\n".join(f"- `{item}`" for item in shown) + more
-        )
+        metadata["skipped_objects"] = bullet_list(result.skipped)
     return metadata
 
 
@@ -333,6 +373,7 @@ def move_orphaned_files_to_trash(
         **orphan_metadata(result, config, object_store, started),
         **gate_metadata,
         **retried,
+        **job_bad_rows(context, database.engine),
     }
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 

@@ -5,7 +5,7 @@ and delete, concurrent run, bad objects, set-based reference check, transient fa
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
@@ -13,6 +13,7 @@ from ops_platform.jobs import files as files_job
 from ops_platform.jobs.files import clean_orphaned_files, orphaned_file_cleanup
 from ops_platform.resources.object_store import (
     LocalObjectStore,
+    ObjectInfo,
     TransientObjectStoreError,
 )
 
@@ -229,3 +230,38 @@ def test_prefixes_are_folders_so_u_does_not_match_user_exports(tmp_path, engine)
     result = clean_orphaned_files(engine, store, utcnow() + timedelta(days=8))
     assert result.moved == 1
     assert sorted(_keys(store)) == ["trash/u/orphan.png", "user-exports/x.csv"]
+
+
+def test_objects_and_rows_no_rule_can_judge_are_left_alone_and_counted(
+    uploads, database, engine, monkeypatch
+):
+    """A listing may hold objects whose age cannot be told (no last_modified, a time in the
+    future); `stored_files` may hold rows with no key. Nothing fails, they are counted by
+    kind and left as they are, and the other orphans still go to the trash."""
+    now = utcnow()
+    odd = [
+        ObjectInfo("uploads/no-time.bin", None, 5),
+        ObjectInfo("uploads/from-2999.bin", now.replace(year=2999), 5),
+        ObjectInfo("trash/uploads/old-no-time.bin", None, 5),
+    ]
+    store_class = type(uploads)
+    real_list = store_class.list_pages
+
+    def with_odd_objects(self, prefix, page_size=1000):
+        yield from real_list(self, prefix, page_size)
+        yield [info for info in odd if info.key.startswith(prefix)]
+
+    monkeypatch.setattr(store_class, "list_pages", with_odd_objects)
+    with engine.begin() as connection:
+        connection.execute(insert(schema.stored_files), [{"s3_key": "", "owner_id": 1}])
+    for dry_run in (True, False):
+        result = _run(database, uploads, dry_run=dry_run)
+        assert result.success
+        metadata = _metadata(result)
+        assert metadata["skipped_no_last_modified"] == 2
+        assert metadata["skipped_modified_in_future"] == 1
+        assert metadata["moved_to_trash"] == 2
+        assert metadata["bad_rows"] == {"stored_files.no_s3_key": 1}
+    with engine.connect() as connection:
+        keys = connection.execute(select(schema.stored_files.c.s3_key)).scalars().all()
+    assert "" in keys
