@@ -14,18 +14,23 @@ Each finding is one `security_alerts` row (kind, severity, details JSON) with it
 no new row or alert is made. The rows and the alerts are written in one transaction: if
 an alert cannot be delivered nothing is recorded, and the next run raises it again.
 Detection is set-based (GROUP BY … HAVING over the window, served by the received_at index).
+
+Malformed rows are in no finding and never changed; they are counted by kind in `bad_rows`:
+in the window, no source IP, no signature verdict, or a source "IP" longer than any address;
+anywhere, no `received_at` or one more than a day ahead of now (never in a window until then).
 """
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, or_, select
 
 from ops_platform.db import schema
+from ops_platform.db.bad_rows import report_bad_rows
 from ops_platform.db.engine import as_utc, utcnow
 from ops_platform.jobs._common import lock_held_output, singleton, transient_retries
 from ops_platform.resources.alerts import Alerts
@@ -35,6 +40,8 @@ from ops_platform.schedules.catalog import job_tags, op_tags
 # How a finding's severity maps to the alert channel's severities.
 ALERT_SEVERITY = {"medium": "warning", "high": "error", "critical": "critical"}
 ESCALATION_FACTOR = 5  # this many times the threshold makes a finding critical / high
+MAX_ADDRESS_CHARS = 45  # the longest text form of an IP address (IPv4-mapped IPv6)
+FUTURE_SLACK = timedelta(days=1)
 MAX_SINGLE_ALERTS = 10  # beyond this, one summary alert for the rest
 
 
@@ -75,6 +82,7 @@ class MonitorReport:
     new: list[Finding]
     ongoing: list[Finding]
     alerts_sent: int = 0
+    bad_rows: dict[str, int] = field(default_factory=dict)  # {webhook_events.<kind>: rows}
 
     @property
     def findings(self) -> list[Finding]:
@@ -90,13 +98,42 @@ def _escalated(count: int, threshold: int, base: str, higher: str) -> str:
     return higher if count >= threshold * ESCALATION_FACTOR else base
 
 
+def _malformed(w) -> dict:
+    """Kind → condition of a row in the window that no finding may count."""
+    return {
+        "null_source_ip": w.source_ip.is_(None),
+        "null_signature_valid": w.signature_valid.is_(None),
+        "source_ip_not_an_address": func.length(w.source_ip) > MAX_ADDRESS_CHARS,
+    }
+
+
+def count_malformed(connection: Connection, now: datetime, since: datetime) -> dict[str, int]:
+    """Malformed rows by kind: those of the window, and those with no usable time."""
+    w = schema.webhook_events.c
+    in_window = and_(w.received_at > since, w.received_at <= now)
+    kinds = {name: and_(in_window, condition) for name, condition in _malformed(w).items()}
+    kinds["null_received_at"] = w.received_at.is_(None)
+    kinds["received_in_future"] = w.received_at > now + FUTURE_SLACK
+    row = connection.execute(
+        select(
+            *(
+                func.coalesce(func.sum(case((cond, 1), else_=0)), 0).label(k)
+                for k, cond in kinds.items()
+            )
+        ).where(or_(w.received_at.is_(None), w.received_at > since))
+    ).one()
+    return {f"webhook_events.{kind}": int(n) for kind, n in row._mapping.items() if n}
+
+
 def detect_findings(
     connection: Connection, now: datetime, config: SecurityMonitorConfig
 ) -> list[Finding]:
-    """Every finding in the window ending at `now`, in a stable order."""
+    """Every finding in the window ending at `now`, in a stable order; malformed rows are
+    in none."""
     w = schema.webhook_events.c
     since = now - timedelta(minutes=config.window_minutes)
-    in_window = (w.received_at > since, w.received_at <= now)
+    well_formed = ~or_(*(func.coalesce(c, True) for c in _malformed(w).values()))
+    in_window = (w.received_at > since, w.received_at <= now, well_formed)
     window = {
         "window_minutes": config.window_minutes,
         "window_start": since.isoformat(),
@@ -295,8 +332,10 @@ def monitor_webhooks(
     """Detect, record and alert, in one transaction (an undelivered alert records nothing)."""
     with engine.begin() as connection:
         findings = detect_findings(connection, now, config)
+        malformed = count_malformed(connection, now, now - timedelta(minutes=config.window_minutes))
         ongoing_since = now - timedelta(minutes=config.window_minutes * config.ongoing_windows)
         report = record_findings(connection, findings, now, ongoing_since)
+        report.bad_rows = malformed
         report.alerts_sent = send_alerts(alerts, report.new)
     return report
 
@@ -330,6 +369,7 @@ def monitor_webhook_security(
         "rows_changed": len(report.findings),
         "duration_s": round(time.perf_counter() - started, 3),
         **{f"{kind}_findings": count for kind, count in kinds.items()},
+        **report_bad_rows(report.bad_rows, context.log.warning),
     }
     if report.new:
         metadata["new_findings"] = dg.MetadataValue.md(

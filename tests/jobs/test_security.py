@@ -243,3 +243,39 @@ def test_job_runs_with_default_config(engine, database, alerts, receiver):
 def test_no_events_no_findings(engine, database, alerts, receiver):
     report = monitor_webhooks(engine, alerts, NOW, SecurityMonitorConfig())
     assert report.findings == [] and receiver.received == []
+
+
+def test_malformed_events_are_in_no_finding_and_counted_by_kind(engine, alerts, receiver):
+    rows = (
+        _events(NOW, ATTACKER, 6, valid=False)  # a finding
+        + _events(NOW, None, 7, valid=False)  # no source IP
+        + _events(NOW, "x" * 60, 8, valid=False)  # no address is that long
+        + _events(NOW + timedelta(days=3), "198.51.100.1", 2, minutes_ago=0)  # from the future
+    )
+    _insert(engine, rows)
+    with engine.connect() as connection:
+        before = sorted(map(tuple, connection.execute(select(schema.webhook_events)).all()))
+    report = monitor_webhooks(engine, alerts, NOW, SecurityMonitorConfig())
+    assert [(f.kind, f.details.get("source_ip")) for f in report.findings] == [
+        ("invalid_signatures", ATTACKER)
+    ]
+    assert report.bad_rows == {
+        "webhook_events.null_source_ip": 7,
+        "webhook_events.source_ip_not_an_address": 8,
+        "webhook_events.received_in_future": 2,
+    }
+    with engine.connect() as connection:
+        after = sorted(map(tuple, connection.execute(select(schema.webhook_events)).all()))
+    assert after == before
+
+
+def test_the_job_reports_malformed_events_in_its_metadata(engine, database, alerts):
+    _insert(engine, _events(utcnow(), None, 3, valid=False))
+    result = webhook_security_monitor.execute_in_process(
+        resources={"database": database, "alerts": alerts}
+    )
+    assert result.success
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert metadata["bad_rows"] == {"webhook_events.null_source_ip": 3}
+    assert metadata["bad_rows_total"] == 3 and metadata["findings"] == 0
