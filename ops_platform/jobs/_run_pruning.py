@@ -1,9 +1,11 @@
 """Pruning of the Dagster instance, for `database_maintenance`: finished runs older than a
 retention are deleted with their event logs, since the instance's event log otherwise grows
-without bound."""
+without bound. A run whose records cannot be deleted (broken or unreadable storage rows) is
+left alone and counted by the error met; the others are still deleted."""
 
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -19,6 +21,7 @@ from ops_platform.jobs._common import (
     transient_retries,
 )
 from ops_platform.resources.database import Database
+from ops_platform.retries import is_transient
 from ops_platform.schedules.catalog import op_tags
 
 FINISHED_RUN_STATUSES = [
@@ -33,6 +36,7 @@ class RunPruneResult:
     matched: int = 0
     deleted: int = 0
     unfinished_old: int = 0  # old runs still queued/started: left alone, counted
+    not_deleted: Counter = field(default_factory=Counter)  # by the error met
 
 
 def prune_runs(
@@ -52,20 +56,38 @@ def prune_runs(
     if dry_run:
         result.matched = instance.get_runs_count(finished)
         return result
+    after = None  # the last run left alone: the next page starts past it
     while True:
         records = instance.get_run_records(
-            filters=finished, limit=min(batch_size, 500), ascending=True
+            filters=finished, limit=min(batch_size, 500), ascending=True, cursor=after
         )
         if not records:
             break
         for record in records:
-            instance.delete_run(record.dagster_run.run_id)
-            count_done(result, deleted=1, matched=1)
+            if _delete_run(instance, record.dagster_run.run_id, result, progress):
+                count_done(result, deleted=1, matched=1)
+            else:
+                result.matched += 1
+                after = record.dagster_run.run_id
         if progress:
             progress(
                 f"database_maintenance: deleted {result.deleted} Dagster runs created before {cutoff:%Y-%m-%d}"
             )
     return result
+
+
+def _delete_run(instance: dg.DagsterInstance, run_id: str, result: RunPruneResult, log) -> bool:
+    """Delete one run; a run that cannot be deleted for good is counted and left alone."""
+    try:
+        instance.delete_run(run_id)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        result.not_deleted[type(error).__name__] += 1
+        if log:
+            log(f"database_maintenance: run {run_id} left alone, cannot be deleted: {error}")
+        return False
+    return True
 
 
 class RunPruningConfig(DestructiveJobConfig):
@@ -105,6 +127,8 @@ def prune_dagster_runs(
         "runs_matched": result.matched,
         "runs_deleted": result.deleted,
         "unfinished_old_runs": result.unfinished_old,
+        "runs_not_deleted": sum(result.not_deleted.values()),
+        "runs_not_deleted_by_error": dg.MetadataValue.json(dict(result.not_deleted)),
         "rows_matched": result.matched,
         "rows_changed": result.deleted,
         "duration_s": round(time.perf_counter() - started, 3),

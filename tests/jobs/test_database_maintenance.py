@@ -465,3 +465,27 @@ def test_a_retried_run_pruning_counts_the_runs_deleted_before_the_fault(
     assert metadata["runs_matched"] == 2
     assert metadata["attempts"] == 2
     assert metadata["done_by_earlier_attempts"] == {"deleted": 1, "matched": 1}
+
+
+def test_a_run_that_cannot_be_deleted_is_left_alone_and_counted(
+    instance_with_runs, database, monkeypatch
+):
+    """A run whose stored records are broken: the others are still pruned, the batch does
+    not fail, and the run is counted by the error met."""
+    instance, runs, stuck = instance_with_runs
+    real_delete = instance.delete_run
+
+    def broken_records(run_id):
+        if run_id == runs[0]:
+            raise ValueError(f"run {run_id}: snapshot cannot be deserialized")
+        return real_delete(run_id)
+
+    monkeypatch.setattr(instance, "delete_run", broken_records)
+    result = _run(database, instance=instance)
+    assert result.success
+    remaining = _run_ids(instance)
+    assert runs[0] in remaining and runs[1] not in remaining
+    metadata = _metadata(result, "prune_dagster_runs")
+    assert metadata["runs_deleted"] == 1 and metadata["runs_matched"] == 2
+    assert metadata["runs_not_deleted"] == 1
+    assert metadata["runs_not_deleted_by_error"] == {"ValueError": 1}
