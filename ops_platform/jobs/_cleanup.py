@@ -24,6 +24,7 @@ from ops_platform.jobs._common import (
     GuardedJobConfig,
     attempts_metadata,
     lock_held_output,
+    one_op_job,
     rows_metadata,
     singleton,
     transient_retries,
@@ -31,7 +32,7 @@ from ops_platform.jobs._common import (
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 
 @dataclass
@@ -135,9 +136,4 @@ def rule_job(
         return run_rule_op(context, database, config, rule, **extra)
 
     op = dg.op(name=op_name, tags=op_tags(job_name), description=op_description)(apply_rule)
-
-    @dg.job(name=job_name, tags=job_tags(job_name), description=description)
-    def job():
-        op()
-
-    return job
+    return one_op_job(job_name, op, description)

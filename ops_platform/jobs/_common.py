@@ -28,7 +28,7 @@ from ops_platform.retries import (  # noqa: F401
     transient_retries,
     with_earlier_attempts,
 )
-from ops_platform.schedules.catalog import row_for
+from ops_platform.schedules.catalog import job_tags, row_for
 
 LOCK_HELD = "another run holds the lock"
 MAX_LISTED = 50  # items listed in metadata and logs; counts are always complete
@@ -135,3 +135,13 @@ def bullet_list(items: list[str]) -> dg.MetadataValue:
     shown = items[:MAX_LISTED]
     more = f"\n- … and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
     return dg.MetadataValue.md("\n".join(f"- `{item}`" for item in shown) + more)
+
+
+def one_op_job(name: str, op: dg.OpDefinition, description: str) -> dg.JobDefinition:
+    """The job `name` of the single op `op`, its tags from the schedule table."""
+
+    @dg.job(name=name, tags=job_tags(name), description=description)
+    def job():
+        op()
+
+    return job

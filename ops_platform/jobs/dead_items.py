@@ -10,8 +10,9 @@ from pydantic import Field
 
 from ops_platform import dead_items
 from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import one_op_job
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 
 class ReplayDeadItemsConfig(dg.Config):
@@ -64,9 +65,7 @@ def replay_dead(context: dg.OpExecutionContext, config: ReplayDeadItemsConfig, d
     )
 
 
-@dg.job(tags=job_tags("replay_dead_items"), description=__doc__.splitlines()[0])
-def replay_dead_items():
-    replay_dead()
+replay_dead_items = one_op_job("replay_dead_items", replay_dead, __doc__.splitlines()[0])
 
 
 defs = dg.Definitions(jobs=[replay_dead_items])

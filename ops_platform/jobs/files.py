@@ -40,6 +40,7 @@ from ops_platform.jobs._common import (
     bullet_list,
     count_done,
     lock_held_output,
+    one_op_job,
     singleton,
     transient_retries,
 )
@@ -52,7 +53,7 @@ from ops_platform.resources.object_store import (
     TransientObjectStoreError,
     check_key,
 )
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 from ops_platform.settings import check_prefixes
 
 MAX_PAGE = 1000  # S3's most keys per listing page and per DeleteObjects request
@@ -378,12 +379,11 @@ def move_orphaned_files_to_trash(
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
-@dg.job(
-    tags=job_tags("orphaned_file_cleanup"),
-    description="Weekly: unreferenced uploads to the trash, old trash purged.",
+orphaned_file_cleanup = one_op_job(
+    "orphaned_file_cleanup",
+    move_orphaned_files_to_trash,
+    "Weekly: unreferenced uploads to the trash, old trash purged.",
 )
-def orphaned_file_cleanup():
-    move_orphaned_files_to_trash()
 
 
 defs = dg.Definitions(jobs=[orphaned_file_cleanup])

@@ -14,6 +14,7 @@ from ops_platform.jobs._common import (
     add_earlier_counts,
     bullet_list,
     lock_held_output,
+    one_op_job,
     singleton,
     transient_retries,
 )
@@ -21,7 +22,7 @@ from ops_platform.jobs._log_files import SKIP_KINDS, LogPruneResult, prune_log_f
 from ops_platform.jobs._log_folder import LogFolderError, check_log_root, narrow_log_dir
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 
 class LogPruningConfig(DestructiveJobConfig):
@@ -125,12 +126,9 @@ def prune_logs(
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
-@dg.job(
-    tags=job_tags("log_pruning"),
-    description="Daily: compress, rotate and prune the log folder.",
+log_pruning = one_op_job(
+    "log_pruning", prune_logs, "Daily: compress, rotate and prune the log folder."
 )
-def log_pruning():
-    prune_logs()
 
 
 defs = dg.Definitions(jobs=[log_pruning])

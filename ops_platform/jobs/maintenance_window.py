@@ -8,9 +8,10 @@ from pydantic import Field
 
 from ops_platform import held_runs, maintenance
 from ops_platform.db.engine import utcnow
+from ops_platform.jobs._common import one_op_job
 from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 
 class MaintenanceWindowConfig(dg.Config):
@@ -92,9 +93,9 @@ def set_maintenance_window(
     )
 
 
-@dg.job(tags=job_tags("maintenance_window"), description=__doc__.splitlines()[0])
-def maintenance_window():
-    set_maintenance_window()
+maintenance_window = one_op_job(
+    "maintenance_window", set_maintenance_window, __doc__.splitlines()[0]
+)
 
 
 defs = dg.Definitions(jobs=[maintenance_window])

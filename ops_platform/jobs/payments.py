@@ -41,6 +41,7 @@ from ops_platform.jobs._common import (
     add_earlier_counts,
     lock_held_output,
     note_done,
+    one_op_job,
     singleton,
     transient_retries,
 )
@@ -53,7 +54,7 @@ from ops_platform.resources.payments import (
     ProviderStatus,
     ProviderUnavailable,
 )
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 # Seconds after creation of the first checks; then one every STEADY_INTERVAL_S.
 FIRST_CHECKS_S = (5, 10, 15, 20, 30)
@@ -497,20 +498,18 @@ def sweep_pending_payments(
     return dg.Output(report.written, metadata=metadata)
 
 
-@dg.job(
-    tags=job_tags("payment_status_check"),
-    description="Check due pending payments with the provider (sensor-driven).",
+payment_status_check = one_op_job(
+    "payment_status_check",
+    check_payment_status,
+    "Check due pending payments with the provider (sensor-driven).",
 )
-def payment_status_check():
-    check_payment_status()
 
 
-@dg.job(
-    tags=job_tags("payment_status_sweep"),
-    description="Check every pending payment with the provider, in batches.",
+payment_status_sweep = one_op_job(
+    "payment_status_sweep",
+    sweep_pending_payments,
+    "Check every pending payment with the provider, in batches.",
 )
-def payment_status_sweep():
-    sweep_pending_payments()
 
 
 defs = dg.Definitions(jobs=[payment_status_check, payment_status_sweep])

@@ -35,12 +35,13 @@ from ops_platform.jobs._common import (
     backoff_seconds,
     count_done,
     lock_held_output,
+    one_op_job,
     singleton,
     transient_retries,
 )
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 MAX_TRANSIENT_RETRIES = 4
 
@@ -208,12 +209,11 @@ def publish_realtime_events(
     )
 
 
-@dg.job(
-    tags=job_tags("realtime_publish"),
-    description="Publish the realtime_events outbox to Redis pub/sub.",
+realtime_publish = one_op_job(
+    "realtime_publish",
+    publish_realtime_events,
+    "Publish the realtime_events outbox to Redis pub/sub.",
 )
-def realtime_publish():
-    publish_realtime_events()
 
 
 defs = dg.Definitions(jobs=[realtime_publish])

@@ -30,12 +30,13 @@ from ops_platform.jobs._common import (
     count_done,
     lock_held_output,
     note_done,
+    one_op_job,
     singleton,
     transient_retries,
 )
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 KIND = "BALANCE_DUE"
 
@@ -99,15 +100,19 @@ def _params(now: datetime, overdue_days: int) -> dict:
     }
 
 
+def count_overdue(connection: Connection, params: dict) -> int:
+    return connection.execute(
+        text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
+    ).scalar_one()
+
+
 def queue_todays_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
     """Insert today's PENDING reminder of every overdue project that has none yet, and its
     day record. Returns (overdue projects, rows inserted)."""
     params = _params(now, overdue_days)
     days = state_table(engine, "payment_reminder_days")
     with engine.begin() as connection:
-        eligible = connection.execute(
-            text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
-        ).scalar_one()
+        eligible = count_overdue(connection, params)
         created = connection.execute(
             text(
                 "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for) "
@@ -255,9 +260,7 @@ def preview_payment_reminders(
     params = _params(now, overdue_days)
     days = state_table(engine, "payment_reminder_days")
     with engine.connect() as connection:
-        eligible = connection.execute(
-            text(f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o"), params
-        ).scalar_one()
+        eligible = count_overdue(connection, params)
         would_send = connection.execute(
             text(
                 f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o "
@@ -313,9 +316,9 @@ def send_overdue_payment_reminders(
     return dg.Output(result.sent, metadata=metadata)
 
 
-@dg.job(tags=job_tags("overdue_payment_reminders"), description=__doc__.splitlines()[0])
-def overdue_payment_reminders():
-    send_overdue_payment_reminders()
+overdue_payment_reminders = one_op_job(
+    "overdue_payment_reminders", send_overdue_payment_reminders, __doc__.splitlines()[0]
+)
 
 
 defs = dg.Definitions(jobs=[overdue_payment_reminders])

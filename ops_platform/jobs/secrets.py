@@ -46,6 +46,7 @@ from ops_platform.jobs._common import (
     add_earlier_counts,
     count_done,
     lock_held_output,
+    one_op_job,
     singleton,
     transient_retries,
 )
@@ -53,7 +54,7 @@ from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.lazy import lazy_module
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 from ops_platform.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -472,12 +473,9 @@ def rotate_expired_secrets(
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
-@dg.job(
-    tags=job_tags("secret_rotation"),
-    description="Daily: rotate expired secrets with a grace period.",
+secret_rotation = one_op_job(
+    "secret_rotation", rotate_expired_secrets, "Daily: rotate expired secrets with a grace period."
 )
-def secret_rotation():
-    rotate_expired_secrets()
 
 
 defs = dg.Definitions(jobs=[secret_rotation])
