@@ -43,11 +43,13 @@ from ops_platform.jobs._common import (
     backoff_seconds,
     count_done,
     lock_held_output,
+    one_op_job,
+    singleton,
     transient_retries,
 )
-from ops_platform.resources.database import Database, JobAlreadyRunning
+from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
-from ops_platform.schedules.catalog import job_tags, op_tags, row_for
+from ops_platform.schedules.catalog import op_tags
 
 queue = schema.notification_email_queue
 # The project's delivery state per batch (backoff, Message-ID), beside the app's row.
@@ -492,18 +494,6 @@ def send_due_emails(
 # --- Dagster -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _single_run(context: dg.OpExecutionContext, database: Database) -> Iterator[bool]:
-    """Singleton lock whose SQLite lease is the job's max runtime (a crashed holder frees it soon)."""
-    lease = timedelta(seconds=row_for("email_queue").max_runtime_s)
-    try:
-        with database.job_lock(context.job_name, lease=lease):
-            yield True
-    except JobAlreadyRunning as busy:
-        context.log.warning(f"{busy}; this run sends nothing")
-        yield False
-
-
 @dg.op(
     tags=op_tags("email_queue"),
     description="Claim due notification email batches, send them, record sent/failed/dead.",
@@ -522,7 +512,7 @@ def process_email_queue(
             0,
             metadata={**result.metadata(dry_run=True), "would_send": min(due, config.max_batches)},
         )
-    with transient_retries(context), _single_run(context, database) as acting:
+    with transient_retries(context), singleton(context, database) as acting:
         if not acting:
             return lock_held_output("another email_queue run is sending", sent=0)
         try:
@@ -554,9 +544,7 @@ def process_email_queue(
     return dg.Output(result.sent, metadata=metadata)
 
 
-@dg.job(tags=job_tags("email_queue"), description=__doc__.splitlines()[0])
-def email_queue():
-    process_email_queue()
+email_queue = one_op_job("email_queue", process_email_queue, __doc__.splitlines()[0])
 
 
 defs = dg.Definitions(jobs=[email_queue])
