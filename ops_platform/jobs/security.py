@@ -32,10 +32,10 @@ from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, 
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import report_bad_rows
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs._common import lock_held_output, singleton, transient_retries
+from ops_platform.jobs._common import lock_held_output, one_op_job, singleton, transient_retries
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import op_tags
 
 # How a finding's severity maps to the alert channel's severities.
 ALERT_SEVERITY = {"medium": "warning", "high": "error", "critical": "critical"}
@@ -125,6 +125,29 @@ def count_malformed(connection: Connection, now: datetime, since: datetime) -> d
     return {f"webhook_events.{kind}": int(n) for kind, n in row._mapping.items() if n}
 
 
+def _grouped(connection: Connection, keys: dict, where: list, having, *columns) -> list:
+    """Rows of webhook_events grouped by `keys` (name → expression), each with its count `n`,
+    first and last `received_at` and `columns`, in key order."""
+    w = schema.webhook_events.c
+    return connection.execute(
+        select(
+            *(key.label(name) for name, key in keys.items()),
+            func.count().label("n"),
+            *columns,
+            func.min(w.received_at).label("first"),
+            func.max(w.received_at).label("last"),
+        )
+        .where(*where)
+        .group_by(*keys.values())
+        .having(having)
+        .order_by(*keys.values())
+    ).all()
+
+
+def _seen(row, window: dict) -> dict:
+    return {"first_seen": _iso(row.first), "last_seen": _iso(row.last), **window}
+
+
 def detect_findings(
     connection: Connection, now: datetime, config: SecurityMonitorConfig
 ) -> list[Finding]:
@@ -133,7 +156,7 @@ def detect_findings(
     w = schema.webhook_events.c
     since = now - timedelta(minutes=config.window_minutes)
     well_formed = ~or_(*(func.coalesce(c, True) for c in _malformed(w).values()))
-    in_window = (w.received_at > since, w.received_at <= now, well_formed)
+    in_window = [w.received_at > since, w.received_at <= now, well_formed]
     window = {
         "window_minutes": config.window_minutes,
         "window_start": since.isoformat(),
@@ -141,100 +164,72 @@ def detect_findings(
     }
     findings: list[Finding] = []
 
-    invalid = connection.execute(
-        select(
-            w.source_ip,
-            func.count().label("n"),
-            func.count(func.distinct(w.provider)).label("providers"),
-            func.min(w.received_at).label("first"),
-            func.max(w.received_at).label("last"),
-        )
-        .where(*in_window, w.signature_valid.is_(False), w.source_ip.is_not(None))
-        .group_by(w.source_ip)
-        .having(func.count() >= config.invalid_signature_threshold)
-        .order_by(w.source_ip)
-    )
-    for row in invalid:
+    invalid_threshold = config.invalid_signature_threshold
+    for row in _grouped(
+        connection,
+        {"source_ip": w.source_ip},
+        [*in_window, w.signature_valid.is_(False)],
+        func.count() >= invalid_threshold,
+        func.count(func.distinct(w.provider)).label("providers"),
+    ):
+        details = {
+            "source_ip": row.source_ip,
+            "invalid_signatures": row.n,
+            "threshold": invalid_threshold,
+            "providers": row.providers,
+        }
         findings.append(
             Finding(
                 "invalid_signatures",
-                _escalated(row.n, config.invalid_signature_threshold, "high", "critical"),
+                _escalated(row.n, invalid_threshold, "high", "critical"),
                 f"invalid_signatures:{row.source_ip}",
-                {
-                    "source_ip": row.source_ip,
-                    "invalid_signatures": row.n,
-                    "threshold": config.invalid_signature_threshold,
-                    "providers": row.providers,
-                    "first_seen": _iso(row.first),
-                    "last_seen": _iso(row.last),
-                    **window,
-                },
+                details | _seen(row, window),
             )
         )
 
-    bursts = connection.execute(
-        select(
-            w.source_ip,
-            func.count().label("n"),
-            func.sum(case((w.signature_valid.is_(False), 1), else_=0)).label("invalid"),
-            func.min(w.received_at).label("first"),
-            func.max(w.received_at).label("last"),
-        )
-        .where(*in_window, w.source_ip.is_not(None))
-        .group_by(w.source_ip)
-        .having(func.count() >= config.burst_threshold)
-        .order_by(w.source_ip)
-    )
-    for row in bursts:
+    for row in _grouped(
+        connection,
+        {"source_ip": w.source_ip},
+        in_window,
+        func.count() >= config.burst_threshold,
+        func.sum(case((w.signature_valid.is_(False), 1), else_=0)).label("invalid"),
+    ):
+        details = {
+            "source_ip": row.source_ip,
+            "requests": row.n,
+            "invalid_signatures": int(row.invalid or 0),
+            "threshold": config.burst_threshold,
+        }
         findings.append(
             Finding(
                 "request_burst",
                 _escalated(row.n, config.burst_threshold, "medium", "high"),
                 f"request_burst:{row.source_ip}",
-                {
-                    "source_ip": row.source_ip,
-                    "requests": row.n,
-                    "invalid_signatures": int(row.invalid or 0),
-                    "threshold": config.burst_threshold,
-                    "first_seen": _iso(row.first),
-                    "last_seen": _iso(row.last),
-                    **window,
-                },
+                details | _seen(row, window),
             )
         )
 
-    provider = func.coalesce(w.provider, "")
-    replays = connection.execute(
-        select(
-            provider.label("provider"),
-            w.event_id,
-            func.count().label("n"),
-            func.count(func.distinct(w.source_ip)).label("sources"),
-            func.min(w.source_ip).label("a_source"),
-            func.min(w.received_at).label("first"),
-            func.max(w.received_at).label("last"),
-        )
-        .where(*in_window, w.event_id.is_not(None))
-        .group_by(provider, w.event_id)
-        .having(func.count() > 1)
-        .order_by(provider, w.event_id)
-    )
-    for row in replays:
+    for row in _grouped(
+        connection,
+        {"provider": func.coalesce(w.provider, ""), "event_id": w.event_id},
+        [*in_window, w.event_id.is_not(None)],
+        func.count() > 1,
+        func.count(func.distinct(w.source_ip)).label("sources"),
+        func.min(w.source_ip).label("a_source"),
+    ):
+        details = {
+            "provider": row.provider or None,
+            "event_id": row.event_id,
+            "times_received": row.n,
+            "source_ips": row.sources,
+            "example_source_ip": row.a_source,
+        }
         findings.append(
             Finding(
                 "replayed_event",
                 "high",
                 f"replayed_event:{row.provider}:{row.event_id}",
-                {
-                    "provider": row.provider or None,
-                    "event_id": row.event_id,
-                    "times_received": row.n,
-                    "source_ips": row.sources,
-                    "example_source_ip": row.a_source,
-                    "first_seen": _iso(row.first),
-                    "last_seen": _iso(row.last),
-                    **window,
-                },
+                details | _seen(row, window),
             )
         )
     return findings
@@ -378,12 +373,11 @@ def monitor_webhook_security(
     return dg.Output(len(report.new), metadata=metadata)
 
 
-@dg.job(
-    tags=job_tags("webhook_security_monitor"),
-    description="Webhook attack patterns → security_alerts and an alert.",
+webhook_security_monitor = one_op_job(
+    "webhook_security_monitor",
+    monitor_webhook_security,
+    "Webhook attack patterns → security_alerts and an alert.",
 )
-def webhook_security_monitor():
-    monitor_webhook_security()
 
 
 defs = dg.Definitions(jobs=[webhook_security_monitor])
