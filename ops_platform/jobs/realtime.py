@@ -31,6 +31,7 @@ from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, is_postgres, utcnow
 from ops_platform.jobs._common import (
+    MAX_TRANSIENT_RETRIES,
     add_earlier_counts,
     backoff_seconds,
     count_done,
@@ -42,8 +43,6 @@ from ops_platform.jobs._common import (
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
 from ops_platform.schedules.catalog import op_tags
-
-MAX_TRANSIENT_RETRIES = 4
 
 
 @dataclass
