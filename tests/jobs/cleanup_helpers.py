@@ -61,3 +61,26 @@ def ids(engine, table) -> set[int]:
 def column(engine, table, name: str) -> dict:
     with engine.connect() as connection:
         return dict(connection.execute(select(table.c.id, table.c[name])).all())
+
+
+def lose_the_lock_connection_once(monkeypatch) -> None:
+    """The first release of a job lock fails as a lost database connection would (the work
+    of that attempt is done and committed), so the op retries; later releases work."""
+    import contextlib
+
+    from sqlalchemy.exc import OperationalError
+
+    from ops_platform.resources.database import Database
+
+    real_lock = Database.job_lock
+    lost = {"yet": False}
+
+    @contextlib.contextmanager
+    def job_lock(self, *args, **kwargs):
+        with real_lock(self, *args, **kwargs):
+            yield
+        if not lost["yet"]:
+            lost["yet"] = True
+            raise OperationalError("SELECT pg_advisory_unlock", {}, Exception("server closed"))
+
+    monkeypatch.setattr(Database, "job_lock", job_lock)

@@ -21,6 +21,7 @@ from ops_platform.jobs.email import (
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
 from ops_platform.sensors.email import build_sensors
 from ops_platform.settings import load_settings
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
 from tests.smtp_server import CollectingHandler, free_port, smtp_server
 
 [email_queue_due_sensor] = build_sensors(load_settings({}))
@@ -287,3 +288,17 @@ def test_due_sensor_requests_one_run_when_mail_is_due_and_none_is_active(engine,
         assert request.run_key.startswith("email_queue_due:")
         instance.create_run_for_job(email_queue)  # a run queued, not yet finished
         assert "already queued or running" in tick(instance).skip_message
+
+
+def test_a_retried_run_reports_the_mails_every_attempt_sent(
+    engine, database, tmp_path, monkeypatch
+):
+    seed_batches(engine, 5)
+    lose_the_lock_connection_once(monkeypatch)
+    result = run_job(database, Mailer(outbox_dir=str(tmp_path / "outbox")))
+    assert result.success
+    metadata = metadata_of(result)
+    assert (metadata["sent"], metadata["claimed"], metadata["attempts"]) == (5, 5, 2)
+    assert metadata["done_by_earlier_attempts"] == {"claimed": 5, "sent": 5}
+    assert result.output_for_node("process_email_queue") == 5
+    assert {row.status for row in rows(engine).values()} == {"sent"}

@@ -16,6 +16,7 @@ from ops_platform.resources.object_store import (
     ObjectInfo,
     TransientObjectStoreError,
 )
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
 
 ORPHANS = ["uploads/orphan1.png", "uploads/sub/orphan2.txt"]
 REFERENCED = ["uploads/ref1.png", "uploads/sub/ref2.pdf"]
@@ -265,3 +266,13 @@ def test_objects_and_rows_no_rule_can_judge_are_left_alone_and_counted(
     with engine.connect() as connection:
         keys = connection.execute(select(schema.stored_files.c.s3_key)).scalars().all()
     assert "" in keys
+
+
+def test_a_retried_run_reports_the_uploads_every_attempt_moved(uploads, database, monkeypatch):
+    lose_the_lock_connection_once(monkeypatch)
+    result = _run(database, uploads)
+    assert result.success
+    metadata = _metadata(result)
+    assert metadata["moved_to_trash"] == metadata["rows_changed"] == 2
+    assert metadata["attempts"] == 2 and metadata["done_by_earlier_attempts"]["moved"] == 2
+    assert not set(ORPHANS) & set(_keys(uploads))

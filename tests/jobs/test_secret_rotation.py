@@ -15,6 +15,7 @@ from ops_platform.jobs import secrets as secrets_job
 from ops_platform.jobs.secrets import SecretCipher, load_cipher, rotate_secrets, secret_rotation
 from ops_platform.resources.folders import Folders
 from ops_platform.settings import SettingsError
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
 
 KEY = Fernet.generate_key().decode()
 
@@ -317,3 +318,14 @@ def test_embedded_key_file_is_private_and_reused(tmp_path):
 def test_bad_key_is_a_clear_error(tmp_path):
     with pytest.raises(SettingsError, match="OPS_SECRETS_KEY: key #1 is not a Fernet key"):
         load_cipher({"OPS_SECRETS_KEY": "not-a-key"}, data_dir=tmp_path)
+
+
+def test_a_retried_run_reports_what_every_attempt_rotated(secrets_rows, database, monkeypatch):
+    lose_the_lock_connection_once(monkeypatch)
+    result = _run(database)
+    assert result.success
+    metadata = _metadata(result)
+    assert metadata["secrets_rotated"] == 2 and metadata["new_versions"] == 2
+    assert metadata["superseded_to_retiring"] == 1 and metadata["retired"] == 2
+    assert metadata["rows_changed"] == 7 and metadata["attempts"] == 2
+    assert _metadata(_run(database))["rows_changed"] == 0
