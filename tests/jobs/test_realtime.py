@@ -22,6 +22,7 @@ from ops_platform.jobs.realtime import publish_outbox, realtime_publish
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
 from ops_platform.sensors.realtime import build_sensors
 from ops_platform.settings import load_settings
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
 
 [realtime_publish_sensor] = build_sensors(load_settings({}))
 
@@ -219,3 +220,18 @@ def test_the_redis_password_never_reaches_the_logs():
         == "redis://cache.internal:6380/2"
     )
     assert not RealtimePublisher().enabled
+
+
+def test_a_retried_run_reports_every_attempts_events_once(
+    database, engine, redis_url, prefix, subscriber, monkeypatch
+):
+    _events(engine, prefix, 12)
+    lose_the_lock_connection_once(monkeypatch)
+    result = _run(database, redis_url, batch_size=5)
+    assert result.success and result.output_for_node("publish_realtime_events") == 12
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert (metadata["published"], metadata["batches"], metadata["attempts"]) == (12, 3, 2)
+    assert len(subscriber.wait_for(12)) == 12
+    time.sleep(0.3)
+    assert len(subscriber.messages) == 12 and _unpublished(engine) == []
