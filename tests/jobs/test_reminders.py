@@ -14,6 +14,7 @@ from ops_platform.jobs.reminders import (
     send_payment_reminders,
 )
 from ops_platform.resources.mailer import Mailer
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
 from tests.smtp_server import CollectingHandler, free_port, smtp_server
 
 reminders = schema.payment_reminders
@@ -273,4 +274,17 @@ def test_outbox_default_and_singleton(projects, database, tmp_path):
         assert run_job(database, Mailer(outbox_dir=str(tmp_path))).success
     assert reminder_rows(database.engine) == []
     assert run_job(database, Mailer(outbox_dir=str(tmp_path))).success
+    assert len(list(tmp_path.glob("payment-reminder-*.eml"))) == 3
+
+
+def test_a_retried_run_reports_the_reminders_every_attempt_sent(
+    projects, database, tmp_path, monkeypatch
+):
+    lose_the_lock_connection_once(monkeypatch)
+    result = run_job(database, Mailer(outbox_dir=str(tmp_path)))
+    assert result.success and result.output_for_node("send_overdue_payment_reminders") == 3
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert (metadata["sent"], metadata["queued"], metadata["attempts"]) == (3, 3, 2)
+    assert metadata["already_sent_today"] == 0  # this run's own, not an earlier run's
     assert len(list(tmp_path.glob("payment-reminder-*.eml"))) == 3
