@@ -15,7 +15,7 @@ from ops_platform.assets.games import leaderboards
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import count_bad_rows, no_bad_rows_check
 from ops_platform.db.engine import is_postgres, utcnow
-from ops_platform.jobs.auth import token_cleanup
+from ops_platform.jobs.auth import token_cleanup, unverified_account_cleanup
 from ops_platform.jobs.email import email_queue
 from ops_platform.jobs.engagement import festival_activation, throne_expiry
 from ops_platform.jobs.games import game_cleanup
@@ -185,6 +185,16 @@ def test_every_kind_is_counted(malformed):
     ("job", "op", "config", "kinds"),
     [
         (session_cleanup, "cleanup_sessions", {}, {"sessions.null_expires_at"}),
+        (
+            unverified_account_cleanup,
+            "cleanup_unverified_accounts",
+            {"retention_days": 1},
+            {
+                "users.null_og_expires_at",
+                "users.negative_coin_balance",
+                "users.trust_score_out_of_range",
+            },
+        ),
         (
             token_cleanup,
             "cleanup_tokens",

@@ -117,6 +117,8 @@ CHECKS: dict[str, dict[str, str | Callable[[Connection], str]]] = {
 JOB_TABLES: dict[str, tuple[str, ...]] = {
     "session_cleanup": ("sessions",),
     "token_cleanup": ("refresh_tokens", "email_verification_tokens", "password_reset_tokens"),
+    # A negative balance is kept (it is not "holding no coins") and counted.
+    "unverified_account_cleanup": ("users",),
     "secret_rotation": ("secrets",),
     "payment_status_sweep": ("payments",),
     "payment_status_check": ("payments",),
