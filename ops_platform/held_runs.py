@@ -3,7 +3,8 @@
 Dagster's run queue (the daemon's QueuedRunCoordinatorDaemon) applies the instance's
 `concurrency.runs.tag_concurrency_limits`; every shipped dagster.yaml limits runs tagged
 `ops/held=maintenance` to 0 at once, so such a run stays QUEUED (neither failed nor dropped).
-While a window is active, the QUEUED runs of its groups get that tag; once no window holds
+While a window is active, the QUEUED runs of its groups get that tag (a run a schedule or
+sensor submits during it gets it at submit, ops_platform.run_coordinator); once no window holds
 their group the tag becomes `ops/held=released` and the queue launches them, by priority.
 
 A run launched by hand during the window is not held (the operator chose it; its log says a
@@ -29,8 +30,14 @@ RELEASED = "released"
 HELD_LIMIT = {"key": HELD_TAG, "value": HELD, "limit": 0}
 # Never held: it is how an operator ends a window from the UI.
 SWITCH_JOB = "maintenance_window"
-# Runs a schedule or sensor requested; any other run was launched by hand.
-AUTOMATIC_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
+# Runs a schedule, a sensor or declarative automation requested (Dagster tags the runs of an
+# automation-condition sensor with both); any other run was launched by hand.
+AUTOMATIC_TAGS = (
+    "dagster/schedule_name",
+    "dagster/sensor_name",
+    "dagster/from_automation_condition",
+    "dagster/auto_materialize",
+)
 PAGE = 500
 
 
@@ -47,10 +54,14 @@ def is_held(run: dg.DagsterRun) -> bool:
     return run.tags.get(HELD_TAG) == HELD
 
 
+def requested_automatically(run: dg.DagsterRun) -> bool:
+    """Requested by a schedule, a sensor or declarative automation, not launched by hand."""
+    return any(tag in run.tags for tag in AUTOMATIC_TAGS)
+
+
 def launched_by_hand_in(run: dg.DagsterRun, created_at: datetime, window: Window) -> bool:
     """Launched after the window started, by no schedule or sensor: the operator's choice."""
-    automatic = any(tag in run.tags for tag in AUTOMATIC_TAGS)
-    return created_at >= window.starts_at and not automatic
+    return created_at >= window.starts_at and not requested_automatically(run)
 
 
 def should_hold(record, window: Window) -> bool:

@@ -5,7 +5,8 @@ it is the same for the daemon, the webserver, every code server and the command 
 survives their restarts. While a window is active (`starts_at <= now < ends_at`, not ended by
 `resume`), every schedule and sensor whose job belongs to one of its groups skips its ticks
 with the window's reason and end as the skip message, and the runs of those groups already
-queued wait in the run queue until it ends (ops_platform.held_runs); a run launched by hand
+queued wait in the run queue until it ends (ops_platform.held_runs), like a run a schedule or
+sensor (the reports' automation sensors too) submits during it; a run launched by hand
 during the window runs. Each schedule's own on/off state in the Dagster instance is not
 touched. A planned window (`--from`) starts by itself, one whose end passes ends by itself.
 After a window the catch-up sensors request every partition that
@@ -286,15 +287,16 @@ def _no_database(url: str) -> bool:
 
 def window_over(settings: Settings, group: str | None, now: datetime | None = None):
     """The active window over `group` (None: none). A lookup that fails (the database down,
-    or not upgraded yet) holds nothing: the runs it lets through fail and alert as they would
-    without windows, where a silently held tick would hide the outage."""
+    or not upgraded yet) holds nothing (no tick, no submitted run): the runs it lets through
+    fail and alert as they would without windows, where a silently held one would hide the
+    outage."""
     if group is None or _no_database(settings.app_database_url):
         return None
     now = now or utcnow()
     try:
         windows = active_windows(_engine(settings.app_database_url), now)
     except Exception as error:
-        logger.warning("cannot read the maintenance windows (%s): ticks not held", error)
+        logger.warning("cannot read the maintenance windows (%s): nothing held", error)
         return None
     return paused_groups(windows, now).get(group)
 
@@ -360,7 +362,8 @@ def hold_sensors_in_windows(
 ) -> list[dg.SensorDefinition]:
     """Every sensor of a group, held while a window is over that group. Sensors of other
     kinds (run-status alerts on every job, automation-condition and freshness sensors, which
-    Dagster evaluates itself) are left as they are."""
+    Dagster evaluates itself) are left as they are: the run queue holds the runs an
+    automation-condition sensor submits in a window (ops_platform.run_coordinator)."""
     held = []
     for sensor in sensors:
         group = group_of(sensor) if type(sensor) is dg.SensorDefinition else None

@@ -21,6 +21,12 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 from dagster._core.run_coordinator import SubmitRunContext
+from dagster._core.storage.tags import (
+    ASSET_EVALUATION_ID_TAG,
+    AUTO_MATERIALIZE_TAG,
+    AUTOMATION_CONDITION_TAG,
+    SENSOR_NAME_TAG,
+)
 from dagster._core.test_utils import create_run_for_test, create_test_daemon_workspace_context
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load_target import EmptyWorkspaceTarget
@@ -68,20 +74,26 @@ def dagster_pg(monkeypatch):
 
 
 @pytest.fixture
-def instance(db_url, tmp_path, monkeypatch, request):
+def production_config(db_url, request) -> dict:
     """deploy/dagster.yaml, with a launcher that records launches instead of starting
-    processes; Postgres storage beside a Postgres app database, else SQLite. DAGSTER_HOME
-    points at it, so `ops-platform pause` reaches the same run queue."""
+    processes; Postgres storage beside a Postgres app database, else SQLite."""
     config = yaml.safe_load(PRODUCTION.read_text())
     config["run_launcher"] = {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}
     if db_url.startswith("sqlite"):
         del config["storage"]
     else:
         request.getfixturevalue("dagster_pg")
+    return config
+
+
+@pytest.fixture
+def instance(db_url, production_config, tmp_path, monkeypatch):
+    """The production instance on the app database `db_url`. DAGSTER_HOME points at it, so
+    `ops-platform pause` reaches the same run queue."""
     monkeypatch.setenv("OPS_DATABASE_URL", db_url)
     monkeypatch.setenv("OPS_DATA_DIR", str(tmp_path / "ops_data"))
     monkeypatch.setenv("OPS_OPERATOR", "alice")
-    with dg.instance_for_test(overrides=config) as instance:
+    with dg.instance_for_test(overrides=production_config) as instance:
         assert held_runs.queue_holds_runs(instance)
         yield instance
 
@@ -101,6 +113,38 @@ def _queue(instance, target: str, tags=None) -> str:
     )
     instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
     return run.run_id
+
+
+def _queue_assets(instance, asset: str, tags: dict[str, str]) -> str:
+    """A run of `asset` on the implicit asset job, as Dagster's automation sensors and the
+    UI's Materialize button create it, submitted to the run queue."""
+    keys = [dg.AssetKey(asset)]
+    job = REPO.get_implicit_job_def_for_assets(keys)
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="ops_platform.definitions")
+    )
+    run = instance.create_run_for_job(
+        job_def=job,
+        asset_selection=frozenset(keys),
+        tags=tags,
+        remote_job_origin=RemoteJobOrigin(
+            RemoteRepositoryOrigin(origin, "__repository__"), job.name
+        ),
+    )
+    instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
+    return run.run_id
+
+
+def _automation_tags(asset: str) -> dict[str, str]:
+    """The tags Dagster's asset daemon gives a run its `<asset>_automation` sensor requests."""
+    sensor = REPO.get_sensor_def(f"{asset}_automation")
+    return {
+        SENSOR_NAME_TAG: sensor.name,
+        **sensor.run_tags,
+        AUTO_MATERIALIZE_TAG: "true",
+        AUTOMATION_CONDITION_TAG: "true",
+        ASSET_EVALUATION_ID_TAG: "7",
+    }
 
 
 def _dequeue(instance) -> None:
@@ -166,6 +210,76 @@ def test_resuming_some_groups_keeps_the_others_held_and_hand_launched_runs_free(
     assert main(["resume"]) == 0
     _dequeue(instance)
     assert _status(instance, cleanup) == STARTING
+
+
+def _open_window(engine, groups) -> maintenance.Window:
+    """A window written to the table only, as another process opens it: no queue sync."""
+    now = utcnow()
+    return maintenance.open_window(
+        engine,
+        groups=groups,
+        reason="restore",
+        by="alice",
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+    )
+
+
+def test_runs_schedules_sensors_and_automation_submit_in_a_window_are_held_at_submit(
+    instance, engine, capsys
+):
+    window = _open_window(engine, ["cleanup", "analytics", "games"])
+    by_sensor = _queue(instance, "session_cleanup", {SENSOR_NAME_TAG: "stalled_cleanup_sensor"})
+    by_schedule = _queue(instance, "token_cleanup", {"dagster/schedule_name": "a_schedule"})
+    report = _queue_assets(instance, "weekly_trend_report", _automation_tags("weekly_trend_report"))
+    # Declarative automation's own tags are enough, with no sensor name.
+    summary = _queue_assets(
+        instance, "monthly_executive_summary", {AUTOMATION_CONDITION_TAG: "true"}
+    )
+    by_hand = _queue_assets(instance, "leaderboards", {})  # the UI's Materialize
+    other_group = _queue(instance, "email_queue", {SENSOR_NAME_TAG: "email_queue_due_sensor"})
+    held = [by_sensor, by_schedule, report, summary]
+
+    # Right after submit, before any alert-sensor tick: tagged, QUEUED, the reason logged.
+    for run_id in held:
+        run = instance.get_run_by_id(run_id)
+        assert (run.status, run.tags[held_runs.HELD_TAG]) == (QUEUED, held_runs.HELD)
+        logs = [e.message for e in instance.all_logs(run_id)]
+        assert f"held in the run queue until it ends: {window.describe()}" in logs
+    assert instance.get_run_by_id(summary).tags["ops/group"] == "analytics"
+    assert _held_tag(instance, by_hand) is None and _held_tag(instance, other_group) is None
+
+    for _ in range(3):  # the queue keeps them, iteration after iteration
+        _dequeue(instance)
+        assert [_status(instance, run_id) for run_id in held] == [QUEUED] * 4
+    assert (_status(instance, by_hand), _status(instance, other_group)) == (STARTING, STARTING)
+
+    assert main(["resume"]) == 0
+    assert "released 4 held run(s)" in capsys.readouterr().out
+    _dequeue(instance)
+    assert [_status(instance, run_id) for run_id in held] == [STARTING] * 4
+    assert len(instance.run_launcher.queue()) == 6
+
+
+@pytest.mark.parametrize("app_db", ["postgres_down", "not_upgraded"])
+def test_without_the_window_table_a_submit_queues_the_run_unheld_and_warns(
+    app_db, production_config, tmp_path, monkeypatch, caplog
+):
+    if app_db == "postgres_down":  # nothing listens on port 1
+        url = "postgresql://postgres@127.0.0.1:1/postgres"
+    else:  # a database without the project's tables
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        create_engine(url).connect().close()
+    monkeypatch.setenv("OPS_DATABASE_URL", url)
+    monkeypatch.setenv("OPS_DATA_DIR", str(tmp_path / "ops_data"))
+    with dg.instance_for_test(overrides=production_config) as instance:
+        started = time.monotonic()
+        run_id = _queue(instance, "session_cleanup", {SENSOR_NAME_TAG: "stalled_cleanup_sensor"})
+        assert time.monotonic() - started < 5
+        assert (_status(instance, run_id), _held_tag(instance, run_id)) == (QUEUED, None)
+        assert "cannot read the maintenance windows" in caplog.text
+        _dequeue(instance)
+        assert _status(instance, run_id) == STARTING
 
 
 def _alert_tick(instance, database, tmp_path, at, monkeypatch):
