@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from ops_platform.db.engine import drop_schemas, psycopg_url, schema_url
 from ops_platform.db.migrate import upgrade
 from ops_platform.resources.database import Database
+from tests.platform_env import platform_env
 
 # Fixtures shared by several test modules, registered once instead of imported by each.
 pytest_plugins = ["tests.s3_server"]
@@ -65,14 +66,18 @@ def postgres_schema_url():
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path):
-    """An upgraded, empty app database: a SQLite file, or a fresh Postgres schema."""
+def empty_url(request, tmp_path):
+    """A database with no tables at all: a new SQLite file, or a fresh Postgres schema."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-    else:
-        url = request.getfixturevalue("postgres_schema_url")
-    upgrade(url)
-    return url
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    return request.getfixturevalue("postgres_schema_url")
+
+
+@pytest.fixture
+def db_url(empty_url):
+    """An upgraded, empty app database: a SQLite file, or a fresh Postgres schema."""
+    upgrade(empty_url)
+    return empty_url
 
 
 @pytest.fixture
@@ -86,3 +91,10 @@ def database(db_url):
 @pytest.fixture
 def engine(database):
     return database.engine
+
+
+@pytest.fixture
+def ops_env(db_url, monkeypatch, tmp_path) -> dict[str, str]:
+    """The platform's environment pointed at `db_url` (`platform_env`), run by operator
+    `alice`; returns the variables set."""
+    return platform_env(monkeypatch, tmp_path, db_url, OPS_OPERATOR="alice")

@@ -14,6 +14,7 @@ from ops_platform.db.engine import make_engine
 from ops_platform.db.migrate import current_revision, head_revision, upgrade, upgrade_sql
 from ops_platform.db.seed import seed_database
 from tests.app_schema import create_app_schema, run_every_job
+from tests.platform_env import platform_env
 
 # App tables no job or asset writes: they must come out exactly as they went in.
 READ_ONLY_TABLES = (
@@ -31,25 +32,17 @@ READ_ONLY_TABLES = (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def app_url(request, tmp_path, monkeypatch):
-    """The app's own schema, filled by `seed` through the live column types, then upgraded."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-    else:
-        url = request.getfixturevalue("postgres_schema_url")
-    engine = make_engine(url)
+@pytest.fixture
+def seeded_app_url(empty_url, tmp_path, monkeypatch):
+    """The app's own schema, upgraded, then filled by `seed` through the live column types;
+    the platform's environment points at it."""
+    engine = make_engine(empty_url)
     create_app_schema(engine)
     engine.dispose()
-    upgrade(url)
-    seed_database(url, 60, seed=11, progress=None)
-    for name, value in {
-        "OPS_DATABASE_URL": url,
-        "OPS_DATA_DIR": str(tmp_path / "data"),
-        "OPS_LOG_DIR": str(tmp_path / "logs"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    return url
+    upgrade(empty_url)
+    seed_database(empty_url, 60, seed=11, progress=None)
+    platform_env(monkeypatch, tmp_path, empty_url)
+    return empty_url
 
 
 def _digest(engine, tables) -> dict[str, str]:
@@ -61,11 +54,11 @@ def _digest(engine, tables) -> dict[str, str]:
     return digests
 
 
-def test_every_job_and_asset_runs_green_on_the_apps_own_tables(app_url):
+def test_every_job_and_asset_runs_green_on_the_apps_own_tables(seeded_app_url):
     from ops_platform.definitions import build_definitions
     from ops_platform.settings import load_settings
 
-    engine = make_engine(app_url)
+    engine = make_engine(seeded_app_url)
     before = _digest(engine, READ_ONLY_TABLES)
     defs = build_definitions(load_settings())
     failures, runs = run_every_job(defs)
@@ -73,17 +66,10 @@ def test_every_job_and_asset_runs_green_on_the_apps_own_tables(app_url):
     assert failures == [], "\n".join(failures)
     assert _digest(engine, READ_ONLY_TABLES) == before
 
-    upgrade(app_url)  # a second upgrade is a no-op
+    upgrade(seeded_app_url)  # a second upgrade is a no-op
     assert current_revision(engine) == head_revision()
-    assert "nothing to run" in upgrade_sql(app_url)
+    assert "nothing to run" in upgrade_sql(seeded_app_url)
     engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'app.db'}"
-    return request.getfixturevalue("postgres_schema_url")
 
 
 def test_db_check_names_a_missing_column_and_a_wrong_type(empty_url, monkeypatch, capsys):

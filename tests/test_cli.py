@@ -8,14 +8,6 @@ from ops_platform.db import schema
 from ops_platform.db.engine import make_engine
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_database_url(request, tmp_path):
-    """A database with no tables at all: a new SQLite file, or a fresh Postgres schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'app.db'}"
-    return request.getfixturevalue("postgres_schema_url")
-
-
 @pytest.fixture(autouse=True)
 def isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("OPS_DATA_DIR", str(tmp_path / "data"))
@@ -30,10 +22,10 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_db_upgrade_creates_every_contract_table(empty_database_url, monkeypatch, capsys):
-    monkeypatch.setenv("OPS_DATABASE_URL", empty_database_url)
+def test_db_upgrade_creates_every_contract_table(empty_url, monkeypatch, capsys):
+    monkeypatch.setenv("OPS_DATABASE_URL", empty_url)
     assert main(["db", "upgrade"]) == 0
-    assert set(schema.CONTRACT_TABLES) <= _tables(empty_database_url)
+    assert set(schema.CONTRACT_TABLES) <= _tables(empty_url)
     assert "at head" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0  # a second upgrade is a no-op
 

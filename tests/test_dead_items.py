@@ -19,13 +19,6 @@ from tests.smtp_server import CollectingHandler, smtp_server
 replays = schema.dead_item_replays
 
 
-@pytest.fixture
-def cli_env(db_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("OPS_DATABASE_URL", db_url)
-    monkeypatch.setenv("OPS_DATA_DIR", str(tmp_path / "ops_data"))
-    monkeypatch.setenv("OPS_OPERATOR", "alice")
-
-
 def audit(engine) -> list:
     with engine.connect() as connection:
         return connection.execute(select(replays).order_by(replays.c.id)).all()
@@ -35,7 +28,7 @@ def statuses(engine) -> dict[int, str]:
     return {id: row.status for id, row in rows(engine).items()}
 
 
-def test_replayed_dead_mail_is_sent_exactly_once(engine, database, cli_env, capsys):
+def test_replayed_dead_mail_is_sent_exactly_once(engine, database, ops_env, capsys):
     seed_batches(engine, 5)
     refusing = CollectingHandler(refuse={"user2@example.com", "user4@example.com"})
     with smtp_server(refusing) as (url, handler):
@@ -86,7 +79,7 @@ def test_replayed_dead_mail_is_sent_exactly_once(engine, database, cli_env, caps
     assert all(e.replayed_at is not None and e.run_id is None for e in entries)
 
 
-def test_payments_that_expired_without_an_answer_go_back_to_pending(engine, cli_env, capsys):
+def test_payments_that_expired_without_an_answer_go_back_to_pending(engine, ops_env, capsys):
     now = utcnow()
     created = now - timedelta(hours=2)
     with engine.begin() as connection:
@@ -141,7 +134,7 @@ def test_payments_that_expired_without_an_answer_go_back_to_pending(engine, cli_
     assert [(e.queue, e.replayed) for e in audit(engine)] == [("payments", 1)]
 
 
-def test_outbox_is_listed_with_the_reason_and_has_nothing_to_replay(engine, cli_env, capsys):
+def test_outbox_is_listed_with_the_reason_and_has_nothing_to_replay(engine, ops_env, capsys):
     old = utcnow() - timedelta(hours=3)
     with engine.begin() as connection:
         connection.execute(
@@ -172,7 +165,7 @@ def test_outbox_is_listed_with_the_reason_and_has_nothing_to_replay(engine, cli_
         main(["dead", "replay", "--queue", "outbox", "--all"])
 
 
-def test_replay_needs_ids_or_all(cli_env):
+def test_replay_needs_ids_or_all(ops_env):
     with pytest.raises(SystemExit):
         main(["dead", "replay", "--queue", "email"])
     with pytest.raises(SystemExit):

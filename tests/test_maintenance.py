@@ -23,17 +23,8 @@ from ops_platform.settings import load_settings
 
 
 @pytest.fixture
-def env(db_url, monkeypatch, tmp_path):
-    values = {"OPS_DATABASE_URL": db_url, "OPS_DATA_DIR": str(tmp_path / "ops_data")}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("OPS_OPERATOR", "alice")
-    return values
-
-
-@pytest.fixture
-def repo(env):
-    return build_definitions(load_settings(env)).get_repository_def()
+def repo(ops_env):
+    return build_definitions(load_settings(ops_env)).get_repository_def()
 
 
 def _schedule_tick(repo, name, at=None):
@@ -62,8 +53,8 @@ def _windows(engine):
 WATCHING = json.dumps({"watching_since": "2025-11-01T00:00:00+00:00"})
 
 
-def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, env, engine, capsys):
-    db_url = env["OPS_DATABASE_URL"]
+def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, ops_env, engine, capsys):
+    db_url = ops_env["OPS_DATABASE_URL"]
     with dg.instance_for_test() as instance:
         states_before = instance.all_instigator_state()
         assert _schedule_tick(repo, "session_cleanup_light").run_requests
@@ -100,7 +91,7 @@ def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, env, engine
 
 
 def test_pause_of_some_groups_holds_only_them_and_resume_of_one_keeps_the_rest(
-    repo, env, engine, capsys
+    repo, ops_env, engine, capsys
 ):
     assert main(["pause", "--groups", "cleanup,email", "--reason", "restore", "--by", "bob"]) == 0
     assert "restore" in _schedule_tick(repo, "session_cleanup_light").skip_message
@@ -109,12 +100,12 @@ def test_pause_of_some_groups_holds_only_them_and_resume_of_one_keeps_the_rest(
     out = capsys.readouterr().out
     assert "still paused: maintenance window #2 (email) by bob" in out
     assert _schedule_tick(repo, "session_cleanup_light").run_requests
-    settings = load_settings(env)
+    settings = load_settings(ops_env)
     assert maintenance.window_over(settings, "email").reason == "restore"
     assert maintenance.window_over(settings, "cleanup") is None
 
 
-def test_bad_windows_are_refused(env, capsys):
+def test_bad_windows_are_refused(ops_env, capsys):
     assert main(["pause", "--groups", "cleanup,nope", "--reason", "x"]) == 2
     assert "unknown group(s) nope" in capsys.readouterr().err
     # Longer than the maximum (24 h) with --for: refused; --until may name a later end.
@@ -126,9 +117,9 @@ def test_bad_windows_are_refused(env, capsys):
     assert "in the past" in capsys.readouterr().err
 
 
-def test_default_length_is_the_maximum(env, engine):
-    env["OPS_MAINTENANCE_MAX_HOURS"] = "3"
-    settings = load_settings(env)
+def test_default_length_is_the_maximum(ops_env, engine):
+    ops_env["OPS_MAINTENANCE_MAX_HOURS"] = "3"
+    settings = load_settings(ops_env)
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert maintenance.window_bounds(now, settings.maintenance_max_hours) == (
         now,
@@ -136,7 +127,9 @@ def test_default_length_is_the_maximum(env, engine):
     )
 
 
-def test_past_window_ends_and_planned_window_starts_by_themselves(repo, env, engine, monkeypatch):
+def test_past_window_ends_and_planned_window_starts_by_themselves(
+    repo, ops_env, engine, monkeypatch
+):
     now = datetime.now(UTC)
     maintenance.open_window(
         engine,
@@ -160,11 +153,11 @@ def _iso(moment: datetime) -> str:
 
 
 def test_catchup_after_a_window_over_a_daily_boundary_materializes_the_missed_day_once(
-    repo, env, engine, monkeypatch
+    repo, ops_env, engine, monkeypatch
 ):
     """og_daily_bonus ticks at 00:05 Sydney (13:05 UTC in January). A window from 12:00 to
     14:00 UTC holds that tick and the catch-up; after it the catch-up requests that day once."""
-    db_url = env["OPS_DATABASE_URL"]
+    db_url = ops_env["OPS_DATABASE_URL"]
     partitions_def = repo.get_job("og_daily_bonus_job").partitions_def
     start, end = datetime(2026, 1, 10, 12, 0, tzinfo=UTC), datetime(2026, 1, 10, 14, 0, tzinfo=UTC)
     maintenance.open_window(
@@ -205,7 +198,7 @@ def test_catchup_after_a_window_over_a_daily_boundary_materializes_the_missed_da
         assert again.run_requests == []  # exactly once
 
 
-def test_the_ui_job_opens_and_ends_windows(env, database, engine):
+def test_the_ui_job_opens_and_ends_windows(ops_env, database, engine):
     resources = {"database": database, "maintenance_policy": maintenance.MaintenancePolicy()}
     config = {"action": "pause", "groups": ["payments"], "reason": "provider outage"}
     result = maintenance_window.execute_in_process(
@@ -391,14 +384,14 @@ class _Automation:
         }
 
 
-def test_reports_due_inside_a_window_are_requested_once_after_it(env, engine, monkeypatch):
+def test_reports_due_inside_a_window_are_requested_once_after_it(ops_env, engine, monkeypatch):
     """The window (Saturday 23:30 to Sunday 03:00 UTC) covers the end of a week and of a month.
     What requests the reports is their automation sensor, which a window does not hold: they
     wait for their last input day, whose schedule and catch-up sensor the window does hold.
     After the window the catch-up runs that day (for real, on the app database), and each
     report's partition is requested exactly once."""
-    db_url = env["OPS_DATABASE_URL"]
-    defs = build_definitions(load_settings(env))
+    db_url = ops_env["OPS_DATABASE_URL"]
+    defs = build_definitions(load_settings(ops_env))
     repo = defs.get_repository_def()
     last_day = "2026-01-31"
     maintenance.open_window(

@@ -15,13 +15,6 @@ from ops_platform.settings import SettingsError, load_settings
 from tests.app_schema import create_app_schema
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'app.db'}"
-    return request.getfixturevalue("postgres_schema_url")
-
-
 @pytest.fixture
 def app_url(empty_url):
     """The app's own schema with a few rows, before the project ever ran."""
