@@ -111,6 +111,11 @@ CHECKS: dict[str, dict[str, str | Callable[[Connection], str]]] = {
         "absurd_score": f"score > {ABSURD_LEARNING_SCORE}",
     },
     "enrollments": {"completed_before_enrolled": "completed_at < enrolled_at"},
+    # A pool whose amount cannot be paid is left open for a person, never finalized.
+    "prize_pools": {
+        "negative_total_amount": "total_amount < 0",
+        "absurd_total_amount": f"total_amount > {ABSURD_CENTS}",
+    },
 }
 
 # The tables with checks that each job or asset reads.
@@ -134,8 +139,8 @@ JOB_TABLES: dict[str, tuple[str, ...]] = {
     "stream_rankings": ("stream_events",),
     "user_trust_scores": ("reputation_events",),
     "leaderboards": ("leaderboard_entries",),
-    "daily_prize_pools": ("leaderboard_entries",),
-    "weekly_prize_pools": ("leaderboard_entries",),
+    "daily_prize_pools": ("leaderboard_entries", "prize_pools"),
+    "weekly_prize_pools": ("leaderboard_entries", "prize_pools"),
     "hourly_platform_metrics": ("payments", "notification_email_queue", "realtime_events"),
     "daily_course_analytics": ("learning_events", "enrollments"),
     "daily_student_analytics": ("learning_events",),

@@ -337,3 +337,26 @@ def test_the_counts_are_those_of_the_shared_rules(malformed):
     assert count_bad_rows(malformed, {t for t, _ in _good_and_bad_rows(malformed)}) == _expected(
         malformed
     )
+
+
+def test_a_pool_with_a_malformed_amount_stays_open_and_is_counted(malformed, database):
+    pools = schema.metadata.tables["prize_pools"]
+    with malformed.begin() as connection:
+        connection.execute(
+            insert(pools).values(
+                game_type="pong", period="daily", period_start=DAY, total_amount=-5, status="open"
+            )
+        )
+    before = _snapshot(malformed)
+    metadata, warning = _run(
+        daily_prize_pools, games.defs.asset_checks, database, f"{DAY.isoformat()}|pong"
+    )
+    assert metadata["status"] == "open"
+    assert metadata["bad_rows"]["prize_pools.negative_total_amount"] == 1
+    assert not warning.passed
+    with malformed.connect() as connection:
+        row = connection.execute(
+            select(pools.c.status, pools.c.winner_address, pools.c.finalized_at)
+        ).one()
+    assert tuple(row) == ("open", None, None)
+    assert _snapshot(malformed) == before

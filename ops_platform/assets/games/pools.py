@@ -55,10 +55,11 @@ def _in_period(connection: Connection) -> str:
     )
 
 
-def _finalize_sql(source: str, in_period: str) -> str:
+def _finalize_sql(source: str, in_period: str, pool_ok: str) -> str:
     """Set the period's top scorer: best score, the earliest on a tie (then the lowest id, so
-    the subqueries pick the same row). No CTE: Python's sqlite3 reports no rowcount for a
-    statement that starts with WITH."""
+    the subqueries pick the same row). A pool whose amount is malformed (`pool_ok` false:
+    negative or absurd) stays open for a person and is counted in `bad_rows`. No CTE:
+    Python's sqlite3 reports no rowcount for a statement that starts with WITH."""
     top = f"""
         SELECT {{column}} FROM {source}
         WHERE {in_period}
@@ -73,6 +74,7 @@ def _finalize_sql(source: str, in_period: str) -> str:
             finalized_at = :now
         WHERE game_type = :game_type AND period = :period AND period_start = :period_start
           AND status NOT IN ({", ".join(f"'{s}'" for s in FINAL_STATUSES)})
+          AND {pool_ok}
     """
 
 
@@ -105,7 +107,7 @@ def finalize_prize_pool(
     )
     source = _entries_source(connection, start, now)
     changed = connection.execute(
-        text(_finalize_sql(source, _in_period(connection))),
+        text(_finalize_sql(source, _in_period(connection), well_formed(connection, "prize_pools"))),
         {**key, "start": start, "end": end, "now": now},
     ).rowcount
     status, winner, score, amount, finalized_at = connection.execute(
