@@ -200,6 +200,21 @@ def _unusable(info: ObjectInfo, now: datetime) -> str | None:
     return _unusable_time(info, now)
 
 
+def _judgeable(
+    page: list[ObjectInfo],
+    unusable: Callable[[ObjectInfo, datetime], str | None],
+    now: datetime,
+    result: OrphanResult,
+) -> Iterator[ObjectInfo]:
+    """The page's objects a rule can judge; every other one is counted as skipped, with why."""
+    for info in page:
+        kind = unusable(info, now)
+        if kind:
+            result.skip(kind, info.key)
+        else:
+            yield info
+
+
 def clean_orphaned_files(
     engine: Engine,
     store: ObjectStore,
@@ -223,11 +238,8 @@ def clean_orphaned_files(
         result.pages += 1
         result.uploads_listed += len(page)
         candidates = []
-        for info in page:
-            unusable = _unusable(info, now)
-            if unusable:
-                result.skip(unusable, info.key)
-            elif info.last_modified >= grace_cutoff:
+        for info in _judgeable(page, _unusable, now, result):
+            if info.last_modified >= grace_cutoff:
                 result.within_grace += 1
             else:
                 candidates.append(info)
@@ -248,13 +260,11 @@ def clean_orphaned_files(
     purge_cutoff = now - trash_retention
     for page in store.list_pages(trash_prefix, page_size):
         result.trash_listed += len(page)
-        expired = []
-        for info in page:
-            unusable = _unusable_time(info, now)
-            if unusable:
-                result.skip(unusable, info.key)
-            elif info.last_modified < purge_cutoff:
-                expired.append(info)
+        expired = [
+            info
+            for info in _judgeable(page, _unusable_time, now, result)
+            if info.last_modified < purge_cutoff
+        ]
         if not expired:
             continue
         result.sample("trash", [info.key for info in expired])
