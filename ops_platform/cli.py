@@ -167,13 +167,13 @@ def _cmd_dead_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_pause(args: argparse.Namespace) -> int:
-    from ops_platform.maintenance import print_pause
+    from ops_platform.maintenance_commands import print_pause
 
     return print_pause(load_settings(), args)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from ops_platform.maintenance import print_resume
+    from ops_platform.maintenance_commands import print_resume
 
     return print_resume(load_settings(), args)
 

@@ -25,7 +25,7 @@ from ops_platform import jobs as jobs_pkg
 from ops_platform import sensors as sensors_pkg
 from ops_platform.config_checks import check_config_at_launch, op_defs_of
 from ops_platform.executors import build_executor
-from ops_platform.maintenance import hold_sensors_in_windows
+from ops_platform.held_sensors import hold_sensors_in_windows
 from ops_platform.resources import build_resources
 from ops_platform.schedules.automation import automation_sensors
 from ops_platform.schedules.build import build_schedules, catchup_sensors

@@ -28,7 +28,6 @@ from sqlalchemy import and_, or_, select, update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, make_engine, utcnow
-from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.settings import GROUPS, Settings
 
 logger = logging.getLogger(__name__)
@@ -268,9 +267,9 @@ def end_windows(
     return ended, reopened
 
 
-# --- holding schedules and sensors -------------------------------------------------------------
+# --- the window over a group now --------------------------------------------------------------
 @cache
-def _engine(url: str):
+def engine_for(url: str):
     """One small pool per database for the window lookups of every tick of this process."""
     return make_engine(url)
 
@@ -294,245 +293,14 @@ def window_over(settings: Settings, group: str | None, now: datetime | None = No
         return None
     now = now or utcnow()
     try:
-        windows = active_windows(_engine(settings.app_database_url), now)
+        windows = active_windows(engine_for(settings.app_database_url), now)
     except Exception as error:
         logger.warning("cannot read the maintenance windows (%s): nothing held", error)
         return None
     return paused_groups(windows, now).get(group)
 
 
-_ROW_BY_NAME = {row.name: row for row in SCHEDULES}
-_GROUP_BY_JOB = {row.job_name: row.group for row in SCHEDULES}
-
-
-def _sensor_job_names(sensor: dg.SensorDefinition) -> list[str]:
-    return [target.job_name for target in sensor.targets]
-
-
-def group_of(definition: dg.ScheduleDefinition | dg.SensorDefinition) -> str | None:
-    """The group a schedule or sensor belongs to: its schedule-table row, its `ops/group`
-    tag, its name (`<group>_freshness_sensor`), or the row of the job it launches. None: it belongs to no group (an alert on every
-    job), and windows never hold it."""
-    row = _ROW_BY_NAME.get(definition.name)
-    if row is not None:
-        return row.group
-    if definition.tags.get(GROUP_TAG):
-        return definition.tags[GROUP_TAG]
-    # `<group>_freshness_sensor` (Dagster's freshness-check sensors take no sensor tags).
-    prefix, _, suffix = definition.name.partition("_freshness_")
-    if suffix == "sensor" and prefix in GROUPS:
-        return prefix
-    if isinstance(definition, dg.ScheduleDefinition):
-        return _GROUP_BY_JOB.get(definition.job_name)
-    groups = {_GROUP_BY_JOB.get(name) for name in _sensor_job_names(definition)} - {None}
-    return groups.pop() if len(groups) == 1 else None
-
-
-def held_sensor(sensor: dg.SensorDefinition, group: str, settings: Settings):
-    """`sensor`, skipping its ticks while a window is over `group`; its cursor is kept."""
-    from dagster._core.definitions.sensor_definition import (
-        resolve_jobs_from_targets_for_with_attributes,
-    )
-
-    def evaluate(context: dg.SensorEvaluationContext):
-        window = window_over(settings, group)
-        if window is not None:
-            return dg.SkipReason(window.skip_message())
-        return sensor(context)
-
-    job_name, job, jobs = resolve_jobs_from_targets_for_with_attributes(sensor, None)
-    return dg.SensorDefinition(
-        name=sensor.name,
-        evaluation_fn=evaluate,
-        minimum_interval_seconds=sensor.minimum_interval_seconds,
-        description=sensor.description,
-        job_name=job_name,
-        job=job,
-        jobs=jobs,
-        default_status=sensor.default_status,
-        asset_selection=sensor.asset_selection,
-        required_resource_keys=set(sensor.required_resource_keys) or None,
-        tags=sensor.tags,
-        metadata=sensor.metadata,
-    )
-
-
-def hold_sensors_in_windows(
-    sensors: Sequence[dg.SensorDefinition], settings: Settings
-) -> list[dg.SensorDefinition]:
-    """Every sensor of a group, held while a window is over that group. Sensors of other
-    kinds (run-status alerts on every job, automation-condition and freshness sensors, which
-    Dagster evaluates itself) are left as they are: the run queue holds the runs an
-    automation-condition sensor submits in a window (ops_platform.run_coordinator)."""
-    held = []
-    for sensor in sensors:
-        group = group_of(sensor) if type(sensor) is dg.SensorDefinition else None
-        held.append(sensor if group is None else held_sensor(sensor, group, settings))
-    return held
-
-
-# --- draining --------------------------------------------------------------------------------
-def runs_in_groups(instance: dg.DagsterInstance, groups: Sequence[str]) -> list:
-    """Runs of `groups` queued or in progress (their `ops/group` tag), one query per group;
-    not those the window holds in the queue: they wait for its end, not the drain."""
-    from ops_platform.held_runs import is_held
-    from ops_platform.sensors._common import ACTIVE_STATUSES
-
-    runs = []
-    for group in groups:
-        runs.extend(
-            instance.get_runs(
-                dg.RunsFilter(statuses=ACTIVE_STATUSES, tags={GROUP_TAG: group}), limit=500
-            )
-        )
-    return [run for run in runs if not is_held(run)]
-
-
-def drain(instance, groups: Sequence[str], timeout_s: float, poll_s: float = 5.0, say=print):
-    """Wait (at most `timeout_s`) until no run of `groups` is queued or running; returns the
-    runs still there (empty: drained). Runs are never stopped: they finish by themselves."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        runs = runs_in_groups(instance, groups)
-        if not runs or time.monotonic() >= deadline:
-            return runs
-        say(
-            f"waiting for {len(runs)} run(s): "
-            + ", ".join(f"{r.job_name} {r.run_id[:8]} ({r.status.value})" for r in runs[:10])
-        )
-        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
-
-
-# --- the command line ------------------------------------------------------------------------
-def sync_queue(settings: Settings):
-    """Hold or release the queued runs now; None when the instance cannot be reached."""
-    import sys
-
-    from ops_platform.held_runs import apply_windows_to_queue
-    from ops_platform.status import instance_from_env
-
-    def warn(message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr)
-
-    try:
-        with instance_from_env() as instance:
-            engine = _engine(settings.app_database_url)
-            return apply_windows_to_queue(instance, engine, utcnow(), warn)
-    except Exception as error:  # the window is written: the sensor applies it within a minute
-        print(
-            f"the run queue was not reached ({str(error).splitlines()[0]}); "
-            "maintenance_window_alert_sensor holds and releases queued runs within a minute",
-            file=sys.stderr,
-        )
-        return None
-
-
-def print_queue_change(change) -> None:
-    if change is None:
-        return
-    if change.held:
-        print(
-            f"held {len(change.held)} queued run(s) in the run queue (tag ops/held=maintenance); "
-            "they run when the window ends: "
-            + ", ".join(f"{r.job_name} {r.run_id[:8]}" for r in change.held[:10])
-        )
-    if change.released:
-        print(f"released {len(change.released)} held run(s) to the run queue")
-
-
-def print_pause(settings: Settings, args) -> int:
-    """`ops-platform pause`."""
-    import sys
-
-    from ops_platform.dead_items import who_am_i
-
-    now = utcnow()
-    try:
-        groups = None if args.all else parse_groups(args.groups)
-        starts, ends = window_bounds(
-            now,
-            settings.maintenance_max_hours,
-            starts=parse_time(args.starts) if args.starts else None,
-            until=parse_time(args.until) if args.until else None,
-            duration=parse_duration(args.duration) if args.duration else None,
-        )
-        window = open_window(
-            _engine(settings.app_database_url),
-            groups=groups,
-            reason=args.reason,
-            by=args.by or who_am_i(),
-            starts_at=starts,
-            ends_at=ends,
-            now=now,
-        )
-    except WindowError as error:
-        print(f"ops-platform pause: {error}", file=sys.stderr)
-        return 2
-    verb = "planned" if window.planned(now) else "opened"
-    print(f"{verb} {window.describe()}")
-    print("schedules and sensors of these groups skip their ticks until it ends; their on/off")
-    print("state is unchanged; their queued runs wait in the run queue (runs launched by hand")
-    print("in the window run). `ops-platform resume` ends it earlier.")
-    if window.active(now):
-        print_queue_change(sync_queue(settings))
-    if args.drain and window.active(now):
-        from ops_platform.status import instance_from_env
-
-        with instance_from_env() as instance:
-            left = drain(instance, window.groups, args.drain_timeout)
-        if left:
-            print(
-                f"still running after {args.drain_timeout:.0f}s: "
-                + ", ".join(f"{r.job_name} {r.run_id} ({r.status.value})" for r in left),
-                file=sys.stderr,
-            )
-            return 1
-        print(f"drained: no run of {window.scope} is running or about to start (held runs wait)")
-    return 0
-
-
-def print_resume(settings: Settings, args) -> int:
-    """`ops-platform resume`."""
-    import sys
-
-    from ops_platform.dead_items import who_am_i
-
-    try:
-        groups = parse_groups(args.groups) if args.groups else None
-    except WindowError as error:
-        print(f"ops-platform resume: {error}", file=sys.stderr)
-        return 2
-    ended, reopened = end_windows(
-        _engine(settings.app_database_url), groups=groups, by=args.by or who_am_i(), now=utcnow()
-    )
-    change = sync_queue(settings)  # also runs held by a window that ended by itself
-    if not ended:
-        print(
-            "no active or planned maintenance window over " + (", ".join(groups or ["any group"]))
-        )
-        print_queue_change(change)
-        return 0
-    for window in ended:
-        print(f"ended {window.describe()}")
-    for window in reopened:
-        print(f"still paused: {window.describe()}")
-    print_queue_change(change)
-    print("schedules and sensors tick again; catch-up sensors request the partitions missed.")
-    return 0
-
-
-# --- visible: status, metrics -----------------------------------------------------------------
-def window_lines(engine, now: datetime) -> list[str]:
-    """`ops-platform status`'s first lines: the active and planned windows."""
-    lines = []
-    for window in open_windows(engine, now):
-        state = "ACTIVE" if window.active(now) else "PLANNED"
-        lines.append(f"MAINTENANCE {state} {window.describe()}")
-    return lines
-
-
+# --- visible: metrics, the alert sensor -------------------------------------------------------
 def maintenance_family(engine, now: datetime):
     """`ops_maintenance_active{group}`: 1 while a window holds the group, else 0."""
     from prometheus_client.core import GaugeMetricFamily

@@ -357,7 +357,7 @@ def print_windows(database_url: str | None) -> None:
     if database_url is None:
         return
     from ops_platform.db.engine import make_engine
-    from ops_platform.maintenance import window_lines
+    from ops_platform.maintenance_commands import window_lines
 
     engine = make_engine(database_url)
     try:

@@ -34,7 +34,7 @@ from dagster._daemon.run_coordinator import QueuedRunCoordinatorDaemon
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ops_platform import held_runs, maintenance
+from ops_platform import held_runs, maintenance, maintenance_commands
 from ops_platform.cli import main
 from ops_platform.db.engine import psycopg_url, utcnow
 from ops_platform.definitions import defs
@@ -173,7 +173,7 @@ def test_pause_holds_queued_runs_of_the_group_and_resume_launches_them(instance,
     by_sensor = _queue(
         instance, "unverified_account_cleanup", {"dagster/sensor_name": "some_sensor"}
     )
-    maintenance.sync_queue(load_settings())  # the alert sensor's minute, now
+    maintenance_commands.sync_queue(load_settings())  # the alert sensor's minute, now
 
     for _ in range(2):  # the queue keeps them, iteration after iteration
         _dequeue(instance)

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-from ops_platform import maintenance
+from ops_platform import held_sensors, maintenance
 from ops_platform.cli import main
 from ops_platform.db import schema
 from ops_platform.definitions import build_definitions
@@ -76,7 +76,7 @@ def test_pause_all_holds_schedules_and_sensors_resume_releases(repo, ops_env, en
             assert "app database migration" in tick.skip_message
             assert tick.cursor == WATCHING  # the catch-up's cursor is kept through the window
         # Alerts on every job are never held.
-        assert maintenance.group_of(repo.get_sensor_def("missed_run_alert_sensor")) is None
+        assert held_sensors.group_of(repo.get_sensor_def("missed_run_alert_sensor")) is None
 
         assert main(["resume"]) == 0
         assert "ended maintenance window #1" in capsys.readouterr().out
