@@ -158,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         vacuum(engine, "notification_email_queue", "payments", "realtime_events")
         os.environ["OPS_DATABASE_URL"] = url
         from ops_platform.definitions import build_definitions
-        from ops_platform.metrics import _job_names
+        from ops_platform.instance_metrics import job_names
         from ops_platform.settings import load_settings
 
         defs = build_definitions(load_settings())
         now = datetime.now(UTC)
-        runs = synthetic_runs(_job_names(defs), args.runs, now)
+        runs = synthetic_runs(job_names(defs), args.runs, now)
         with tempfile.TemporaryDirectory() as tmp:
             for label, storage_url in (("postgres", instance_url), ("sqlite", None)):
                 home = Path(tmp) / label

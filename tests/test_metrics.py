@@ -306,7 +306,7 @@ def flaky():
 def test_run_counts_never_decrease_when_old_runs_are_pruned(monkeypatch):
     """The ledger settles the runs below the oldest unfinished one once: later scrapes read
     only the newer ids, a run finishing late is counted then, and pruning lowers nothing."""
-    import ops_platform.metrics as metrics
+    import ops_platform.instance_metrics as metrics
 
     monkeypatch.setattr(metrics, "SETTLE_LAG", 0)
     ledger = metrics.RunLedger()
