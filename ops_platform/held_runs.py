@@ -38,6 +38,7 @@ AUTOMATIC_TAGS = (
     "dagster/from_automation_condition",
     "dagster/auto_materialize",
 )
+PARENT_TAG, RETRY_TAG = "dagster/parent_run_id", "dagster/retry_number"
 PAGE = 500
 
 
@@ -55,7 +56,11 @@ def is_held(run: dg.DagsterRun) -> bool:
 
 
 def requested_automatically(run: dg.DagsterRun) -> bool:
-    """Requested by a schedule, a sensor or declarative automation, not launched by hand."""
+    """Requested by a schedule, a sensor or declarative automation, not launched by hand. A
+    re-execution keeps its parent's tags: it is the operator's unless Dagster's automatic
+    retry (`dagster/retry_number`) made it."""
+    if PARENT_TAG in run.tags and RETRY_TAG not in run.tags:
+        return False
     return any(tag in run.tags for tag in AUTOMATIC_TAGS)
 
 

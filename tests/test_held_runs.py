@@ -25,6 +25,8 @@ from dagster._core.storage.tags import (
     ASSET_EVALUATION_ID_TAG,
     AUTO_MATERIALIZE_TAG,
     AUTOMATION_CONDITION_TAG,
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
     SENSOR_NAME_TAG,
 )
 from dagster._core.test_utils import create_run_for_test, create_test_daemon_workspace_context
@@ -238,6 +240,11 @@ def test_runs_schedules_sensors_and_automation_submit_in_a_window_are_held_at_su
     )
     by_hand = _queue_assets(instance, "leaderboards", {})  # the UI's Materialize
     other_group = _queue(instance, "email_queue", {SENSOR_NAME_TAG: "email_queue_due_sensor"})
+    # Re-executions keep their parent's tags: Dagster's automatic retry is held, the
+    # operator's re-execution from the UI is not.
+    parent = {SENSOR_NAME_TAG: "a_sensor", PARENT_RUN_ID_TAG: "0" * 36}
+    retry = _queue(instance, "orphaned_file_cleanup", {**parent, RETRY_NUMBER_TAG: "1"})
+    reexecuted = _queue(instance, "daily_prize_pools", parent)
     held = [by_sensor, by_schedule, report, summary]
 
     # Right after submit, before any alert-sensor tick: tagged, QUEUED, the reason logged.
@@ -248,17 +255,20 @@ def test_runs_schedules_sensors_and_automation_submit_in_a_window_are_held_at_su
         assert f"held in the run queue until it ends: {window.describe()}" in logs
     assert instance.get_run_by_id(summary).tags["ops/group"] == "analytics"
     assert _held_tag(instance, by_hand) is None and _held_tag(instance, other_group) is None
+    assert (_held_tag(instance, retry), _held_tag(instance, reexecuted)) == (held_runs.HELD, None)
 
     for _ in range(3):  # the queue keeps them, iteration after iteration
         _dequeue(instance)
         assert [_status(instance, run_id) for run_id in held] == [QUEUED] * 4
     assert (_status(instance, by_hand), _status(instance, other_group)) == (STARTING, STARTING)
+    assert (_status(instance, retry), _status(instance, reexecuted)) == (QUEUED, STARTING)
 
     assert main(["resume"]) == 0
-    assert "released 4 held run(s)" in capsys.readouterr().out
+    assert "released 5 held run(s)" in capsys.readouterr().out
     _dequeue(instance)
     assert [_status(instance, run_id) for run_id in held] == [STARTING] * 4
-    assert len(instance.run_launcher.queue()) == 6
+    assert _status(instance, retry) == STARTING
+    assert len(instance.run_launcher.queue()) == 8
 
 
 @pytest.mark.parametrize("app_db", ["postgres_down", "not_upgraded"])
