@@ -9,6 +9,8 @@ import dagster as dg
 from ops_platform.schedules.build import default_sensor_status
 from ops_platform.settings import Settings
 
+ALERT_INTERVAL_S = 60
+
 # Statuses of a run that has been launched and not yet finished.
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -50,6 +52,17 @@ def request_when_due(
     if run_key is None:
         return dg.SkipReason(nothing_due)
     return dg.RunRequest(run_key=run_key)
+
+
+def alert_sensor(name: str, description: str) -> Callable:
+    """The decorator of an alerting sensor: on by default (an alert nobody switched on is no
+    alert), evaluated once a minute."""
+    return dg.sensor(
+        name=name,
+        minimum_interval_seconds=ALERT_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
 
 
 def job_sensor(

@@ -36,10 +36,9 @@ from ops_platform.schedules import overdue as overdue_rules
 from ops_platform.schedules.build import CATCHUP_INTERVAL_S, is_time_partitioned
 from ops_platform.schedules.catalog import ScheduleRow
 from ops_platform.schedules.freshness import cron_period, scheduled_asset_rows
-from ops_platform.sensors._common import open_incidents
+from ops_platform.sensors._common import alert_sensor, open_incidents
 from ops_platform.sensors.missed_runs import SEVERITY
 
-INTERVAL_S = 60
 CHECK_NAME = "freshness_check"  # the name Dagster's freshness-check factories give
 
 
@@ -234,10 +233,8 @@ def resolution(asset: str, incident: dict, evaluation: Evaluation | None) -> tup
     )
 
 
-@dg.sensor(
+@alert_sensor(
     name="freshness_alert_sensor",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts once when an asset's freshness check fails (a report: naming the inputs "
     "it waits for), and again when it passes; quiet for a group in a maintenance window.",
 )

@@ -15,8 +15,7 @@ from ops_platform.db.engine import utcnow
 from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
-
-INTERVAL_S = 60
+from ops_platform.sensors._common import alert_sensor
 
 
 def _cursor(cursor: str | None) -> tuple[set[int], set[int]]:
@@ -27,10 +26,8 @@ def _cursor(cursor: str | None) -> tuple[set[int], set[int]]:
         return set(), set()
 
 
-@dg.sensor(
+@alert_sensor(
     name="maintenance_window_alert_sensor",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts once when a maintenance window starts, once when it ends, and once "
     "when one is still active past the maximum length.",
 )

@@ -21,9 +21,8 @@ from ops_platform.resources.database import Database
 from ops_platform.schedules import overdue as overdue_rules
 from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.schedules.overdue import last_success_time, overdue_schedules
-from ops_platform.sensors._common import open_incidents
+from ops_platform.sensors._common import alert_sensor, open_incidents
 
-INTERVAL_S = 60
 # Alert severity by the job's tier.
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "warning"}
 _ROWS = {row.name: row for row in SCHEDULES}
@@ -65,10 +64,8 @@ def _held_by_windows(database: Database, overdue: dict, now: datetime) -> set[st
     return held
 
 
-@dg.sensor(
+@alert_sensor(
     name="missed_run_alert_sensor",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts once when a schedule that is on has no successful run within twice its "
     "period plus its max runtime, and again when it recovers.",
 )
