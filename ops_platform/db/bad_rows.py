@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from ops_platform.db.engine import is_postgres
+from ops_platform.log_line import LogLine
 
 # Bounds past which a value is taken as a typing or unit error rather than data.
 ABSURD_COINS = 10**12
@@ -178,7 +179,7 @@ def well_formed(connection: Connection, table: str) -> str:
 
 
 def count_bad_rows(
-    engine: Engine, tables: Iterable[str], log: Callable[[str], None] | None = None
+    engine: Engine, tables: Iterable[str], log: LogLine | None = None
 ) -> dict[str, int]:
     """{"<table>.<kind>": rows} of every kind with rows, one query per table. A table whose
     count fails (missing, a value that cannot be read as JSON) is logged and left out."""
@@ -197,15 +198,13 @@ def count_bad_rows(
     return counts
 
 
-def bad_rows_metadata(
-    engine: Engine, tables: Iterable[str], warn: Callable[[str], None] | None = None
-) -> dict:
+def bad_rows_metadata(engine: Engine, tables: Iterable[str], warn: LogLine | None = None) -> dict:
     """Metadata `bad_rows` ({table.kind: rows}) and `bad_rows_total`; warns when not zero.
     Bad rows are skipped by the rules, never changed."""
     return report_bad_rows(count_bad_rows(engine, tables, warn), warn)
 
 
-def report_bad_rows(counts: dict[str, int], warn: Callable[[str], None] | None = None) -> dict:
+def report_bad_rows(counts: dict[str, int], warn: LogLine | None = None) -> dict:
     """Metadata of bad rows counted ({table.kind: rows}); warns when not zero."""
     total = sum(counts.values())
     if total and warn:

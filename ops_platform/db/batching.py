@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.engine import is_postgres
 from ops_platform.db.pacing import run_paced
+from ops_platform.log_line import LogLine
 
 # Rows changed by the batches committed so far in the current op attempt, per label:
 # {label: [table, rows]}. A transient fault retries the op from the start; what the failed
@@ -167,7 +168,7 @@ def run_in_batches(
     step: BatchStep,
     *,
     batch_size: int,
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
     label: str | None = None,
     key: str = "id",
     verb: str = "changed",
@@ -463,7 +464,7 @@ def delete_in_batches(
     *,
     batch_size: int,
     dry_run: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
     label: str | None = None,
     key: str = "id",
 ) -> BatchResult:

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from ops_platform.db.engine import is_postgres
+from ops_platform.log_line import LogLine
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Pacer:
     """One run's pacing state: batch sizes learnt, time spent waiting, where it stopped."""
 
     pacing: Pacing = field(default_factory=Pacing)
-    log: Callable[[str], None] | None = None
+    log: LogLine | None = None
     sleep: Callable[[float], None] = time.sleep
     stopped: Stop | None = None
     paused_seconds: float = 0.0
@@ -254,7 +255,7 @@ def use_pacer(pacer: Pacer) -> Iterator[Pacer]:
         _ACTIVE.reset(token)
 
 
-def active_pacer(log: Callable[[str], None] | None = None) -> Pacer:
+def active_pacer(log: LogLine | None = None) -> Pacer:
     """The pacer of the current run, or a fresh one with the default pacing."""
     return _ACTIVE.get() or Pacer(log=log)
 
@@ -268,7 +269,7 @@ def run_paced(
     commit: Callable[[object], tuple[int, bool]],
     *,
     position: Callable[[], object] = lambda: None,
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
     verb: str = "changed",
 ) -> Pacer:
     """Run batches until done or stopped: `work(connection, size)` does one batch in its own

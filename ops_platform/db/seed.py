@@ -20,7 +20,7 @@ search_path picks the schema.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 
@@ -36,8 +36,7 @@ from ops_platform.db.engine import (
     state_table,
 )
 from ops_platform.db.seed_data import GENERATORS, Context
-
-Progress = Callable[[str], None]
+from ops_platform.log_line import LogLine
 
 # Project tables kept as they are: a running job's lock must survive a reseed.
 KEPT_TABLES = frozenset({"job_locks"})
@@ -51,7 +50,7 @@ def seed_database(
     url: str,
     users: int,
     seed: int = 42,
-    progress: Progress | None = print,
+    progress: LogLine | None = print,
     *,
     now: datetime | None = None,
 ) -> dict[str, int]:
@@ -124,7 +123,7 @@ def _frames(ctx: Context, engine: Engine) -> Iterator[tuple[Frame, float]]:
             yield frame, seconds
 
 
-def _report(progress: Progress, frame: Frame, generated: float, loaded: float) -> None:
+def _report(progress: LogLine, frame: Frame, generated: float, loaded: float) -> None:
     progress(
         f"  {frame.table:<26} {len(frame):>11,} rows  {generated + loaded:6.2f}s "
         f"(generate {generated:.2f}s, load {loaded:.2f}s)"
@@ -137,7 +136,7 @@ def _empty_counts() -> dict[str, int]:
 
 # --- SQLite ---------------------------------------------------------------------------
 def _seed_sqlite(
-    engine: Engine, ctx: Context, tables: list[str], progress: Progress
+    engine: Engine, ctx: Context, tables: list[str], progress: LogLine
 ) -> dict[str, int]:
     counts = _empty_counts()
     with engine.begin() as connection:
@@ -154,7 +153,7 @@ def _seed_sqlite(
 
 # --- Postgres -------------------------------------------------------------------------
 def _seed_postgres(
-    engine: Engine, ctx: Context, tables: list[str], progress: Progress
+    engine: Engine, ctx: Context, tables: list[str], progress: LogLine
 ) -> dict[str, int]:
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
@@ -180,7 +179,7 @@ def _collect(done: set[Future], counts: dict[str, int]) -> None:
 
 
 def _load_postgres_table(
-    engine: Engine, frame: Frame, generated: float, progress: Progress
+    engine: Engine, frame: Frame, generated: float, progress: LogLine
 ) -> tuple[str, int]:
     started = time.perf_counter()
     # COPY's binary format follows the live column types (an app's own tables may use

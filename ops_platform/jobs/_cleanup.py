@@ -31,6 +31,7 @@ from ops_platform.jobs._common import (
     with_earlier_attempts,
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.schedules.catalog import op_tags
 
@@ -56,7 +57,7 @@ class RuleOutcome:
         return sum(r.matched for r in self.results if r.label == label)
 
 
-Rule = Callable[[Engine, GuardedJobConfig, datetime, Callable[[str], None] | None], RuleOutcome]
+Rule = Callable[[Engine, GuardedJobConfig, datetime, LogLine | None], RuleOutcome]
 
 
 def guarded_rule(context, database, config, rule, gate, pacer) -> tuple[RuleOutcome, dict]:

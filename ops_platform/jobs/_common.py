@@ -1,8 +1,10 @@
-"""What every op-based job shares: run config base, singleton lock, the output of a run
-that found the lock held, and the metadata that reports rows examined and changed. The
-transient retries live in `ops_platform.retries` (assets use them too)."""
+"""What every op-based job shares: run config base, the op decorator (schedule-table tags,
+transient retries, singleton lock, the output of a run that found the lock held, the run's
+duration), and the metadata that reports rows examined and changed. The transient retries
+live in `ops_platform.retries` (assets use them too)."""
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -28,7 +30,7 @@ from ops_platform.retries import (  # noqa: F401
     transient_retries,
     with_earlier_attempts,
 )
-from ops_platform.schedules.catalog import job_tags, row_for
+from ops_platform.schedules.catalog import job_tags, op_tags, row_for
 
 LOCK_HELD = "another run holds the lock"
 MAX_LISTED = 50  # items listed in metadata and logs; counts are always complete
@@ -110,6 +112,49 @@ def lock_held_output(reason: str = LOCK_HELD, **zero_counts) -> dg.Output[int]:
     why, and reports its counts as 0 (e.g. `rows_changed=0`, which the stalled-cleanup alert
     reads)."""
     return dg.Output(0, metadata={"skipped": reason, **zero_counts})
+
+
+def job_op(
+    job_name: str,
+    description: str,
+    *,
+    alone: bool = True,
+    when_lock_held: dict | None = None,
+    lock_held_reason: str = LOCK_HELD,
+):
+    """Make the decorated function the op of job `job_name`, its tags from the schedule table.
+
+    The body runs with transient faults turned into retries (`transient_retries`) and, when
+    `alone`, under the job's singleton lock (it needs a `database` resource): a run that finds
+    the lock held changes nothing and outputs 0 with `skipped` and the zero counts
+    `when_lock_held` (e.g. `{"rows_changed": 0}`). The op's `dg.Output` gets `duration_s`
+    unless the body set it. The body takes `context` first; Dagster reads its signature for the
+    config class and the resources."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def op_body(context: dg.OpExecutionContext, **inputs):
+            started = time.perf_counter()
+            with transient_retries(context), _alone(context, inputs, alone) as acting:
+                if not acting:
+                    return lock_held_output(lock_held_reason, **(when_lock_held or {}))
+                output = body(context, **inputs)
+            return _with_duration(output, started)
+
+        return dg.op(name=body.__name__, tags=op_tags(job_name), description=description)(op_body)
+
+    return decorate
+
+
+def _alone(context: dg.OpExecutionContext, inputs: dict, alone: bool):
+    return singleton(context, inputs["database"]) if alone else contextlib.nullcontext(True)
+
+
+def _with_duration(output, started: float):
+    if not isinstance(output, dg.Output) or "duration_s" in output.metadata:
+        return output
+    duration = {"duration_s": round(time.perf_counter() - started, 3)}
+    return dg.Output(output.value, output.output_name, metadata={**output.metadata, **duration})
 
 
 def rows_metadata(results: Iterable[BatchResult], started: float, dry_run: bool, **extra) -> dict:

@@ -33,7 +33,7 @@ import stat
 import struct
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ from ops_platform.jobs._log_names import (
     is_log_name,
     stream_name,
 )
+from ops_platform.log_line import LogLine
 from ops_platform.retries import count_done
 
 DAY = 86_400.0
@@ -352,7 +353,7 @@ def rotation_name(path: Path, mtime: float) -> Path:
     return candidate
 
 
-def apply_plan(plan: LogPlan, progress: Callable[[str], None] | None = None) -> LogPruneResult:
+def apply_plan(plan: LogPlan, progress: LogLine | None = None) -> LogPruneResult:
     result = LogPruneResult.of(plan)
 
     def safe(log: LogFile) -> bool:
@@ -417,7 +418,7 @@ def prune_log_folder(
     protected: Mapping[Path, str] | None = None,
     data_dir: str | Path | None = None,
     dry_run: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
 ) -> LogPruneResult:
     """Prune the log folder; a dry run reports what a real run would do and touches nothing.
     Only files named like logs (`patterns`) are acted on; see `check_log_root` for the

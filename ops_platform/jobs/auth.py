@@ -12,7 +12,6 @@
   and counted.
 """
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -30,6 +29,7 @@ from ops_platform.db.batching import (
 )
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
+from ops_platform.log_line import LogLine
 
 TOKEN_TABLES = {
     "refresh": "refresh_tokens",
@@ -79,7 +79,7 @@ def delete_expired_tokens(
     engine: Engine,
     config: TokenCleanupConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     """Delete each configured kind's tokens past expiry plus retention, in bounded batches."""
     outcome = RuleOutcome()
@@ -140,7 +140,7 @@ def delete_unverified_accounts(
     engine: Engine,
     config: UnverifiedAccountCleanupConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     """Delete long-unverified users holding no coins, with their sessions and tokens."""
     where = f"{UNVERIFIED} AND NOT {HOLDS_MONEY}"

@@ -13,7 +13,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -47,6 +47,7 @@ from ops_platform.jobs._common import (
     singleton,
     transient_retries,
 )
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import op_tags
@@ -423,7 +424,7 @@ def send_due_emails(
     max_batches: int = 50,
     lease_seconds: int = 300,
     max_attempts: int = 5,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> EmailQueueResult:
     """Claim up to `max_batches` due batches and send each; see the module docstring.
 

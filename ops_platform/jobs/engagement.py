@@ -17,7 +17,6 @@ that did; `realtime_publish` delivers the outbox.
   with no start or end, or ending before they start, are bad rows: kept and counted.
 """
 
-from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
@@ -35,6 +34,7 @@ from ops_platform.db.batching import (
 from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
+from ops_platform.log_line import LogLine
 
 ACTIVE_THEME_KEY = "active_theme"
 
@@ -49,7 +49,7 @@ def _with_events(
     config: GuardedJobConfig,
     set_sql: str,
     followers: tuple[Follower, ...] = (),
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> list[BatchResult]:
     """Update the rows matching `where` in batches, with followers and one event per row."""
     if config.dry_run:
@@ -118,7 +118,7 @@ def deactivate_expired_thrones(
     engine: Engine,
     config: ThroneExpiryConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     results = _with_events(
         engine,
@@ -222,7 +222,7 @@ def update_festival_states(
     engine: Engine,
     config: FestivalActivationConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     params = {"now": now}
     outcome = RuleOutcome()

@@ -45,6 +45,7 @@ from ops_platform.jobs._common import (
     transient_retries,
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, limits_for
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.object_store import (
     ObjectInfo,
@@ -225,7 +226,7 @@ def clean_orphaned_files(
     page_size: int = MAX_PAGE,
     workers: int = 8,
     dry_run: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
 ) -> OrphanResult:
     """Move orphaned uploads to the trash and purge old trash; a dry run only counts."""
     uploads_prefix, trash_prefix = store.uploads_prefix, store.trash_prefix

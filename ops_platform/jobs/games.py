@@ -12,7 +12,6 @@ In order, each rule in bounded batches:
    loses an entry nor archives one twice.
 """
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -32,6 +31,7 @@ from ops_platform.db.batching import (
 from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
+from ops_platform.log_line import LogLine
 
 GAME_STATUSES = ("active", "completed", "expired")
 STALE_SESSION = "status = 'active' AND started_at < :started_cutoff"
@@ -151,7 +151,7 @@ def clean_game_sessions_and_leaderboards(
     engine: Engine,
     config: GameCleanupConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     outcome = RuleOutcome()
     outcome.results += expire_game_sessions(engine, config, now, log)

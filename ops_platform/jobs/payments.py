@@ -24,7 +24,7 @@ absurd amount is a bad row: never checked, never changed, counted.
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +45,7 @@ from ops_platform.jobs._common import (
     singleton,
     transient_retries,
 )
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.payments import (
     FINAL_STATUSES,
@@ -329,7 +330,7 @@ def check_due_payments(
     max_payments: int = 500,
     batch_size: int = 100,
     now: datetime | None = None,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
     **options,
 ) -> CheckReport:
     """`payment_status_check`: the given payments still pending, or with none given every
@@ -357,7 +358,7 @@ def sweep_pending(
     *,
     batch_size: int = 200,
     now: datetime | None = None,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
     **options,
 ) -> CheckReport:
     """`payment_status_sweep`: every pending payment, in id order, `batch_size` at a time."""

@@ -9,7 +9,6 @@
   kept and counted.
 """
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -25,6 +24,7 @@ from ops_platform.db.batching import (
 )
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
+from ops_platform.log_line import LogLine
 
 
 class TeamMemberCleanupConfig(GuardedJobConfig):
@@ -37,7 +37,7 @@ def delete_removed_team_members(
     engine: Engine,
     config: TeamMemberCleanupConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     params = {"cutoff": now - timedelta(days=config.retention_days)}
     result = delete_in_batches(
@@ -93,7 +93,7 @@ def mark_deliverables_expired(
     engine: Engine,
     config: DeliverableExpiryConfig,
     now: datetime,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> RuleOutcome:
     outcome = RuleOutcome()
     for label, where, params in deliverable_rules(now, config.access_days):

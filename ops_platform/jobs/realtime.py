@@ -40,6 +40,7 @@ from ops_platform.jobs._common import (
     singleton,
     transient_retries,
 )
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
 from ops_platform.schedules.catalog import op_tags
@@ -90,7 +91,7 @@ def publish_outbox(
     batch_size: int = 500,
     max_events: int = 50_000,
     now: Callable[[], datetime] = utcnow,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> PublishReport:
     """Publish unpublished events in id order, `batch_size` per transaction, at most
     `max_events` a call. Raises `RealtimeUnavailable` if Redis fails (that batch stays)."""

@@ -13,7 +13,6 @@ next run; a project whose balance got paid meanwhile is marked CANCELED instead.
 """
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
@@ -34,6 +33,7 @@ from ops_platform.jobs._common import (
     singleton,
     transient_retries,
 )
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
 from ops_platform.schedules.catalog import op_tags
@@ -212,7 +212,7 @@ def send_payment_reminders(
     now: datetime,
     *,
     overdue_days: int = 3,
-    log: Callable[[str], None] | None = None,
+    log: LogLine | None = None,
 ) -> ReminderResult:
     """Queue today's reminders, then send every PENDING/FAILED one of today."""
     log = log or (lambda _message: None)

@@ -52,6 +52,7 @@ from ops_platform.jobs._common import (
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.lazy import lazy_module
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
 from ops_platform.schedules.catalog import op_tags
@@ -261,7 +262,7 @@ def rotate_secrets(
     dry_run: bool = False,
     cipher: SecretCipher | None = None,
     new_value: Callable[[], str] = lambda: secrets_module.token_urlsafe(32),
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
 ) -> RotationResult:
     """Apply the three rules; a dry run counts what a real run would change."""
     result = RotationResult()

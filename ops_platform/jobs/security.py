@@ -20,7 +20,6 @@ in the window, no source IP, no signature verdict, or a source "IP" longer than 
 anywhere, no `received_at` or one more than a day ahead of now (never in a window until then).
 """
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,10 +31,9 @@ from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, 
 from ops_platform.db import schema
 from ops_platform.db.bad_rows import report_bad_rows
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs._common import lock_held_output, one_op_job, singleton, transient_retries
+from ops_platform.jobs._common import job_op, one_op_job
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import op_tags
 
 # How a finding's severity maps to the alert channel's severities.
 ALERT_SEVERITY = {"medium": "warning", "high": "error", "critical": "critical"}
@@ -335,9 +333,11 @@ def monitor_webhooks(
     return report
 
 
-@dg.op(
-    tags=op_tags("webhook_security_monitor"),
-    description="Find invalid-signature floods, request bursts and replayed events in recent webhooks; record and alert.",
+@job_op(
+    "webhook_security_monitor",
+    "Find invalid-signature floods, request bursts and replayed events in recent webhooks; "
+    "record and alert.",
+    when_lock_held={"findings": 0},
 )
 def monitor_webhook_security(
     context: dg.OpExecutionContext,
@@ -345,11 +345,7 @@ def monitor_webhook_security(
     database: Database,
     alerts: Alerts,
 ) -> dg.Output[int]:
-    started = time.perf_counter()
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(findings=0)
-        report = monitor_webhooks(database.engine, alerts, utcnow(), config)
+    report = monitor_webhooks(database.engine, alerts, utcnow(), config)
     for finding in report.new:
         context.log.warning(f"new {finding.kind} ({finding.severity}): {finding.title}")
     context.log.info(
@@ -362,7 +358,6 @@ def monitor_webhook_security(
         "ongoing_findings": len(report.ongoing),
         "alerts_sent": report.alerts_sent,
         "rows_changed": len(report.findings),
-        "duration_s": round(time.perf_counter() - started, 3),
         **{f"{kind}_findings": count for kind, count in kinds.items()},
         **report_bad_rows(report.bad_rows, context.log.warning),
     }

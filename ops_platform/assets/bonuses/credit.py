@@ -30,7 +30,7 @@ rows already there and credits nothing for them.
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Engine, text
 
 from ops_platform.db.bad_rows import ABSURD_COINS, ABSURD_DAYS
 from ops_platform.db.engine import is_postgres
+from ops_platform.log_line import LogLine
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 LEDGER_KIND = "og_daily_bonus"
@@ -248,7 +249,7 @@ def credit_og_daily_bonus(
     now: datetime,
     batch_size: int = 20_000,
     max_batches: int | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: LogLine | None = None,
 ) -> BonusResult:
     """Credit the OG daily bonus of Sydney day `day`, at most once per user, in batches of
     `batch_size` eligible users. `max_batches` stops early (a resumable partial run)."""
