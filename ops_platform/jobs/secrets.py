@@ -1,390 +1,27 @@
 """`secret_rotation` (daily 05:00): rotate secrets past their expiry.
 
-- An `active` secret with `expires_at <= now` that is the latest version of its name gets a
-  new version: `version + 1`, a fresh value from `secrets.token_urlsafe`, status `active`,
-  expiring after `validity_days`. The old version becomes `retiring` (`rotated_at = now`,
-  `retire_after = now + grace`, kept in the project's `secret_retirements`): the app
-  still accepts it during the grace period.
-- An expired `active` secret that already has a newer version only becomes `retiring`.
-- A `retiring` secret past `retire_after` becomes `retired` (a version made `retiring`
-  by someone else, with no `retire_after`, falls back to `rotated_at + grace`).
-- Bad rows are skipped and counted: unknown status, `active` without `expires_at`,
-  `retiring` with neither `retire_after` nor `rotated_at`.
-
-Values are stored encrypted in `value_ciphertext` (Fernet, the app needs the value back):
-the key comes from `OPS_SECRETS_KEY` (one or more comma-separated Fernet keys, the first
-encrypts), or in the embedded default from `<OPS_DATA_DIR>/secrets.key`, generated on first
-use with mode 0600. Values are never logged and never put in metadata.
-
-Concurrency: claiming an old version is a conditional `UPDATE … WHERE status = 'active'`
-and the new version is inserted under UNIQUE(name, version) with ON CONFLICT DO NOTHING,
-so two runs can never both rotate one secret; each batch is one short transaction, so a
-crash half way leaves every finished secret consistent and a re-run does the rest.
+An expired `active` secret gets a new version (a fresh value, encrypted) and the old one
+becomes `retiring`: the app still accepts it for `grace_hours`, then it becomes `retired`.
+The rules, their batches and the bad rows they skip are in `_secret_rotation`; the key the
+values are encrypted with, from `OPS_SECRETS_KEY` or the data folder's key file, is in
+`_secret_cipher`. Values are never logged and never put in metadata.
 """
 
-import os
-import secrets as secrets_module
-import stat
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text
 
-from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
-from ops_platform.db.batching import SAMPLE_SIZE
-from ops_platform.db.engine import state_table, upsert, utcnow
-from ops_platform.db.pacing import run_paced, use_pacer
-from ops_platform.jobs._common import (
-    GuardedJobConfig,
-    add_earlier_counts,
-    count_done,
-    lock_held_output,
-    one_op_job,
-    singleton,
-    transient_retries,
-)
-from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
-from ops_platform.lazy import lazy_module
-from ops_platform.log_line import LogLine
+from ops_platform.db.engine import utcnow
+from ops_platform.db.pacing import use_pacer
+from ops_platform.jobs._common import GuardedJobConfig, add_earlier_counts, job_op, one_op_job
+from ops_platform.jobs._gate import check_blast_radius, pacer_for
+from ops_platform.jobs._secret_cipher import load_cipher
+from ops_platform.jobs._secret_rotation import SKIPPED_WHERE, RotationResult, rotate_secrets
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
-from ops_platform.schedules.catalog import op_tags
-from ops_platform.settings import SettingsError
-
-if TYPE_CHECKING:
-    from cryptography import fernet as fernet_lib
-else:
-    fernet_lib = lazy_module("cryptography.fernet")
-
-KEY_ENV = "OPS_SECRETS_KEY"
-KEY_FILE_NAME = "secrets.key"
-KNOWN_STATUSES = ("active", "retiring", "retired")
-MAX_LISTED = 50
-
-
-# --- encryption key ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SecretCipher:
-    fernet: "fernet_lib.MultiFernet"
-    source: str  # where the key came from, for metadata (never the key itself)
-
-    def encrypt(self, value: str) -> str:
-        return self.fernet.encrypt(value.encode()).decode()
-
-    def decrypt(self, ciphertext: str) -> str:
-        return self.fernet.decrypt(ciphertext.encode()).decode()
-
-
-def _fernet_keys(raw: str, where: str) -> "fernet_lib.MultiFernet":
-    keys = [key.strip() for key in raw.split(",") if key.strip()]
-    if not keys:
-        raise SettingsError(f"{where} is empty; it must hold a Fernet key (Fernet.generate_key())")
-    fernets = []
-    for number, key in enumerate(keys, 1):
-        try:
-            fernets.append(fernet_lib.Fernet(key))
-        except (ValueError, TypeError):
-            raise SettingsError(
-                f"{where}: key #{number} is not a Fernet key (32 url-safe base64-encoded bytes)"
-            ) from None
-    return fernet_lib.MultiFernet(fernets)
-
-
-def load_cipher(env: dict | None = None, data_dir: Path | None = None) -> SecretCipher:
-    """The cipher from OPS_SECRETS_KEY, else from the key file under the data folder."""
-    env = os.environ if env is None else env
-    if env.get(KEY_ENV, "").strip():
-        return SecretCipher(_fernet_keys(env[KEY_ENV], KEY_ENV), KEY_ENV)
-    if data_dir is None:
-        raise SettingsError(f"{KEY_ENV} is not set and no data folder holds a key file")
-    path = Path(data_dir) / KEY_FILE_NAME
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(fernet_lib.Fernet.generate_key())
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        os.chmod(path, 0o600)  # the key file is readable by its owner only
-    return SecretCipher(_fernet_keys(path.read_text(), f"key file {path}"), f"key file {path}")
-
-
-# --- the rule ---------------------------------------------------------------------------
-
-
-@dataclass
-class RotationResult:
-    rotated: int = 0  # secrets that got a new version
-    new_versions: int = 0  # rows inserted (less than rotated only under a race)
-    superseded: int = 0  # expired active rows that already had a newer version
-    retired: int = 0
-    skipped_unknown_status: int = 0
-    skipped_null_expiry: int = 0
-    skipped_retiring_without_dates: int = 0
-    batches: int = 0
-    longest_transaction_s: float = 0.0
-    names_rotated: list[str] = field(default_factory=list)
-    sample_ids: list[int] = field(default_factory=list)  # dry runs: a few of the rows matched
-
-    @property
-    def rows_changed(self) -> int:
-        return self.rotated + self.new_versions + self.superseded + self.retired
-
-    def preview(self) -> Preview:
-        """For the blast-radius gate: existing rows updated; new versions are added rows."""
-        updated = self.rotated + self.superseded + self.retired
-        return Preview(
-            rows=self.rows_changed,
-            tables={"secrets": updated} if updated else {},
-            samples={"secrets": self.sample_ids} if self.sample_ids else {},
-        )
-
-
-_LATEST_EXPIRED = (
-    "s.status = 'active' AND s.expires_at <= :now "
-    "AND NOT EXISTS (SELECT 1 FROM secrets n WHERE n.name = s.name AND n.version > s.version)"
-)
-_SUPERSEDED = (
-    "s.status = 'active' AND s.expires_at <= :now "
-    "AND EXISTS (SELECT 1 FROM secrets n WHERE n.name = s.name AND n.version > s.version)"
-)
-# The end of a retiring version's grace period is the project's own state, kept beside the
-# app's row in `secret_retirements`; {retire_after} is that lookup.
-_RETIRE_AFTER = "(SELECT r.retire_after FROM {retirements} r WHERE r.secret_id = s.id)"
-_RETIRABLE = (
-    "s.status = 'retiring' AND ({retire_after} <= :now "
-    "OR ({retire_after} IS NULL AND s.rotated_at <= :fallback_cutoff))"
-)
-_RETIRING_WITHOUT_DATES = (
-    "s.status = 'retiring' AND {retire_after} IS NULL AND s.rotated_at IS NULL"
-)
-
-
-def _with_retire_after(bind, where: str) -> str:
-    lookup = _RETIRE_AFTER.format(retirements=state_table(bind, "secret_retirements"))
-    return where.format(retire_after=lookup)
-
-
-def _record_retire_after(connection: Connection, ids: list[int], retire_after: datetime) -> None:
-    rows = [{"secret_id": id_, "retire_after": retire_after} for id_ in ids]
-    for start in range(0, len(rows), 1000):
-        upsert(connection, schema.secret_retirements, rows[start : start + 1000], ("secret_id",))
-
-
-def _count(connection: Connection, where: str, params: dict) -> int:
-    return connection.execute(
-        text(f"SELECT count(*) FROM secrets s WHERE {where}"), params
-    ).scalar_one()
-
-
-def _insert_ignoring_duplicates(connection: Connection, rows: list[dict]) -> int:
-    """Insert new versions; a (name, version) that exists already is left alone. Checked
-    with NOT EXISTS, not ON CONFLICT: the app's own table need not have that unique key."""
-    if not rows:
-        return 0
-    s = schema.secrets
-    columns = list(rows[0])
-    statement = insert(s).from_select(
-        columns,
-        select(*(bindparam(name, type_=s.c[name].type) for name in columns)).where(
-            ~select(s.c.id)
-            .where(s.c.name == bindparam("name"), s.c.version == bindparam("version"))
-            .exists()
-        ),
-    )
-    statement = statement.returning(s.c.id)  # counted by RETURNING: rowcount is not reliable
-    return sum(len(connection.execute(statement, row).all()) for row in rows)
-
-
-def _paced_figures(pacer, label: str, result: RotationResult) -> None:
-    mine = [t for t in pacer.timings if t.label == label]
-    result.batches += len(mine)
-    result.longest_transaction_s = max([result.longest_transaction_s, *(t.seconds for t in mine)])
-
-
-def _update_in_batches(
-    engine: Engine,
-    set_sql: str,
-    where: str,
-    params: dict,
-    batch_size: int,
-    result: RotationResult,
-    label: str,
-    counter: str,
-    retire_after: datetime | None = None,
-) -> None:
-    """Update the matching secrets in paced batches, counting them in `result.<counter>`; with
-    `retire_after`, record it for each."""
-
-    def work(connection: Connection, size: int) -> tuple[int, int]:
-        ids = (
-            connection.execute(
-                text(
-                    f"UPDATE secrets SET {set_sql} WHERE id IN "
-                    f"(SELECT s.id FROM secrets s WHERE {where} ORDER BY s.id "
-                    "LIMIT :batch_size) RETURNING id"
-                ),
-                {**params, "batch_size": size},
-            )
-            .scalars()
-            .all()
-        )
-        if retire_after is not None:
-            _record_retire_after(connection, ids, retire_after)
-        return len(ids), size
-
-    def commit(done: tuple[int, int]) -> tuple[int, bool]:
-        count, _ = done
-        count_done(result, **{counter: count})
-        return count, count > 0  # a concurrent run may take part of a batch: go on until none
-
-    _paced_figures(run_paced(engine, "secrets", label, batch_size, work, commit), label, result)
-
-
-def rotate_secrets(
-    engine: Engine,
-    now: datetime,
-    *,
-    grace: timedelta = timedelta(hours=24),
-    validity: timedelta = timedelta(days=90),
-    batch_size: int = 500,
-    dry_run: bool = False,
-    cipher: SecretCipher | None = None,
-    new_value: Callable[[], str] = lambda: secrets_module.token_urlsafe(32),
-    progress: LogLine | None = None,
-) -> RotationResult:
-    """Apply the three rules; a dry run counts what a real run would change."""
-    result = RotationResult()
-    params = {"now": now, "fallback_cutoff": now - grace}
-    with engine.connect() as connection:
-        result.skipped_unknown_status = _count(
-            connection, "s.status IS NULL OR s.status NOT IN ('active', 'retiring', 'retired')", {}
-        )
-        result.skipped_null_expiry = _count(
-            connection, "s.status = 'active' AND s.expires_at IS NULL", {}
-        )
-        result.skipped_retiring_without_dates = _count(
-            connection, _with_retire_after(connection, _RETIRING_WITHOUT_DATES), {}
-        )
-        retirable = _with_retire_after(connection, _RETIRABLE)
-        if dry_run:
-            result.rotated = _count(connection, _LATEST_EXPIRED, params)
-            result.new_versions = result.rotated
-            result.superseded = _count(connection, _SUPERSEDED, params)
-            result.retired = _count(connection, retirable, params)
-            result.sample_ids = list(
-                connection.execute(
-                    text(
-                        f"SELECT s.id FROM secrets s WHERE ({_LATEST_EXPIRED}) OR ({_SUPERSEDED}) "
-                        f"OR ({retirable}) ORDER BY s.id LIMIT {SAMPLE_SIZE}"
-                    ),
-                    params,
-                ).scalars()
-            )
-            result.names_rotated = list(
-                connection.execute(
-                    text(
-                        f"SELECT s.name FROM secrets s WHERE {_LATEST_EXPIRED} ORDER BY s.name LIMIT {MAX_LISTED}"
-                    ),
-                    params,
-                ).scalars()
-            )
-            return result
-    if cipher is None:
-        raise ValueError("rotate_secrets needs a cipher unless dry_run")
-
-    # Retire first what is past its grace period, so this run's rotations (retire_after in
-    # the future) are not touched and a second run changes nothing.
-    _update_in_batches(
-        engine,
-        "status = 'retired'",
-        retirable,
-        params,
-        batch_size,
-        result,
-        "secrets_retired",
-        "retired",
-    )
-    if result.retired and progress:
-        progress(f"secret_rotation: retired {result.retired} versions past their grace period")
-    retire_after = now + grace
-    _update_in_batches(
-        engine,
-        "status = 'retiring', rotated_at = :now",
-        _SUPERSEDED,
-        params,
-        batch_size,
-        result,
-        "secrets_superseded",
-        "superseded",
-        retire_after=retire_after,
-    )
-
-    def claim_and_rotate(connection: Connection, size: int):
-        # Claim: only a row still 'active' can be claimed, so a concurrent run that
-        # picked the same rows gets none of them.
-        claimed = connection.execute(
-            text(
-                "UPDATE secrets SET status = 'retiring', rotated_at = :now "
-                f"WHERE status = 'active' AND id IN (SELECT s.id FROM secrets s WHERE {_LATEST_EXPIRED} "
-                "ORDER BY s.id LIMIT :batch_size) RETURNING name, version, id"
-            ),
-            {**params, "batch_size": size},
-        ).all()
-        _record_retire_after(connection, [id_ for _, _, id_ in claimed], retire_after)
-        rows = [
-            {
-                "name": name,
-                "version": version + 1,
-                "status": "active",
-                "value_ciphertext": cipher.encrypt(new_value()),
-                "created_at": now,
-                "expires_at": now + validity,
-            }
-            for name, version, _ in claimed
-        ]
-        inserted = sum(
-            _insert_ignoring_duplicates(connection, rows[start : start + 1000])
-            for start in range(0, len(rows), 1000)
-        )
-        return claimed, inserted, size
-
-    def rotated(done) -> tuple[int, bool]:
-        claimed, inserted, size = done
-        count_done(result, new_versions=inserted, rotated=len(claimed))
-        if len(result.names_rotated) < MAX_LISTED:
-            result.names_rotated.extend(
-                sorted(name for name, _, _ in claimed)[: MAX_LISTED - len(result.names_rotated)]
-            )
-        # A concurrent run may claim part of a batch first: go on until a batch claims none.
-        return len(claimed), bool(claimed)
-
-    pacer = run_paced(
-        engine,
-        "secrets",
-        "secrets_rotated",
-        batch_size,
-        claim_and_rotate,
-        rotated,
-        progress=progress,
-        verb="rotated",
-    )
-    _paced_figures(pacer, "secrets_rotated", result)
-    return result
-
-
-# --- the op and job ---------------------------------------------------------------------
 
 
 class SecretRotationConfig(GuardedJobConfig):
@@ -395,33 +32,30 @@ class SecretRotationConfig(GuardedJobConfig):
 
 
 def rotation_metadata(
-    result: RotationResult, config: SecretRotationConfig, key_source: str, started: float
+    result: RotationResult, config: SecretRotationConfig, key_source: str
 ) -> dict:
-    changed = 0 if config.dry_run else result.rows_changed
     metadata = {
         "dry_run": config.dry_run,
         "secrets_rotated": result.rotated,
         "new_versions": result.new_versions,
         "superseded_to_retiring": result.superseded,
         "retired": result.retired,
-        "skipped_unknown_status": result.skipped_unknown_status,
-        "skipped_null_expiry": result.skipped_null_expiry,
-        "skipped_retiring_without_dates": result.skipped_retiring_without_dates,
+        **{f"skipped_{kind}": result.skipped[kind] for kind in SKIPPED_WHERE},
         "rows_matched": result.rows_changed,
-        "rows_changed": changed,
+        "rows_changed": 0 if config.dry_run else result.rows_changed,
         "batches": result.batches,
         "longest_transaction_s": round(result.longest_transaction_s, 3),
         "key_source": key_source,
-        "duration_s": round(time.perf_counter() - started, 3),
     }
     if result.names_rotated:
         metadata["names_rotated"] = ", ".join(result.names_rotated)
     return metadata
 
 
-@dg.op(
-    tags=op_tags("secret_rotation"),
-    description="Rotate expired secrets: new encrypted version, old one retiring, then retired.",
+@job_op(
+    "secret_rotation",
+    "Rotate expired secrets: new encrypted version, old one retiring, then retired.",
+    when_lock_held={"rows_changed": 0},
 )
 def rotate_expired_secrets(
     context: dg.OpExecutionContext,
@@ -429,41 +63,32 @@ def rotate_expired_secrets(
     database: Database,
     folders: Folders,
 ) -> dg.Output[int]:
-    started = time.perf_counter()
     gate, pacer = pacer_for(context, config)
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(rows_changed=0)
-        now = utcnow()
-        options = {
-            "grace": timedelta(hours=config.grace_hours),
-            "validity": timedelta(days=config.validity_days),
-            "batch_size": config.batch_size,
-        }
-        # The dry run is the blast-radius gate's preview; a real run follows if it passes.
-        result = rotate_secrets(database.engine, now, dry_run=True, **options)
-        gate_metadata = check_blast_radius(context, database.engine, config, gate, result.preview())
-        cipher = None
-        if not config.dry_run:
-            cipher = load_cipher(data_dir=Path(folders.data_dir))
-            with use_pacer(pacer):
-                result = rotate_secrets(
-                    database.engine, now, cipher=cipher, progress=context.log.info, **options
-                )
+    now = utcnow()
+    options = {
+        "grace": timedelta(hours=config.grace_hours),
+        "validity": timedelta(days=config.validity_days),
+        "batch_size": config.batch_size,
+    }
+    # The dry run is the blast-radius gate's preview; a real run follows if it passes.
+    result = rotate_secrets(database.engine, now, dry_run=True, **options)
+    gate_metadata = check_blast_radius(context, database.engine, config, gate, result.preview())
+    key_source = "not needed (dry run)"
+    if not config.dry_run:
+        cipher = load_cipher(data_dir=Path(folders.data_dir))
+        key_source = cipher.source
+        with use_pacer(pacer):
+            result = rotate_secrets(
+                database.engine, now, cipher=cipher, progress=context.log.info, **options
+            )
     retried = add_earlier_counts(context, result)
-    key_source = cipher.source if cipher else "not needed (dry run)"
-    skipped = (
-        result.skipped_unknown_status
-        + result.skipped_null_expiry
-        + result.skipped_retiring_without_dates
-    )
-    verb = "would rotate" if config.dry_run else "rotated"
     context.log.info(
-        f"secret_rotation {verb} {result.rotated} secrets, {result.superseded} superseded versions to retiring, "
-        f"{result.retired} retired; {skipped} bad rows skipped"
+        f"secret_rotation {'would rotate' if config.dry_run else 'rotated'} {result.rotated} secrets, "
+        f"{result.superseded} superseded versions to retiring, {result.retired} retired; "
+        f"{result.skipped.total()} bad rows skipped"
     )
     metadata = {
-        **rotation_metadata(result, config, key_source, started),
+        **rotation_metadata(result, config, key_source),
         **gate_metadata,
         **pacer.summary(),
         **job_bad_rows(context, database.engine),

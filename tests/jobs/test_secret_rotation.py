@@ -11,8 +11,10 @@ from sqlalchemy import insert, select
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs import secrets as secrets_job
-from ops_platform.jobs.secrets import SecretCipher, load_cipher, rotate_secrets, secret_rotation
+from ops_platform.jobs import _secret_rotation as rotation_rules
+from ops_platform.jobs._secret_cipher import SecretCipher, load_cipher
+from ops_platform.jobs._secret_rotation import rotate_secrets
+from ops_platform.jobs.secrets import secret_rotation
 from ops_platform.resources.folders import Folders
 from ops_platform.settings import SettingsError
 from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
@@ -246,7 +248,7 @@ def test_crash_half_way_then_rerun_completes(engine, database, monkeypatch):
             connection,
             [_secret(i, f"s{i:02d}", expires=now - timedelta(minutes=i)) for i in range(1, 11)],
         )
-    real = secrets_job.secrets_module.token_urlsafe
+    real = rotation_rules.secrets_module.token_urlsafe
     calls = {"n": 0}
 
     def dies_on_fifth(n):
@@ -255,14 +257,14 @@ def test_crash_half_way_then_rerun_completes(engine, database, monkeypatch):
             raise RuntimeError("killed")
         return real(n)
 
-    monkeypatch.setattr(secrets_job.secrets_module, "token_urlsafe", dies_on_fifth)
+    monkeypatch.setattr(rotation_rules.secrets_module, "token_urlsafe", dies_on_fifth)
     # Batches pinned at 2 (max_batch_size): adaptive sizing would grow the second one.
     assert not _run(database, batch_size=2, max_batch_size=2).success
     statuses = _statuses(engine)
     assert (
         sum(1 for (name, v), s in statuses.items() if v == 2) == 4
     )  # two batches committed, third rolled back
-    monkeypatch.setattr(secrets_job.secrets_module, "token_urlsafe", real)
+    monkeypatch.setattr(rotation_rules.secrets_module, "token_urlsafe", real)
     assert _run(database, batch_size=2).success
     statuses = _statuses(engine)
     for i in range(1, 11):
