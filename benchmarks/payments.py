@@ -35,7 +35,7 @@ from ops_platform.db.engine import (
     utcnow,
 )
 from ops_platform.db.migrate import upgrade
-from ops_platform.jobs.payments import sweep_pending
+from ops_platform.jobs._payment_checks import sweep_pending
 from ops_platform.resources.payments import PaymentProvider, serve_simulator
 
 

@@ -16,7 +16,9 @@ from datetime import datetime
 import dagster as dg
 
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs.payments import PendingPayment, load_due, payment_status_check
+from ops_platform.jobs._payment_checks import load_due
+from ops_platform.jobs._payment_outcomes import PendingPayment
+from ops_platform.jobs.payments import payment_status_check
 from ops_platform.resources.database import Database
 from ops_platform.sensors._common import job_sensor
 from ops_platform.settings import Settings

@@ -13,15 +13,14 @@ from sqlalchemy import insert, select, update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs.payments import (
+from ops_platform.jobs._payment_checks import (
     check_due_payments,
     check_payments,
     load_pending,
-    next_check_offset,
-    payment_status_check,
-    payment_status_sweep,
     sweep_pending,
 )
+from ops_platform.jobs._payment_outcomes import next_check_offset
+from ops_platform.jobs.payments import payment_status_check, payment_status_sweep
 from ops_platform.resources.payments import (
     PaymentProvider,
     ProviderError,
