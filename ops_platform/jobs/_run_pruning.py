@@ -3,7 +3,6 @@ retention are deleted with their event logs, since the instance's event log othe
 without bound. A run whose records cannot be deleted (broken or unreadable storage rows) is
 left alone and counted by the error met; the others are still deleted."""
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,17 +11,9 @@ import dagster as dg
 from pydantic import Field
 
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import (
-    DestructiveJobConfig,
-    add_earlier_counts,
-    count_done,
-    lock_held_output,
-    singleton,
-    transient_retries,
-)
+from ops_platform.jobs._common import DestructiveJobConfig, add_earlier_counts, count_done, job_op
 from ops_platform.resources.database import Database
 from ops_platform.retries import is_transient
-from ops_platform.schedules.catalog import op_tags
 
 FINISHED_RUN_STATUSES = [
     dg.DagsterRunStatus.SUCCESS,
@@ -96,25 +87,22 @@ class RunPruningConfig(DestructiveJobConfig):
     )
 
 
-@dg.op(
-    tags=op_tags("database_maintenance"),
-    description="Delete finished Dagster runs (and their event logs) older than the retention.",
+@job_op(
+    "database_maintenance",
+    "Delete finished Dagster runs (and their event logs) older than the retention.",
+    when_lock_held={"rows_changed": 0},
 )
 def prune_dagster_runs(
     context: dg.OpExecutionContext, config: RunPruningConfig, database: Database
 ) -> dg.Output[int]:
-    started = time.perf_counter()
     cutoff = utcnow() - timedelta(days=config.run_retention_days)
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(rows_changed=0)
-        result = prune_runs(
-            context.instance,
-            cutoff,
-            batch_size=config.batch_size,
-            dry_run=config.dry_run,
-            progress=context.log.info,
-        )
+    result = prune_runs(
+        context.instance,
+        cutoff,
+        batch_size=config.batch_size,
+        dry_run=config.dry_run,
+        progress=context.log.info,
+    )
     retried = add_earlier_counts(context, result)
     verb = "would delete" if config.dry_run else "deleted"
     context.log.info(
@@ -131,7 +119,6 @@ def prune_dagster_runs(
         "runs_not_deleted_by_error": dg.MetadataValue.json(dict(result.not_deleted)),
         "rows_matched": result.matched,
         "rows_changed": result.deleted,
-        "duration_s": round(time.perf_counter() - started, 3),
         **retried,
     }
     return dg.Output(result.deleted, metadata=metadata)

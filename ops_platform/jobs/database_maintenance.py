@@ -2,24 +2,16 @@
 report (`_vacuum.py`; ANALYZE on SQLite), then pruning of old Dagster runs
 (`_run_pruning.py`)."""
 
-import time
-
 import dagster as dg
 from pydantic import Field
 
 from ops_platform.db.engine import LONG_STATEMENT_TIMEOUT_S, utcnow
-from ops_platform.jobs._common import (
-    DestructiveJobConfig,
-    add_earlier_counts,
-    lock_held_output,
-    singleton,
-    transient_retries,
-)
+from ops_platform.jobs._common import DestructiveJobConfig, add_earlier_counts, job_op
 from ops_platform.jobs._run_pruning import prune_dagster_runs
 from ops_platform.jobs._vacuum import MaintenanceResult, activity_report, maintain_database
 from ops_platform.markdown import markdown_table
 from ops_platform.resources.database import Database, run_max_runtime_s
-from ops_platform.schedules.catalog import job_tags, op_tags
+from ops_platform.schedules.catalog import job_tags
 
 
 class DatabaseMaintenanceConfig(DestructiveJobConfig):
@@ -43,43 +35,39 @@ class DatabaseMaintenanceConfig(DestructiveJobConfig):
     )
 
 
-@dg.op(
-    tags=op_tags("database_maintenance"),
-    description="VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
+@job_op(
+    "database_maintenance",
+    "VACUUM (ANALYZE) tables with many dead tuples and report connection usage (Postgres); "
     "ANALYZE on SQLite.",
+    when_lock_held={"rows_changed": 0},
 )
 def maintain_app_database(
     context: dg.OpExecutionContext, config: DatabaseMaintenanceConfig, database: Database
 ) -> dg.Output[int]:
-    started = time.perf_counter()
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(rows_changed=0)
-        engine = database.engine
-        result = maintain_database(
-            engine,
-            dead_ratio_threshold=config.dead_ratio_threshold,
-            min_dead_tuples=config.min_dead_tuples,
-            lock_timeout_s=config.lock_timeout_seconds,
-            revacuum_after_hours=config.revacuum_after_hours,
-            dry_run=config.dry_run,
-            progress=context.log.info,
-            vacuum_timeout_s=run_max_runtime_s(context.run) or LONG_STATEMENT_TIMEOUT_S,
-        )
-        report = (
-            activity_report(engine, utcnow(), config.long_query_seconds)
-            if result.backend == "postgresql"
-            else {}
-        )
-
+    engine = database.engine
+    result = maintain_database(
+        engine,
+        dead_ratio_threshold=config.dead_ratio_threshold,
+        min_dead_tuples=config.min_dead_tuples,
+        lock_timeout_s=config.lock_timeout_seconds,
+        revacuum_after_hours=config.revacuum_after_hours,
+        dry_run=config.dry_run,
+        progress=context.log.info,
+        vacuum_timeout_s=run_max_runtime_s(context.run) or LONG_STATEMENT_TIMEOUT_S,
+    )
+    report = (
+        activity_report(engine, utcnow(), config.long_query_seconds)
+        if result.backend == "postgresql"
+        else {}
+    )
     retried = add_earlier_counts(context, result)
-    metadata = {**maintenance_metadata(result, report, config, started), **retried}
+    metadata = {**maintenance_metadata(result, report, config), **retried}
     log_maintenance(context, result, report, config.dry_run)
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 
 def maintenance_metadata(
-    result: MaintenanceResult, report: dict, config: DatabaseMaintenanceConfig, started: float
+    result: MaintenanceResult, report: dict, config: DatabaseMaintenanceConfig
 ) -> dict:
     metadata = {
         "dry_run": config.dry_run,
@@ -92,7 +80,6 @@ def maintenance_metadata(
         "rows_matched": result.tables_due,
         "rows_changed": result.tables_vacuumed,
         "problems": len(result.problems),
-        "duration_s": round(time.perf_counter() - started, 3),
         **report,
     }
     if result.backend == "postgresql":

@@ -10,9 +10,8 @@ from pydantic import Field
 
 from ops_platform import dead_items
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import one_op_job
+from ops_platform.jobs._common import job_op, one_op_job
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import op_tags
 
 
 class ReplayDeadItemsConfig(dg.Config):
@@ -25,9 +24,10 @@ class ReplayDeadItemsConfig(dg.Config):
     requested_by: str = Field(default="", description="Who asks (recorded in the audit table).")
 
 
-@dg.op(
-    tags=op_tags("replay_dead_items"),
-    description="Put dead items back to pending, attempts reset; audited.",
+@job_op(
+    "replay_dead_items",
+    "Put dead items back to pending, attempts reset; audited.",
+    alone=False,
 )
 def replay_dead(context: dg.OpExecutionContext, config: ReplayDeadItemsConfig, database: Database):
     if bool(config.ids) == config.all:

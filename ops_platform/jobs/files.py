@@ -16,7 +16,6 @@ reference nothing and are counted in `bad_rows`. Transient store faults retry wi
 """
 
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +38,8 @@ from ops_platform.jobs._common import (
     backoff_seconds,
     bullet_list,
     count_done,
-    lock_held_output,
+    job_op,
     one_op_job,
-    singleton,
-    transient_retries,
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, limits_for
 from ops_platform.log_line import LogLine
@@ -54,7 +51,6 @@ from ops_platform.resources.object_store import (
     TransientObjectStoreError,
     check_key,
 )
-from ops_platform.schedules.catalog import op_tags
 from ops_platform.settings import check_prefixes
 
 MAX_PAGE = 1000  # S3's most keys per listing page and per DeleteObjects request
@@ -304,7 +300,7 @@ class OrphanedFileCleanupConfig(GateConfig):
 
 
 def orphan_metadata(
-    result: OrphanResult, config: OrphanedFileCleanupConfig, store: ObjectStore, started: float
+    result: OrphanResult, config: OrphanedFileCleanupConfig, store: ObjectStore
 ) -> dict:
     metadata = {
         "dry_run": config.dry_run,
@@ -326,16 +322,16 @@ def orphan_metadata(
         **{f"skipped_{kind}": result.skipped_kinds[kind] for kind in SKIP_WHY},
         "rows_matched": result.files_changed,
         "rows_changed": 0 if config.dry_run else result.files_changed,
-        "duration_s": round(time.perf_counter() - started, 3),
     }
     if result.skipped:
         metadata["skipped_objects"] = bullet_list(result.skipped)
     return metadata
 
 
-@dg.op(
-    tags=op_tags("orphaned_file_cleanup"),
-    description="Move unreferenced uploads older than the grace period to the trash; purge old trash.",
+@job_op(
+    "orphaned_file_cleanup",
+    "Move unreferenced uploads older than the grace period to the trash; purge old trash.",
+    when_lock_held={"rows_changed": 0},
 )
 def move_orphaned_files_to_trash(
     context: dg.OpExecutionContext,
@@ -343,21 +339,14 @@ def move_orphaned_files_to_trash(
     database: Database,
     object_store: ObjectStore,
 ) -> dg.Output[int]:
-    started = time.perf_counter()
-    with (
-        transient_retries(context),
-        object_store_retries(context),
-        singleton(context, database) as acting,
-    ):
-        if not acting:
-            return lock_held_output(rows_changed=0)
-        options = {
-            "grace": timedelta(days=config.grace_days),
-            "trash_retention": timedelta(days=config.trash_retention_days),
-            "page_size": config.batch_size,
-            "workers": config.workers,
-        }
-        now = utcnow()
+    options = {
+        "grace": timedelta(days=config.grace_days),
+        "trash_retention": timedelta(days=config.trash_retention_days),
+        "page_size": config.batch_size,
+        "workers": config.workers,
+    }
+    now = utcnow()
+    with object_store_retries(context):
         # The dry run is the blast-radius gate's preview; a real run follows if it passes.
         result = clean_orphaned_files(database.engine, object_store, now, dry_run=True, **options)
         gate_metadata = check_blast_radius(
@@ -382,7 +371,7 @@ def move_orphaned_files_to_trash(
         f"{len(result.skipped)} skipped"
     )
     metadata = {
-        **orphan_metadata(result, config, object_store, started),
+        **orphan_metadata(result, config, object_store),
         **gate_metadata,
         **retried,
         **job_bad_rows(context, database.engine),

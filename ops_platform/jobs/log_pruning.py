@@ -1,7 +1,6 @@
 """`log_pruning` (daily 04:00): the log folder (`OPS_LOG_DIR`) pruned by the rules in
 `_log_files.py`, never outside it (`_log_folder.py`)."""
 
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,16 +12,13 @@ from ops_platform.jobs._common import (
     DestructiveJobConfig,
     add_earlier_counts,
     bullet_list,
-    lock_held_output,
+    job_op,
     one_op_job,
-    singleton,
-    transient_retries,
 )
 from ops_platform.jobs._log_files import SKIP_KINDS, LogPruneResult, prune_log_folder
 from ops_platform.jobs._log_folder import LogFolderError, check_log_root, narrow_log_dir
 from ops_platform.resources.database import Database
 from ops_platform.resources.folders import Folders
-from ops_platform.schedules.catalog import op_tags
 
 
 class LogPruningConfig(DestructiveJobConfig):
@@ -41,9 +37,7 @@ class LogPruningConfig(DestructiveJobConfig):
     )
 
 
-def log_pruning_metadata(
-    result: LogPruneResult, config: LogPruningConfig, log_dir: str, started: float
-) -> dict:
+def log_pruning_metadata(result: LogPruneResult, config: LogPruningConfig, log_dir: str) -> dict:
     metadata = {
         "dry_run": config.dry_run,
         "log_dir": log_dir,
@@ -58,7 +52,6 @@ def log_pruning_metadata(
         "symlinks_skipped": len(result.symlinks_skipped),
         "problems": len(result.problems),
         **{f"skipped_{kind}": result.skipped[kind] for kind in SKIP_KINDS},
-        "duration_s": round(time.perf_counter() - started, 3),
     }
     if result.problems:
         metadata["problem_files"] = bullet_list(result.problems)
@@ -85,31 +78,28 @@ def log_folder_of_run(folders: Folders, config: LogPruningConfig) -> Path:
         ) from None
 
 
-@dg.op(
-    tags=op_tags("log_pruning"),
-    description="Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.",
+@job_op(
+    "log_pruning",
+    "Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.",
+    when_lock_held={"rows_changed": 0},
 )
 def prune_logs(
     context: dg.OpExecutionContext, config: LogPruningConfig, database: Database, folders: Folders
 ) -> dg.Output[int]:
-    started = time.perf_counter()
     log_dir = str(log_folder_of_run(folders, config))
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(rows_changed=0)
-        result = prune_log_folder(
-            log_dir,
-            utcnow(),
-            retention_days=config.retention_days,
-            compress_after_days=config.compress_after_days,
-            max_file_mb=config.max_file_mb,
-            max_files_per_stream=config.max_files_per_stream,
-            patterns=folders.log_patterns,
-            protected=folders.protected,
-            data_dir=folders.data_dir,
-            dry_run=config.dry_run,
-            progress=context.log.info,
-        )
+    result = prune_log_folder(
+        log_dir,
+        utcnow(),
+        retention_days=config.retention_days,
+        compress_after_days=config.compress_after_days,
+        max_file_mb=config.max_file_mb,
+        max_files_per_stream=config.max_files_per_stream,
+        patterns=folders.log_patterns,
+        protected=folders.protected,
+        data_dir=folders.data_dir,
+        dry_run=config.dry_run,
+        progress=context.log.info,
+    )
     retried = add_earlier_counts(context, result)
     for note in result.notes:
         context.log.info(note)
@@ -122,7 +112,7 @@ def prune_logs(
         f"{len(result.not_log_files)} files not named like logs ({', '.join(folders.log_patterns)}) "
         f"left alone, {len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
     )
-    metadata = {**log_pruning_metadata(result, config, log_dir, started), **retried}
+    metadata = {**log_pruning_metadata(result, config, log_dir), **retried}
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 
 

@@ -8,10 +8,9 @@ from pydantic import Field
 
 from ops_platform import held_runs, maintenance
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs._common import one_op_job
+from ops_platform.jobs._common import job_op, one_op_job
 from ops_platform.maintenance import MaintenancePolicy
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import op_tags
 
 
 class MaintenanceWindowConfig(dg.Config):
@@ -35,9 +34,10 @@ def _apply_to_run_queue(context: dg.OpExecutionContext, database: Database, now)
     return change
 
 
-@dg.op(
-    tags=op_tags("maintenance_window"),
-    description="Open a maintenance window or end the windows over some groups.",
+@job_op(
+    "maintenance_window",
+    "Open a maintenance window or end the windows over some groups.",
+    alone=False,
 )
 def set_maintenance_window(
     context: dg.OpExecutionContext,

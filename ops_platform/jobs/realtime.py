@@ -18,7 +18,6 @@ message = JSON `{"event", "payload", "id", "created_at"}` — in id order, then 
 """
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,15 +34,12 @@ from ops_platform.jobs._common import (
     add_earlier_counts,
     backoff_seconds,
     count_done,
-    lock_held_output,
+    job_op,
     one_op_job,
-    singleton,
-    transient_retries,
 )
 from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
-from ops_platform.schedules.catalog import op_tags
 
 
 @dataclass
@@ -145,9 +141,18 @@ class RealtimePublishConfig(dg.Config):
     max_events: int = Field(default=50_000, gt=0, description="At most this many events per run.")
 
 
-@dg.op(
-    tags=op_tags("realtime_publish"),
-    description="Publish the realtime_events outbox to Redis pub/sub in order and mark the rows published.",
+def _redis_not_configured(context: dg.OpExecutionContext, database: Database) -> dg.Output[int]:
+    waiting = count_unpublished(database.engine)
+    context.log.info(
+        f"no Redis configured (OPS_REDIS_URL is not set): {waiting} realtime events stay in the outbox"
+    )
+    return dg.Output(0, metadata={"published": 0, "waiting": waiting, "redis": "not configured"})
+
+
+@job_op(
+    "realtime_publish",
+    "Publish the realtime_events outbox to Redis pub/sub in order and mark the rows published.",
+    when_lock_held={"published": 0},
 )
 def publish_realtime_events(
     context: dg.OpExecutionContext,
@@ -155,36 +160,26 @@ def publish_realtime_events(
     database: Database,
     realtime: RealtimePublisher,
 ) -> dg.Output[int]:
-    started = time.perf_counter()
     if not realtime.enabled:
-        waiting = count_unpublished(database.engine)
-        context.log.info(
-            f"no Redis configured (OPS_REDIS_URL is not set): {waiting} realtime events stay in the outbox"
+        return _redis_not_configured(context, database)
+    try:
+        report = publish_outbox(
+            database.engine,
+            realtime,
+            batch_size=config.batch_size,
+            max_events=config.max_events,
+            log=context.log.debug,
         )
-        return dg.Output(
-            0, metadata={"published": 0, "waiting": waiting, "redis": "not configured"}
-        )
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(published=0)
-        try:
-            report = publish_outbox(
-                database.engine,
-                realtime,
-                batch_size=config.batch_size,
-                max_events=config.max_events,
-                log=context.log.debug,
+    except RealtimeUnavailable as error:
+        if context.retry_number < MAX_TRANSIENT_RETRIES:
+            wait = backoff_seconds(context.retry_number)
+            context.log.warning(
+                f"{error}; unpublished events stay in the outbox, retry in {wait:.1f}s"
             )
-        except RealtimeUnavailable as error:
-            if context.retry_number < MAX_TRANSIENT_RETRIES:
-                wait = backoff_seconds(context.retry_number)
-                context.log.warning(
-                    f"{error}; unpublished events stay in the outbox, retry in {wait:.1f}s"
-                )
-                raise dg.RetryRequested(
-                    max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait
-                ) from error
-            raise
+            raise dg.RetryRequested(
+                max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait
+            ) from error
+        raise
     retried = add_earlier_counts(context, report)
     if report.skipped_bad:
         context.log.warning(
@@ -195,18 +190,15 @@ def publish_realtime_events(
         f"published {report.published} realtime events to {realtime.safe_url} in {report.batches} batches; "
         f"{report.waiting} still waiting"
     )
-    return dg.Output(
-        report.published,
-        metadata={
-            "published": report.published,
-            "batches": report.batches,
-            "skipped_bad_rows": len(report.skipped_bad),
-            "waiting": report.waiting,
-            "duration_s": round(time.perf_counter() - started, 3),
-            **job_bad_rows(context, database.engine),
-            **retried,
-        },
-    )
+    metadata = {
+        "published": report.published,
+        "batches": report.batches,
+        "skipped_bad_rows": len(report.skipped_bad),
+        "waiting": report.waiting,
+        **job_bad_rows(context, database.engine),
+        **retried,
+    }
+    return dg.Output(report.published, metadata=metadata)
 
 
 realtime_publish = one_op_job(
