@@ -5,13 +5,16 @@ takes the job's singleton lock, turns transient faults into retries, runs the ru
 run first for the blast-radius gate (`_gate`), then for real with its batches paced
 (`ops_platform.db.pacing`), and reports rows examined and changed per table, bad rows
 skipped, the gate's figures, the pacing and the duration. `rule_job` builds such a job: a
-module states its rule, its config and its words, nothing else.
+module states its rule (its config class and docstring with it) and the job's description,
+nothing else.
 """
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import get_type_hints
 
 import dagster as dg
 from sqlalchemy import Engine
@@ -120,14 +123,15 @@ def rule_job(
     job_name: str,
     op_name: str,
     rule: Rule,
-    config_class: type[GuardedJobConfig],
     *,
-    op_description: str,
     description: str,
     metadata: Callable[[GuardedJobConfig], dict] | None = None,
 ) -> dg.JobDefinition:
-    """A one-op job whose op runs `rule` through `run_rule_op`; tags come from the schedule
-    table. `metadata(config)` adds what the run was asked to do (e.g. the mode) to the output."""
+    """A one-op job whose op `op_name` runs `rule` through `run_rule_op`. As with a Dagster op
+    of its own, the rule's docstring is the op's description and its `config` annotation the
+    run config class; tags come from the schedule table. `metadata(config)` adds what the run
+    was asked to do (e.g. the mode) to the output."""
+    config_class = get_type_hints(rule)["config"]
 
     # The annotation is the class itself: Dagster builds the op's config schema from it.
     def apply_rule(
@@ -136,5 +140,5 @@ def rule_job(
         extra = metadata(config) if metadata else {}
         return run_rule_op(context, database, config, rule, **extra)
 
-    op = dg.op(name=op_name, tags=op_tags(job_name), description=op_description)(apply_rule)
+    op = dg.op(name=op_name, tags=op_tags(job_name), description=inspect.getdoc(rule))(apply_rule)
     return one_op_job(job_name, op, description)

@@ -76,16 +76,12 @@ def token_retention(kind: str, config: TokenCleanupConfig) -> timedelta:
 
 
 def delete_expired_tokens(
-    engine: Engine,
-    config: TokenCleanupConfig,
-    now: datetime,
-    log: LogLine | None = None,
+    engine: Engine, config: TokenCleanupConfig, now: datetime, log: LogLine | None = None
 ) -> RuleOutcome:
-    """Delete each configured kind's tokens past expiry plus retention, in bounded batches."""
-    outcome = RuleOutcome()
-    for kind in config.kinds:
-        table = TOKEN_TABLES[kind]
-        outcome.results.append(
+    """Delete expired refresh, email verification and password reset tokens in bounded batches."""
+    tables = {kind: TOKEN_TABLES[kind] for kind in config.kinds}
+    return RuleOutcome(
+        [
             delete_in_batches(
                 engine,
                 table,
@@ -96,20 +92,19 @@ def delete_expired_tokens(
                 progress=log,
                 label=f"{table}_expired",
             )
-        )
-        outcome.counts[f"{table}_skipped_null_expiry"] = count_rows(
-            engine, table, "expires_at IS NULL", {}
-        )
-    return outcome
+            for kind, table in tables.items()
+        ],
+        {
+            f"{table}_skipped_null_expiry": count_rows(engine, table, "expires_at IS NULL", {})
+            for table in tables.values()
+        },
+    )
 
 
 token_cleanup = rule_job(
     "token_cleanup",
     "cleanup_tokens",
     delete_expired_tokens,
-    TokenCleanupConfig,
-    op_description="Delete expired refresh, email verification and password reset tokens in "
-    "bounded batches.",
     description="Delete expired tokens past their retention.",
     metadata=lambda config: {"kinds": ", ".join(config.kinds)},
 )
@@ -142,7 +137,7 @@ def delete_unverified_accounts(
     now: datetime,
     log: LogLine | None = None,
 ) -> RuleOutcome:
-    """Delete long-unverified users holding no coins, with their sessions and tokens."""
+    """Delete accounts never verified within the retention, with their sessions and tokens."""
     where = f"{UNVERIFIED} AND NOT {HOLDS_MONEY}"
     params = {"cutoff": now - timedelta(days=config.retention_days)}
     if config.dry_run:
@@ -177,9 +172,6 @@ unverified_account_cleanup = rule_job(
     "unverified_account_cleanup",
     "cleanup_unverified_accounts",
     delete_unverified_accounts,
-    UnverifiedAccountCleanupConfig,
-    op_description="Delete accounts never verified within the retention, with their sessions "
-    "and tokens.",
     description="Delete accounts never verified after 30 days.",
 )
 

@@ -115,11 +115,9 @@ class ThroneExpiryConfig(GuardedJobConfig):
 
 
 def deactivate_expired_thrones(
-    engine: Engine,
-    config: ThroneExpiryConfig,
-    now: datetime,
-    log: LogLine | None = None,
+    engine: Engine, config: ThroneExpiryConfig, now: datetime, log: LogLine | None = None
 ) -> RuleOutcome:
+    """Deactivate thrones past expires_at and write a throne:expired event for each."""
     results = _with_events(
         engine,
         "thrones",
@@ -139,8 +137,6 @@ throne_expiry = rule_job(
     "throne_expiry",
     "expire_thrones",
     deactivate_expired_thrones,
-    ThroneExpiryConfig,
-    op_description="Deactivate thrones past expires_at and write a throne:expired event for each.",
     description="Deactivate expired thrones and publish throne:expired.",
 )
 
@@ -153,28 +149,25 @@ ENDED = "end_at < :now AND start_at <= end_at"
 BAD_WINDOW = "(start_at IS NULL OR end_at IS NULL OR start_at > end_at)"
 
 
-def festival_rules(now: datetime):
-    """(label, WHERE, set, event, gift follower) for activation, then for the end."""
-    return [
-        (
-            "festivals_activated",
-            f"NOT is_active AND {IN_WINDOW}",
-            "is_active = true",
-            OutboxEvent("festival:activated", "'festivals'", FESTIVAL_PAYLOAD),
-            Follower(
-                "gifts", "festival_id", "is_active = true", "NOT is_active", label="gifts_activated"
-            ),
-        ),
-        (
-            "festivals_ended",
-            f"is_active AND {ENDED}",
-            "is_active = false",
-            OutboxEvent("festival:ended", "'festivals'", FESTIVAL_PAYLOAD),
-            Follower(
-                "gifts", "festival_id", "is_active = false", "is_active", label="gifts_deactivated"
-            ),
-        ),
-    ]
+def festival_change(change: str, window: str, active: bool, gifts_label: str):
+    """(label, WHERE, set, event, gift follower) of the festivals in `window` whose
+    `is_active` becomes `active`: only those not yet so, and their gifts with them."""
+    becomes = f"is_active = {'true' if active else 'false'}"
+    was = "NOT is_active" if active else "is_active"
+    return (
+        f"festivals_{change}",
+        f"{was} AND {window}",
+        becomes,
+        OutboxEvent(f"festival:{change}", "'festivals'", FESTIVAL_PAYLOAD),
+        Follower("gifts", "festival_id", becomes, was, label=gifts_label),
+    )
+
+
+# Activation first, then the end.
+FESTIVAL_CHANGES = (
+    festival_change("activated", IN_WINDOW, True, "gifts_activated"),
+    festival_change("ended", ENDED, False, "gifts_deactivated"),
+)
 
 
 class FestivalActivationConfig(GuardedJobConfig):
@@ -219,38 +212,26 @@ def record_active_theme(engine: Engine, now: datetime, dry_run: bool) -> BatchRe
 
 
 def update_festival_states(
-    engine: Engine,
-    config: FestivalActivationConfig,
-    now: datetime,
-    log: LogLine | None = None,
+    engine: Engine, config: FestivalActivationConfig, now: datetime, log: LogLine | None = None
 ) -> RuleOutcome:
+    """Activate festivals in their window and end past ones, with their gifts, theme and events."""
     params = {"now": now}
-    outcome = RuleOutcome()
-    for label, where, set_sql, event, gifts in festival_rules(now):
-        outcome.results += _with_events(
-            engine,
-            "festivals",
-            where,
-            params,
-            label,
-            event,
-            config,
-            set_sql,
-            (gifts,),
-            log=log,
+    results = [
+        result
+        for label, where, set_sql, event, gifts in FESTIVAL_CHANGES
+        for result in _with_events(
+            engine, "festivals", where, params, label, event, config, set_sql, (gifts,), log=log
         )
-    outcome.results.append(record_active_theme(engine, now, config.dry_run))
-    outcome.counts["festivals_skipped_bad_window"] = count_rows(engine, "festivals", BAD_WINDOW, {})
-    return outcome
+    ]
+    results.append(record_active_theme(engine, now, config.dry_run))
+    bad = count_rows(engine, "festivals", BAD_WINDOW, {})
+    return RuleOutcome(results, {"festivals_skipped_bad_window": bad})
 
 
 festival_activation = rule_job(
     "festival_activation",
     "activate_festivals",
     update_festival_states,
-    FestivalActivationConfig,
-    op_description="Activate festivals in their window and end past ones, with their gifts, "
-    "theme and events.",
     description="Activate and end festivals and their gifts and theme.",
 )
 

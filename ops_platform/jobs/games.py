@@ -148,18 +148,18 @@ def archive_old_entries(
 
 
 def clean_game_sessions_and_leaderboards(
-    engine: Engine,
-    config: GameCleanupConfig,
-    now: datetime,
-    log: LogLine | None = None,
+    engine: Engine, config: GameCleanupConfig, now: datetime, log: LogLine | None = None
 ) -> RuleOutcome:
-    outcome = RuleOutcome()
-    outcome.results += expire_game_sessions(engine, config, now, log)
-    outcome.results.append(delete_orphaned_entries(engine, config, log))
+    """Expire stale game sessions, delete orphaned leaderboard entries, archive old ones."""
+    results = [
+        *expire_game_sessions(engine, config, now, log),
+        delete_orphaned_entries(engine, config, log),
+    ]
     if config.archive_leaderboards:
-        outcome.results += archive_old_entries(engine, config, now, log)
+        results += archive_old_entries(engine, config, now, log)
     statuses = ", ".join(f"'{status}'" for status in GAME_STATUSES)
-    outcome.counts.update(
+    return RuleOutcome(
+        results,
         {
             "game_sessions_skipped_null_started_at": count_rows(
                 engine, "game_sessions", "status = 'active' AND started_at IS NULL", {}
@@ -170,18 +170,14 @@ def clean_game_sessions_and_leaderboards(
             "leaderboard_entries_kept_null_session": count_rows(
                 engine, "leaderboard_entries", "session_id IS NULL", {}
             ),
-        }
+        },
     )
-    return outcome
 
 
 game_cleanup = rule_job(
     "game_cleanup",
     "cleanup_games",
     clean_game_sessions_and_leaderboards,
-    GameCleanupConfig,
-    op_description="Expire stale game sessions, delete orphaned leaderboard entries, archive "
-    "old ones.",
     description="Expire stale game sessions and tidy leaderboards.",
 )
 

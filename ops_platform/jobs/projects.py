@@ -16,6 +16,7 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from ops_platform.db.batching import (
+    BatchResult,
     count_rows,
     delete_in_batches,
     dry_run_results,
@@ -34,11 +35,9 @@ class TeamMemberCleanupConfig(GuardedJobConfig):
 
 
 def delete_removed_team_members(
-    engine: Engine,
-    config: TeamMemberCleanupConfig,
-    now: datetime,
-    log: LogLine | None = None,
+    engine: Engine, config: TeamMemberCleanupConfig, now: datetime, log: LogLine | None = None
 ) -> RuleOutcome:
+    """Hard-delete project team members soft-removed longer ago than the retention."""
     params = {"cutoff": now - timedelta(days=config.retention_days)}
     result = delete_in_batches(
         engine,
@@ -58,8 +57,6 @@ team_member_cleanup = rule_job(
     "team_member_cleanup",
     "cleanup_team_members",
     delete_removed_team_members,
-    TeamMemberCleanupConfig,
-    op_description="Hard-delete project team members soft-removed longer ago than the retention.",
     description="Hard-delete team members removed over 90 days ago.",
 )
 
@@ -89,47 +86,45 @@ class DeliverableExpiryConfig(GuardedJobConfig):
     )
 
 
-def mark_deliverables_expired(
-    engine: Engine,
-    config: DeliverableExpiryConfig,
-    now: datetime,
-    log: LogLine | None = None,
-) -> RuleOutcome:
-    outcome = RuleOutcome()
-    for label, where, params in deliverable_rules(now, config.access_days):
-        if config.dry_run:
-            outcome.results += dry_run_results(engine, "deliverables", where, params, label=label)
-            continue
-        outcome.results += run_in_batches(
-            engine,
-            "deliverables",
-            where,
-            params,
-            lambda connection, batch_where, batch_params, label=label: update_batch(
-                connection,
-                "deliverables",
-                "status = 'expired'",
-                batch_where,
-                batch_params,
-                label=label,
-            ),
-            batch_size=config.batch_size,
-            progress=log,
-            label=label,
-            verb="expired",
-        )
-    outcome.counts["deliverables_skipped_no_expiry"] = count_rows(
-        engine, "deliverables", f"{NOT_EXPIRED} AND expires_at IS NULL AND delivered_at IS NULL", {}
+def mark_expired(
+    engine: Engine, config: DeliverableExpiryConfig, label: str, where: str, params: dict, log=None
+) -> list[BatchResult]:
+    """Mark the deliverables matching one way of expiring as expired, in bounded batches."""
+    if config.dry_run:
+        return dry_run_results(engine, "deliverables", where, params, label=label)
+    return run_in_batches(
+        engine,
+        "deliverables",
+        where,
+        params,
+        lambda connection, batch_where, batch_params: update_batch(
+            connection, "deliverables", "status = 'expired'", batch_where, batch_params, label=label
+        ),
+        batch_size=config.batch_size,
+        progress=log,
+        label=label,
+        verb="expired",
     )
-    return outcome
+
+
+def mark_deliverables_expired(
+    engine: Engine, config: DeliverableExpiryConfig, now: datetime, log: LogLine | None = None
+) -> RuleOutcome:
+    """Mark deliverables past their expiry (or 365 days after delivery) as expired."""
+    results = [
+        result
+        for label, where, params in deliverable_rules(now, config.access_days)
+        for result in mark_expired(engine, config, label, where, params, log)
+    ]
+    no_expiry = f"{NOT_EXPIRED} AND expires_at IS NULL AND delivered_at IS NULL"
+    skipped = count_rows(engine, "deliverables", no_expiry, {})
+    return RuleOutcome(results, {"deliverables_skipped_no_expiry": skipped})
 
 
 deliverable_expiry = rule_job(
     "deliverable_expiry",
     "expire_deliverables",
     mark_deliverables_expired,
-    DeliverableExpiryConfig,
-    op_description="Mark deliverables past their expiry (or 365 days after delivery) as expired.",
     description="Mark deliverables past expires_at as expired.",
 )
 

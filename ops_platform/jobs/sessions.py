@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from ops_platform.db.batching import BatchResult, count_rows, delete_in_batches, excluding
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
+from ops_platform.log_line import LogLine
 
 
 class SessionMode(StrEnum):
@@ -112,8 +113,9 @@ def apply_session_cleanup_rules(
 
 
 def session_cleanup_rule(
-    engine: Engine, config: SessionCleanupConfig, now: datetime, log=None
+    engine: Engine, config: SessionCleanupConfig, now: datetime, log: LogLine | None = None
 ) -> RuleOutcome:
+    """Delete expired, revoked, idle and stale player sessions in bounded batches."""
     results, skipped = apply_session_cleanup_rules(engine, config, now, log)
     return RuleOutcome(results, {"skipped_null_expiry": skipped})
 
@@ -122,8 +124,6 @@ session_cleanup = rule_job(
     "session_cleanup",
     "cleanup_sessions",
     session_cleanup_rule,
-    SessionCleanupConfig,
-    op_description="Delete expired, revoked, idle and stale player sessions in bounded batches.",
     description=__doc__.splitlines()[0],
     metadata=lambda config: {"mode": str(config.mode)},
 )
