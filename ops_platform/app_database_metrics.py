@@ -20,7 +20,7 @@ EMAIL_LEASE_S = 300  # email_queue's default lease: a claim older than this is d
 def queue_families(engine: Engine, now: datetime) -> Iterator:
     """Depth of each queue state and the age of each queue's oldest waiting item."""
     from ops_platform.dead_items import QUEUES, count_dead_query
-    from ops_platform.jobs.email import due_clause
+    from ops_platform.jobs._email_queue import due_clause
 
     depth = gauge(
         "ops_queue_depth",

@@ -6,7 +6,9 @@ live in `ops_platform.retries` (assets use them too)."""
 import contextlib
 import functools
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import dagster as dg
@@ -155,6 +157,31 @@ def _with_duration(output, started: float):
         return output
     duration = {"duration_s": round(time.perf_counter() - started, 3)}
     return dg.Output(output.value, output.output_name, metadata={**output.metadata, **duration})
+
+
+@dataclass
+class Tally:
+    """Base of a job's result that counts its work by name in one Counter: the names in
+    `COUNTED`, read and added to as attributes (`result.sent`, `count_done(result, sent=1)`),
+    reported in that order by `counted()`."""
+
+    COUNTED = ()
+    counts: Counter = field(default_factory=Counter)
+
+    def __getattr__(self, name: str) -> int:
+        # Called only for names not found otherwise: a counted name reads its count.
+        if name in type(self).COUNTED:
+            return self.counts[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in type(self).COUNTED:
+            self.counts[name] = value
+        else:
+            super().__setattr__(name, value)
+
+    def counted(self) -> dict[str, int]:
+        return {name: self.counts[name] for name in self.COUNTED}
 
 
 def rows_metadata(results: Iterable[BatchResult], started: float, dry_run: bool, **extra) -> dict:

@@ -12,7 +12,6 @@ marked SENT (with `sent_at`) or FAILED (with the error, kept in `payment_reminde
 next run; a project whose balance got paid meanwhile is marked CANCELED instead.
 """
 
-import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
@@ -25,18 +24,16 @@ from ops_platform.db import schema
 from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.engine import as_utc, dialect_insert, state_table, utcnow
 from ops_platform.jobs._common import (
+    Tally,
     add_earlier_counts,
     count_done,
-    lock_held_output,
+    job_op,
     note_done,
     one_op_job,
-    singleton,
-    transient_retries,
 )
 from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailError, MailServerUnavailable, plain_text_email
-from ops_platform.schedules.catalog import op_tags
 
 KIND = "BALANCE_DUE"
 
@@ -51,26 +48,14 @@ class ReminderConfig(dg.Config):
 
 
 @dataclass
-class ReminderResult:
-    eligible: int = 0
-    queued: int = 0
-    sent: int = 0
-    failed: int = 0
-    canceled: int = 0
-    already_sent_today: int = 0
+class ReminderResult(Tally):
+    """Overdue projects, and today's reminders by what the run did with them."""
+
+    COUNTED = ("eligible_projects", "queued", "sent", "failed", "canceled", "already_sent_today")
     errors: list[str] = field(default_factory=list)
 
-    def metadata(self, dry_run: bool, seconds: float) -> dict:
-        return {
-            "dry_run": dry_run,
-            "eligible_projects": self.eligible,
-            "queued": self.queued,
-            "sent": self.sent,
-            "failed": self.failed,
-            "canceled": self.canceled,
-            "already_sent_today": self.already_sent_today,
-            "duration_s": round(seconds, 3),
-        }
+    def metadata(self, dry_run: bool) -> dict:
+        return {"dry_run": dry_run, **self.counted()}
 
 
 # Overdue projects with the address of their primary contact (lowest project_team id).
@@ -97,6 +82,7 @@ def _params(now: datetime, overdue_days: int) -> dict:
         "today": now.date(),
         "now": now,
         "kind": KIND,
+        "day_kind": KIND,  # `:kind` under a second name: Postgres types each use apart
     }
 
 
@@ -106,23 +92,37 @@ def count_overdue(connection: Connection, params: dict) -> int:
     ).scalar_one()
 
 
+# Today's PENDING reminder of every overdue project that has no reminder day yet.
+INSERT_TODAYS = (
+    "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for) "
+    "SELECT o.project_id, :kind, 'PENDING', o.email, :now FROM ({overdue}) o "
+    "WHERE NOT EXISTS (SELECT 1 FROM {days} d WHERE d.project_id = o.project_id "
+    "AND d.kind = :day_kind AND d.reminder_date = :today) RETURNING id, project_id"
+)
+# Overdue projects whose reminder of today, if any, is still to send (PENDING or FAILED).
+COUNT_UNSETTLED = (
+    "SELECT count(*) FROM ({overdue}) o "
+    "WHERE NOT EXISTS (SELECT 1 FROM {days} d JOIN payment_reminders r "
+    "ON r.id = d.reminder_id WHERE d.project_id = o.project_id AND d.kind = :kind "
+    "AND d.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
+)
+
+
+def _overdue_and(connection: Connection, now: datetime, overdue_days: int, sql: str):
+    """The number of overdue projects, and the result of `sql` about them (its `{overdue}`
+    the overdue projects' query, `{days}` the reminder day table) on the same connection."""
+    params = _params(now, overdue_days)
+    days = state_table(connection, "payment_reminder_days")
+    statement = text(sql.format(overdue=OVERDUE_PROJECTS, days=days))
+    return count_overdue(connection, params), connection.execute(statement, params)
+
+
 def queue_todays_reminders(engine: Engine, now: datetime, overdue_days: int = 3) -> tuple[int, int]:
     """Insert today's PENDING reminder of every overdue project that has none yet, and its
     day record. Returns (overdue projects, rows inserted)."""
-    params = _params(now, overdue_days)
-    days = state_table(engine, "payment_reminder_days")
     with engine.begin() as connection:
-        eligible = count_overdue(connection, params)
-        created = connection.execute(
-            text(
-                "INSERT INTO payment_reminders (project_id, kind, status, recipient_email, scheduled_for) "
-                f"SELECT o.project_id, :kind, 'PENDING', o.email, :now FROM ({OVERDUE_PROJECTS}) o "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {days} d WHERE d.project_id = o.project_id "
-                "AND d.kind = :day_kind AND d.reminder_date = :today) RETURNING id, project_id"
-            ),
-            {**params, "day_kind": KIND},  # a second name: Postgres types each use apart
-        ).all()
-        return eligible, _record_days(connection, created, now.date())
+        eligible, created = _overdue_and(connection, now, overdue_days, INSERT_TODAYS)
+        return eligible, _record_days(connection, created.all(), now.date())
 
 
 def _record_days(connection: Connection, created: list, today: date) -> int:
@@ -217,7 +217,7 @@ def send_payment_reminders(
     """Queue today's reminders, then send every PENDING/FAILED one of today."""
     log = log or (lambda _message: None)
     result = ReminderResult()
-    result.eligible, queued = queue_todays_reminders(engine, now, overdue_days)
+    result.eligible_projects, queued = queue_todays_reminders(engine, now, overdue_days)
     count_done(result, queued=queued)
     server_down: str | None = None
     for row in todays_reminders(engine, now.date()):
@@ -257,51 +257,27 @@ def preview_payment_reminders(
     engine: Engine, now: datetime, overdue_days: int = 3
 ) -> tuple[int, int]:
     """Dry run: (overdue projects, reminders a run would send today)."""
-    params = _params(now, overdue_days)
-    days = state_table(engine, "payment_reminder_days")
     with engine.connect() as connection:
-        eligible = count_overdue(connection, params)
-        would_send = connection.execute(
-            text(
-                f"SELECT count(*) FROM ({OVERDUE_PROJECTS}) o "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {days} d JOIN payment_reminders r "
-                "ON r.id = d.reminder_id WHERE d.project_id = o.project_id AND d.kind = :kind "
-                "AND d.reminder_date = :today AND r.status NOT IN ('PENDING', 'FAILED'))"
-            ),
-            params,
-        ).scalar_one()
-    return eligible, would_send
+        eligible, would_send = _overdue_and(connection, now, overdue_days, COUNT_UNSETTLED)
+        return eligible, would_send.scalar_one()
 
 
-@dg.op(
-    tags=op_tags("overdue_payment_reminders"),
-    description="Queue and send today's balance-due reminders, one per overdue project and day.",
+@job_op(
+    "overdue_payment_reminders",
+    "Queue and send today's balance-due reminders, one per overdue project and day.",
+    when_lock_held={"sent": 0},
 )
 def send_overdue_payment_reminders(
     context: dg.OpExecutionContext, config: ReminderConfig, database: Database, mailer: Mailer
 ) -> dg.Output[int]:
-    started, now = time.perf_counter(), utcnow()
+    now = utcnow()
     if config.dry_run:
-        eligible, would_send = preview_payment_reminders(database.engine, now, config.overdue_days)
-        context.log.info(
-            f"dry run: {eligible} overdue projects, {would_send} reminders would be sent"
-        )
-        return dg.Output(
-            0,
-            metadata={
-                **ReminderResult(eligible=eligible).metadata(True, time.perf_counter() - started),
-                "would_send": would_send,
-            },
-        )
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(sent=0)
-        result = send_payment_reminders(
-            database.engine, mailer, now, overdue_days=config.overdue_days, log=context.log.warning
-        )
+        return preview_reminders(context, database.engine, now, config.overdue_days)
+    result = send_payment_reminders(
+        database.engine, mailer, now, overdue_days=config.overdue_days, log=context.log.warning
+    )
     retried = add_earlier_counts(context, result)
-    metadata = result.metadata(False, time.perf_counter() - started) | retried
-    metadata |= job_bad_rows(context, database.engine)
+    metadata = result.metadata(dry_run=False) | retried | job_bad_rows(context, database.engine)
     context.log.info(
         f"overdue_payment_reminders: {result.sent} sent, {result.failed} failed, "
         f"{result.already_sent_today} already sent today, via {mailer.target}"
@@ -314,6 +290,18 @@ def send_overdue_payment_reminders(
             metadata=metadata,
         )
     return dg.Output(result.sent, metadata=metadata)
+
+
+def preview_reminders(
+    context: dg.OpExecutionContext, engine: Engine, now: datetime, overdue_days: int
+) -> dg.Output[int]:
+    """Dry run: overdue projects, and how many reminders a run would send today."""
+    result = ReminderResult()
+    result.eligible_projects, would_send = preview_payment_reminders(engine, now, overdue_days)
+    context.log.info(
+        f"dry run: {result.eligible_projects} overdue projects, {would_send} reminders would be sent"
+    )
+    return dg.Output(0, metadata={**result.metadata(dry_run=True), "would_send": would_send})
 
 
 overdue_payment_reminders = one_op_job(

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ops_platform.db.engine import utcnow
+from ops_platform.jobs._email_queue import count_due
 from ops_platform.jobs._history import run_rows_changed
-from ops_platform.jobs.email import count_due
 from ops_platform.resources.alerts import Alerts
 from ops_platform.resources.database import Database
 from ops_platform.retries import CONFIG_FAILURE, FAILURE_KIND_TAG

@@ -4,7 +4,8 @@ every-minute schedule's ticks — never a second run while one is queued or runn
 import dagster as dg
 
 from ops_platform.db.engine import utcnow
-from ops_platform.jobs.email import count_due, email_queue
+from ops_platform.jobs._email_queue import count_due
+from ops_platform.jobs.email import email_queue
 from ops_platform.resources.database import Database
 from ops_platform.sensors._common import job_sensor, request_when_due
 from ops_platform.settings import Settings

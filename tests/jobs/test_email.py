@@ -10,14 +10,13 @@ from sqlalchemy import insert, select, update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
-from ops_platform.jobs.email import (
+from ops_platform.jobs._email_queue import (
     batch_message_id,
     claim_due_batches,
     count_due,
-    email_queue,
     mark_sent,
-    send_due_emails,
 )
+from ops_platform.jobs.email import email_queue, send_due_emails
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
 from ops_platform.sensors.email import build_sensors
 from ops_platform.settings import load_settings
