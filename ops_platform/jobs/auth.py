@@ -41,20 +41,21 @@ TOKEN_KINDS = tuple(TOKEN_TABLES)
 TokenKind = StrEnum("TokenKind", {kind: kind for kind in TOKEN_KINDS})
 
 
+def kept_after_expiry(default: int, tokens: str):
+    """The retention of a token kind after its expiry, zero or more."""
+    return Field(
+        default=default, ge=0, description=f"{tokens} tokens are kept this long after expiry."
+    )
+
+
 class TokenCleanupConfig(GuardedJobConfig):
     kinds: list[TokenKind] = Field(
         default=list(TOKEN_KINDS),
         description="Token kinds to clean: refresh, email_verification, password_reset.",
     )
-    refresh_retention_days: int = Field(
-        default=7, ge=0, description="Refresh tokens are kept this long after expiry."
-    )
-    email_verification_retention_hours: int = Field(
-        default=0, ge=0, description="Email verification tokens are kept this long after expiry."
-    )
-    password_reset_retention_hours: int = Field(
-        default=24, ge=0, description="Password reset tokens are kept this long after expiry."
-    )
+    refresh_retention_days: int = kept_after_expiry(7, "Refresh")
+    email_verification_retention_hours: int = kept_after_expiry(0, "Email verification")
+    password_reset_retention_hours: int = kept_after_expiry(24, "Password reset")
 
     @field_validator("kinds")
     @classmethod
