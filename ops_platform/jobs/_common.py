@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from ops_platform.db.batching import BatchResult
+from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database, JobAlreadyRunning
 
 # The jobs import the retry helpers from here too.
@@ -207,6 +208,13 @@ def bullet_list(items: list[str]) -> dg.MetadataValue:
     shown = items[:MAX_LISTED]
     more = f"\n- … and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
     return dg.MetadataValue.md("\n".join(f"- `{item}`" for item in shown) + more)
+
+
+def warn_listed(warn: LogLine, prefix: str, items: list[str]) -> None:
+    """One warning per item, `prefix` first, for the first `MAX_LISTED` items only: the
+    metadata counts them all."""
+    for item in items[:MAX_LISTED]:
+        warn(f"{prefix}{item}")
 
 
 def one_op_job(name: str, op: dg.OpDefinition, description: str) -> dg.JobDefinition:

@@ -30,7 +30,6 @@ from ops_platform.db.bad_rows import job_bad_rows
 from ops_platform.db.batching import SAMPLE_SIZE
 from ops_platform.db.engine import is_postgres, utcnow
 from ops_platform.jobs._common import (
-    MAX_LISTED,
     MAX_TRANSIENT_RETRIES,
     GateConfig,
     add_counts,
@@ -40,6 +39,7 @@ from ops_platform.jobs._common import (
     count_done,
     job_op,
     one_op_job,
+    warn_listed,
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, limits_for
 from ops_platform.log_line import LogLine
@@ -328,6 +328,15 @@ def orphan_metadata(
     return metadata
 
 
+def orphan_summary(result: OrphanResult, store: ObjectStore, dry_run: bool) -> str:
+    moved, purged = ("would move", "would purge") if dry_run else ("moved", "purged")
+    return (
+        f"orphaned_file_cleanup {moved} {result.moved + result.resumed} of {result.uploads_listed} uploads to "
+        f"{store.trash_prefix} ({result.referenced} referenced, {result.within_grace} within grace) and "
+        f"{purged} {result.trash_purged} trash objects; {len(result.skipped)} skipped"
+    )
+
+
 @job_op(
     "orphaned_file_cleanup",
     "Move unreferenced uploads older than the grace period to the trash; purge old trash.",
@@ -361,15 +370,8 @@ def move_orphaned_files_to_trash(
                 database.engine, object_store, now, progress=context.log.info, **options
             )
     retried = add_earlier_counts(context, result)
-    for item in result.skipped[:MAX_LISTED]:
-        context.log.warning(f"orphaned_file_cleanup skipped {item}")
-    verb = "would move" if config.dry_run else "moved"
-    context.log.info(
-        f"orphaned_file_cleanup {verb} {result.moved + result.resumed} of {result.uploads_listed} uploads to "
-        f"{object_store.trash_prefix} ({result.referenced} referenced, {result.within_grace} within grace) and "
-        f"{'would purge' if config.dry_run else 'purged'} {result.trash_purged} trash objects; "
-        f"{len(result.skipped)} skipped"
-    )
+    warn_listed(context.log.warning, "orphaned_file_cleanup skipped ", result.skipped)
+    context.log.info(orphan_summary(result, object_store, config.dry_run))
     metadata = {
         **orphan_metadata(result, config, object_store),
         **gate_metadata,

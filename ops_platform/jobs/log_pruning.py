@@ -1,6 +1,7 @@
 """`log_pruning` (daily 04:00): the log folder (`OPS_LOG_DIR`) pruned by the rules in
 `_log_files.py`, never outside it (`_log_folder.py`)."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -8,12 +9,12 @@ from pydantic import Field
 
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs._common import (
-    MAX_LISTED,
     DestructiveJobConfig,
     add_earlier_counts,
     bullet_list,
     job_op,
     one_op_job,
+    warn_listed,
 )
 from ops_platform.jobs._log_files import SKIP_KINDS, LogPruneResult, prune_log_folder
 from ops_platform.jobs._log_folder import LogFolderError, check_log_root, narrow_log_dir
@@ -35,6 +36,16 @@ class LogPruningConfig(DestructiveJobConfig):
     max_files_per_stream: int = Field(
         default=10, ge=1, description="Rotated files kept per log stream."
     )
+
+
+# The run config fields that are `prune_log_folder`'s keyword arguments of the same names.
+PRUNE_OPTIONS = {
+    "retention_days",
+    "compress_after_days",
+    "max_file_mb",
+    "max_files_per_stream",
+    "dry_run",
+}
 
 
 def log_pruning_metadata(result: LogPruneResult, config: LogPruningConfig, log_dir: str) -> dict:
@@ -78,6 +89,18 @@ def log_folder_of_run(folders: Folders, config: LogPruningConfig) -> Path:
         ) from None
 
 
+def pruning_summary(
+    result: LogPruneResult, log_dir: str, patterns: Sequence[str], dry_run: bool
+) -> str:
+    verb = "would change" if dry_run else "changed"
+    return (
+        f"log_pruning {verb} {result.files_changed} files in {log_dir}: {result.files_compressed} compressed, "
+        f"{result.files_rotated} rotated, {result.files_deleted} deleted, {result.bytes_freed} bytes freed; "
+        f"{len(result.not_log_files)} files not named like logs ({', '.join(patterns)}) "
+        f"left alone, {len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
+    )
+
+
 @job_op(
     "log_pruning",
     "Gzip, rotate, cap and delete log files (named like logs) in OPS_LOG_DIR.",
@@ -90,28 +113,17 @@ def prune_logs(
     result = prune_log_folder(
         log_dir,
         utcnow(),
-        retention_days=config.retention_days,
-        compress_after_days=config.compress_after_days,
-        max_file_mb=config.max_file_mb,
-        max_files_per_stream=config.max_files_per_stream,
+        **config.model_dump(include=PRUNE_OPTIONS),
         patterns=folders.log_patterns,
         protected=folders.protected,
         data_dir=folders.data_dir,
-        dry_run=config.dry_run,
         progress=context.log.info,
     )
     retried = add_earlier_counts(context, result)
     for note in result.notes:
         context.log.info(note)
-    for item in result.problems[:MAX_LISTED]:
-        context.log.warning(f"log_pruning: {item}")
-    verb = "would change" if config.dry_run else "changed"
-    context.log.info(
-        f"log_pruning {verb} {result.files_changed} files in {log_dir}: {result.files_compressed} compressed, "
-        f"{result.files_rotated} rotated, {result.files_deleted} deleted, {result.bytes_freed} bytes freed; "
-        f"{len(result.not_log_files)} files not named like logs ({', '.join(folders.log_patterns)}) "
-        f"left alone, {len(result.symlinks_skipped)} symlinks skipped, {len(result.problems)} problems"
-    )
+    warn_listed(context.log.warning, "log_pruning: ", result.problems)
+    context.log.info(pruning_summary(result, log_dir, folders.log_patterns, config.dry_run))
     metadata = {**log_pruning_metadata(result, config, log_dir), **retried}
     return dg.Output(metadata["rows_changed"], metadata=metadata)
 

@@ -134,6 +134,7 @@ def publish_outbox(
     return report
 
 
+# Its fields are `publish_outbox`'s options, by the same names.
 class RealtimePublishConfig(dg.Config):
     batch_size: int = Field(
         default=500, gt=0, le=10_000, description="Events per pipeline and transaction."
@@ -164,11 +165,7 @@ def publish_realtime_events(
         return _redis_not_configured(context, database)
     try:
         report = publish_outbox(
-            database.engine,
-            realtime,
-            batch_size=config.batch_size,
-            max_events=config.max_events,
-            log=context.log.debug,
+            database.engine, realtime, **config.model_dump(), log=context.log.debug
         )
     except RealtimeUnavailable as error:
         if context.retry_number < MAX_TRANSIENT_RETRIES:
