@@ -143,6 +143,7 @@ class RealtimePublishConfig(dg.Config):
 
 
 def _redis_not_configured(context: dg.OpExecutionContext, database: Database) -> dg.Output[int]:
+    """Nothing is published; the run succeeds and reports how many events wait."""
     waiting = count_unpublished(database.engine)
     context.log.info(
         f"no Redis configured (OPS_REDIS_URL is not set): {waiting} realtime events stay in the outbox"
