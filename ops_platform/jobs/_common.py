@@ -45,6 +45,10 @@ class DestructiveJobConfig(dg.Config):
     dry_run: bool = Field(default=False, description="Report what would change; change nothing.")
     batch_size: int = Field(default=5000, gt=0, le=1_000_000, description="Rows per transaction.")
 
+    def batching(self, log: LogLine | None = None) -> dict:
+        """How `delete_in_batches` goes about this run: its batch size, dry run and log."""
+        return {"batch_size": self.batch_size, "dry_run": self.dry_run, "progress": log}
+
 
 class GateConfig(DestructiveJobConfig):
     """Run config of a job the blast-radius gate guards. Unset limits come from the job's row
@@ -122,12 +126,14 @@ def job_op(
     description: str,
     *,
     alone: bool = True,
+    retried: bool = True,
     when_lock_held: dict | None = None,
     lock_held_reason: str = LOCK_HELD,
 ):
     """Make the decorated function the op of job `job_name`, its tags from the schedule table.
 
-    The body runs with transient faults turned into retries (`transient_retries`) and, when
+    The body runs with transient faults turned into retries (`transient_retries`; not when
+    `retried=False`: a body whose change a retry would make twice) and, when
     `alone`, under the job's singleton lock (it needs a `database` resource): a run that finds
     the lock held changes nothing and outputs 0 with `skipped` and the zero counts
     `when_lock_held` (e.g. `{"rows_changed": 0}`). The op's `dg.Output` gets `duration_s`
@@ -138,7 +144,8 @@ def job_op(
         @functools.wraps(body)
         def op_body(context: dg.OpExecutionContext, **inputs):
             started = time.perf_counter()
-            with transient_retries(context), _alone(context, inputs, alone) as acting:
+            retries = transient_retries(context) if retried else contextlib.nullcontext()
+            with retries, _alone(context, inputs, alone) as acting:
                 if not acting:
                     return lock_held_output(lock_held_reason, **(when_lock_held or {}))
                 output = body(context, **inputs)

@@ -88,9 +88,7 @@ def delete_expired_tokens(
                 table,
                 "expires_at < :cutoff",
                 {"cutoff": now - token_retention(kind, config)},
-                batch_size=config.batch_size,
-                dry_run=config.dry_run,
-                progress=log,
+                **config.batching(log),
                 label=f"{table}_expired",
             )
             for kind, table in tables.items()

@@ -28,6 +28,7 @@ class ReplayDeadItemsConfig(dg.Config):
     "replay_dead_items",
     "Put dead items back to pending, attempts reset; audited.",
     alone=False,
+    retried=False,  # a retry after the commit would do it twice
 )
 def replay_dead(context: dg.OpExecutionContext, config: ReplayDeadItemsConfig, database: Database):
     if bool(config.ids) == config.all:

@@ -92,9 +92,7 @@ def delete_orphaned_entries(engine: Engine, config: GameCleanupConfig, log=None)
         "leaderboard_entries",
         ORPHANED_ENTRY,
         {},
-        batch_size=config.batch_size,
-        dry_run=config.dry_run,
-        progress=log,
+        **config.batching(log),
         label="leaderboard_entries_orphaned",
     )
 

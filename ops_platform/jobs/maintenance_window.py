@@ -38,6 +38,7 @@ def _apply_to_run_queue(context: dg.OpExecutionContext, database: Database, now)
     "maintenance_window",
     "Open a maintenance window or end the windows over some groups.",
     alone=False,
+    retried=False,  # a retry after the commit would do it twice
 )
 def set_maintenance_window(
     context: dg.OpExecutionContext,

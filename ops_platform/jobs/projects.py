@@ -44,9 +44,7 @@ def delete_removed_team_members(
         "project_team",
         "removed_at IS NOT NULL AND removed_at < :cutoff",
         params,
-        batch_size=config.batch_size,
-        dry_run=config.dry_run,
-        progress=log,
+        **config.batching(log),
         label="project_team_removed",
     )
     recently_removed = count_rows(engine, "project_team", "removed_at >= :cutoff", params)

@@ -102,9 +102,7 @@ def apply_session_cleanup_rules(
                 "sessions",
                 where,
                 params,
-                batch_size=config.batch_size,
-                dry_run=config.dry_run,
-                progress=log,
+                **config.batching(log),
                 label=label,
             )
         )

@@ -73,3 +73,20 @@ def test_a_transient_fault_is_retried(database, monkeypatch):
     calls.clear()
     result, metadata = run(count_rows, database, rows=13)
     assert result.success and calls == [13, 13] and metadata["rows_changed"] == 13
+
+
+@job_op("session_cleanup", "Count rows once.", alone=False, retried=False)
+def count_rows_once(context, config: CountConfig, database: Database) -> dg.Output[int]:
+    calls.append(config.rows)
+    raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+
+def test_an_op_whose_change_a_retry_would_repeat_is_not_retried(database):
+    calls.clear()
+    job = one_op_job("session_cleanup", count_rows_once, "test job")
+    result = job.execute_in_process(
+        run_config={"ops": {"count_rows_once": {"config": {"rows": 2}}}},
+        resources={"database": database},
+        raise_on_error=False,
+    )
+    assert not result.success and calls == [2]
