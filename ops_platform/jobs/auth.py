@@ -19,14 +19,8 @@ import dagster as dg
 from pydantic import Field, field_validator
 from sqlalchemy import Engine
 
-from ops_platform.db.batching import (
-    Follower,
-    count_rows,
-    delete_batch,
-    delete_in_batches,
-    dry_run_results,
-    run_in_batches,
-)
+from ops_platform.db.batch_steps import Follower, delete_batch
+from ops_platform.db.batching import count_rows, delete_in_batches, dry_run_results, run_in_batches
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
 from ops_platform.log_line import LogLine

@@ -22,15 +22,8 @@ from datetime import datetime
 import dagster as dg
 from sqlalchemy import Connection, Engine, text
 
-from ops_platform.db.batching import (
-    BatchResult,
-    Follower,
-    OutboxEvent,
-    count_rows,
-    dry_run_results,
-    run_in_batches,
-    update_batch,
-)
+from ops_platform.db.batch_steps import Follower, OutboxEvent, update_batch
+from ops_platform.db.batching import BatchResult, count_rows, dry_run_results, run_in_batches
 from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig

@@ -18,15 +18,14 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
 
+from ops_platform.db.batch_steps import move_batch, update_batch
 from ops_platform.db.batching import (
     BatchResult,
     count_rows,
     delete_in_batches,
     dry_run_results,
     excluding,
-    move_batch,
     run_in_batches,
-    update_batch,
 )
 from ops_platform.db.engine import state_table
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job

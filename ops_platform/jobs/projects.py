@@ -15,13 +15,13 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
 
+from ops_platform.db.batch_steps import update_batch
 from ops_platform.db.batching import (
     BatchResult,
     count_rows,
     delete_in_batches,
     dry_run_results,
     run_in_batches,
-    update_batch,
 )
 from ops_platform.jobs._cleanup import RuleOutcome, rule_job
 from ops_platform.jobs._common import GuardedJobConfig
