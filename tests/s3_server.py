@@ -10,7 +10,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from ops_platform.resources.object_store import LocalObjectStore, S3ObjectStore
+from ops_platform.resources.object_store import LocalObjectStore
+from ops_platform.resources.s3_object_store import S3ObjectStore
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 REGION = "us-east-1"

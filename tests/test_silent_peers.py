@@ -26,9 +26,10 @@ from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
 from ops_platform.resources.database import Database
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
-from ops_platform.resources.object_store import S3ObjectStore, TransientObjectStoreError
+from ops_platform.resources.object_store import TransientObjectStoreError
 from ops_platform.resources.payments import PaymentProvider, ProviderUnavailable
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
+from ops_platform.resources.s3_object_store import S3ObjectStore
 from ops_platform.retries import MAX_TRANSIENT_RETRIES
 from tests import pg_cluster
 

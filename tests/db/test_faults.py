@@ -116,11 +116,8 @@ def test_the_command_line_names_the_setting(tmp_path):
 def test_an_unresolvable_object_store_endpoint_is_permanent(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    from ops_platform.resources.object_store import (
-        ObjectStoreError,
-        S3ObjectStore,
-        TransientObjectStoreError,
-    )
+    from ops_platform.resources.object_store import ObjectStoreError, TransientObjectStoreError
+    from ops_platform.resources.s3_object_store import S3ObjectStore
 
     store = S3ObjectStore(
         bucket="b", endpoint_url="http://nope.invalid:1", region_name="us-east-1", max_attempts=1

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from ops_platform.resources import object_store
+from ops_platform.resources import s3_object_store
 from ops_platform.resources.object_store import (
     LocalObjectStore,
     ObjectStoreError,
@@ -54,7 +54,7 @@ def test_listing_is_paginated_in_key_order(store):
 
 def test_delete_many_goes_in_chunks(store, monkeypatch):
     # S3 takes at most 1,000 keys per DeleteObjects; a smaller chunk keeps the test quick.
-    monkeypatch.setattr(object_store, "S3_DELETE_BATCH", 10)
+    monkeypatch.setattr(s3_object_store, "S3_DELETE_BATCH", 10)
     keys = [f"bulk/{i:05d}" for i in range(25)]
     for key in keys:
         store.put_bytes(key, b"")
