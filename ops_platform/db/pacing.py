@@ -171,18 +171,23 @@ class Pacer:
         wait passed `max_wait_seconds` or an earlier batch loop of this run stopped."""
         if self.stopped:
             return False
-        announced = None
+        announced = paused_from = None
         while True:
             reason = self.busy_reason(engine, table) or self._backoff
             self._backoff = None
             if reason is None:
+                if paused_from is not None:  # the time paused, checks included
+                    self.paused_seconds += time.monotonic() - paused_from
                 if announced:
                     self._say(f"{label}: resuming after {self.paused_seconds:.1f}s paused in all")
                 return True
             now = time.monotonic()
+            if paused_from is None:
+                paused_from = now
             if self._waiting_since is None:
                 self._waiting_since = now
             if now - self._waiting_since >= self.pacing.max_wait_seconds:
+                self.paused_seconds += now - paused_from
                 self.stopped = Stop(
                     f"{reason}, still after {self.pacing.max_wait_seconds:g}s (max_wait_seconds)",
                     table,
@@ -196,7 +201,6 @@ class Pacer:
                 self.pauses += 1
                 announced = reason
             self.sleep(self.pacing.poll_seconds)
-            self.paused_seconds += self.pacing.poll_seconds
 
     def contended(self, error: DBAPIError, label: str) -> None:
         """A batch gave way to the app (lock or statement timeout): pause before retrying."""
