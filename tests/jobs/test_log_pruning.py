@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from ops_platform.jobs import _log_files
+from ops_platform.jobs import _log_files, _log_gzip
 from ops_platform.jobs._log_files import is_live, is_log_name, stream_name
 from ops_platform.jobs._log_folder import LogFolderError, check_log_root
 from ops_platform.jobs.log_pruning import log_pruning
@@ -164,14 +164,14 @@ def test_second_run_changes_nothing(database, logs):
 
 def test_unreadable_file_is_reported_not_fatal(database, logs, monkeypatch):
     _write(logs / "locked.log.1", 3)
-    real_open = _log_files.open_log_for_reading
+    real_open = _log_gzip.open_log_for_reading
 
     def deny(path):
         if path.name == "locked.log.1":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(_log_files, "open_log_for_reading", deny)
+    monkeypatch.setattr(_log_gzip, "open_log_for_reading", deny)
     result = _run(database, logs)
     assert result.success
     metadata = _metadata(result)
@@ -447,14 +447,14 @@ def test_files_with_times_no_real_log_has_are_left_alone_and_counted(database, l
 def test_skipped_files_are_counted_by_kind(database, logs, monkeypatch):
     _write(logs / "locked.log.1", 3)
     os.mkfifo(logs / "pipe.log")
-    real_open = _log_files.open_log_for_reading
+    real_open = _log_gzip.open_log_for_reading
 
     def deny(path):
         if path.name == "locked.log.1":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(_log_files, "open_log_for_reading", deny)
+    monkeypatch.setattr(_log_gzip, "open_log_for_reading", deny)
     metadata = _metadata(_run(database, logs))
     assert (metadata["skipped_unreadable"], metadata["skipped_not_regular_file"]) == (1, 1)
     assert metadata["skipped_mtime_in_future"] == metadata["skipped_not_removable"] == 0
