@@ -55,11 +55,11 @@ class CollectingHandler:
 
 @contextlib.contextmanager
 def smtp_server(
-    handler: CollectingHandler | None = None, **controller_options
+    handler: CollectingHandler | None = None, port: int | None = None, **controller_options
 ) -> Iterator[tuple[str, CollectingHandler]]:
-    """Yields (smtp URL, handler) while a server runs on a free port."""
+    """Yields (smtp URL, handler) while a server runs on `port` (a free one by default)."""
     handler = handler or CollectingHandler()
-    port = free_port()
+    port = port or free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **controller_options)
     controller.start()
     try:

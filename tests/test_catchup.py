@@ -26,6 +26,11 @@ def _partitions_def(asset_name):
     return REPO.get_job(f"{asset_name}_job").partitions_def
 
 
+def _due_keys(asset_name, now, **options):
+    """The partitions of a catalogued asset the catch-up sensor finds due at `now`."""
+    return catchup_partition_keys(_partitions_def(asset_name), row_for(asset_name), now, **options)
+
+
 def _days(first: str, last: str) -> list[str]:
     start, end = datetime.fromisoformat(first), datetime.fromisoformat(last)
     return [
@@ -36,47 +41,27 @@ def _days(first: str, last: str) -> list[str]:
 
 # --- which partitions are due -----------------------------------------------------------------
 def test_daily_pools_due_since_the_start_oldest_first():
-    keys = catchup_partition_keys(
-        _partitions_def("daily_prize_pools"),
-        row_for("daily_prize_pools"),
-        datetime(2026, 1, 10, 0, 30, tzinfo=UTC),
-    )
+    keys = _due_keys("daily_prize_pools", datetime(2026, 1, 10, 0, 30, tzinfo=UTC))
     assert keys == [f"{day}|{game}" for day in _days("2025-12-01", "2026-01-09") for game in GAMES]
 
 
 def test_the_latest_tick_is_left_to_the_schedule_for_a_grace_period():
-    keys = catchup_partition_keys(
-        _partitions_def("daily_prize_pools"),
-        row_for("daily_prize_pools"),
-        datetime(2026, 1, 10, 0, 5, tzinfo=UTC),
-    )
+    keys = _due_keys("daily_prize_pools", datetime(2026, 1, 10, 0, 5, tzinfo=UTC))
     assert keys[-1] == "2026-01-08|space_invaders"
 
 
 def test_lookback_is_bounded_to_a_year():
-    keys = catchup_partition_keys(
-        _partitions_def("daily_prize_pools"),
-        row_for("daily_prize_pools"),
-        datetime(2027, 6, 1, 0, 30, tzinfo=UTC),
-    )
+    keys = _due_keys("daily_prize_pools", datetime(2027, 6, 1, 0, 30, tzinfo=UTC))
     assert keys[0] == "2026-05-31|snake" and keys[-1] == "2027-05-31|space_invaders"
     assert len(keys) == 366 * 5
 
 
 def test_weekly_pools_due_on_monday():
-    keys = catchup_partition_keys(
-        _partitions_def("weekly_prize_pools"),
-        row_for("weekly_prize_pools"),
-        datetime(2026, 1, 12, 1, 0, tzinfo=UTC),
-    )
+    keys = _due_keys("weekly_prize_pools", datetime(2026, 1, 12, 1, 0, tzinfo=UTC))
     weeks = ["2025-12-01", "2025-12-08", "2025-12-15", "2025-12-22", "2025-12-29", "2026-01-05"]
     assert keys == [f"{week}|{game}" for week in weeks for game in GAMES]
     # Sunday: the current week is not over, last week's is still due.
-    keys = catchup_partition_keys(
-        _partitions_def("weekly_prize_pools"),
-        row_for("weekly_prize_pools"),
-        datetime(2026, 1, 11, 12, 0, tzinfo=UTC),
-    )
+    keys = _due_keys("weekly_prize_pools", datetime(2026, 1, 11, 12, 0, tzinfo=UTC))
     assert keys[-1] == "2025-12-29|space_invaders"
 
 
@@ -97,17 +82,14 @@ def test_sydney_daily_and_monthly_partitions():
 
 
 def test_nothing_due_before_the_sensor_started_watching():
-    pools, row = _partitions_def("daily_prize_pools"), row_for("daily_prize_pools")
     now = datetime(2026, 1, 10, 0, 30, tzinfo=UTC)
     # Watching since the 8th at noon: the 8th's and 9th's pools became due after that.
-    keys = catchup_partition_keys(
-        pools, row, now, watching_since=datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
+    keys = _due_keys(
+        "daily_prize_pools", now, watching_since=datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
     )
     assert keys == [f"{day}|{game}" for day in ("2026-01-08", "2026-01-09") for game in GAMES]
     assert (
-        catchup_partition_keys(
-            pools, row, now, watching_since=datetime(2026, 1, 10, 0, 20, tzinfo=UTC)
-        )
+        _due_keys("daily_prize_pools", now, watching_since=datetime(2026, 1, 10, 0, 20, tzinfo=UTC))
         == []
     )
 

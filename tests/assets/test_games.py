@@ -343,28 +343,25 @@ def test_old_periods_also_read_the_archive(engine, database):
     _pool_fixture(engine)
     with engine.begin() as connection:
         first_id = connection.execute(text("SELECT MIN(id) FROM leaderboard_entries")).scalar()
+        archived = [
+            # id, player_address, score, created_at
+            (9_001, "archived-champion", 600, JAN1 + 11 * H),
+            # Copied but not yet deleted from the live table (an archive batch in flight): counted once.
+            (first_id, "p1", 500, JAN1 + 10 * H),
+        ]
         connection.execute(
             insert(schema.leaderboard_entries_archive),
             [
                 {
-                    "id": 9_001,
+                    "id": id,
                     "session_id": None,
                     "game_type": "snake",
-                    "player_address": "archived-champion",
-                    "score": 600,
-                    "created_at": JAN1 + 11 * H,
+                    "player_address": player,
+                    "score": score,
+                    "created_at": created_at,
                     "archived_at": JAN1 + 91 * D,
-                },
-                # Copied but not yet deleted from the live table (an archive batch in flight): counted once.
-                {
-                    "id": first_id,
-                    "session_id": None,
-                    "game_type": "snake",
-                    "player_address": "p1",
-                    "score": 500,
-                    "created_at": JAN1 + 10 * H,
-                    "archived_at": JAN1 + 91 * D,
-                },
+                }
+                for id, player, score, created_at in archived
             ],
         )
     result = _materialize_pool(database, "2026-01-01|snake")

@@ -96,6 +96,18 @@ def _metadata(result):
     return {k: v.value for k, v in output.event_specific_data.metadata.items()}
 
 
+def _deny_reading(monkeypatch, name: str) -> None:
+    """Opening the log file called `name` fails as a file without read permission does."""
+    real_open = _log_gzip.open_log_for_reading
+
+    def deny(path):
+        if path.name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(_log_gzip, "open_log_for_reading", deny)
+
+
 def test_stream_names():
     assert stream_name("app.log") == stream_name("app.log.3.gz") == "app"
     assert stream_name("app-2024-01-05.log") == stream_name("app_20240105T040000Z.log.gz") == "app"
@@ -164,14 +176,7 @@ def test_second_run_changes_nothing(database, logs):
 
 def test_unreadable_file_is_reported_not_fatal(database, logs, monkeypatch):
     _write(logs / "locked.log.1", 3)
-    real_open = _log_gzip.open_log_for_reading
-
-    def deny(path):
-        if path.name == "locked.log.1":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path)
-
-    monkeypatch.setattr(_log_gzip, "open_log_for_reading", deny)
+    _deny_reading(monkeypatch, "locked.log.1")
     result = _run(database, logs)
     assert result.success
     metadata = _metadata(result)
@@ -447,14 +452,7 @@ def test_files_with_times_no_real_log_has_are_left_alone_and_counted(database, l
 def test_skipped_files_are_counted_by_kind(database, logs, monkeypatch):
     _write(logs / "locked.log.1", 3)
     os.mkfifo(logs / "pipe.log")
-    real_open = _log_gzip.open_log_for_reading
-
-    def deny(path):
-        if path.name == "locked.log.1":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path)
-
-    monkeypatch.setattr(_log_gzip, "open_log_for_reading", deny)
+    _deny_reading(monkeypatch, "locked.log.1")
     metadata = _metadata(_run(database, logs))
     assert (metadata["skipped_unreadable"], metadata["skipped_not_regular_file"]) == (1, 1)
     assert metadata["skipped_mtime_in_future"] == metadata["skipped_not_removable"] == 0

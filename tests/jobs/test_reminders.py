@@ -128,18 +128,23 @@ def reminder_rows(engine):
         return connection.execute(query).all()
 
 
-def insert_reminder(connection, row):
-    """A reminder a crashed run left behind: the app's row and its day record."""
-    reminder_date = row.pop("reminder_date")
+def insert_reminder(connection, scheduled_for, reminder_date):
+    """A pending balance-due reminder for project 1 that a crashed run left behind: the app's
+    row and its day record."""
     new_id = connection.execute(
-        insert(reminders).values(row).returning(reminders.c.id)
+        insert(reminders)
+        .values(
+            project_id=1,
+            kind="BALANCE_DUE",
+            status="PENDING",
+            recipient_email="contact1@example.com",
+            scheduled_for=scheduled_for,
+        )
+        .returning(reminders.c.id)
     ).scalar_one()
     connection.execute(
         insert(schema.payment_reminder_days).values(
-            reminder_id=new_id,
-            project_id=row["project_id"],
-            kind=row["kind"],
-            reminder_date=reminder_date,
+            reminder_id=new_id, project_id=1, kind="BALANCE_DUE", reminder_date=reminder_date
         )
     )
 
@@ -219,15 +224,7 @@ def test_a_crashed_runs_pending_reminder_is_sent_by_the_next_run(projects, engin
     now = utcnow()
     with engine.begin() as connection:
         insert_reminder(
-            connection,
-            {
-                "project_id": 1,
-                "kind": "BALANCE_DUE",
-                "status": "PENDING",
-                "recipient_email": "contact1@example.com",
-                "scheduled_for": now - timedelta(hours=1),
-                "reminder_date": now.date(),
-            },
+            connection, scheduled_for=now - timedelta(hours=1), reminder_date=now.date()
         )
     with smtp_server() as (url, handler), Mailer(smtp_url=url) as mailer:
         result = send_payment_reminders(engine, mailer, now)
@@ -238,17 +235,7 @@ def test_a_crashed_runs_pending_reminder_is_sent_by_the_next_run(projects, engin
 def test_a_paid_balance_cancels_the_pending_reminder(projects, engine, tmp_path):
     now = utcnow()
     with engine.begin() as connection:
-        insert_reminder(
-            connection,
-            {
-                "project_id": 1,
-                "kind": "BALANCE_DUE",
-                "status": "PENDING",
-                "recipient_email": "contact1@example.com",
-                "scheduled_for": now,
-                "reminder_date": now.date(),
-            },
-        )
+        insert_reminder(connection, scheduled_for=now, reminder_date=now.date())
         connection.execute(
             update(schema.project_payment_status)
             .where(schema.project_payment_status.c.project_id == 1)

@@ -61,16 +61,26 @@ def alerts(receiver, tmp_path):
     )
 
 
+def _event(ip, event_id, received_at, *, valid=True, provider="stripe"):
+    return {
+        "provider": provider,
+        "source_ip": ip,
+        "event_id": event_id,
+        "signature_valid": valid,
+        "received_at": received_at,
+    }
+
+
 def _events(now, ip, count, *, valid=True, provider="stripe", event_prefix=None, minutes_ago=1):
     prefix = event_prefix or f"{ip}-{'v' if valid else 'x'}-{minutes_ago}"
     return [
-        {
-            "provider": provider,
-            "source_ip": ip,
-            "event_id": f"{prefix}-{i}",
-            "signature_valid": valid,
-            "received_at": now - timedelta(minutes=minutes_ago, seconds=i % 50),
-        }
+        _event(
+            ip,
+            f"{prefix}-{i}",
+            now - timedelta(minutes=minutes_ago, seconds=i % 50),
+            valid=valid,
+            provider=provider,
+        )
         for i in range(count)
     ]
 
@@ -89,48 +99,12 @@ def attack(engine):
         + _events(NOW, NOISY, 120)  # a burst
         + _events(NOW, "198.51.100.99", 10, valid=False, minutes_ago=20)  # outside the window
         + [  # a replayed event id, from two sources, and one replayed long ago
-            {
-                "provider": "stripe",
-                "source_ip": "198.51.100.20",
-                "event_id": "evt_replayed",
-                "signature_valid": True,
-                "received_at": NOW - timedelta(minutes=9),
-            },
-            {
-                "provider": "stripe",
-                "source_ip": "198.51.100.21",
-                "event_id": "evt_replayed",
-                "signature_valid": True,
-                "received_at": NOW - timedelta(minutes=2),
-            },
-            {
-                "provider": "paypal",
-                "source_ip": "198.51.100.20",
-                "event_id": "evt_replayed",
-                "signature_valid": True,
-                "received_at": NOW - timedelta(minutes=3),
-            },
-            {
-                "provider": "stripe",
-                "source_ip": "198.51.100.22",
-                "event_id": "evt_old",
-                "signature_valid": True,
-                "received_at": NOW - timedelta(minutes=40),
-            },
-            {
-                "provider": "stripe",
-                "source_ip": "198.51.100.22",
-                "event_id": "evt_old",
-                "signature_valid": True,
-                "received_at": NOW - timedelta(minutes=35),
-            },
-            {
-                "provider": "stripe",
-                "source_ip": None,
-                "event_id": None,
-                "signature_valid": False,
-                "received_at": NOW - timedelta(minutes=1),
-            },
+            _event("198.51.100.20", "evt_replayed", NOW - timedelta(minutes=9)),
+            _event("198.51.100.21", "evt_replayed", NOW - timedelta(minutes=2)),
+            _event("198.51.100.20", "evt_replayed", NOW - timedelta(minutes=3), provider="paypal"),
+            _event("198.51.100.22", "evt_old", NOW - timedelta(minutes=40)),
+            _event("198.51.100.22", "evt_old", NOW - timedelta(minutes=35)),
+            _event(None, None, NOW - timedelta(minutes=1), valid=False),
         ]
     )
     _insert(engine, rows)

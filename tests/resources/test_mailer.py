@@ -8,12 +8,11 @@ from email.message import EmailMessage
 
 import dagster as dg
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable, SmtpSettings, build_mailer
 from ops_platform.settings import load_settings
-from tests.smtp_server import CollectingHandler, free_port
+from tests.smtp_server import CollectingHandler, free_port, smtp_server
 
 cryptography = pytest.importorskip("cryptography")
 
@@ -77,18 +76,14 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 
 def test_starttls_and_login_over_one_connection(certificate):
-    handler, port = CollectingHandler(), free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
+    port = free_port()
+    with smtp_server(
         port=port,
         tls_context=server_context(certificate),
         require_starttls=True,
         authenticator=authenticator,
         auth_require_tls=True,
-    )
-    controller.start()
-    try:
+    ) as (_, handler):
         url = f"smtp://ops:p%40ss%20word@127.0.0.1:{port}?timeout=5&cafile={certificate[0]}"
         with Mailer(smtp_url=url) as mailer:
             for number in range(5):
@@ -99,54 +94,35 @@ def test_starttls_and_login_over_one_connection(certificate):
             pytest.raises(MailServerUnavailable, match="login .* refused: 535"),
         ):
             mailer.send(message(9))
-    finally:
-        controller.stop()
 
 
 def test_implicit_tls(certificate):
-    handler, port = CollectingHandler(), free_port()
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=port, ssl_context=server_context(certificate)
-    )
-    controller.start()
-    try:
+    port = free_port()
+    with smtp_server(port=port, ssl_context=server_context(certificate)) as (_, handler):
         with Mailer(smtp_url=f"smtps://127.0.0.1:{port}?cafile={certificate[0]}") as mailer:
             mailer.send(message(1))
         assert handler.message_ids == {"<test-1@ops-platform>": 1}
-    finally:
-        controller.stop()
 
 
 def test_required_starttls_missing_is_a_clear_error():
-    handler, port = CollectingHandler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with (
-            Mailer(smtp_url=f"smtp://127.0.0.1:{port}?starttls=true") as mailer,
-            pytest.raises(MailServerUnavailable, match="does not offer STARTTLS"),
-        ):
-            mailer.send(message(1))
-    finally:
-        controller.stop()
+    with (
+        smtp_server() as (url, _),
+        Mailer(smtp_url=f"{url}?starttls=true") as mailer,
+        pytest.raises(MailServerUnavailable, match="does not offer STARTTLS"),
+    ):
+        mailer.send(message(1))
 
 
 def test_reconnects_once_after_the_server_hung_up():
     handler, port = CollectingHandler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    mailer = Mailer(smtp_url=f"smtp://127.0.0.1:{port}")
-    try:
-        mailer.send(message(1))
-        controller.stop()  # the server goes away with our idle connection…
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
-        controller.start()  # …and comes back
-        mailer.send(message(2))
-        assert handler.message_ids == {"<test-1@ops-platform>": 1, "<test-2@ops-platform>": 1}
-        assert mailer._get_transport().connections_opened == 2
-    finally:
-        mailer.close()
-        controller.stop()
+    with Mailer(smtp_url=f"smtp://127.0.0.1:{port}") as mailer:
+        with smtp_server(handler, port=port):
+            mailer.send(message(1))
+        # the server went away with our idle connection… and comes back
+        with smtp_server(handler, port=port):
+            mailer.send(message(2))
+            assert handler.message_ids == {"<test-1@ops-platform>": 1, "<test-2@ops-platform>": 1}
+            assert mailer._get_transport().connections_opened == 2
 
 
 def test_outbox_needs_a_message_id_and_writes_eml(tmp_path):
