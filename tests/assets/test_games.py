@@ -280,6 +280,18 @@ def _materialize_pool(database, partition_key, instance=None, asset=daily_prize_
     )
 
 
+def _materialize_pool_with_checks(database, partition_key, **options):
+    """daily_prize_pools and its asset checks only (the other assets' checks stay out)."""
+    return dg.materialize(
+        [daily_prize_pools, *games.defs.asset_checks],
+        resources={"database": database},
+        partition_key=partition_key,
+        selection=dg.AssetSelection.assets(daily_prize_pools)
+        | dg.AssetSelection.checks_for_assets(daily_prize_pools),
+        **options,
+    )
+
+
 def test_daily_pools_exact_winners_ties_and_no_winner(engine, database):
     _pool_fixture(engine)
     for game in GAME_TYPES:
@@ -511,14 +523,7 @@ def test_one_winner_check(engine, database):
                 },
             ],
         )
-    result = dg.materialize(
-        [daily_prize_pools, *games.defs.asset_checks],
-        resources={"database": database},
-        partition_key="2026-01-01|snake",
-        selection=dg.AssetSelection.assets(daily_prize_pools)
-        | dg.AssetSelection.checks_for_assets(daily_prize_pools),
-        raise_on_error=False,
-    )
+    result = _materialize_pool_with_checks(database, "2026-01-01|snake", raise_on_error=False)
     check = _checks(result)["one_winner_per_finalized_pool"]
     assert not check.passed
     assert check.metadata["finalized_without_winner"].value == 1
@@ -663,12 +668,6 @@ def test_a_winner_without_a_score_fails_the_blocking_check_stops_downstream_and_
 
 def test_a_winner_with_a_score_in_the_period_passes(engine, database):
     _pool_fixture(engine)
-    result = dg.materialize(
-        [daily_prize_pools, *games.defs.asset_checks],
-        resources={"database": database},
-        partition_key="2026-01-01|snake",
-        selection=dg.AssetSelection.assets(daily_prize_pools)
-        | dg.AssetSelection.checks_for_assets(daily_prize_pools),
-    )
+    result = _materialize_pool_with_checks(database, "2026-01-01|snake")
     check = _checks(result)["one_winner_per_finalized_pool"]
     assert check.passed and check.metadata["winner_without_a_score"].value == 0

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
@@ -28,6 +28,7 @@ from ops_platform.resources.payments import (
     simulated_status,
 )
 from tests.payment_provider import ScriptedProvider
+from tests.payment_rows import insert_payments, payment_row
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 
@@ -53,17 +54,7 @@ def provider(provider_server):
 
 
 def _insert(engine, *rows):
-    defaults = {
-        "user_id": 1,
-        "amount_cents": 1000,
-        "currency": "USD",
-        "status": "pending",
-        "created_at": T0,
-        "check_count": 0,
-        "next_check_at": None,
-    }
-    with engine.begin() as connection:
-        connection.execute(insert(schema.payments), [defaults | row for row in rows])
+    insert_payments(engine, *rows, amount_cents=1000, currency="USD", created_at=T0)
 
 
 def _payment(engine, id):
@@ -245,31 +236,13 @@ def test_check_job_with_default_config_checks_only_due_payments(
     now = utcnow()
     _insert(
         engine,
-        {
-            "id": 1,
-            "provider_ref": "due_1",
-            "created_at": now - timedelta(minutes=2),
-            "next_check_at": now - timedelta(seconds=1),
-        },
-        {
-            "id": 2,
-            "provider_ref": "due_2",
-            "created_at": now - timedelta(seconds=30),
-        },  # never scheduled, 30 s old
-        {"id": 3, "provider_ref": "young", "created_at": now},  # never scheduled, not 5 s old
-        {
-            "id": 4,
-            "provider_ref": "later",
-            "created_at": now - timedelta(minutes=2),
-            "next_check_at": now + timedelta(minutes=1),
-        },
-        {
-            "id": 5,
-            "provider_ref": "done",
-            "status": "succeeded",
-            "created_at": now - timedelta(minutes=2),
-            "next_check_at": now - timedelta(seconds=1),
-        },
+        payment_row(1, "due_1", now - timedelta(minutes=2), now - timedelta(seconds=1)),
+        payment_row(2, "due_2", now - timedelta(seconds=30)),  # never scheduled, 30 s old
+        payment_row(3, "young", now),  # never scheduled, not 5 s old
+        payment_row(4, "later", now - timedelta(minutes=2), now + timedelta(minutes=1)),
+        payment_row(
+            5, "done", now - timedelta(minutes=2), now - timedelta(seconds=1), status="succeeded"
+        ),
     )
     provider_server.script("due_1", "succeeded")
     result = payment_status_check.execute_in_process(

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from ops_platform.db import schema
 from ops_platform.db.engine import utcnow
@@ -14,6 +14,7 @@ from ops_platform.jobs.payments import payment_status_check
 from ops_platform.resources.payments import PaymentProvider
 from ops_platform.sensors.payments import PAYMENTS_PER_RUN, RELAUNCH_AFTER_S, build_sensors
 from ops_platform.settings import load_settings
+from tests.payment_rows import insert_payments, payment_row
 
 [payment_status_check_sensor] = build_sensors(load_settings({}))
 
@@ -25,15 +26,7 @@ def instance():
 
 
 def _insert(engine, *rows):
-    defaults = {
-        "user_id": 1,
-        "amount_cents": 500,
-        "status": "pending",
-        "check_count": 0,
-        "next_check_at": None,
-    }
-    with engine.begin() as connection:
-        connection.execute(insert(schema.payments), [defaults | row for row in rows])
+    insert_payments(engine, *rows, amount_cents=500)
 
 
 def _evaluate(instance, database, cursor=None):
@@ -51,32 +44,13 @@ def test_due_payments_are_requested_once_per_check(instance, database, engine):
     now = utcnow()
     _insert(
         engine,
-        {
-            "id": 1,
-            "provider_ref": "r1",
-            "created_at": now - timedelta(minutes=3),
-            "next_check_at": now - timedelta(seconds=2),
-            "check_count": 4,
-        },
-        {
-            "id": 2,
-            "provider_ref": "r2",
-            "created_at": now - timedelta(seconds=20),
-        },  # never scheduled: due at +5 s
-        {"id": 3, "provider_ref": "r3", "created_at": now},  # too young
-        {
-            "id": 4,
-            "provider_ref": "r4",
-            "created_at": now - timedelta(minutes=3),
-            "next_check_at": now + timedelta(seconds=40),
-        },
-        {
-            "id": 5,
-            "provider_ref": "r5",
-            "status": "succeeded",
-            "created_at": now - timedelta(minutes=3),
-            "next_check_at": now - timedelta(seconds=2),
-        },
+        payment_row(1, "r1", now - timedelta(minutes=3), now - timedelta(seconds=2), check_count=4),
+        payment_row(2, "r2", now - timedelta(seconds=20)),  # never scheduled: due at +5 s
+        payment_row(3, "r3", now),  # too young
+        payment_row(4, "r4", now - timedelta(minutes=3), now + timedelta(seconds=40)),
+        payment_row(
+            5, "r5", now - timedelta(minutes=3), now - timedelta(seconds=2), status="succeeded"
+        ),
     )
     first = _evaluate(instance, database)
     [request] = first.run_requests
@@ -106,12 +80,7 @@ def test_many_due_payments_are_grouped_in_bounded_runs(instance, database, engin
     _insert(
         engine,
         *(
-            {
-                "id": i,
-                "provider_ref": f"g{i}",
-                "created_at": now - timedelta(minutes=1),
-                "next_check_at": now - timedelta(seconds=100 - i),
-            }
+            payment_row(i, f"g{i}", now - timedelta(minutes=1), now - timedelta(seconds=100 - i))
             for i in range(1, 46)
         ),
     )
@@ -125,15 +94,7 @@ def test_many_due_payments_are_grouped_in_bounded_runs(instance, database, engin
 
 def test_a_lost_launch_is_relaunched_after_a_while(instance, database, engine):
     now = utcnow()
-    _insert(
-        engine,
-        {
-            "id": 1,
-            "provider_ref": "lost",
-            "created_at": now - timedelta(hours=1),
-            "next_check_at": now - timedelta(seconds=5),
-        },
-    )
+    _insert(engine, payment_row(1, "lost", now - timedelta(hours=1), now - timedelta(seconds=5)))
     stale = json.dumps({"launched": {"1": [0, now.timestamp() - RELAUNCH_AFTER_S - 1]}})
     [request] = _evaluate(instance, database, cursor=stale).run_requests
     assert _ids(request) == [1]
