@@ -45,22 +45,16 @@ def _rows(engine, json_broken: str):
         ("og_tiers", [dict(id=3, level=3, price_coins=10**13, duration_days=0)]),
         (
             "users",
-            [
-                dict(id=1, email="a@x", og_level=1, og_tier_id=1, og_expires_at=None),
+            [dict(id=1, email="a@x", og_level=1, og_tier_id=1, og_expires_at=None)]
+            + [
                 dict(
-                    id=2,
-                    email="b@x",
-                    og_level=2,
-                    og_tier_id=2,
+                    id=id,
+                    email=f"{letter}@x",
+                    og_level=id,
+                    og_tier_id=id,
                     og_expires_at=OLD.replace(year=2999),
-                ),
-                dict(
-                    id=3,
-                    email="c@x",
-                    og_level=3,
-                    og_tier_id=3,
-                    og_expires_at=OLD.replace(year=2999),
-                ),
+                )
+                for id, letter in ((2, "b"), (3, "c"))
             ],
         ),
         ("users", [dict(id=4, email="d@x", coin_balance=-5, trust_score=5000)]),

@@ -188,6 +188,16 @@ def _check_results(result):
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def _run_checks_only(database, asset, *checks):
+    """`checks` against `asset`'s table as it is now, without materializing it again."""
+    result = dg.materialize(
+        [asset, *checks],
+        resources={"database": database},
+        selection=dg.AssetSelection.checks_for_assets(asset),
+    )
+    return _check_results(result)
+
+
 def test_stream_rankings_asset_writes_table_metadata_and_passes_checks(engine, database):
     now = utcnow()
     _stream_fixture(engine, now)
@@ -218,12 +228,9 @@ def test_stream_checks_fail_on_gaps_and_missing_streams(engine, database):
     dg.materialize([stream_rankings], resources={"database": database})
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM stream_rankings WHERE rank = 2"))
-    result = dg.materialize(
-        [stream_rankings, stream_ranks_dense_and_unique, one_ranking_row_per_stream],
-        resources={"database": database},
-        selection=dg.AssetSelection.checks_for_assets(stream_rankings),
+    checks = _run_checks_only(
+        database, stream_rankings, stream_ranks_dense_and_unique, one_ranking_row_per_stream
     )
-    checks = _check_results(result)
     assert not checks["stream_ranks_dense_and_unique"].passed
     assert not checks["one_ranking_row_per_stream"].passed
     assert checks["one_ranking_row_per_stream"].metadata["eligible_streams_missing"].value == 1
@@ -325,12 +332,9 @@ def test_trust_checks_catch_out_of_range_and_stale_users(engine, database):
             update(schema.users).where(schema.users.c.id == 2).values(trust_score=140.0)
         )
         connection.execute(insert(schema.users), [{"id": 8, "email": "new@example.com"}])
-    result = dg.materialize(
-        [user_trust_scores, trust_scores_within_range, trust_scores_updated_for_every_user],
-        resources={"database": database},
-        selection=dg.AssetSelection.checks_for_assets(user_trust_scores),
+    checks = _run_checks_only(
+        database, user_trust_scores, trust_scores_within_range, trust_scores_updated_for_every_user
     )
-    checks = _check_results(result)
     assert not checks["trust_scores_within_range"].passed
     assert checks["trust_scores_within_range"].metadata["users_out_of_range"].value == 1
     assert not checks["trust_scores_updated_for_every_user"].passed

@@ -51,6 +51,12 @@ def report_input_day(instance, day: str, assets=DAILY_INPUTS):
         )
 
 
+def report_input_days_but_the_late_one(instance):
+    for day in INPUT_DAYS:
+        if day != LATE_DAY:
+            report_input_day(instance, day)
+
+
 class Ticks:
     """Successive evaluations of the automation conditions, as the automation sensor runs them."""
 
@@ -87,9 +93,7 @@ def test_weekly_report_waits_for_a_missing_day_then_runs_once_with_all_inputs(
     resources,
 ):
     with dg.instance_for_test() as instance:
-        for day in INPUT_DAYS:
-            if day != LATE_DAY:
-                report_input_day(instance, day)
+        report_input_days_but_the_late_one(instance)
         ticks = Ticks(instance, resources)
         assert ticks.requested(at(21, 12)) == set()  # the week is not over
         assert ticks.requested(at(22, 0)) == set()  # over, but 2026-11-18 is missing
@@ -143,9 +147,7 @@ def test_a_report_run_by_hand_with_incomplete_inputs_names_what_is_missing(
     resources,
 ):
     with dg.instance_for_test() as instance:
-        for day in INPUT_DAYS:
-            if day != LATE_DAY:
-                report_input_day(instance, day)
+        report_input_days_but_the_late_one(instance)
         metadata = materialize_report(instance, resources)
     assert metadata["inputs_complete"].value is False
     assert metadata["inputs_missing"].value == (
