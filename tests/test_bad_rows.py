@@ -29,7 +29,7 @@ from ops_platform.resources.folders import Folders
 from ops_platform.resources.mailer import Mailer
 from ops_platform.resources.payments import PaymentProvider
 from ops_platform.resources.realtime import RealtimePublisher
-from tests.jobs.cleanup_helpers import run_job
+from tests.jobs.cleanup_helpers import output_metadata, run_job
 
 REDIS_URL = os.environ.get("OPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -253,8 +253,7 @@ def test_og_daily_bonus_skips_bad_tiers_and_users(malformed, database):
 
 def _output_metadata(result) -> dict:
     assert result.success
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {key: value.value for key, value in output.event_specific_data.metadata.items()}
+    return output_metadata(result)
 
 
 @pytest.fixture

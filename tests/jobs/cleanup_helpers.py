@@ -48,9 +48,13 @@ def run_job(job, op_name: str, database, **config) -> tuple[int, dict]:
         run_config={"ops": {op_name: {"config": config}}}, resources={"database": database}
     )
     assert result.success
+    return result.output_for_node(op_name), output_metadata(result)
+
+
+def output_metadata(result) -> dict:
+    """The metadata values of the run's one op output."""
     [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    metadata = {key: value.value for key, value in output.event_specific_data.metadata.items()}
-    return result.output_for_node(op_name), metadata
+    return {key: value.value for key, value in output.event_specific_data.metadata.items()}
 
 
 def ids(engine, table) -> set[int]:

@@ -16,6 +16,7 @@ from ops_platform.jobs.auth import UnverifiedAccountCleanupConfig
 from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.alerts import Alerts
 from ops_platform.schedules.catalog import Gate
+from tests.jobs.cleanup_helpers import output_metadata
 from tests.sensors.test_alerting import alert_on_failure
 
 
@@ -62,11 +63,6 @@ def step_failure(result):
         error = error.cause
     metadata = failure.event_specific_data.user_failure_data.metadata
     return error.message, {key: value.value for key, value in metadata.items()}
-
-
-def output_metadata(result) -> dict:
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {key: value.value for key, value in output.event_specific_data.metadata.items()}
 
 
 def alert_lines(alerts: Alerts) -> list[dict]:

@@ -20,7 +20,7 @@ from ops_platform.jobs.email import email_queue, send_due_emails
 from ops_platform.resources.mailer import Mailer, MailServerUnavailable
 from ops_platform.sensors.email import build_sensors
 from ops_platform.settings import load_settings
-from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once, output_metadata
 from tests.smtp_server import CollectingHandler, free_port, smtp_server
 
 [email_queue_due_sensor] = build_sensors(load_settings({}))
@@ -73,11 +73,6 @@ def run_job(database, mailer, **config):
     )
 
 
-def metadata_of(result):
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {key: value.value for key, value in output.event_specific_data.metadata.items()}
-
-
 def test_due_batches_are_sent_once_over_one_connection(engine, database):
     now = utcnow()
     seed_batches(engine, 30, now=now)
@@ -92,7 +87,7 @@ def test_due_batches_are_sent_once_over_one_connection(engine, database):
     with smtp_server() as (url, handler):
         result = run_job(database, Mailer(smtp_url=url, mail_from="ops@example.com"))
     assert result.success
-    assert metadata_of(result)["sent"] == 30
+    assert output_metadata(result)["sent"] == 30
     assert handler.connections == 1
     assert handler.message_ids == {batch_message_id(i): 1 for i in range(1, 31)}
     first = next(m for m in handler.messages if m["Message-ID"] == batch_message_id(1))
@@ -109,7 +104,7 @@ def test_max_batches_bounds_a_run(engine, database):
     seed_batches(engine, 12)
     with smtp_server() as (url, handler):
         result = run_job(database, Mailer(smtp_url=url), max_batches=5)
-    assert metadata_of(result)["sent"] == 5
+    assert output_metadata(result)["sent"] == 5
     assert sum(r.status == "sent" for r in rows(engine).values()) == 5
 
 
@@ -165,7 +160,7 @@ def test_bad_rows_are_dead_with_a_clear_error_and_do_not_stop_the_run(engine, da
     with smtp_server() as (url, handler):
         result = run_job(database, Mailer(smtp_url=url))
     assert result.success
-    assert metadata_of(result)["sent"] == 1 and metadata_of(result)["dead"] == 5
+    assert output_metadata(result)["sent"] == 1 and output_metadata(result)["dead"] == 5
     state = rows(engine)
     assert "user 999 does not exist" in state[1].error_message
     assert "has no email address" in state[2].error_message
@@ -238,7 +233,7 @@ def test_dry_run_claims_and_sends_nothing(engine, database):
     with smtp_server() as (url, handler):
         result = run_job(database, Mailer(smtp_url=url), dry_run=True)
     assert result.success
-    assert metadata_of(result)["due"] == 3 and metadata_of(result)["would_send"] == 3
+    assert output_metadata(result)["due"] == 3 and output_metadata(result)["would_send"] == 3
     assert not handler.messages
     assert {r.status for r in rows(engine).values()} == {"pending"}
 
@@ -256,7 +251,7 @@ def test_a_second_run_while_one_holds_the_lock_sends_nothing(engine, database, t
     seed_batches(engine, 2)
     with database.job_lock("email_queue"):
         result = run_job(database, Mailer(outbox_dir=str(tmp_path)))
-    assert result.success and metadata_of(result)["sent"] == 0
+    assert result.success and output_metadata(result)["sent"] == 0
     assert {r.status for r in rows(engine).values()} == {"pending"}
 
 
@@ -296,7 +291,7 @@ def test_a_retried_run_reports_the_mails_every_attempt_sent(
     lose_the_lock_connection_once(monkeypatch)
     result = run_job(database, Mailer(outbox_dir=str(tmp_path / "outbox")))
     assert result.success
-    metadata = metadata_of(result)
+    metadata = output_metadata(result)
     assert (metadata["sent"], metadata["claimed"], metadata["attempts"]) == (5, 5, 2)
     assert metadata["done_by_earlier_attempts"] == {"claimed": 5, "sent": 5}
     assert result.output_for_node("process_email_queue") == 5

@@ -16,7 +16,7 @@ from ops_platform.resources.object_store import (
     ObjectInfo,
     TransientObjectStoreError,
 )
-from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once, output_metadata
 
 ORPHANS = ["uploads/orphan1.png", "uploads/sub/orphan2.txt"]
 REFERENCED = ["uploads/ref1.png", "uploads/sub/ref2.pdf"]
@@ -56,11 +56,6 @@ def _run(database, store, **config):
     )
 
 
-def _metadata(result):
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {k: v.value for k, v in output.event_specific_data.metadata.items()}
-
-
 def test_grace_and_trash_boundaries(uploads, engine):
     store = uploads
     t0 = utcnow()
@@ -90,7 +85,7 @@ def test_job_moves_orphans_and_reports(uploads, database):
     assert result.success
     keys = set(_keys(uploads))
     assert keys == set(REFERENCED + OUTSIDE) | {f"trash/{key}" for key in ORPHANS}
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["moved_to_trash"] == 2 and metadata["referenced"] == 2
     assert metadata["rows_changed"] == 2 and metadata["uploads_listed"] == 4
     assert metadata["bytes_moved"] == sum(len(_content(k)) for k in ORPHANS)
@@ -100,7 +95,7 @@ def test_dry_run_changes_nothing(uploads, database):
     before = _keys(uploads)
     result = _run(database, uploads, dry_run=True)
     assert result.success and _keys(uploads) == before
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert (
         metadata["moved_to_trash"] == 2
         and metadata["rows_changed"] == 0
@@ -109,9 +104,9 @@ def test_dry_run_changes_nothing(uploads, database):
 
 
 def test_second_run_changes_nothing(uploads, database):
-    assert _metadata(_run(database, uploads))["rows_changed"] == 2
+    assert output_metadata(_run(database, uploads))["rows_changed"] == 2
     after = _keys(uploads)
-    assert _metadata(_run(database, uploads))["rows_changed"] == 0
+    assert output_metadata(_run(database, uploads))["rows_changed"] == 0
     assert _keys(uploads) == after
 
 
@@ -132,7 +127,7 @@ def test_crash_between_copy_and_delete_loses_nothing(uploads, database, monkeypa
     monkeypatch.setattr(store_class, "delete_many", real_delete)
     result = _run(database, uploads)
     assert result.success
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["resumed_moves"] == 2 and metadata["moved_to_trash"] == 0
     assert not set(ORPHANS) & set(_keys(uploads))
     for key in ORPHANS:
@@ -143,7 +138,7 @@ def test_concurrent_run_does_not_act(uploads, database):
     before = _keys(uploads)
     with database.job_lock("orphaned_file_cleanup"):
         result = _run(database, uploads)
-    assert result.success and _metadata(result)["rows_changed"] == 0
+    assert result.success and output_metadata(result)["rows_changed"] == 0
     assert _keys(uploads) == before
 
 
@@ -166,7 +161,7 @@ def test_bad_objects_are_skipped_and_counted(uploads, database, monkeypatch):
         expected_skipped = {"uploads/folder/", "uploads/a//b.png"}
     result = _run(database, uploads)
     assert result.success
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["skipped"] == len(expected_skipped)
     for key in expected_skipped:
         assert key in metadata["skipped_objects"]
@@ -219,7 +214,7 @@ def test_transient_store_faults_retry_the_step(uploads, database, monkeypatch):
 
     monkeypatch.setattr(store_class, "list_pages", flaky)
     result = _run(database, uploads)
-    assert result.success and _metadata(result)["moved_to_trash"] == 2
+    assert result.success and output_metadata(result)["moved_to_trash"] == 2
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
 
 
@@ -258,7 +253,7 @@ def test_objects_and_rows_no_rule_can_judge_are_left_alone_and_counted(
     for dry_run in (True, False):
         result = _run(database, uploads, dry_run=dry_run)
         assert result.success
-        metadata = _metadata(result)
+        metadata = output_metadata(result)
         assert metadata["skipped_no_last_modified"] == 2
         assert metadata["skipped_modified_in_future"] == 1
         assert metadata["moved_to_trash"] == 2
@@ -272,7 +267,7 @@ def test_a_retried_run_reports_the_uploads_every_attempt_moved(uploads, database
     lose_the_lock_connection_once(monkeypatch)
     result = _run(database, uploads)
     assert result.success
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["moved_to_trash"] == metadata["rows_changed"] == 2
     assert metadata["attempts"] == 2 and metadata["done_by_earlier_attempts"]["moved"] == 2
     assert not set(ORPHANS) & set(_keys(uploads))

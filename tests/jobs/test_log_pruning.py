@@ -17,6 +17,7 @@ from ops_platform.jobs._log_folder import LogFolderError, check_log_root
 from ops_platform.jobs.log_pruning import log_pruning
 from ops_platform.resources.folders import build_folders
 from ops_platform.settings import SettingsError, load_settings
+from tests.jobs.cleanup_helpers import output_metadata
 
 DAY = 86_400
 
@@ -91,11 +92,6 @@ def _refusal(result) -> str:
     return result.failure_data_for_node("prune_logs").error.message.strip()
 
 
-def _metadata(result):
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {k: v.value for k, v in output.event_specific_data.metadata.items()}
-
-
 def _deny_reading(monkeypatch, name: str) -> None:
     """Opening the log file called `name` fails as a file without read permission does."""
     real_open = _log_gzip.open_log_for_reading
@@ -144,7 +140,7 @@ def test_boundaries(database, logs, outside):
     assert (logs / "link.log").is_symlink() and (logs / "linked_dir").is_symlink()
     assert _snapshot(outside) == outside_before
 
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["files_compressed"] == 2  # app.log.1, api/req
     assert metadata["files_rotated"] == 2  # idle.log, big.log
     assert metadata["files_deleted"] == 4  # app.log.4.gz, old-…, cap 11 and 12
@@ -156,7 +152,7 @@ def test_boundaries(database, logs, outside):
 
 def test_dry_run_changes_nothing_and_reports_the_same_counts(database, logs):
     before = _snapshot(logs)
-    metadata = _metadata(_run(database, logs, dry_run=True))
+    metadata = output_metadata(_run(database, logs, dry_run=True))
     assert _snapshot(logs) == before
     assert (metadata["files_compressed"], metadata["files_rotated"], metadata["files_deleted"]) == (
         2,
@@ -167,9 +163,9 @@ def test_dry_run_changes_nothing_and_reports_the_same_counts(database, logs):
 
 
 def test_second_run_changes_nothing(database, logs):
-    assert _metadata(_run(database, logs))["rows_changed"] == 8
+    assert output_metadata(_run(database, logs))["rows_changed"] == 8
     after_first = _snapshot(logs)
-    second = _metadata(_run(database, logs))
+    second = output_metadata(_run(database, logs))
     assert second["rows_changed"] == 0
     assert _snapshot(logs) == after_first
 
@@ -179,7 +175,7 @@ def test_unreadable_file_is_reported_not_fatal(database, logs, monkeypatch):
     _deny_reading(monkeypatch, "locked.log.1")
     result = _run(database, logs)
     assert result.success
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["problems"] == 1
     assert "locked.log.1: cannot compress (Permission denied)" in metadata["problem_files"]
     assert (logs / "locked.log.1").exists() and not (logs / "locked.log.1.gz").exists()
@@ -217,22 +213,22 @@ def test_crash_half_way_then_rerun_completes_without_loss(database, logs, monkey
     for name, content in expected_content.items():
         assert content in contents.values(), f"{name} lost"
     assert not [n for n in names if Path(n).name.startswith(".")]
-    assert _metadata(_run(database, logs))["rows_changed"] == 0
+    assert output_metadata(_run(database, logs))["rows_changed"] == 0
 
 
 def test_concurrent_run_does_not_act(database, logs):
     before = _snapshot(logs)
     with database.job_lock("log_pruning"):
         result = _run(database, logs)
-    assert result.success and _metadata(result)["rows_changed"] == 0
+    assert result.success and output_metadata(result)["rows_changed"] == 0
     assert _snapshot(logs) == before
 
 
 def test_missing_folder_is_created_with_a_note(database, tmp_path):
     root = tmp_path / "nowhere" / "logs"
-    metadata = _metadata(_run(database, root, dry_run=True))
+    metadata = output_metadata(_run(database, root, dry_run=True))
     assert "does not exist" in metadata["note"] and not root.exists()
-    metadata = _metadata(_run(database, root))
+    metadata = output_metadata(_run(database, root))
     assert "created it" in metadata["note"] and root.is_dir() and metadata["rows_changed"] == 0
 
 
@@ -276,10 +272,10 @@ def test_only_files_named_like_logs_are_touched(database, tmp_path):
         _write(root / name, 60)
     _write(root / "fresh.log.1", 2)  # rotated, > 1 day: gzipped
 
-    dry = _metadata(_run(database, root, dry_run=True))
+    dry = output_metadata(_run(database, root, dry_run=True))
     assert (dry["files_deleted"], dry["files_compressed"], dry["not_log_files"]) == (4, 1, 7)
 
-    metadata = _metadata(_run(database, root))
+    metadata = output_metadata(_run(database, root))
     assert metadata["files_deleted"] == 4 and metadata["files_compressed"] == 1
     assert metadata["not_log_files"] == 7
     assert "`main.py`" in metadata["not_log_files_left_alone"]
@@ -291,7 +287,7 @@ def test_configured_log_patterns(database, tmp_path):
     root = tmp_path / "logs"
     _write(root / "worker.out.1", 60)
     _write(root / "app.log", 60)
-    metadata = _metadata(_run(database, root, env={"OPS_LOG_PATTERNS": "*.out, *.err"}))
+    metadata = output_metadata(_run(database, root, env={"OPS_LOG_PATTERNS": "*.out, *.err"}))
     assert metadata["files_deleted"] == 1 and metadata["not_log_files"] == 1
     assert set(_snapshot(root)) == {"app.log"}
     for broad in ("*", "*.*", "logs/*.log", " , "):
@@ -340,10 +336,10 @@ def test_run_config_naming_a_system_folder_is_refused(database, logs, folder):
 
 def test_run_config_may_narrow_to_a_sub_folder(database, logs):
     for log_dir in ("api", str(logs / "api")):
-        metadata = _metadata(_run(database, logs, log_dir=log_dir, dry_run=True))
+        metadata = output_metadata(_run(database, logs, log_dir=log_dir, dry_run=True))
         assert metadata["log_dir"] == str(logs / "api")
         assert metadata["files_compressed"] == 1 and metadata["files_seen"] == 1
-    metadata = _metadata(_run(database, logs, log_dir="api"))
+    metadata = output_metadata(_run(database, logs, log_dir="api"))
     assert set(_snapshot(logs / "api")) == {"req-2024-05-01.log.gz"}
     assert (logs / "app.log.1").exists() and (logs / "app.log.4.gz").exists()
 
@@ -423,7 +419,7 @@ def test_a_retried_run_reports_what_the_whole_run_did(database, logs, monkeypatc
     monkeypatch.setattr(_log_files, "gzip_file", lose_the_database_at_the_first_compression)
     result = _run(database, logs)
     assert result.success
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert (metadata["files_deleted"], metadata["files_rotated"]) == (4, 2)
     assert metadata["files_compressed"] == 2 and metadata["rows_changed"] == 8
     assert metadata["bytes_freed"] > 3 * 1024 * 1024 - 100_000
@@ -442,7 +438,7 @@ def test_files_with_times_no_real_log_has_are_left_alone_and_counted(database, l
     for dry_run in (True, False):
         result = _run(database, logs, dry_run=dry_run)
         assert result.success
-        metadata = _metadata(result)
+        metadata = output_metadata(result)
         assert metadata["skipped_mtime_in_future"] == metadata["skipped_mtime_absurd"] == 1
         assert metadata["rows_matched"] == 8  # the other files as without them
         assert "future.log: modification time in the future" in metadata["problem_files"]
@@ -453,7 +449,7 @@ def test_skipped_files_are_counted_by_kind(database, logs, monkeypatch):
     _write(logs / "locked.log.1", 3)
     os.mkfifo(logs / "pipe.log")
     _deny_reading(monkeypatch, "locked.log.1")
-    metadata = _metadata(_run(database, logs))
+    metadata = output_metadata(_run(database, logs))
     assert (metadata["skipped_unreadable"], metadata["skipped_not_regular_file"]) == (1, 1)
     assert metadata["skipped_mtime_in_future"] == metadata["skipped_not_removable"] == 0
     assert (logs / "locked.log.1").exists() and (logs / "pipe.log").exists()

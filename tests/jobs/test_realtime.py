@@ -22,7 +22,7 @@ from ops_platform.jobs.realtime import publish_outbox, realtime_publish
 from ops_platform.resources.realtime import RealtimePublisher, RealtimeUnavailable
 from ops_platform.sensors.realtime import build_sensors
 from ops_platform.settings import load_settings
-from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once, output_metadata
 
 [realtime_publish_sensor] = build_sensors(load_settings({}))
 
@@ -229,8 +229,7 @@ def test_a_retried_run_reports_every_attempts_events_once(
     lose_the_lock_connection_once(monkeypatch)
     result = _run(database, redis_url, batch_size=5)
     assert result.success and result.output_for_node("publish_realtime_events") == 12
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    metadata = output_metadata(result)
     assert (metadata["published"], metadata["batches"], metadata["attempts"]) == (12, 3, 2)
     assert len(subscriber.wait_for(12)) == 12
     time.sleep(0.3)

@@ -14,7 +14,7 @@ from ops_platform.jobs.reminders import (
     send_payment_reminders,
 )
 from ops_platform.resources.mailer import Mailer
-from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once, output_metadata
 from tests.smtp_server import CollectingHandler, free_port, smtp_server
 
 reminders = schema.payment_reminders
@@ -270,8 +270,7 @@ def test_a_retried_run_reports_the_reminders_every_attempt_sent(
     lose_the_lock_connection_once(monkeypatch)
     result = run_job(database, Mailer(outbox_dir=str(tmp_path)))
     assert result.success and result.output_for_node("send_overdue_payment_reminders") == 3
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    metadata = output_metadata(result)
     assert (metadata["sent"], metadata["queued"], metadata["attempts"]) == (3, 3, 2)
     assert metadata["already_sent_today"] == 0  # this run's own, not an earlier run's
     assert len(list(tmp_path.glob("payment-reminder-*.eml"))) == 3

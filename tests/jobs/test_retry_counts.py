@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from ops_platform.db import batching, schema
 from ops_platform.db.engine import utcnow
 from ops_platform.jobs.sessions import session_cleanup
+from tests.jobs.cleanup_helpers import output_metadata
 
 EXPIRED, LIVE = 60, 5
 
@@ -55,8 +56,7 @@ def test_rows_committed_before_a_transient_fault_count_in_the_run(engine, databa
         left = set(connection.execute(select(schema.sessions.c.id)).scalars())
     assert left == set(range(EXPIRED + 1, EXPIRED + LIVE + 1))
 
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    metadata = output_metadata(result)
     assert metadata["rows_changed"] == metadata["sessions_expired_changed"] == EXPIRED
     assert metadata["attempts"] == 2
     earlier = metadata["rows_changed_by_earlier_attempts"]

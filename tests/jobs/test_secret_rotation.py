@@ -17,7 +17,7 @@ from ops_platform.jobs._secret_rotation import rotate_secrets
 from ops_platform.jobs.secrets import secret_rotation
 from ops_platform.resources.folders import Folders
 from ops_platform.settings import SettingsError
-from tests.jobs.cleanup_helpers import lose_the_lock_connection_once
+from tests.jobs.cleanup_helpers import lose_the_lock_connection_once, output_metadata
 
 KEY = Fernet.generate_key().decode()
 
@@ -120,11 +120,6 @@ def _run(database, **config):
     )
 
 
-def _metadata(result):
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {k: v.value for k, v in output.event_specific_data.metadata.items()}
-
-
 @pytest.fixture(autouse=True)
 def secrets_key(monkeypatch):
     monkeypatch.setenv("OPS_SECRETS_KEY", KEY)
@@ -162,7 +157,7 @@ def test_rotation_grace_and_retirement(secrets_rows, database):
     assert len(value) >= 40 and value != new.value_ciphertext
     assert state[("multi", 3)].value_ciphertext != new.value_ciphertext
 
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["secrets_rotated"] == 2 and metadata["new_versions"] == 2
     assert metadata["superseded_to_retiring"] == 1 and metadata["retired"] == 2
     assert metadata["rows_changed"] == 7
@@ -203,7 +198,7 @@ def test_dry_run_changes_nothing_and_reports_what_it_would(secrets_rows, databas
     result = _run(database, dry_run=True)
     assert result.success
     assert _state(secrets_rows) == before
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert (
         metadata["secrets_rotated"],
         metadata["superseded_to_retiring"],
@@ -214,9 +209,9 @@ def test_dry_run_changes_nothing_and_reports_what_it_would(secrets_rows, databas
 
 
 def test_second_run_changes_nothing(secrets_rows, database):
-    assert _metadata(_run(database))["rows_changed"] == 7
+    assert output_metadata(_run(database))["rows_changed"] == 7
     before = _state(secrets_rows)
-    assert _metadata(_run(database))["rows_changed"] == 0
+    assert output_metadata(_run(database))["rows_changed"] == 0
     assert _state(secrets_rows) == before
 
 
@@ -276,7 +271,7 @@ def test_concurrent_run_does_not_act(secrets_rows, database):
     before = _state(secrets_rows)
     with database.job_lock("secret_rotation"):
         result = _run(database)
-    assert result.success and _metadata(result)["rows_changed"] == 0
+    assert result.success and output_metadata(result)["rows_changed"] == 0
     assert _state(secrets_rows) == before
 
 
@@ -326,8 +321,8 @@ def test_a_retried_run_reports_what_every_attempt_rotated(secrets_rows, database
     lose_the_lock_connection_once(monkeypatch)
     result = _run(database)
     assert result.success
-    metadata = _metadata(result)
+    metadata = output_metadata(result)
     assert metadata["secrets_rotated"] == 2 and metadata["new_versions"] == 2
     assert metadata["superseded_to_retiring"] == 1 and metadata["retired"] == 2
     assert metadata["rows_changed"] == 7 and metadata["attempts"] == 2
-    assert _metadata(_run(database))["rows_changed"] == 0
+    assert output_metadata(_run(database))["rows_changed"] == 0

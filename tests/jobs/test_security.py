@@ -21,6 +21,7 @@ from ops_platform.jobs.security import (
     webhook_security_monitor,
 )
 from ops_platform.resources.alerts import AlertDeliveryError, Alerts
+from tests.jobs.cleanup_helpers import output_metadata
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 ATTACKER = "203.0.113.5"
@@ -249,7 +250,6 @@ def test_the_job_reports_malformed_events_in_its_metadata(engine, database, aler
         resources={"database": database, "alerts": alerts}
     )
     assert result.success
-    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    metadata = output_metadata(result)
     assert metadata["bad_rows"] == {"webhook_events.null_source_ip": 3}
     assert metadata["bad_rows_total"] == 3 and metadata["findings"] == 0
