@@ -71,29 +71,18 @@ def _good_and_bad_rows(engine) -> list[tuple[str, list[dict]]]:
             "payments",
             [
                 dict(
-                    id=1,
-                    provider_ref="ok",
-                    amount_cents=1000,
+                    id=id,
+                    provider_ref=provider_ref,
+                    amount_cents=amount_cents,
                     status="succeeded",
                     created_at=at(0),
-                    settled_at=at(5),
-                ),
-                dict(
-                    id=2,
-                    provider_ref="neg",
-                    amount_cents=-500,
-                    status="succeeded",
-                    created_at=at(0),
-                    settled_at=at(6),
-                ),
-                dict(
-                    id=3,
-                    provider_ref="huge",
-                    amount_cents=10**13,
-                    status="succeeded",
-                    created_at=at(0),
-                    settled_at=at(7),
-                ),
+                    settled_at=at(settled_day),
+                )
+                for id, provider_ref, amount_cents, settled_day in (
+                    (1, "ok", 1000, 5),
+                    (2, "neg", -500, 6),
+                    (3, "huge", 10**13, 7),
+                )
             ],
         ),
         (
