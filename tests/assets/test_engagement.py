@@ -23,6 +23,7 @@ from ops_platform.assets.engagement import (
 )
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, utcnow
+from tests.assets.check_helpers import check_results, run_checks_only
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -184,20 +185,6 @@ def test_rank_streams_writes_only_changed_rows_and_equals_a_full_ranking(engine)
     _assert_same_as_full_ranking(engine, later)
 
 
-def _check_results(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
-def _run_checks_only(database, asset, *checks):
-    """`checks` against `asset`'s table as it is now, without materializing it again."""
-    result = dg.materialize(
-        [asset, *checks],
-        resources={"database": database},
-        selection=dg.AssetSelection.checks_for_assets(asset),
-    )
-    return _check_results(result)
-
-
 def test_stream_rankings_asset_writes_table_metadata_and_passes_checks(engine, database):
     now = utcnow()
     _stream_fixture(engine, now)
@@ -217,7 +204,7 @@ def test_stream_rankings_asset_writes_table_metadata_and_passes_checks(engine, d
     assert metadata["streams_with_activity"].value == 4
     assert "duration_s" in metadata
     assert "| 1 | 2 | two | yes |" in metadata["preview"].value
-    checks = _check_results(result)
+    checks = check_results(result)
     assert checks["stream_ranks_dense_and_unique"].passed
     assert checks["one_ranking_row_per_stream"].passed
 
@@ -228,7 +215,7 @@ def test_stream_checks_fail_on_gaps_and_missing_streams(engine, database):
     dg.materialize([stream_rankings], resources={"database": database})
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM stream_rankings WHERE rank = 2"))
-    checks = _run_checks_only(
+    checks = run_checks_only(
         database, stream_rankings, stream_ranks_dense_and_unique, one_ranking_row_per_stream
     )
     assert not checks["stream_ranks_dense_and_unique"].passed
@@ -319,7 +306,7 @@ def test_user_trust_scores_asset_updates_every_user_and_passes_checks(engine, da
     assert metadata["rows_examined"].value == 7 and metadata["rows_written"].value == 7
     assert metadata["users_at_0"].value == 1 and metadata["users_at_100"].value == 1
     assert "**Highest trust**" in metadata["preview"].value
-    checks = _check_results(result)
+    checks = check_results(result)
     assert checks["trust_scores_within_range"].passed
     assert checks["trust_scores_updated_for_every_user"].passed
 
@@ -332,7 +319,7 @@ def test_trust_checks_catch_out_of_range_and_stale_users(engine, database):
             update(schema.users).where(schema.users.c.id == 2).values(trust_score=140.0)
         )
         connection.execute(insert(schema.users), [{"id": 8, "email": "new@example.com"}])
-    checks = _run_checks_only(
+    checks = run_checks_only(
         database, user_trust_scores, trust_scores_within_range, trust_scores_updated_for_every_user
     )
     assert not checks["trust_scores_within_range"].passed

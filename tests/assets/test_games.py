@@ -29,6 +29,7 @@ from ops_platform.assets.games import (
 from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
+from tests.assets.check_helpers import check_results, run_checks_only
 
 UTC = UTC
 H = timedelta(hours=1)
@@ -164,10 +165,6 @@ def test_compute_standings_writes_only_changed_places_and_equals_a_full_recomput
     assert _boards(engine)[1] == _full_standings(engine, NOW + 2 * H, top_n=1)
 
 
-def _checks(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
 def test_leaderboards_asset_metadata_and_checks(engine, database):
     _leaderboard_fixture(engine, utcnow())
     result = dg.materialize(
@@ -184,7 +181,7 @@ def test_leaderboards_asset_metadata_and_checks(engine, database):
     assert materialization.metadata["row_count"].value == len(rows)
     assert materialization.metadata["boards"].value == 15
     assert "| snake | alltime | 1 | dave | 200 |" in materialization.metadata["preview"].value
-    checks = _checks(result)
+    checks = check_results(result)
     assert checks["every_board_readable"].passed
     assert checks["every_board_readable"].metadata["boards_with_a_leader"].value == len(boards)
     assert checks["leaderboard_ranks_dense"].passed
@@ -199,12 +196,7 @@ def test_leaderboard_dense_check_catches_a_gap(engine, database):
                 f"DELETE FROM {state_table(engine, 'leaderboard_standings')} WHERE game_type = 'snake' AND period = 'alltime' AND rank = 2"
             )
         )
-    result = dg.materialize(
-        [leaderboards, every_board_readable, leaderboard_ranks_dense],
-        resources={"database": database},
-        selection=dg.AssetSelection.checks_for_assets(leaderboards),
-    )
-    checks = _checks(result)
+    checks = run_checks_only(database, leaderboards, every_board_readable, leaderboard_ranks_dense)
     assert not checks["leaderboard_ranks_dense"].passed
     assert checks["leaderboard_ranks_dense"].metadata["boards_not_dense"].value == "snake/alltime"
     assert checks["every_board_readable"].passed
@@ -524,7 +516,7 @@ def test_one_winner_check(engine, database):
             ],
         )
     result = _materialize_pool_with_checks(database, "2026-01-01|snake", raise_on_error=False)
-    check = _checks(result)["one_winner_per_finalized_pool"]
+    check = check_results(result)["one_winner_per_finalized_pool"]
     assert not check.passed
     assert check.metadata["finalized_without_winner"].value == 1
     assert not result.success  # blocking: the failed check fails the run
@@ -656,7 +648,7 @@ def test_a_winner_without_a_score_fails_the_blocking_check_stops_downstream_and_
             raise_on_error=False,
         )
         assert not result.success
-        check = _checks(result)["one_winner_per_finalized_pool"]
+        check = check_results(result)["one_winner_per_finalized_pool"]
         assert not check.passed and check.metadata["winner_without_a_score"].value == 1
         assert check.metadata["unscored_pools"].value == "tetris:2026-01-02"
         assert paid == [] and not instance.get_materialized_partitions(prize_payouts.key)
@@ -669,5 +661,5 @@ def test_a_winner_without_a_score_fails_the_blocking_check_stops_downstream_and_
 def test_a_winner_with_a_score_in_the_period_passes(engine, database):
     _pool_fixture(engine)
     result = _materialize_pool_with_checks(database, "2026-01-01|snake")
-    check = _checks(result)["one_winner_per_finalized_pool"]
+    check = check_results(result)["one_winner_per_finalized_pool"]
     assert check.passed and check.metadata["winner_without_a_score"].value == 0
