@@ -1,26 +1,14 @@
 """deploy/prometheus/alerts.yml is generated from the schedule table and stays so; Prometheus'
 own promtool accepts it and its unit tests (alerts.test.yml) pass."""
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from ops_platform.alert_rules import alert_rules, render_alert_rules
 from ops_platform.schedules.overdue import missed_run_window_s, scheduled_rows
+from tests.prometheus_tools import prometheus_tool
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("OPS_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("OPS_REQUIRE_PROMETHEUS=1 but promtool is not installed")
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    return found
 
 
 def test_alerts_file_is_generated_from_the_schedule_table():
@@ -43,7 +31,7 @@ def test_one_missed_run_rule_per_schedule_with_its_window():
 
 def test_promtool_check_rules():
     result = subprocess.run(
-        [promtool(), "check", "rules", str(RULES_DIR / "alerts.yml")],
+        [prometheus_tool("promtool"), "check", "rules", str(RULES_DIR / "alerts.yml")],
         capture_output=True,
         text=True,
     )
@@ -52,7 +40,7 @@ def test_promtool_check_rules():
 
 def test_promtool_test_rules():
     result = subprocess.run(
-        [promtool(), "test", "rules", "alerts.test.yml"],
+        [prometheus_tool("promtool"), "test", "rules", "alerts.test.yml"],
         cwd=RULES_DIR,
         capture_output=True,
         text=True,

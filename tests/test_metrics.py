@@ -5,7 +5,6 @@ database hold, and loads the generated alert rules."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from ops_platform.db.engine import make_engine, utcnow
 from ops_platform.metrics import OpsCollector, exposition, partition_family, registry_for
 from tests.jobs.test_email import seed_batches
 from tests.platform_env import platform_defs, platform_env, run_job
+from tests.prometheus_tools import prometheus_tool
 from tests.smtp_server import free_port, smtp_server
 
 RULES = os.path.join(os.path.dirname(__file__), "..", "deploy", "prometheus", "alerts.yml")
@@ -46,15 +46,6 @@ FAMILIES = (
     "ops_partition_missing",
     "ops_daemon_heartbeat_age_seconds",
 )
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("OPS_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("OPS_REQUIRE_PROMETHEUS=1 but prometheus is not installed")
-        pytest.skip("prometheus not installed (Debian package prometheus)")
-    return found
 
 
 def get(url: str, timeout: float = 5.0) -> bytes:
@@ -113,7 +104,7 @@ def seed_work(engine) -> None:
 def scraped(db_url, tmp_path, monkeypatch):
     """Real runs on a real instance, the exporter serving it, Prometheus scraping the exporter;
     yields a function querying Prometheus (PromQL → {labels: value})."""
-    prometheus = prometheus_binary()
+    prometheus = prometheus_tool("prometheus")
     with smtp_server() as (smtp_url, handler):
         env = platform_env(
             monkeypatch,
