@@ -4,6 +4,8 @@ started as subprocesses see too."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -39,4 +41,20 @@ def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, run_co
     """One real in-process run of `job` with the definitions' resources."""
     return defs.get_job_def(job).execute_in_process(
         run_config=run_config or {}, instance=instance, raise_on_error=False
+    )
+
+
+def run_dagster(
+    command: str, *options: str, env: dict, cwd: Path | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """`dagster <command> -m ops_platform.definitions <options>` from this Python
+    environment, its output captured as text."""
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.run(
+        [str(dagster), *command.split(), "-m", "ops_platform.definitions", *options],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -3,9 +3,7 @@ run does each partition of the range, and the OG bonus still credits each user o
 
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -15,6 +13,7 @@ from ops_platform.assets._ranges import RANGE_IN_ONE_RUN
 from ops_platform.db.migrate import upgrade
 from ops_platform.db.seed import seed_database
 from ops_platform.definitions import defs
+from tests.platform_env import run_dagster
 
 TODAY = datetime.now(UTC).date()
 
@@ -70,14 +69,8 @@ def test_every_partitioned_asset_backfills_a_range_in_one_run():
 
 
 def _materialize(env, select: str, start: str, end: str) -> subprocess.CompletedProcess:
-    dagster = Path(sys.executable).with_name("dagster")
-    return subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "ops_platform.definitions"]
-        + ["--select", select, "--partition-range", f"{start}...{end}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    return run_dagster(
+        "asset materialize", "--select", select, "--partition-range", f"{start}...{end}", env=env
     )
 
 

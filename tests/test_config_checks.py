@@ -4,9 +4,6 @@ check fails with one line, tagged, and the failure alert calls it a config error
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -22,6 +19,7 @@ from ops_platform.retries import (
 from ops_platform.schedules.catalog import SCHEDULES
 from ops_platform.sensors.alerting import build_sensors
 from ops_platform.settings import load_settings
+from tests.platform_env import run_dagster
 
 REPO = defs.get_repository_def()
 run_failure_alert_sensor = build_sensors(load_settings({}))[0]
@@ -90,14 +88,8 @@ def test_dagster_job_execute_refuses_bad_config_without_a_run(tmp_path):
     )
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "OPS_DATA_DIR": str(tmp_path / "d")}
     env.pop("OPS_DATABASE_URL", None)
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "job", "execute"]
-        + ["-m", "ops_platform.definitions", "-j", "session_cleanup", "-c", "bad.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    result = run_dagster(
+        "job execute", "-j", "session_cleanup", "-c", "bad.yaml", env=env, cwd=tmp_path
     )
     assert result.returncode != 0
     assert "batch_size: Input should be greater than 0 (got -5)" in result.stderr

@@ -3,10 +3,7 @@ score), no_winner, finalized pools never change, failures isolated, backfills ov
 (one ranged run, as the CLI and single-run backfills do) and the schedule ticks."""
 
 import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -30,6 +27,7 @@ from ops_platform.db import schema
 from ops_platform.db.engine import as_utc, state_table, utcnow
 from ops_platform.db.schema import GAME_TYPES
 from tests.assets.check_helpers import check_results, run_checks_only
+from tests.platform_env import run_dagster
 
 UTC = UTC
 H = timedelta(hours=1)
@@ -583,22 +581,13 @@ def test_cli_partition_range_backfills(tmp_path):
         "OPS_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(home),
     }
-    dagster = Path(sys.executable).with_name("dagster")
-    completed = subprocess.run(
-        [
-            str(dagster),
-            "asset",
-            "materialize",
-            "-m",
-            "ops_platform.definitions",
-            "--select",
-            "daily_prize_pools",
-            "--partition-range",
-            "2026-01-01|snake...2026-01-03|space_invaders",
-        ],
+    completed = run_dagster(
+        "asset materialize",
+        "--select",
+        "daily_prize_pools",
+        "--partition-range",
+        "2026-01-01|snake...2026-01-03|space_invaders",
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

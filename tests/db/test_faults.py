@@ -2,11 +2,8 @@
 that may pass (refused or reset connections, serialization failures) are retried."""
 
 import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,6 +15,7 @@ from ops_platform.jobs.sessions import session_cleanup
 from ops_platform.resources.database import Database
 from ops_platform.retries import is_transient
 from tests.conftest import POSTGRES_URL
+from tests.platform_env import run_dagster
 
 
 def _error(url: str, sql: str = "SELECT 1"):
@@ -98,15 +96,7 @@ def test_the_command_line_names_the_setting(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     env["OPS_DATABASE_URL"] = "postgresql://nope.invalid:1/x"
     started = time.perf_counter()
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "job", "execute"]
-        + ["-m", "ops_platform.definitions", "-j", "session_cleanup"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    result = run_dagster("job execute", "-j", "session_cleanup", env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "the host name does not resolve — check OPS_DATABASE_URL" in result.stderr
     assert "RETRY" not in result.stderr
