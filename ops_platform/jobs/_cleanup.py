@@ -1,7 +1,7 @@
 """The thin op layer shared by the cleanup and expiry jobs.
 
 A rule function does the work (`rule(engine, config, now, log) -> RuleOutcome`); the op
-takes the job's singleton lock, turns transient faults into retries, runs the rule as a dry
+(`job_op`: the job's singleton lock, transient faults as retries) runs the rule as a dry
 run first for the blast-radius gate (`_gate`), then for real with its batches paced
 (`ops_platform.db.pacing`), and reports rows examined and changed per table, bad rows
 skipped, the gate's figures, the pacing and the duration. `rule_job` builds such a job: a
@@ -26,17 +26,14 @@ from ops_platform.db.pacing import use_pacer
 from ops_platform.jobs._common import (
     GuardedJobConfig,
     attempts_metadata,
-    lock_held_output,
+    job_op,
     one_op_job,
     rows_metadata,
-    singleton,
-    transient_retries,
     with_earlier_attempts,
 )
 from ops_platform.jobs._gate import Preview, check_blast_radius, pacer_for
 from ops_platform.log_line import LogLine
 from ops_platform.resources.database import Database
-from ops_platform.schedules.catalog import op_tags
 
 
 @dataclass
@@ -84,14 +81,11 @@ def run_rule_op(
     rule: Rule,
     **extra_metadata,
 ) -> dg.Output[int]:
-    """Run `rule` under the job's singleton lock, behind the blast-radius gate, its batches
-    paced; output rows changed with metadata."""
+    """Run `rule` behind the blast-radius gate, its batches paced; output rows changed with
+    metadata. (The op around it holds the job's lock and retries transient faults.)"""
     started = time.perf_counter()
     gate, pacer = pacer_for(context, config)
-    with transient_retries(context), singleton(context, database) as acting:
-        if not acting:
-            return lock_held_output(dry_run=config.dry_run, rows_changed=0)
-        outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
+    outcome, gate_metadata = guarded_rule(context, database, config, rule, gate, pacer)
     results = with_earlier_attempts(context, outcome.results)
     bad_rows = job_bad_rows(context, database.engine)
     metadata = rows_metadata(
@@ -134,11 +128,11 @@ def rule_job(
     config_class = get_type_hints(rule)["config"]
 
     # The annotation is the class itself: Dagster builds the op's config schema from it.
+    @job_op(job_name, inspect.getdoc(rule), name=op_name, when_lock_held={"rows_changed": 0})
     def apply_rule(
         context: dg.OpExecutionContext, config: config_class, database: Database
     ) -> dg.Output[int]:
         extra = metadata(config) if metadata else {}
         return run_rule_op(context, database, config, rule, **extra)
 
-    op = dg.op(name=op_name, tags=op_tags(job_name), description=inspect.getdoc(rule))(apply_rule)
-    return one_op_job(job_name, op, description)
+    return one_op_job(job_name, apply_rule, description)

@@ -125,12 +125,14 @@ def job_op(
     job_name: str,
     description: str,
     *,
+    name: str | None = None,
     alone: bool = True,
     retried: bool = True,
     when_lock_held: dict | None = None,
     lock_held_reason: str = LOCK_HELD,
 ):
-    """Make the decorated function the op of job `job_name`, its tags from the schedule table.
+    """Make the decorated function the op of job `job_name` (named `name`, by default the
+    function's name), its tags from the schedule table.
 
     The body runs with transient faults turned into retries (`transient_retries`; not when
     `retried=False`: a body whose change a retry would make twice) and, when
@@ -151,7 +153,8 @@ def job_op(
                 output = body(context, **inputs)
             return _with_duration(output, started)
 
-        return dg.op(name=body.__name__, tags=op_tags(job_name), description=description)(op_body)
+        op_name = name or body.__name__
+        return dg.op(name=op_name, tags=op_tags(job_name), description=description)(op_body)
 
     return decorate
 
